@@ -1,0 +1,5 @@
+/* liictl: entry point. */
+int main(void)
+{
+        return 0;
+}

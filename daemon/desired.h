@@ -1,0 +1,85 @@
+/* The desired-state document (format "lii.desired/1"): parsing and
+ * validation of untrusted JSON into service specs. Every error names the
+ * JSON path and the reason, e.g.
+ *   "services.hello.artifact.sha256: not 64 hex digits". */
+#pragma once
+
+#include <json-c/json.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define DESIRED_FORMAT "lii.desired/1"
+#define DESIRED_MAX_SERVICES 4096
+#define DESIRED_MAX_STRING 4096 /* any one string value, bytes */
+#define DESIRED_MAX_ARGS 256    /* exec arguments */
+#define DESIRED_MAX_ENV 256     /* env entries */
+
+enum artifact_type { ARTIFACT_TAR, ARTIFACT_FILE };
+enum ready_kind { READY_STARTED, READY_NOTIFY };
+enum health_kind { HEALTH_NONE, HEALTH_HTTP, HEALTH_TCP, HEALTH_EXEC };
+enum sandbox_kind { SANDBOX_STRICT, SANDBOX_NONE };
+
+struct health_spec {
+        enum health_kind kind;
+        char *target;     /* http: URL template; tcp: "host:port" template; else NULL */
+        char **exec_argv; /* exec: argv templates, NULL-terminated; else NULL */
+        uint64_t interval_usec, timeout_usec, deadline_usec, watch_usec;
+        unsigned passes;
+};
+
+struct service_spec {
+        char *name;
+        char *artifact_url;  /* absolute: resolved against the document URL */
+        char *signature_url; /* absolute; defaults to artifact_url + ".minisig" */
+        char artifact_sha256[65];
+        uint64_t artifact_size;
+        enum artifact_type artifact_type;
+        char **exec; /* NULL-terminated templates; exec[0] relative to the artifact root */
+        char **env;  /* NULL-terminated "KEY=value" templates, sorted by key */
+        int port;    /* 0 for "auto", otherwise 1..65535 */
+        enum ready_kind ready;
+        struct health_spec health;
+        uint64_t stop_timeout_usec;
+        uint64_t memory_max;  /* bytes, 0 = no limit */
+        unsigned cpu_percent; /* 0 = no limit; may exceed 100 on several cores */
+        uint64_t tasks_max;   /* 0 = no limit */
+        enum sandbox_kind sandbox;
+        char *spec_json;      /* canonical JSON of the entry (keys sorted, no spaces) */
+        char spec_sha256[65]; /* SHA-256 of spec_json */
+};
+
+struct desired {
+        uint64_t serial;
+        uint64_t expires_usec; /* 0 when absent */
+        size_t n_services;
+        struct service_spec *services; /* sorted by name */
+};
+
+/* Parses and validates a whole document. base_url is the document's own URL,
+ * against which relative artifact URLs resolve. On failure returns a negative
+ * errno-style code and sets *ret_error to a malloc'ed "path: reason" message;
+ * on success sets *ret and leaves *ret_error untouched. */
+int desired_parse(const char *buf, size_t len, const char *base_url, struct desired **ret,
+                  char **ret_error);
+
+/* Parses one service entry, as stored by spec_json (URLs already absolute).
+ * Used to bring back the spec of a running or previous instance from the
+ * state file. Same error convention; the path is prefixed "services.<name>". */
+int service_spec_parse(const char *name, const char *spec_json, struct service_spec **ret,
+                       char **ret_error);
+
+/* Looks a service up by name; NULL when absent. */
+const struct service_spec *desired_find(const struct desired *d, const char *name);
+
+struct desired *desired_free(struct desired *d);
+struct service_spec *service_spec_free(struct service_spec *s);
+void service_spec_done(struct service_spec *s); /* frees members only */
+static inline void desired_freep(struct desired **d)
+{
+        desired_free(*d);
+}
+static inline void service_spec_freep(struct service_spec **s)
+{
+        service_spec_free(*s);
+}

@@ -1,0 +1,76 @@
+/* Log sink selection and formatting; see log.h. */
+#include "log.h"
+
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <systemd/sd-journal.h>
+
+int log_max_level = LOG_INFO;
+static bool log_to_journal;
+
+static const char *const level_names[] = {
+        [LOG_ERR] = "error", [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
+        [LOG_INFO] = "info", [LOG_DEBUG] = "debug",
+};
+
+int log_level_from_string(const char *s)
+{
+        for (size_t i = 0; i < ELEMENTSOF(level_names); i++)
+                if (level_names[i] && strcmp(level_names[i], s) == 0)
+                        return (int)i;
+        return -EINVAL;
+}
+
+/* JOURNAL_STREAM names the device and inode of the journal stream that
+ * systemd connected to stderr; only when it still matches is journald the
+ * reader, so structured fields are worth sending. */
+void log_open(void)
+{
+        const char *e = getenv("JOURNAL_STREAM");
+        struct stat st;
+        unsigned long long dev, ino;
+        log_to_journal = e && sscanf(e, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+                         st.st_dev == dev && st.st_ino == ino;
+}
+
+int log_internal(int level, int error, const char *service, unsigned long long generation,
+                 const char *fmt, ...)
+{
+        int saved = errno;
+        error = error < 0 ? -error : error;
+        if (level > log_max_level) {
+                errno = saved;
+                return -error;
+        }
+        char msg[2048];
+        errno = error;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+
+        if (log_to_journal) {
+                char f[5][2200];
+                struct iovec iov[5];
+                size_t n = 0;
+                snprintf(f[n++], sizeof f[0], "MESSAGE=%s", msg);
+                snprintf(f[n++], sizeof f[0], "PRIORITY=%d", level);
+                if (service)
+                        snprintf(f[n++], sizeof f[0], "LII_SERVICE=%s", service);
+                if (generation)
+                        snprintf(f[n++], sizeof f[0], "LII_GENERATION=%llu", generation);
+                if (error)
+                        snprintf(f[n++], sizeof f[0], "ERRNO=%d", error);
+                for (size_t i = 0; i < n; i++)
+                        iov[i] = (struct iovec){ .iov_base = f[i], .iov_len = strlen(f[i]) };
+                sd_journal_sendv(iov, (int)n);
+        } else if (service) {
+                fprintf(stderr, "liid: %s: %s: %s\n", level_names[level], service, msg);
+        } else {
+                fprintf(stderr, "liid: %s: %s\n", level_names[level], msg);
+        }
+        errno = saved;
+        return -error;
+}

@@ -1,0 +1,5 @@
+/* liid: entry point. */
+int main(void)
+{
+        return 0;
+}

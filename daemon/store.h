@@ -1,0 +1,45 @@
+/* The content-addressed artifact store under <state_dir>/store:
+ *   store/sha256/<hex>/   unpacked once, read-only, shared by every generation
+ *   store/tmp/            downloads and unpacking in progress
+ * An artifact is verified (size, SHA-256) while its bytes stream in, and the
+ * verified copy (the same descriptor) is the one unpacked; only a complete,
+ * verified tree is renamed into place. */
+#pragma once
+
+#include <uv.h>
+
+#include "archive.h"
+#include "desired.h"
+
+struct store;
+struct store_job;
+
+/* r < 0 on failure, with error a message naming what and why
+ * ("artifact file:///x/hello.tar.gz: SHA-256 mismatch: expected …, got …").
+ * On success root is the absolute path of the unpacked artifact root.
+ * Both strings are valid only during the call. */
+typedef void (*store_done_cb)(int r, const char *root, const char *error, void *userdata);
+
+/* Creates the store folders below state_dir if needed and removes leftovers
+ * in store/tmp from an earlier run. */
+int store_new(uv_loop_t *loop, const char *state_dir, struct store **ret);
+/* Cancels outstanding jobs without calling their callbacks. Accepts NULL. */
+struct store *store_free(struct store *s);
+
+/* Makes sure spec's artifact is in the store, fetching and verifying it if
+ * needed. Calls cb exactly once, later, from the loop — unless this returns
+ * an error, in which case cb is never called. */
+int store_ensure(struct store *s, const struct service_spec *spec, store_done_cb cb,
+                 void *userdata, struct store_job **ret_job);
+/* Cancels a job; its callback is not called. Work already running on the
+ * thread pool finishes and its result is discarded. */
+void store_job_cancel(struct store_job *job);
+
+/* The absolute root path of an artifact, whether or not it is present.
+ * Returns a malloc'ed string. */
+char *store_artifact_path(struct store *s, const char *sha256);
+bool store_has(struct store *s, const char *sha256);
+
+/* Removes every store entry whose SHA-256 is not in keep (NULL-terminated).
+ * Returns how many were removed, or a negative errno. */
+int store_collect(struct store *s, char *const *keep);

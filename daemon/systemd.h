@@ -1,0 +1,74 @@
+/* systemd through sd-bus, driven by the libuv loop (the bus fd polled with
+ * sd_bus_get_events(), sd_bus_get_timeout() on a timer): transient units,
+ * stop, unit listing for adoption, and unit state from D-Bus signals
+ * (JobRemoved, PropertiesChanged) instead of polling. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+struct systemd;
+
+struct unit_status {
+        char active_state[16]; /* "active", "activating", "failed", "inactive", … */
+        char sub_state[32];
+        char result[32];         /* Service Result: "success", "exit-code", … */
+        uint32_t main_pid;       /* 0 when none */
+        uint64_t active_enter_usec; /* realtime, 0 when never */
+        int exec_main_code;      /* CLD_EXITED, CLD_KILLED… from ExecMainCode */
+        int exec_main_status;    /* exit status or signal */
+        bool loaded;             /* false when systemd does not know the unit (gone) */
+};
+
+/* Called whenever a watched unit's state changes (and once after watching
+ * starts, with the current state). */
+typedef void (*systemd_unit_cb)(struct systemd *m, const char *unit, const struct unit_status *st,
+                                void *userdata);
+/* A job finished: r = 0 when systemd's job result is "done", otherwise
+ * negative with result the job result string ("failed", "timeout", …) or
+ * the D-Bus error message. */
+typedef void (*systemd_job_cb)(struct systemd *m, int r, const char *result, void *userdata);
+/* The units whose name starts with a prefix: names is NULL-terminated
+ * and valid only during the call. */
+typedef void (*systemd_list_cb)(struct systemd *m, int r, char *const *names, void *userdata);
+
+/* bus: "system", "user" or a D-Bus address ("unix:path=/run/…/private").
+ * A "unix:path=…/systemd/private" address is the manager's private peer-to-peer
+ * socket and is used without a bus daemon. */
+int systemd_new(uv_loop_t *loop, const char *bus, systemd_unit_cb unit_cb, void *userdata,
+                struct systemd **ret);
+/* Accepts NULL. No callbacks are called after this. */
+struct systemd *systemd_free(struct systemd *m);
+
+struct transient_unit {
+        const char *name;        /* "lii-hello@3.service" */
+        const char *description;
+        const char *slice;       /* "lii.slice" */
+        char *const *argv;       /* argv[0] absolute */
+        const char *working_directory;
+        char *const *environment; /* "KEY=value", NULL-terminated */
+        bool notify;             /* Type=notify instead of Type=exec */
+        uint64_t timeout_stop_usec;
+        uint64_t memory_max;     /* 0: none */
+        uint64_t cpu_quota_per_sec_usec; /* 0: none; 500000 = 50% */
+        uint64_t tasks_max;      /* 0: none */
+        const char *state_directory; /* "lii/hello", or NULL */
+        bool sandbox_strict;     /* DynamicUser, ProtectSystem=strict, NoNewPrivileges, PrivateTmp, … */
+};
+
+/* StartTransientUnit with mode "fail"; cb fires when the job is removed. */
+int systemd_start_transient(struct systemd *m, const struct transient_unit *u, systemd_job_cb cb,
+                            void *userdata);
+/* StopUnit with mode "replace"; cb fires when the job is removed (also when
+ * the unit was not loaded: then r = 0). cb may be NULL. */
+int systemd_stop_unit(struct systemd *m, const char *unit, systemd_job_cb cb, void *userdata);
+/* ListUnitsByPatterns for "prefix*" (all states). */
+int systemd_list_units(struct systemd *m, const char *prefix, systemd_list_cb cb, void *userdata);
+/* Starts and stops delivery of unit_cb for one unit. */
+int systemd_watch_unit(struct systemd *m, const char *unit);
+void systemd_unwatch_unit(struct systemd *m, const char *unit);
+/* Whether the manager is the system manager (full sandboxing applies)
+ * or a user manager (some mount-namespace options are unavailable). */
+bool systemd_is_system(struct systemd *m);

@@ -1,0 +1,106 @@
+/* The wire format between liid and its clients (liictl, curl, scripts):
+ * routes, JSON field names, error codes and the API version. It lives
+ * here once, and both sides use it.
+ *
+ * Bump LII_API_VERSION (and the /v1 prefix with it) only for an
+ * incompatible change; adding a field is compatible and needs no bump. */
+#pragma once
+
+#include <json-c/json.h>
+#include <stdbool.h>
+
+#define LII_API_VERSION 1
+#define LII_API_PREFIX "/v1"
+
+/* The host part of URLs sent over the Unix socket is ignored by liid;
+ * clients use this one so that logs read naturally. */
+#define LII_API_HOST "http://lii"
+
+#define LII_ROUTE_STATUS LII_API_PREFIX "/status"
+#define LII_ROUTE_SERVICES LII_API_PREFIX "/services/" /* + {name} */
+#define LII_ROUTE_EVENTS LII_API_PREFIX "/events"
+#define LII_ROUTE_SYNC LII_API_PREFIX "/sync"
+#define LII_ROUTE_PAUSE LII_API_PREFIX "/pause"
+#define LII_ROUTE_RESUME LII_API_PREFIX "/resume"
+#define LII_ROUTE_METRICS LII_API_PREFIX "/metrics"
+
+#define LII_DEFAULT_SOCKET "/run/lii/liid.sock"
+#define LII_SOCKET_ENV "LIID_SOCKET"
+
+/* Status document field names (contract; see the design brief). */
+#define LII_F_NODE "node"
+#define LII_F_VERSION "version"
+#define LII_F_PAUSED "paused"
+#define LII_F_SOURCE "source"
+#define LII_F_URL "url"
+#define LII_F_SERIAL "serial"
+#define LII_F_FETCHED_AT "fetched_at"
+#define LII_F_ERROR "error"
+#define LII_F_SERVICES "services"
+#define LII_F_STATE "state"
+#define LII_F_CURRENT "current"
+#define LII_F_PREVIOUS "previous"
+#define LII_F_DESIRED "desired"
+#define LII_F_GENERATION "generation"
+#define LII_F_UNIT "unit"
+#define LII_F_ARTIFACT_SHA256 "artifact_sha256"
+#define LII_F_SPEC_SHA256 "spec_sha256"
+#define LII_F_ACTIVE_SINCE "active_since"
+#define LII_F_HEALTHY "healthy"
+#define LII_F_MAIN_PID "main_pid"
+#define LII_F_PORT "port"
+#define LII_F_LAST_ROLLOUT "last_rollout"
+#define LII_F_RESULT "result"
+#define LII_F_REASON "reason"
+#define LII_F_STARTED_AT "started_at"
+#define LII_F_FINISHED_AT "finished_at"
+#define LII_F_DURATION_MS "duration_ms"
+#define LII_F_CODE "code"
+#define LII_F_MESSAGE "message"
+
+/* Service states, in the order a rollout passes through them. */
+enum lii_state {
+        LII_STATE_PENDING,
+        LII_STATE_FETCHING,
+        LII_STATE_STARTING,
+        LII_STATE_CHECKING,
+        LII_STATE_RUNNING,
+        LII_STATE_FAILED,
+        LII_STATE_REVERTING,
+        LII_STATE_STOPPING,
+        LII_STATE_STOPPED,
+        _LII_STATE_MAX,
+};
+const char *lii_state_to_string(enum lii_state s);
+int lii_state_from_string(const char *s); /* -EINVAL when unknown */
+
+enum lii_result {
+        LII_RESULT_NONE,
+        LII_RESULT_SUCCEEDED,
+        LII_RESULT_FAILED,
+        LII_RESULT_REVERTED,
+        _LII_RESULT_MAX,
+};
+const char *lii_result_to_string(enum lii_result r); /* NULL for NONE */
+
+/* Error codes of {"error":{"code":…,"message":…}} and their HTTP status. */
+#define LII_ERR_NOT_FOUND "not_found"                   /* 404 */
+#define LII_ERR_METHOD_NOT_ALLOWED "method_not_allowed" /* 405 */
+#define LII_ERR_FORBIDDEN "forbidden"                   /* 403 */
+#define LII_ERR_BAD_REQUEST "bad_request"               /* 400 */
+#define LII_ERR_TOO_LARGE "request_too_large"           /* 413 */
+#define LII_ERR_CONFLICT "conflict"                     /* 409 */
+#define LII_ERR_INTERNAL "internal"                     /* 500 */
+
+/* Builds the error document. Never returns NULL. */
+json_object *lii_error_new(const char *code, const char *message);
+
+/* liictl exit codes (contract). */
+enum {
+        LIICTL_EXIT_OK = 0,
+        LIICTL_EXIT_FAILED = 1,
+        LIICTL_EXIT_USAGE = 2,
+        LIICTL_EXIT_UNREACHABLE = 3,
+        LIICTL_EXIT_DENIED = 4,
+        LIICTL_EXIT_TIMEOUT = 5,
+};

@@ -1,0 +1,222 @@
+/* Pure helpers shared by liid and liictl; see util.h. */
+#include "util.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+
+char **strv_free(char **v)
+{
+        if (!v)
+                return NULL;
+        for (char **p = v; *p; p++)
+                free(*p);
+        free(v);
+        return NULL;
+}
+
+size_t strv_length(char *const *v)
+{
+        size_t n = 0;
+        while (v && v[n])
+                n++;
+        return n;
+}
+
+struct unit_scale {
+        const char *suffix;
+        uint64_t factor;
+};
+
+static int parse_scaled(const char *s, const struct unit_scale *units, size_t n_units,
+                        uint64_t default_factor, uint64_t *ret)
+{
+        if (!s || !isdigit((unsigned char)*s))
+                return -EINVAL;
+        errno = 0;
+        char *end;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno == ERANGE)
+                return -ERANGE;
+        uint64_t factor = 0;
+        if (*end == '\0')
+                factor = default_factor;
+        for (size_t i = 0; i < n_units && factor == 0; i++)
+                if (strcmp(end, units[i].suffix) == 0)
+                        factor = units[i].factor;
+        if (factor == 0)
+                return -EINVAL;
+        if (v > UINT64_MAX / factor)
+                return -ERANGE;
+        *ret = (uint64_t)v * factor;
+        return 0;
+}
+
+int parse_duration(const char *s, uint64_t *ret_usec)
+{
+        static const struct unit_scale units[] = {
+                { "ms", USEC_PER_MSEC },
+                { "s", USEC_PER_SEC },
+                { "m", 60 * USEC_PER_SEC },
+                { "h", 3600 * USEC_PER_SEC },
+        };
+        return parse_scaled(s, units, ELEMENTSOF(units), USEC_PER_SEC, ret_usec);
+}
+
+int parse_size(const char *s, uint64_t *ret_bytes)
+{
+        static const struct unit_scale units[] = {
+                { "K", 1ULL << 10 },
+                { "M", 1ULL << 20 },
+                { "G", 1ULL << 30 },
+                { "T", 1ULL << 40 },
+        };
+        return parse_scaled(s, units, ELEMENTSOF(units), 1, ret_bytes);
+}
+
+void format_duration(uint64_t usec, char *buf, size_t size)
+{
+        if (usec % USEC_PER_SEC == 0)
+                snprintf(buf, size, "%" PRIu64 "s", usec / (uint64_t)USEC_PER_SEC);
+        else if (usec % USEC_PER_MSEC == 0 && usec < 10 * USEC_PER_SEC)
+                snprintf(buf, size, "%" PRIu64 "ms", usec / (uint64_t)USEC_PER_MSEC);
+        else
+                snprintf(buf, size, "%.1fs", (double)usec / USEC_PER_SEC);
+}
+
+static uint64_t clock_usec(clockid_t id)
+{
+        struct timespec ts;
+        clock_gettime(id, &ts);
+        return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
+}
+
+uint64_t now_realtime_usec(void)
+{
+        return clock_usec(CLOCK_REALTIME);
+}
+
+uint64_t now_monotonic_usec(void)
+{
+        return clock_usec(CLOCK_MONOTONIC);
+}
+
+void format_rfc3339(uint64_t usec, char buf[static RFC3339_MAX])
+{
+        time_t t = (time_t)(usec / USEC_PER_SEC);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(buf, RFC3339_MAX, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int parse_rfc3339(const char *s, uint64_t *ret_usec)
+{
+        struct tm tm = { 0 };
+        const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+        if (!p)
+                return -EINVAL;
+        if (*p == '.') {
+                p++;
+                if (!isdigit((unsigned char)*p))
+                        return -EINVAL;
+                while (isdigit((unsigned char)*p))
+                        p++;
+        }
+        long offset = 0;
+        if (*p == 'Z' || *p == 'z') {
+                p++;
+        } else if (*p == '+' || *p == '-') {
+                int sign = *p == '-' ? -1 : 1;
+                if (!isdigit((unsigned char)p[1]) || !isdigit((unsigned char)p[2]) || p[3] != ':' ||
+                    !isdigit((unsigned char)p[4]) || !isdigit((unsigned char)p[5]))
+                        return -EINVAL;
+                int hh = (p[1] - '0') * 10 + (p[2] - '0');
+                int mm = (p[4] - '0') * 10 + (p[5] - '0');
+                if (hh > 23 || mm > 59)
+                        return -EINVAL;
+                offset = sign * (hh * 3600L + mm * 60L);
+                p += 6;
+        } else {
+                return -EINVAL;
+        }
+        if (*p != '\0')
+                return -EINVAL;
+        time_t t = timegm(&tm);
+        if (t == (time_t)-1 || t < 0)
+                return -ERANGE;
+        t -= offset;
+        if (t < 0)
+                return -ERANGE;
+        *ret_usec = (uint64_t)t * USEC_PER_SEC;
+        return 0;
+}
+
+void hex_encode(const uint8_t *in, size_t n, char *out)
+{
+        static const char digits[] = "0123456789abcdef";
+        for (size_t i = 0; i < n; i++) {
+                out[2 * i] = digits[in[i] >> 4];
+                out[2 * i + 1] = digits[in[i] & 15];
+        }
+        out[2 * n] = '\0';
+}
+
+bool is_hex_string(const char *s, size_t len)
+{
+        if (!s || strlen(s) != len)
+                return false;
+        for (size_t i = 0; i < len; i++)
+                if (!isdigit((unsigned char)s[i]) && !(s[i] >= 'a' && s[i] <= 'f'))
+                        return false;
+        return true;
+}
+
+bool service_name_is_valid(const char *s)
+{
+        size_t n = s ? strlen(s) : 0;
+        if (n < 1 || n > 48)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = s[i];
+                bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c == '-' && i > 0);
+                if (!ok)
+                        return false;
+        }
+        return true;
+}
+
+static void oom(void)
+{
+        fputs("out of memory\n", stderr);
+        abort();
+}
+
+char *xstrdup(const char *s)
+{
+        char *r = strdup(s);
+        if (!r)
+                oom();
+        return r;
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+        void *r = calloc(n ? n : 1, size ? size : 1);
+        if (!r)
+                oom();
+        return r;
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        char *r;
+        int n = vasprintf(&r, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                oom();
+        return r;
+}

@@ -1,0 +1,102 @@
+/* Small helpers shared by liid and liictl: cleanup attributes for every
+ * owned resource type we use, duration and time formatting, hex. Helpers
+ * here never log; callers decide what an error means. */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
+#ifndef container_of
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#endif
+
+#define USEC_PER_MSEC 1000ULL
+#define USEC_PER_SEC 1000000ULL
+#define USEC_INFINITY UINT64_MAX
+
+static inline void freep(void *p)
+{
+        free(*(void **)p);
+}
+#define _cleanup_free_ _cleanup_(freep)
+
+static inline void closep(int *fd)
+{
+        if (*fd >= 0) {
+                int saved = errno;
+                close(*fd);
+                errno = saved;
+        }
+}
+#define _cleanup_close_ _cleanup_(closep)
+
+static inline void fclosep(FILE **f)
+{
+        if (*f)
+                fclose(*f);
+}
+#define _cleanup_fclose_ _cleanup_(fclosep)
+
+/* Transfers ownership out of a _cleanup_ variable. */
+#define TAKE_PTR(p)                                                                                \
+        ({                                                                                         \
+                __typeof__(p) _p = (p);                                                            \
+                (p) = NULL;                                                                        \
+                _p;                                                                                \
+        })
+#define TAKE_FD(fd)                                                                                \
+        ({                                                                                         \
+                int _fd = (fd);                                                                    \
+                (fd) = -1;                                                                         \
+                _fd;                                                                               \
+        })
+
+/* Frees a NULL-terminated vector of strings. Accepts NULL, returns NULL. */
+char **strv_free(char **v);
+static inline void strv_freep(char ***v)
+{
+        strv_free(*v);
+}
+#define _cleanup_strv_free_ _cleanup_(strv_freep)
+size_t strv_length(char *const *v);
+
+/* Parses "250ms", "30s", "5m", "1h" (a bare number is seconds) into
+ * microseconds. Returns 0, or -EINVAL for anything else, -ERANGE on overflow. */
+int parse_duration(const char *s, uint64_t *ret_usec);
+
+/* Formats microseconds the way parse_duration() reads them ("1.5s", "250ms"). */
+void format_duration(uint64_t usec, char *buf, size_t size);
+
+/* Parses "256M", "1G", "4096" (bytes, binary suffixes K M G T). */
+int parse_size(const char *s, uint64_t *ret_bytes);
+
+/* Wall clock in microseconds since the epoch. */
+uint64_t now_realtime_usec(void);
+/* Monotonic clock in microseconds. */
+uint64_t now_monotonic_usec(void);
+
+/* RFC 3339 UTC with second precision: "2026-01-02T03:04:05Z". buf >= 21 bytes. */
+#define RFC3339_MAX 32
+void format_rfc3339(uint64_t usec, char buf[static RFC3339_MAX]);
+/* Parses the "YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)" form. */
+int parse_rfc3339(const char *s, uint64_t *ret_usec);
+
+/* Lower-case hex of n bytes into out (2n+1 bytes). */
+void hex_encode(const uint8_t *in, size_t n, char *out);
+bool is_hex_string(const char *s, size_t len);
+
+/* Checks the service name grammar of the brief: [a-z0-9][a-z0-9-]{0,47}. */
+bool service_name_is_valid(const char *s);
+
+/* strdup() that aborts on allocation failure: out-of-memory is not a
+ * condition lii tries to survive half-way through a transition. */
+char *xstrdup(const char *s);
+void *xcalloc(size_t n, size_t size);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
