@@ -1,0 +1,214 @@
+/* Configuration defaults, the INI reader and value parsing; see config.h. */
+#include "config.h"
+
+#include <ini.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "log.h"
+#include "util.h"
+
+void config_init_defaults(struct config *c)
+{
+        *c = (struct config){
+                .source_url = xstrdup("file:///etc/lii/desired.json"),
+                .poll_interval_usec = 30 * USEC_PER_SEC,
+                .require_signature = true,
+                .ca_file = NULL,
+                .desired_keys = xstrdup("/etc/lii/keys/desired.d"),
+                .artifact_keys = xstrdup("/etc/lii/keys/artifact.d"),
+                .node_name = NULL,
+                .state_dir = xstrdup("/var/lib/lii"),
+                .socket_path = xstrdup("/run/lii/liid.sock"),
+                .bus = xstrdup("system"),
+                .slice = xstrdup("lii.slice"),
+                .max_parallel = 4,
+                .keep_revisions = 3,
+                .read_group = xstrdup("lii"),
+                .admin_group = NULL,
+                .log_level = LOG_INFO,
+        };
+}
+
+void config_done(struct config *c)
+{
+        char **strings[] = { &c->source_url,   &c->ca_file,    &c->desired_keys, &c->artifact_keys,
+                             &c->node_name,    &c->state_dir,  &c->socket_path,  &c->bus,
+                             &c->slice,        &c->read_group, &c->admin_group };
+        for (size_t i = 0; i < ELEMENTSOF(strings); i++) {
+                free(*strings[i]);
+                *strings[i] = NULL;
+        }
+}
+
+enum value_kind { V_STRING, V_OPT_STRING, V_PATH, V_DURATION, V_BOOL, V_UINT, V_URL, V_BUS, V_LEVEL };
+
+struct option {
+        const char *section;
+        const char *key;
+        enum value_kind kind;
+        size_t offset;
+        unsigned min, max; /* for V_UINT */
+};
+
+#define OPT(sec, k, kd, field, ...)                                                              \
+        { .section = sec, .key = k, .kind = kd, .offset = offsetof(struct config, field),      \
+          __VA_ARGS__ }
+static const struct option options[] = {
+        OPT("source", "url", V_URL, source_url),
+        OPT("source", "poll_interval", V_DURATION, poll_interval_usec),
+        OPT("source", "require_signature", V_BOOL, require_signature),
+        OPT("source", "ca_file", V_OPT_STRING, ca_file),
+        OPT("trust", "desired_keys", V_PATH, desired_keys),
+        OPT("trust", "artifact_keys", V_PATH, artifact_keys),
+        OPT("node", "name", V_OPT_STRING, node_name),
+        OPT("paths", "state_dir", V_PATH, state_dir),
+        OPT("paths", "socket", V_PATH, socket_path),
+        OPT("systemd", "bus", V_BUS, bus),
+        OPT("systemd", "slice", V_STRING, slice),
+        OPT("rollout", "max_parallel", V_UINT, max_parallel, .min = 1, .max = 64),
+        OPT("rollout", "keep_revisions", V_UINT, keep_revisions, .min = 1, .max = 100),
+        OPT("api", "read_group", V_OPT_STRING, read_group),
+        OPT("api", "admin_group", V_OPT_STRING, admin_group),
+        OPT("log", "level", V_LEVEL, log_level),
+};
+
+static int set_string(char **field, const char *value)
+{
+        free(*field);
+        *field = xstrdup(value);
+        return 0;
+}
+
+int config_set(struct config *c, const char *section, const char *key, const char *value,
+               char **ret_error)
+{
+        const struct option *o = NULL;
+        bool section_known = false;
+        for (size_t i = 0; i < ELEMENTSOF(options); i++) {
+                if (strcmp(options[i].section, section) != 0)
+                        continue;
+                section_known = true;
+                if (strcmp(options[i].key, key) == 0)
+                        o = &options[i];
+        }
+        if (!section_known) {
+                *ret_error = xasprintf("unknown section [%s]", section);
+                return -EINVAL;
+        }
+        if (!o) {
+                *ret_error = xasprintf("unknown key '%s' in [%s]", key, section);
+                return -EINVAL;
+        }
+
+        void *field = (char *)c + o->offset;
+        uint64_t u;
+        switch (o->kind) {
+        case V_STRING:
+        case V_PATH:
+                if (!*value) {
+                        *ret_error = xasprintf("%s: must not be empty", key);
+                        return -EINVAL;
+                }
+                if (o->kind == V_PATH && value[0] != '/') {
+                        *ret_error = xasprintf("%s: '%s' is not an absolute path", key, value);
+                        return -EINVAL;
+                }
+                return set_string(field, value);
+        case V_OPT_STRING:
+                free(*(char **)field);
+                *(char **)field = *value ? xstrdup(value) : NULL;
+                return 0;
+        case V_URL:
+                if (strncmp(value, "file:///", 8) != 0 && strncmp(value, "http://", 7) != 0 &&
+                    strncmp(value, "https://", 8) != 0) {
+                        *ret_error = xasprintf("%s: '%s' is not a file:///, http:// or https:// URL",
+                                               key, value);
+                        return -EINVAL;
+                }
+                return set_string(field, value);
+        case V_BUS:
+                if (strcmp(value, "system") != 0 && strcmp(value, "user") != 0 &&
+                    strncmp(value, "unix:", 5) != 0) {
+                        *ret_error = xasprintf("%s: '%s' is not system, user or a unix: address",
+                                               key, value);
+                        return -EINVAL;
+                }
+                return set_string(field, value);
+        case V_DURATION:
+                if (parse_duration(value, &u) < 0 || u == 0) {
+                        *ret_error = xasprintf("%s: '%s' is not a duration (like 500ms, 30s, 5m, 1h)",
+                                               key, value);
+                        return -EINVAL;
+                }
+                *(uint64_t *)field = u;
+                return 0;
+        case V_BOOL:
+                if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 || strcmp(value, "1") == 0)
+                        *(bool *)field = true;
+                else if (strcmp(value, "no") == 0 || strcmp(value, "false") == 0 ||
+                         strcmp(value, "0") == 0)
+                        *(bool *)field = false;
+                else {
+                        *ret_error = xasprintf("%s: '%s' is not yes or no", key, value);
+                        return -EINVAL;
+                }
+                return 0;
+        case V_UINT: {
+                char *end;
+                errno = 0;
+                unsigned long v = strtoul(value, &end, 10);
+                if (!*value || *end || errno || value[0] == '-' || v < o->min || v > o->max) {
+                        *ret_error = xasprintf("%s: '%s' is not a whole number from %u to %u", key,
+                                               value, o->min, o->max);
+                        return -EINVAL;
+                }
+                *(unsigned *)field = (unsigned)v;
+                return 0;
+        }
+        case V_LEVEL: {
+                int l = log_level_from_string(value);
+                if (l < 0) {
+                        *ret_error = xasprintf(
+                                "%s: '%s' is not one of error, warning, notice, info, debug", key,
+                                value);
+                        return -EINVAL;
+                }
+                *(int *)field = l;
+                return 0;
+        }
+        }
+        return -EINVAL;
+}
+
+struct ini_ctx {
+        struct config *config;
+        char *error;
+};
+
+static int on_ini_value(void *user, const char *section, const char *name, const char *value)
+{
+        struct ini_ctx *ctx = user;
+        if (ctx->error) /* libinih goes on after an error; the first one is reported */
+                return 0;
+        return config_set(ctx->config, section, name, value, &ctx->error) < 0 ? 0 : 1;
+}
+
+int config_load_file(struct config *c, const char *path, bool missing_ok, char **ret_error)
+{
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+        if (!f) {
+                int r = -errno;
+                if (r == -ENOENT && missing_ok)
+                        return 0;
+                *ret_error = xasprintf("%s: %s", path, strerror(-r));
+                return r;
+        }
+        struct ini_ctx ctx = { .config = c };
+        int line = ini_parse_file(f, on_ini_value, &ctx);
+        if (line == 0)
+                return 0;
+        _cleanup_free_ char *reason = ctx.error;
+        *ret_error = xasprintf("%s:%d: %s", path, line, reason ? reason : "syntax error");
+        return -EINVAL;
+}

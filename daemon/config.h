@@ -1,0 +1,42 @@
+/* liid's configuration: /etc/lii/liid.conf (INI, read with libinih) with
+ * command-line flags on top. Unknown sections or keys, bad values and a
+ * missing file are errors that name the file and line. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CONFIG_DEFAULT_PATH "/etc/lii/liid.conf"
+
+struct config {
+        char *source_url;
+        uint64_t poll_interval_usec;
+        bool require_signature;
+        char *ca_file;
+        char *desired_keys;
+        char *artifact_keys;
+        char *node_name;
+        char *state_dir;
+        char *socket_path;
+        char *bus;
+        char *slice;
+        unsigned max_parallel;
+        unsigned keep_revisions;
+        char *read_group;
+        char *admin_group;
+        int log_level;
+};
+
+/* Fills in the built-in defaults. */
+void config_init_defaults(struct config *c);
+/* Reads an INI file over the current values. When missing_ok and the file
+ * does not exist, returns 0 and changes nothing. On failure returns a
+ * negative errno and sets *ret_error ("FILE:LINE: reason", malloc'ed). */
+int config_load_file(struct config *c, const char *path, bool missing_ok, char **ret_error);
+/* Sets one value by section and key, as the INI reader does; used for the
+ * file and for the command-line flags. On failure returns -EINVAL and sets
+ * *ret_error to a malloc'ed reason (without the file:line prefix). */
+int config_set(struct config *c, const char *section, const char *key, const char *value,
+               char **ret_error);
+void config_done(struct config *c);

@@ -1,0 +1,287 @@
+/* Probes and the pass/deadline logic; see health.h. */
+#include "health.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util.h"
+
+struct health_check {
+        uv_loop_t *loop;
+        struct curlm *curlm;
+        enum health_kind kind;
+        char *target;
+        uint64_t interval_usec, timeout_usec, deadline_mono_usec;
+        unsigned passes_needed, passes;
+        health_done_cb cb;
+        void *userdata;
+
+        uv_timer_t timer;     /* next probe, or the deadline */
+        uv_timer_t tcp_timer; /* one TCP probe's timeout */
+        uv_tcp_t tcp;
+        uv_connect_t connect;
+        bool tcp_open;
+        CURL *easy;
+        bool probing;
+        char last_error[512];
+        unsigned open_handles; /* freed when the last one closes */
+};
+
+static void probe_start(struct health_check *h);
+
+static void on_handle_closed(uv_handle_t *handle)
+{
+        struct health_check *h = handle->data;
+        if (--h->open_handles == 0) {
+                free(h->target);
+                free(h);
+        }
+}
+
+static void close_tcp(struct health_check *h)
+{
+        if (h->tcp_open) {
+                h->tcp_open = false;
+                uv_close((uv_handle_t *)&h->tcp, on_handle_closed);
+        }
+        uv_timer_stop(&h->tcp_timer);
+}
+
+/* Releases everything; the memory goes when libuv has closed the handles. */
+static void health_check_release(struct health_check *h)
+{
+        if (h->easy) {
+                curlm_remove(h->curlm, h->easy);
+                curl_easy_cleanup(h->easy);
+                h->easy = NULL;
+        }
+        close_tcp(h);
+        uv_close((uv_handle_t *)&h->timer, on_handle_closed);
+        uv_close((uv_handle_t *)&h->tcp_timer, on_handle_closed);
+}
+
+void health_check_cancel(struct health_check *h)
+{
+        if (h)
+                health_check_release(h);
+}
+
+static void finish(struct health_check *h, bool ok)
+{
+        char reason[768];
+        if (ok)
+                reason[0] = '\0';
+        else
+                snprintf(reason, sizeof reason, "%s (%u in a row of %u needed, deadline passed)",
+                         h->last_error[0] ? h->last_error : "no probe answered in time", h->passes,
+                         h->passes_needed);
+        health_done_cb cb = h->cb;
+        void *userdata = h->userdata;
+        health_check_release(h);
+        cb(h, ok, ok ? NULL : reason, userdata);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+        struct health_check *h = t->data;
+        if (now_monotonic_usec() >= h->deadline_mono_usec) {
+                finish(h, false);
+                return;
+        }
+        probe_start(h);
+}
+
+/* Schedules the next probe one interval after this one, unless the deadline
+ * comes first; then the timer fires at the deadline and ends the check. */
+static void probe_done(struct health_check *h, bool ok)
+{
+        h->probing = false;
+        if (ok) {
+                h->last_error[0] = '\0';
+                if (++h->passes >= h->passes_needed) {
+                        finish(h, true);
+                        return;
+                }
+        } else {
+                h->passes = 0;
+        }
+        uint64_t now = now_monotonic_usec();
+        if (now >= h->deadline_mono_usec) {
+                finish(h, false);
+                return;
+        }
+        uint64_t delay = h->interval_usec;
+        if (now + delay > h->deadline_mono_usec)
+                delay = h->deadline_mono_usec - now;
+        uv_timer_start(&h->timer, on_timer, (delay + USEC_PER_MSEC - 1) / USEC_PER_MSEC, 0);
+}
+
+static void on_http_done(CURL *easy, CURLcode result, void *userdata)
+{
+        struct health_check *h = userdata;
+        long code = 0;
+        bool ok = false;
+        if (result != CURLE_OK) {
+                snprintf(h->last_error, sizeof h->last_error, "GET %s: %s", h->target,
+                         curl_easy_strerror(result));
+        } else {
+                curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
+                ok = code >= 200 && code < 300;
+                if (!ok)
+                        snprintf(h->last_error, sizeof h->last_error, "GET %s: HTTP %ld", h->target,
+                                 code);
+        }
+        curl_easy_cleanup(easy);
+        h->easy = NULL;
+        probe_done(h, ok);
+}
+
+/* Probe bodies are not needed; this keeps memory flat whatever the
+ * instance answers. */
+static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+        return size * nmemb;
+}
+
+static void probe_http(struct health_check *h)
+{
+        CURL *easy = curl_easy_init();
+        if (!easy) {
+                snprintf(h->last_error, sizeof h->last_error, "GET %s: out of memory", h->target);
+                probe_done(h, false);
+                return;
+        }
+        curl_easy_setopt(easy, CURLOPT_URL, h->target);
+        curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(easy, CURLOPT_NOPROXY, "*");
+        curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)(h->timeout_usec / USEC_PER_MSEC));
+        curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, discard_body);
+        curl_easy_setopt(easy, CURLOPT_USERAGENT, "liid-health");
+        if (curlm_add(h->curlm, easy, on_http_done, h) < 0) {
+                curl_easy_cleanup(easy);
+                snprintf(h->last_error, sizeof h->last_error, "GET %s: cannot start", h->target);
+                probe_done(h, false);
+                return;
+        }
+        h->easy = easy;
+}
+
+static void on_tcp_timeout(uv_timer_t *t)
+{
+        struct health_check *h = t->data;
+        snprintf(h->last_error, sizeof h->last_error, "connect %s: timed out", h->target);
+        /* Closing the handle cancels the connect request, whose callback
+         * then sees UV_ECANCELED and ignores it. */
+        close_tcp(h);
+        probe_done(h, false);
+}
+
+static void on_tcp_connected(uv_connect_t *req, int status)
+{
+        struct health_check *h = req->data;
+        if (status == UV_ECANCELED)
+                return;
+        uv_timer_stop(&h->tcp_timer);
+        if (status < 0)
+                snprintf(h->last_error, sizeof h->last_error, "connect %s: %s", h->target,
+                         uv_strerror(status));
+        close_tcp(h);
+        probe_done(h, status == 0);
+}
+
+/* Parses "host:port" or "[v6]:port" where host is an address or "localhost". */
+static int parse_tcp_target(const char *target, struct sockaddr_storage *ret)
+{
+        char host[128];
+        const char *colon = strrchr(target, ':');
+        if (!colon || colon == target || (size_t)(colon - target) >= sizeof host)
+                return -EINVAL;
+        memcpy(host, target, (size_t)(colon - target));
+        host[colon - target] = '\0';
+        char *end;
+        long port = strtol(colon + 1, &end, 10);
+        if (*end || port <= 0 || port > 65535)
+                return -EINVAL;
+        if (strcmp(host, "localhost") == 0)
+                strcpy(host, "127.0.0.1");
+        size_t n = strlen(host);
+        if (n > 2 && host[0] == '[' && host[n - 1] == ']') {
+                host[n - 1] = '\0';
+                return uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)ret) < 0 ? -EINVAL : 0;
+        }
+        return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ret) < 0 ? -EINVAL : 0;
+}
+
+static void probe_tcp(struct health_check *h)
+{
+        struct sockaddr_storage sa;
+        if (parse_tcp_target(h->target, &sa) < 0) {
+                snprintf(h->last_error, sizeof h->last_error,
+                         "connect %s: not an address:port (numeric address or localhost)",
+                         h->target);
+                probe_done(h, false);
+                return;
+        }
+        uv_tcp_init(h->loop, &h->tcp);
+        h->tcp.data = h;
+        h->tcp_open = true;
+        h->open_handles++;
+        h->connect.data = h;
+        int r = uv_tcp_connect(&h->connect, &h->tcp, (struct sockaddr *)&sa, on_tcp_connected);
+        if (r < 0) {
+                snprintf(h->last_error, sizeof h->last_error, "connect %s: %s", h->target,
+                         uv_strerror(r));
+                close_tcp(h);
+                probe_done(h, false);
+                return;
+        }
+        uv_timer_start(&h->tcp_timer, on_tcp_timeout, h->timeout_usec / USEC_PER_MSEC, 0);
+}
+
+static void probe_start(struct health_check *h)
+{
+        h->probing = true;
+        switch (h->kind) {
+        case HEALTH_HTTP:
+                probe_http(h);
+                break;
+        case HEALTH_TCP:
+                probe_tcp(h);
+                break;
+        default:
+                /* No health check: being active is being healthy. */
+                probe_done(h, true);
+                break;
+        }
+}
+
+int health_check_start(uv_loop_t *loop, struct curlm *curlm, const struct health_spec *spec,
+                       const char *target, uint64_t deadline_mono_usec, health_done_cb cb,
+                       void *userdata, struct health_check **ret)
+{
+        if (spec->kind == HEALTH_EXEC)
+                return -EOPNOTSUPP;
+        struct health_check *h = xcalloc(1, sizeof *h);
+        h->loop = loop;
+        h->curlm = curlm;
+        h->kind = spec->kind;
+        h->target = xstrdup(target ? target : "");
+        h->interval_usec = spec->interval_usec ? spec->interval_usec : USEC_PER_SEC;
+        h->timeout_usec = spec->timeout_usec ? spec->timeout_usec : 2 * USEC_PER_SEC;
+        h->passes_needed = spec->kind == HEALTH_NONE ? 1 : (spec->passes ? spec->passes : 1);
+        h->deadline_mono_usec = deadline_mono_usec;
+        h->cb = cb;
+        h->userdata = userdata;
+        uv_timer_init(loop, &h->timer);
+        uv_timer_init(loop, &h->tcp_timer);
+        h->timer.data = h->tcp_timer.data = h;
+        h->open_handles = 2;
+        /* The first probe runs from the loop, so that cb is never called
+         * before this function has returned. */
+        uv_timer_start(&h->timer, on_timer, 0, 0);
+        *ret = h;
+        return 0;
+}

@@ -1,0 +1,66 @@
+/* liid's persistent state: which instance of each service is current,
+ * which was previous, which new one is in flight, what was refused, and the
+ * source's anti-rollback facts. Written atomically (temp file, fsync,
+ * rename, fsync of the folder) before every side effect, so that a liid
+ * killed at any instant can finish or abort what it was doing. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lii-proto.h"
+
+#define STATE_FORMAT "lii.state/1"
+#define STATE_MAX_BYTES (64U << 20)
+
+struct instance {
+        uint64_t generation;
+        char *unit;          /* "lii-<service>@<generation>.service" */
+        char *spec_json;     /* the canonical spec this instance runs */
+        char spec_sha256[65];
+        char artifact_sha256[65];
+        int port;
+        uint64_t started_usec; /* realtime; when liid started it */
+};
+
+struct rollout_record {
+        enum lii_result result;
+        char *reason;
+        uint64_t started_usec, finished_usec; /* realtime */
+};
+
+struct service_state {
+        char *name;
+        uint64_t last_generation; /* generations never repeat */
+        struct instance *current; /* promoted */
+        struct instance *previous;
+        struct instance *pending; /* started or about to be; not promoted */
+        char refused_spec_sha256[65]; /* quarantined spec, "" when none */
+        struct rollout_record last_rollout;
+};
+
+struct state {
+        uint64_t serial;         /* last applied desired-state serial */
+        char doc_sha256[65];     /* SHA-256 of that document, "" when none */
+        uint64_t clock_high_water_usec; /* newest time liid has seen */
+        size_t n_services;
+        struct service_state **services;
+};
+
+/* Loads the state file; a missing file gives an empty state. A file that
+ * cannot be parsed is an error (liid must not forget what it runs). */
+int state_load(const char *path, struct state **ret, char **ret_error);
+/* Writes the whole state atomically. Any failure, fsync included, is an error. */
+int state_save(const struct state *s, const char *path);
+
+struct state *state_free(struct state *s);
+struct service_state *state_find(const struct state *s, const char *name);
+/* Returns the existing entry or adds an empty one. */
+struct service_state *state_get(struct state *s, const char *name);
+void state_remove(struct state *s, const char *name);
+
+struct instance *instance_new(const char *service, uint64_t generation, const char *spec_json,
+                              const char *spec_sha256, const char *artifact_sha256, int port);
+struct instance *instance_free(struct instance *i);
+void rollout_record_set(struct rollout_record *r, enum lii_result result, const char *reason,
+                        uint64_t started_usec, uint64_t finished_usec);
