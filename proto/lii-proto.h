@@ -23,6 +23,9 @@
 #define LII_ROUTE_PAUSE LII_API_PREFIX "/pause"
 #define LII_ROUTE_RESUME LII_API_PREFIX "/resume"
 #define LII_ROUTE_METRICS LII_API_PREFIX "/metrics"
+/* Appended to LII_ROUTE_SERVICES "{name}" for the per-service actions. */
+#define LII_ROUTE_ROLLBACK_SUFFIX "/rollback"
+#define LII_ROUTE_REPLACE_SUFFIX "/replace"
 
 #define LII_DEFAULT_SOCKET "/run/lii/liid.sock"
 #define LII_SOCKET_ENV "LIID_SOCKET"
@@ -57,6 +60,12 @@
 #define LII_F_DURATION_MS "duration_ms"
 #define LII_F_CODE "code"
 #define LII_F_MESSAGE "message"
+#define LII_F_NEXT "next"                       /* the instance being rolled out */
+#define LII_F_KEY_ID "key_id"                   /* minisign key that signed the document */
+#define LII_F_TRUSTED_COMMENT "trusted_comment" /* its trusted comment */
+
+/* The longest name service_name_is_valid() accepts. */
+#define LII_SERVICE_NAME_MAX 48
 
 /* Service states, in the order a rollout passes through them. */
 enum lii_state {
@@ -91,6 +100,7 @@ const char *lii_result_to_string(enum lii_result r); /* NULL for NONE */
 #define LII_ERR_TOO_LARGE "request_too_large"           /* 413 */
 #define LII_ERR_CONFLICT "conflict"                     /* 409 */
 #define LII_ERR_INTERNAL "internal"                     /* 500 */
+#define LII_ERR_NOT_IMPLEMENTED "not_implemented"       /* 501 */
 
 /* Builds the error document. Never returns NULL. */
 json_object *lii_error_new(const char *code, const char *message);

@@ -1,0 +1,55 @@
+# A thin front to CMake. `make demo` and `make check` work on a fresh
+# Debian 12 machine as root: they install what they need first.
+BUILD ?= build
+SANITIZE ?= 0
+JOBS ?= $(shell nproc)
+
+ifeq ($(SANITIZE),1)
+BUILD := $(BUILD)-sanitize
+CMAKE_FLAGS += -DLII_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+endif
+
+# Debian packages the build, the tests and the demo use.
+DEPS := cmake make gcc pkg-config tar gzip curl ca-certificates \
+        libuv1-dev libsystemd-dev libjson-c-dev libssl-dev libcurl4-openssl-dev \
+        libarchive-dev libmicrohttpd-dev libinih-dev check \
+        systemd minisign nginx-light util-linux
+
+.PHONY: all build deps check check-unit check-integration demo clean
+
+all: build
+
+deps:
+	@missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+		grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "Installing:" $$missing; \
+		if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root to install packages" >&2; exit 1; fi; \
+		if [ -z "$$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v -e lock -e partial -e auxfiles)" ]; then \
+			apt-get update -q; fi; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing \
+		|| { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			--no-install-recommends $$missing; }; \
+	fi
+
+$(BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+	ln -sf $(BUILD)/compile_commands.json compile_commands.json
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+check: build
+	cd $(BUILD) && ctest --output-on-failure
+
+check-unit: build
+	cd $(BUILD) && ctest --output-on-failure -L unit
+
+check-integration: build
+	cd $(BUILD) && ctest --output-on-failure -L integration
+
+demo: build
+	tests/demo.sh $(BUILD)
+
+clean:
+	rm -rf build build-sanitize compile_commands.json

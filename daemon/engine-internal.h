@@ -1,0 +1,71 @@
+/* What engine.c (reconciling, adoption, status) and rollout.c (one
+ * rollout's steps) share. Nothing outside these two files includes it. */
+#pragma once
+
+#include "config.h"
+#include "curlm.h"
+#include "desired.h"
+#include "engine.h"
+#include "health.h"
+#include "lii-proto.h"
+#include "minisign.h"
+#include "state.h"
+#include "store.h"
+#include "systemd.h"
+
+struct rollout;
+
+/* A service as liid runs it now; its persistent half is state_find(name). */
+struct service {
+        struct engine *engine;
+        char *name;
+        enum lii_state state;
+        bool current_alive; /* systemd reports the current unit active */
+        bool healthy;
+        uint32_t main_pid;
+        uint64_t active_since_usec;
+        uint32_t next_main_pid; /* the same two of the instance being rolled out */
+        uint64_t next_active_since_usec;
+        struct rollout *rollout; /* at most one in flight */
+        bool removing;           /* absent from the desired state: being stopped */
+};
+
+struct engine {
+        uv_loop_t *loop;
+        const struct config *cfg;
+        char *state_path;
+        char *node_name;
+        struct state *state;
+        struct systemd *systemd;
+        struct store *store;
+        struct curlm *curlm;
+        struct source *source;
+        struct api *api;
+        struct minisign_keyring *desired_keys;
+        struct minisign_keyring *artifact_keys;
+
+        struct desired *desired; /* the last accepted document; NULL before one */
+        char *source_error;      /* why the last fetch was refused; NULL when fine */
+        uint64_t fetched_at_usec;
+        char *desired_key_id, *desired_comment; /* who signed the accepted document */
+
+        struct service **services;
+        size_t n_services;
+        unsigned running_rollouts;
+        bool adopted; /* the units found at start-up have been sorted out */
+        bool stopping;
+};
+
+struct service *engine_service(struct engine *e, const char *name);
+/* Persists the state; a failure is logged and returned. */
+int engine_save(struct engine *e);
+/* Looks at every service and starts what has to change. */
+void engine_reconcile(struct engine *e);
+
+int rollout_start(struct service *svc, const struct service_spec *spec);
+/* Called for unit changes of the rollout's new instance. */
+void rollout_on_unit(struct rollout *ro, const struct unit_status *st);
+/* Abandons a rollout at liid shutdown: the new instance is left to the next
+ * start-up, which stops it (it is recorded as pending). */
+void rollout_abandon(struct rollout *ro);
+uint64_t rollout_generation(const struct rollout *ro);

@@ -1,0 +1,688 @@
+/* The engine: start-up adoption of what systemd already runs, acceptance of
+ * desired-state documents (signature, serial, expiry), reconciling, and the
+ * status the API serves. One rollout's steps live in rollout.c. */
+#include "engine-internal.h"
+
+#include <grp.h>
+#include <openssl/evp.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "api.h"
+#include "lii-version.h"
+#include "log.h"
+#include "source.h"
+
+int engine_save(struct engine *e)
+{
+        int r = state_save(e->state, e->state_path);
+        if (r < 0)
+                log_error_errno(r, "Failed to write the state file %s: %m", e->state_path);
+        return r;
+}
+
+struct service *engine_service(struct engine *e, const char *name)
+{
+        for (size_t i = 0; i < e->n_services; i++)
+                if (strcmp(e->services[i]->name, name) == 0)
+                        return e->services[i];
+        struct service **v = realloc(e->services, (e->n_services + 1) * sizeof *v);
+        if (!v)
+                abort();
+        e->services = v;
+        struct service *svc = xcalloc(1, sizeof *svc);
+        svc->engine = e;
+        svc->name = xstrdup(name);
+        svc->state = LII_STATE_PENDING;
+        e->services[e->n_services++] = svc;
+        return svc;
+}
+
+static struct service *find_service(struct engine *e, const char *name)
+{
+        for (size_t i = 0; i < e->n_services; i++)
+                if (strcmp(e->services[i]->name, name) == 0)
+                        return e->services[i];
+        return NULL;
+}
+
+static void service_forget(struct engine *e, struct service *svc)
+{
+        for (size_t i = 0; i < e->n_services; i++)
+                if (e->services[i] == svc) {
+                        memmove(&e->services[i], &e->services[i + 1],
+                                (e->n_services - i - 1) * sizeof *e->services);
+                        e->n_services--;
+                        break;
+                }
+        free(svc->name);
+        free(svc);
+}
+
+/* "lii-<service>@<generation>.service" → service, generation. */
+static bool parse_unit_name(const char *unit, char name[static 49], uint64_t *ret_gen)
+{
+        const char *at = strrchr(unit, '@');
+        size_t n = at ? (size_t)(at - unit) : 0;
+        if (strncmp(unit, "lii-", 4) != 0 || !at || n - 4 > 48 || n <= 4)
+                return false;
+        memcpy(name, unit + 4, n - 4);
+        name[n - 4] = '\0';
+        char *end;
+        errno = 0;
+        unsigned long long gen = strtoull(at + 1, &end, 10);
+        if (errno || gen == 0 || strcmp(end, ".service") != 0 || !service_name_is_valid(name))
+                return false;
+        *ret_gen = gen;
+        return true;
+}
+
+/* ---- stopping services that left the desired state ---- */
+
+struct removal {
+        struct engine *engine;
+        char name[49];
+};
+
+static void on_removed_stopped(struct systemd *m, int r, const char *result, void *userdata)
+{
+        struct removal *rm = userdata;
+        struct engine *e = rm->engine;
+        const char *name = rm->name;
+        if (r < 0) {
+                log_svc(LOG_WARNING, name, 0, "Failed to stop: %s", result ? result : "unknown");
+        } else if (!e->stopping) {
+                struct service *svc = find_service(e, name);
+                struct service_state *ss = state_find(e->state, name);
+                bool back = e->desired && desired_find(e->desired, name);
+                if (svc && !back) {
+                        if (ss && !ss->pending) {
+                                state_remove(e->state, name);
+                                engine_save(e);
+                        }
+                        log_svc(LOG_INFO, name, 0, "Stopped: no longer in the desired state");
+                        service_forget(e, svc);
+                } else if (svc) {
+                        svc->removing = false;
+                        engine_reconcile(e);
+                }
+        }
+        free(rm);
+}
+
+static void service_remove(struct engine *e, struct service *svc)
+{
+        struct service_state *ss = state_find(e->state, svc->name);
+        if (!ss || !ss->current) {
+                if (ss && !ss->pending) {
+                        state_remove(e->state, svc->name);
+                        engine_save(e);
+                }
+                service_forget(e, svc);
+                return;
+        }
+        svc->removing = true;
+        svc->state = LII_STATE_STOPPING;
+        /* The record stays until systemd confirms the stop; after a crash,
+         * the next document (which lacks the service) stops it again. */
+        systemd_unwatch_unit(e->systemd, ss->current->unit);
+        struct removal *rm = xcalloc(1, sizeof *rm);
+        rm->engine = e;
+        snprintf(rm->name, sizeof rm->name, "%s", svc->name);
+        int r = systemd_stop_unit(e->systemd, ss->current->unit, on_removed_stopped, rm);
+        if (r < 0) {
+                log_svc(LOG_WARNING, svc->name, 0, "Failed to stop %s: %s", ss->current->unit,
+                        strerror(-r));
+                free(rm);
+        }
+}
+
+/* ---- reconciling ---- */
+
+static void reconcile_service(struct engine *e, struct service *svc)
+{
+        struct service_state *ss = state_find(e->state, svc->name);
+        const struct service_spec *want = e->desired ? desired_find(e->desired, svc->name) : NULL;
+        _cleanup_(service_spec_freep) struct service_spec *kept = NULL;
+
+        if (svc->rollout || svc->removing)
+                return;
+        if (e->desired && !want) {
+                service_remove(e, svc);
+                return;
+        }
+        if (!want) {
+                /* No document yet (the source may be down): what ran before
+                 * keeps running, and a current instance that is gone is
+                 * brought back from its recorded spec. */
+                if (!ss || !ss->current || svc->current_alive)
+                        return;
+                _cleanup_free_ char *error = NULL;
+                if (service_spec_parse(svc->name, ss->current->spec_json, &kept, &error) < 0) {
+                        log_svc(LOG_ERR, svc->name, 0, "Recorded spec unusable: %s", error);
+                        return;
+                }
+                want = kept;
+        }
+
+        bool up_to_date = ss && ss->current && svc->current_alive &&
+                          strcmp(ss->current->spec_sha256, want->spec_sha256) == 0;
+        if (up_to_date) {
+                if (svc->state != LII_STATE_FAILED || !ss->refused_spec_sha256[0])
+                        svc->state = LII_STATE_RUNNING;
+                return;
+        }
+        if (ss && strcmp(ss->refused_spec_sha256, want->spec_sha256) == 0) {
+                svc->state = LII_STATE_FAILED;
+                return;
+        }
+        if (e->running_rollouts >= e->cfg->max_parallel) {
+                svc->state = LII_STATE_PENDING;
+                return;
+        }
+        rollout_start(svc, want);
+}
+
+void engine_reconcile(struct engine *e)
+{
+        if (!e->adopted || e->stopping)
+                return;
+        if (e->desired)
+                for (size_t i = 0; i < e->desired->n_services; i++)
+                        engine_service(e, e->desired->services[i].name);
+        /* reconcile_service may forget a service, so walk a snapshot. */
+        size_t n = e->n_services;
+        _cleanup_free_ char **names = xcalloc(n + 1, sizeof *names);
+        for (size_t i = 0; i < n; i++)
+                names[i] = xstrdup(e->services[i]->name);
+        for (size_t i = 0; i < n; i++) {
+                struct service *svc = find_service(e, names[i]);
+                if (svc)
+                        reconcile_service(e, svc);
+                free(names[i]);
+        }
+}
+
+/* ---- systemd events ---- */
+
+static void on_unit(struct systemd *m, const char *unit, const struct unit_status *st,
+                    void *userdata)
+{
+        struct engine *e = userdata;
+        char name[49];
+        uint64_t gen;
+        if (!parse_unit_name(unit, name, &gen))
+                return;
+        struct service *svc = find_service(e, name);
+        struct service_state *ss = state_find(e->state, name);
+        if (!svc || !ss)
+                return;
+        if (svc->rollout && rollout_generation(svc->rollout) == gen) {
+                svc->next_main_pid = st->main_pid;
+                svc->next_active_since_usec = st->active_enter_usec;
+                rollout_on_unit(svc->rollout, st);
+                return;
+        }
+        if (!ss->current || ss->current->generation != gen)
+                return;
+        bool alive = st->loaded && (strcmp(st->active_state, "active") == 0 ||
+                                    strcmp(st->active_state, "reloading") == 0);
+        svc->main_pid = st->main_pid;
+        svc->active_since_usec = st->active_enter_usec;
+        if (alive) {
+                svc->current_alive = true;
+                return;
+        }
+        if (!svc->current_alive)
+                return;
+        svc->current_alive = false;
+        svc->healthy = false;
+        svc->main_pid = 0;
+        log_svc(LOG_WARNING, name, gen, "Current instance %s is no longer running (%s%s%s)", unit,
+                st->active_state, st->result[0] ? ", " : "", st->result);
+        if (!svc->rollout) {
+                svc->state = LII_STATE_FAILED;
+                engine_reconcile(e);
+        }
+}
+
+/* Start-up: every lii unit systemd knows is either the current instance of
+ * its service (adopted, not restarted) or something a crash left behind (a
+ * rollout in flight, a retired instance not yet stopped), which is stopped. */
+static void on_units_listed(struct systemd *m, int r, char *const *names, void *userdata)
+{
+        struct engine *e = userdata;
+        if (r < 0) {
+                log_error_errno(r, "Failed to list lii units: %m");
+                uv_stop(e->loop);
+                return;
+        }
+        for (char *const *u = names; u && *u; u++) {
+                char name[49];
+                uint64_t gen;
+                if (!parse_unit_name(*u, name, &gen))
+                        continue;
+                struct service_state *ss = state_find(e->state, name);
+                if (ss && ss->current && ss->current->generation == gen) {
+                        struct service *svc = engine_service(e, name);
+                        /* Listed is taken as alive until the watch says
+                         * otherwise; a dead one is then replaced. */
+                        svc->current_alive = true;
+                        svc->healthy = true;
+                        systemd_watch_unit(e->systemd, *u);
+                        log_svc(LOG_INFO, name, gen, "Adopting %s", *u);
+                        continue;
+                }
+                log_svc(LOG_NOTICE, name, gen, "Stopping %s: left over from before a restart", *u);
+                systemd_stop_unit(e->systemd, *u, NULL, NULL);
+        }
+        bool dirty = false;
+        for (size_t i = 0; i < e->state->n_services; i++) {
+                struct service_state *ss = e->state->services[i];
+                struct service *svc = engine_service(e, ss->name);
+                if (ss->pending) {
+                        ss->pending = instance_free(ss->pending);
+                        dirty = true;
+                }
+                if (ss->current)
+                        svc->state = LII_STATE_RUNNING;
+        }
+        if (dirty)
+                engine_save(e);
+        e->adopted = true;
+        engine_reconcile(e);
+}
+
+/* ---- the source ---- */
+
+static void set_source_error(struct engine *e, const char *error)
+{
+        if (error && (!e->source_error || strcmp(error, e->source_error) != 0))
+                log_error("Desired state refused: %s", error);
+        free(e->source_error);
+        e->source_error = error ? xstrdup(error) : NULL;
+}
+
+static void sha256_hex(const void *data, size_t len, char out[65])
+{
+        uint8_t md[32];
+        unsigned n = sizeof md;
+        EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
+        hex_encode(md, sizeof md, out);
+}
+
+static int verify_document(struct engine *e, const struct source_result *res, char **ret_error)
+{
+        if (!e->cfg->require_signature) {
+                log_warning("Accepting an unsigned desired state: require_signature = no");
+                return 0;
+        }
+        if (!res->sig) {
+                *ret_error = xasprintf("signature: %s", res->sig_error);
+                return -ENOENT;
+        }
+        _cleanup_(minisign_sig_freep) struct minisign_sig *sig = NULL;
+        _cleanup_free_ char *error = NULL;
+        const struct minisign_key *key;
+        int r = minisign_sig_parse(res->sig, res->sig_len, &sig, &error);
+        if (r == 0)
+                r = minisign_verify_buffer(e->desired_keys, sig, res->doc, res->doc_len, 0, &key,
+                                           &error);
+        if (r < 0) {
+                *ret_error = xasprintf("%s.minisig: %s", e->cfg->source_url, error);
+                return r;
+        }
+        free(e->desired_key_id);
+        free(e->desired_comment);
+        e->desired_key_id = xstrdup(key->key_id_string);
+        e->desired_comment = xstrdup(sig->trusted_comment);
+        return 0;
+}
+
+static void on_source(struct source *s, const struct source_result *res, void *userdata)
+{
+        struct engine *e = userdata;
+        if (res->r < 0) {
+                set_source_error(e, res->error);
+                return;
+        }
+        uint64_t now = now_realtime_usec();
+        char sha[65];
+        sha256_hex(res->doc, res->doc_len, sha);
+        if (e->desired && strcmp(sha, e->state->doc_sha256) == 0) {
+                e->fetched_at_usec = now;
+                set_source_error(e, NULL);
+                return;
+        }
+
+        _cleanup_free_ char *error = NULL;
+        if (verify_document(e, res, &error) < 0) {
+                set_source_error(e, error);
+                return;
+        }
+        _cleanup_(desired_freep) struct desired *d = NULL;
+        _cleanup_free_ char *perror = NULL;
+        if (desired_parse(res->doc, res->doc_len, e->cfg->source_url, &d, &perror) < 0) {
+                _cleanup_free_ char *msg = xasprintf("document: %s", perror);
+                set_source_error(e, msg);
+                return;
+        }
+        /* Anti-rollback and anti-freeze: judged against what was applied
+         * before (also before a restart) and the newest time ever seen. */
+        struct state *st = e->state;
+        uint64_t clock = now > st->clock_high_water_usec ? now : st->clock_high_water_usec;
+        if (st->doc_sha256[0] && d->serial < st->serial) {
+                _cleanup_free_ char *msg = xasprintf(
+                        "document: serial %llu is lower than the applied serial %llu (rollback refused)",
+                        (unsigned long long)d->serial, (unsigned long long)st->serial);
+                set_source_error(e, msg);
+                return;
+        }
+        if (st->doc_sha256[0] && d->serial == st->serial && strcmp(sha, st->doc_sha256) != 0) {
+                _cleanup_free_ char *msg = xasprintf(
+                        "document: serial %llu was already applied with other content (refused)",
+                        (unsigned long long)d->serial);
+                set_source_error(e, msg);
+                return;
+        }
+        if (d->expires_usec && d->expires_usec <= clock) {
+                char when[RFC3339_MAX];
+                format_rfc3339(d->expires_usec, when);
+                _cleanup_free_ char *msg = xasprintf("document: expired at %s", when);
+                set_source_error(e, msg);
+                return;
+        }
+
+        st->serial = d->serial;
+        snprintf(st->doc_sha256, sizeof st->doc_sha256, "%s", sha);
+        st->clock_high_water_usec = clock;
+        if (engine_save(e) < 0) {
+                set_source_error(e, "cannot persist the accepted serial; document not applied");
+                return;
+        }
+        desired_free(e->desired);
+        e->desired = TAKE_PTR(d);
+        e->fetched_at_usec = now;
+        set_source_error(e, NULL);
+        log_info("Accepted desired state serial %llu (%zu services)",
+                 (unsigned long long)e->desired->serial, e->desired->n_services);
+        engine_reconcile(e);
+}
+
+/* ---- status ---- */
+
+static json_object *time_or_null(uint64_t usec)
+{
+        if (!usec)
+                return NULL;
+        char buf[RFC3339_MAX];
+        format_rfc3339(usec, buf);
+        return json_object_new_string(buf);
+}
+
+static json_object *string_or_null(const char *s)
+{
+        return s ? json_object_new_string(s) : NULL;
+}
+
+static json_object *service_json(struct engine *e, struct service *svc)
+{
+        struct service_state *ss = state_find(e->state, svc->name);
+        const struct service_spec *want = e->desired ? desired_find(e->desired, svc->name) : NULL;
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, LII_F_STATE,
+                               json_object_new_string(lii_state_to_string(svc->state)));
+
+        json_object *cur = NULL;
+        if (ss && ss->current) {
+                cur = json_object_new_object();
+                json_object_object_add(cur, LII_F_GENERATION,
+                                       json_object_new_uint64(ss->current->generation));
+                json_object_object_add(cur, LII_F_UNIT, json_object_new_string(ss->current->unit));
+                json_object_object_add(cur, LII_F_ARTIFACT_SHA256,
+                                       json_object_new_string(ss->current->artifact_sha256));
+                json_object_object_add(cur, LII_F_SPEC_SHA256,
+                                       json_object_new_string(ss->current->spec_sha256));
+                json_object_object_add(cur, LII_F_ACTIVE_SINCE,
+                                       time_or_null(svc->active_since_usec));
+                json_object_object_add(cur, LII_F_HEALTHY,
+                                       json_object_new_boolean(svc->current_alive && svc->healthy));
+                json_object_object_add(cur, LII_F_MAIN_PID,
+                                       svc->main_pid ? json_object_new_int64(svc->main_pid) : NULL);
+                json_object_object_add(cur, LII_F_PORT, json_object_new_int(ss->current->port));
+        }
+        json_object_object_add(o, LII_F_CURRENT, cur);
+
+        json_object *prev = NULL;
+        if (ss && ss->previous) {
+                prev = json_object_new_object();
+                json_object_object_add(prev, LII_F_GENERATION,
+                                       json_object_new_uint64(ss->previous->generation));
+                json_object_object_add(prev, LII_F_ARTIFACT_SHA256,
+                                       json_object_new_string(ss->previous->artifact_sha256));
+                json_object_object_add(prev, LII_F_SPEC_SHA256,
+                                       json_object_new_string(ss->previous->spec_sha256));
+        }
+        json_object_object_add(o, LII_F_PREVIOUS, prev);
+
+        json_object *next = NULL;
+        if (ss && ss->pending) {
+                next = json_object_new_object();
+                json_object_object_add(next, LII_F_GENERATION,
+                                       json_object_new_uint64(ss->pending->generation));
+                json_object_object_add(next, LII_F_UNIT, json_object_new_string(ss->pending->unit));
+                json_object_object_add(next, LII_F_SPEC_SHA256,
+                                       json_object_new_string(ss->pending->spec_sha256));
+                json_object_object_add(next, LII_F_PORT, json_object_new_int(ss->pending->port));
+        }
+        json_object_object_add(o, LII_F_NEXT, next);
+
+        json_object *des = NULL;
+        if (want) {
+                des = json_object_new_object();
+                json_object_object_add(des, LII_F_ARTIFACT_SHA256,
+                                       json_object_new_string(want->artifact_sha256));
+                json_object_object_add(des, LII_F_SPEC_SHA256,
+                                       json_object_new_string(want->spec_sha256));
+        }
+        json_object_object_add(o, LII_F_DESIRED, des);
+
+        json_object *lr = NULL;
+        if (ss && ss->last_rollout.result != LII_RESULT_NONE) {
+                const struct rollout_record *rec = &ss->last_rollout;
+                lr = json_object_new_object();
+                json_object_object_add(lr, LII_F_RESULT,
+                                       json_object_new_string(lii_result_to_string(rec->result)));
+                json_object_object_add(lr, LII_F_REASON, string_or_null(rec->reason));
+                json_object_object_add(lr, LII_F_STARTED_AT, time_or_null(rec->started_usec));
+                json_object_object_add(lr, LII_F_FINISHED_AT, time_or_null(rec->finished_usec));
+                uint64_t ms = rec->finished_usec > rec->started_usec
+                                      ? (rec->finished_usec - rec->started_usec) / USEC_PER_MSEC
+                                      : 0;
+                json_object_object_add(lr, LII_F_DURATION_MS, json_object_new_uint64(ms));
+        }
+        json_object_object_add(o, LII_F_LAST_ROLLOUT, lr);
+        return o;
+}
+
+static json_object *api_status(void *userdata)
+{
+        struct engine *e = userdata;
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, LII_F_NODE, json_object_new_string(e->node_name));
+        json_object_object_add(o, LII_F_VERSION, json_object_new_string(LII_VERSION));
+        json_object_object_add(o, LII_F_PAUSED, json_object_new_boolean(false));
+
+        json_object *src = json_object_new_object();
+        json_object_object_add(src, LII_F_URL, json_object_new_string(e->cfg->source_url));
+        json_object_object_add(src, LII_F_SERIAL,
+                               e->state->doc_sha256[0] ? json_object_new_uint64(e->state->serial)
+                                                       : NULL);
+        json_object_object_add(src, LII_F_FETCHED_AT, time_or_null(e->fetched_at_usec));
+        json_object_object_add(src, LII_F_ERROR, string_or_null(e->source_error));
+        json_object_object_add(src, LII_F_KEY_ID, string_or_null(e->desired_key_id));
+        json_object_object_add(src, LII_F_TRUSTED_COMMENT, string_or_null(e->desired_comment));
+        json_object_object_add(o, LII_F_SOURCE, src);
+
+        json_object *svcs = json_object_new_object();
+        for (size_t i = 0; i < e->n_services; i++)
+                json_object_object_add(svcs, e->services[i]->name,
+                                       service_json(e, e->services[i]));
+        json_object_object_add(o, LII_F_SERVICES, svcs);
+        return o;
+}
+
+static json_object *api_service(void *userdata, const char *name)
+{
+        struct engine *e = userdata;
+        struct service *svc = find_service(e, name);
+        return svc ? service_json(e, svc) : NULL;
+}
+
+static const struct api_ops engine_api_ops = {
+        .status = api_status,
+        .service = api_service,
+};
+
+/* ---- life cycle ---- */
+
+static int lookup_gid(const char *group, gid_t *ret)
+{
+        *ret = (gid_t)-1;
+        if (!group)
+                return 0;
+        struct group *gr = getgrnam(group);
+        if (!gr)
+                return -ESRCH;
+        *ret = gr->gr_gid;
+        return 0;
+}
+
+static int load_keys(const char *dir, const char *what, struct minisign_keyring **ret)
+{
+        _cleanup_free_ char *error = NULL;
+        int r = minisign_keyring_load_dir(dir, ret, &error);
+        if (r < 0)
+                return log_error_errno(r, "Failed to load the %s keys: %s", what, error);
+        if ((*ret)->n == 0)
+                log_warning("No %s keys in %s: nothing signed can be accepted", what, dir);
+        return 0;
+}
+
+int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
+{
+        struct engine *e = xcalloc(1, sizeof *e);
+        e->loop = loop;
+        e->cfg = cfg;
+        int r;
+        _cleanup_free_ char *error = NULL;
+
+        if (cfg->node_name)
+                e->node_name = xstrdup(cfg->node_name);
+        else {
+                char host[256] = "";
+                gethostname(host, sizeof host - 1);
+                e->node_name = xstrdup(host);
+        }
+
+        if (cfg->require_signature) {
+                if (load_keys(cfg->desired_keys, "desired-state", &e->desired_keys) < 0)
+                        goto fail;
+        } else {
+                log_warning("require_signature = no: desired state is accepted unsigned; "
+                            "this is for experiments only");
+        }
+
+        /* The state folder holds the store, which instances running as
+         * dynamic users must be able to traverse. */
+        if (mkdir(cfg->state_dir, 0755) < 0 && errno != EEXIST) {
+                log_error_errno(errno, "Failed to create %s: %m", cfg->state_dir);
+                goto fail;
+        }
+        e->state_path = xasprintf("%s/state.json", cfg->state_dir);
+        r = state_load(e->state_path, &e->state, &error);
+        if (r < 0) {
+                log_error("Failed to load the state: %s", error);
+                goto fail;
+        }
+        r = store_new(loop, cfg->state_dir, &e->store);
+        if (r < 0) {
+                log_error_errno(r, "Failed to open the store in %s: %m", cfg->state_dir);
+                goto fail;
+        }
+        r = curlm_new(loop, &e->curlm);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up curl: %m");
+                goto fail;
+        }
+        r = systemd_new(loop, cfg->bus, on_unit, e, &e->systemd);
+        if (r < 0) {
+                log_error_errno(r, "Failed to connect to systemd (bus %s): %m", cfg->bus);
+                goto fail;
+        }
+
+        struct api_config acfg = { .socket_path = cfg->socket_path };
+        if (lookup_gid(cfg->read_group, &acfg.read_gid) < 0)
+                log_warning("Group '%s' (read_group) does not exist: only root may read",
+                            cfg->read_group);
+        if (lookup_gid(cfg->admin_group, &acfg.admin_gid) < 0)
+                log_warning("Group '%s' (admin_group) does not exist", cfg->admin_group);
+        r = api_new(loop, &acfg, &engine_api_ops, e, &e->api);
+        if (r < 0) {
+                log_error_errno(r, "Failed to serve the API on %s: %m", cfg->socket_path);
+                goto fail;
+        }
+
+        r = source_new(loop, cfg->source_url, cfg->poll_interval_usec, on_source, e, &e->source);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up the source %s: %m", cfg->source_url);
+                goto fail;
+        }
+        r = systemd_list_units(e->systemd, "lii-", on_units_listed, e);
+        if (r < 0) {
+                log_error_errno(r, "Failed to list units: %m");
+                goto fail;
+        }
+        r = source_start(e->source);
+        if (r < 0) {
+                log_error_errno(r, "Failed to watch the source %s: %m", cfg->source_url);
+                goto fail;
+        }
+        *ret = e;
+        return 0;
+fail:
+        engine_free(e);
+        return -EINVAL;
+}
+
+struct engine *engine_free(struct engine *e)
+{
+        if (!e)
+                return NULL;
+        e->stopping = true;
+        for (size_t i = 0; i < e->n_services; i++) {
+                if (e->services[i]->rollout)
+                        rollout_abandon(e->services[i]->rollout);
+                free(e->services[i]->name);
+                free(e->services[i]);
+        }
+        free(e->services);
+        source_free(e->source);
+        api_free(e->api);
+        systemd_free(e->systemd);
+        curlm_free(e->curlm);
+        store_free(e->store);
+        if (e->state)
+                state_save(e->state, e->state_path);
+        state_free(e->state);
+        desired_free(e->desired);
+        minisign_keyring_free(e->desired_keys);
+        minisign_keyring_free(e->artifact_keys);
+        free(e->state_path);
+        free(e->node_name);
+        free(e->source_error);
+        free(e->desired_key_id);
+        free(e->desired_comment);
+        free(e);
+        return NULL;
+}

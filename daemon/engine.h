@@ -1,0 +1,17 @@
+/* The engine: owns everything liid runs (systemd connection, store, curl,
+ * source, API) and turns desired state into instances by reconciling. */
+#pragma once
+
+#include <uv.h>
+
+#include "config.h"
+
+struct engine;
+
+/* Opens the state, connects to systemd, starts the API and the source.
+ * On failure the error has been logged. */
+int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret);
+/* Stops taking work, persists and closes every handle; the loop then
+ * ends once libuv has closed them. Instances keep running: they belong to
+ * systemd, not to liid. Accepts NULL. */
+struct engine *engine_free(struct engine *e);

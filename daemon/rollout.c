@@ -1,0 +1,408 @@
+/* One rollout of one service, steps 1–4 of the brief:
+ *   fetch and verify the artifact → start generation N+1 beside the old one
+ *   → probe until it passes → commit (state file) → retire the old one.
+ * A failure at any step stops only the new instance; the old one is never
+ * touched, and the refused spec is quarantined until the desired spec
+ * changes. Every transition is persisted before its side effect. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "engine-internal.h"
+#include "expand.h"
+#include "log.h"
+
+enum phase { PHASE_FETCH, PHASE_START, PHASE_CHECK, PHASE_ABORT };
+
+struct rollout {
+        struct service *svc;
+        struct service_spec *spec;
+        enum phase phase;
+        struct store_job *job;
+        struct health_check *health;
+        uint64_t started_usec;    /* realtime, for the record */
+        uint64_t start_mono_usec; /* when the unit was started: the deadline counts from it */
+        char *artifact_root;
+        uint64_t generation;
+        char *unit;
+};
+
+static struct service_state *rollout_state(struct rollout *ro)
+{
+        return state_get(ro->svc->engine->state, ro->svc->name);
+}
+
+uint64_t rollout_generation(const struct rollout *ro)
+{
+        return ro->generation;
+}
+
+static void rollout_free(struct rollout *ro)
+{
+        if (!ro)
+                return;
+        if (ro->job)
+                store_job_cancel(ro->job);
+        health_check_cancel(ro->health);
+        service_spec_free(ro->spec);
+        free(ro->artifact_root);
+        free(ro->unit);
+        free(ro);
+}
+
+/* Ends the rollout's life in the service; the caller has recorded the
+ * outcome. */
+static void rollout_detach(struct rollout *ro)
+{
+        struct service *svc = ro->svc;
+        struct engine *e = svc->engine;
+        svc->rollout = NULL;
+        e->running_rollouts--;
+        rollout_free(ro);
+        engine_reconcile(e);
+}
+
+void rollout_abandon(struct rollout *ro)
+{
+        ro->svc->rollout = NULL;
+        ro->svc->engine->running_rollouts--;
+        rollout_free(ro);
+}
+
+/* A free loopback port for "port": "auto". Another process may take it
+ * before the instance binds it; the health check then fails and the
+ * rollout reports it, which is the honest outcome. */
+static int pick_free_port(void)
+{
+        _cleanup_close_ int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof sa;
+        if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+            getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+                return -errno;
+        return ntohs(sa.sin_port);
+}
+
+struct stop_ctx {
+        struct engine *engine;
+        char *service;
+        uint64_t generation;
+};
+
+/* The refused instance is gone: its pending record can go too. */
+static void on_refused_stopped(struct systemd *m, int r, const char *result, void *userdata)
+{
+        struct stop_ctx *ctx = userdata;
+        struct engine *e = ctx->engine;
+        if (r < 0)
+                log_svc(LOG_WARNING, ctx->service, ctx->generation,
+                        "Failed to stop the refused instance: %s", result ? result : "unknown");
+        struct service_state *ss = state_find(e->state, ctx->service);
+        if (!e->stopping && ss && ss->pending && ss->pending->generation == ctx->generation) {
+                _cleanup_free_ char *unit = xstrdup(ss->pending->unit);
+                ss->pending = instance_free(ss->pending);
+                engine_save(e);
+                systemd_unwatch_unit(e->systemd, unit);
+        }
+        free(ctx->service);
+        free(ctx);
+}
+
+static void rollout_fail(struct rollout *ro, const char *reason)
+{
+        struct service *svc = ro->svc;
+        struct engine *e = svc->engine;
+        struct service_state *ss = rollout_state(ro);
+        bool started = ro->phase != PHASE_FETCH;
+
+        log_svc(LOG_ERR, svc->name, ro->generation, "Rollout of generation %llu refused: %s",
+                (unsigned long long)ro->generation, reason);
+        snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256, "%s",
+                 ro->spec->spec_sha256);
+        rollout_record_set(&ss->last_rollout, LII_RESULT_FAILED, reason, ro->started_usec,
+                           now_realtime_usec());
+        if (!started)
+                ss->pending = instance_free(ss->pending);
+        engine_save(e);
+        svc->state = LII_STATE_FAILED;
+
+        if (started) {
+                struct stop_ctx *ctx = xcalloc(1, sizeof *ctx);
+                ctx->engine = e;
+                ctx->service = xstrdup(svc->name);
+                ctx->generation = ro->generation;
+                int r = systemd_stop_unit(e->systemd, ro->unit, on_refused_stopped, ctx);
+                if (r < 0) {
+                        log_svc(LOG_WARNING, svc->name, ro->generation,
+                                "Failed to stop %s: %s", ro->unit, strerror(-r));
+                        free(ctx->service);
+                        free(ctx);
+                }
+        }
+        rollout_detach(ro);
+}
+
+static void on_retired(struct systemd *m, int r, const char *result, void *userdata)
+{
+        struct stop_ctx *ctx = userdata;
+        if (r < 0)
+                log_svc(LOG_WARNING, ctx->service, ctx->generation,
+                        "Failed to stop the retired instance: %s", result ? result : "unknown");
+        else
+                log_svc(LOG_INFO, ctx->service, ctx->generation, "Retired generation %llu",
+                        (unsigned long long)ctx->generation);
+        free(ctx->service);
+        free(ctx);
+}
+
+/* Step 4: the new instance passed. The state file says so before the old
+ * instance is stopped, so a crash in between leaves the new one current and
+ * the old one an orphan that start-up stops. */
+static void rollout_commit(struct rollout *ro)
+{
+        struct service *svc = ro->svc;
+        struct engine *e = svc->engine;
+        struct service_state *ss = rollout_state(ro);
+        uint64_t now = now_realtime_usec();
+
+        instance_free(ss->previous);
+        ss->previous = ss->current;
+        ss->current = ss->pending;
+        ss->pending = NULL;
+        ss->refused_spec_sha256[0] = '\0';
+        rollout_record_set(&ss->last_rollout, LII_RESULT_SUCCEEDED, NULL, ro->started_usec, now);
+        if (engine_save(e) < 0) {
+                /* Nothing may be retired on the strength of a state that did
+                 * not reach the disk; the next start-up sorts it out. */
+                svc->state = LII_STATE_FAILED;
+                rollout_detach(ro);
+                return;
+        }
+        svc->state = LII_STATE_RUNNING;
+        svc->current_alive = true;
+        svc->healthy = true;
+        svc->main_pid = svc->next_main_pid;
+        svc->active_since_usec = svc->next_active_since_usec;
+        log_svc(LOG_INFO, svc->name, ro->generation,
+                "Generation %llu passed its checks and is now current (%llu ms)",
+                (unsigned long long)ro->generation,
+                (unsigned long long)((now - ro->started_usec) / USEC_PER_MSEC));
+
+        if (ss->previous) {
+                struct stop_ctx *ctx = xcalloc(1, sizeof *ctx);
+                ctx->engine = e;
+                ctx->service = xstrdup(svc->name);
+                ctx->generation = ss->previous->generation;
+                systemd_unwatch_unit(e->systemd, ss->previous->unit);
+                int r = systemd_stop_unit(e->systemd, ss->previous->unit, on_retired, ctx);
+                if (r < 0) {
+                        log_svc(LOG_WARNING, svc->name, ctx->generation, "Failed to stop %s: %s",
+                                ss->previous->unit, strerror(-r));
+                        free(ctx->service);
+                        free(ctx);
+                }
+        }
+        rollout_detach(ro);
+}
+
+static void on_health_done(struct health_check *h, bool ok, const char *reason, void *userdata)
+{
+        struct rollout *ro = userdata;
+        ro->health = NULL;
+        if (ok) {
+                rollout_commit(ro);
+                return;
+        }
+        _cleanup_free_ char *msg = xasprintf("health check failed: %s", reason);
+        rollout_fail(ro, msg);
+}
+
+static char *health_target(const struct rollout *ro, const struct instance *inst)
+{
+        const struct health_spec *hs = &ro->spec->health;
+        if (!hs->target)
+                return NULL;
+        struct expand_vars vars = { .port = inst->port,
+                                    .service = ro->svc->name,
+                                    .generation = ro->generation,
+                                    .artifact_dir = ro->artifact_root };
+        return expand_template(hs->target, &vars);
+}
+
+static void on_started(struct systemd *m, int r, const char *result, void *userdata)
+{
+        struct rollout *ro = userdata;
+        struct service *svc = ro->svc;
+        struct engine *e = svc->engine;
+        if (r < 0) {
+                _cleanup_free_ char *msg = xasprintf("systemd did not start %s: %s", ro->unit,
+                                                     result ? result : strerror(-r));
+                rollout_fail(ro, msg);
+                return;
+        }
+        ro->phase = PHASE_CHECK;
+        svc->state = LII_STATE_CHECKING;
+        struct service_state *ss = rollout_state(ro);
+        _cleanup_free_ char *target = health_target(ro, ss->pending);
+        r = health_check_start(e->loop, e->curlm, &ro->spec->health, target,
+                               ro->start_mono_usec + ro->spec->health.deadline_usec,
+                               on_health_done, ro, &ro->health);
+        if (r < 0) {
+                _cleanup_free_ char *msg =
+                        xasprintf("cannot run the health check: %s",
+                                  r == -EOPNOTSUPP ? "exec checks are not supported yet"
+                                                   : strerror(-r));
+                rollout_fail(ro, msg);
+        }
+}
+
+void rollout_on_unit(struct rollout *ro, const struct unit_status *st)
+{
+        if (ro->phase != PHASE_CHECK)
+                return;
+        if (st->loaded && strcmp(st->active_state, "failed") != 0 &&
+            strcmp(st->active_state, "inactive") != 0)
+                return;
+        _cleanup_free_ char *msg = NULL;
+        if (st->exec_main_code == CLD_EXITED)
+                msg = xasprintf("%s exited with status %d before passing its checks", ro->unit,
+                                st->exec_main_status);
+        else if (st->exec_main_code == CLD_KILLED || st->exec_main_code == CLD_DUMPED)
+                msg = xasprintf("%s was killed by signal %d before passing its checks", ro->unit,
+                                st->exec_main_status);
+        else
+                msg = xasprintf("%s stopped (%s) before passing its checks", ro->unit,
+                                st->result[0] ? st->result : st->active_state);
+        rollout_fail(ro, msg);
+}
+
+/* Builds the unit of the brief: the read-only artifact root as working
+ * directory, the expanded command and environment, limits and sandbox. */
+static int start_unit(struct rollout *ro)
+{
+        struct service *svc = ro->svc;
+        struct engine *e = svc->engine;
+        struct service_state *ss = rollout_state(ro);
+        const struct service_spec *spec = ro->spec;
+        struct expand_vars vars = { .port = ss->pending->port,
+                                    .service = svc->name,
+                                    .generation = ro->generation,
+                                    .artifact_dir = ro->artifact_root };
+
+        _cleanup_strv_free_ char **argv = expand_strv(spec->exec, &vars);
+        char *exe = xasprintf("%s/%s", ro->artifact_root, argv[0]);
+        free(argv[0]);
+        argv[0] = exe;
+
+        size_t n_env = strv_length(spec->env);
+        _cleanup_strv_free_ char **env = xcalloc(n_env + 5, sizeof *env);
+        for (size_t i = 0; i < n_env; i++)
+                env[i] = expand_template(spec->env[i], &vars);
+        env[n_env++] = xasprintf("PORT=%d", vars.port);
+        env[n_env++] = xasprintf("LII_SERVICE=%s", svc->name);
+        env[n_env++] = xasprintf("LII_GENERATION=%llu", (unsigned long long)ro->generation);
+        env[n_env++] = xasprintf("LII_ARTIFACT_DIR=%s", ro->artifact_root);
+
+        _cleanup_free_ char *description =
+                xasprintf("lii %s generation %llu", svc->name, (unsigned long long)ro->generation);
+        _cleanup_free_ char *state_dir = xasprintf("lii/%s", svc->name);
+        struct transient_unit u = {
+                .name = ro->unit,
+                .description = description,
+                .slice = e->cfg->slice,
+                .argv = argv,
+                .working_directory = ro->artifact_root,
+                .environment = env,
+                .notify = spec->ready == READY_NOTIFY,
+                .timeout_stop_usec = spec->stop_timeout_usec,
+                .memory_max = spec->memory_max,
+                .cpu_quota_per_sec_usec = (uint64_t)spec->cpu_percent * 10000,
+                .tasks_max = spec->tasks_max,
+                .state_directory = state_dir,
+                .sandbox_strict = spec->sandbox == SANDBOX_STRICT,
+        };
+        int r = systemd_watch_unit(e->systemd, ro->unit);
+        if (r < 0)
+                return r;
+        ro->start_mono_usec = now_monotonic_usec();
+        ss->pending->started_usec = now_realtime_usec();
+        return systemd_start_transient(e->systemd, &u, on_started, ro);
+}
+
+static void on_fetched(int r, const char *root, const char *error, void *userdata)
+{
+        struct rollout *ro = userdata;
+        ro->job = NULL;
+        if (r < 0) {
+                rollout_fail(ro, error ? error : "artifact could not be fetched");
+                return;
+        }
+        ro->artifact_root = xstrdup(root);
+        ro->phase = PHASE_START;
+        ro->svc->state = LII_STATE_STARTING;
+        r = start_unit(ro);
+        if (r < 0) {
+                _cleanup_free_ char *msg =
+                        xasprintf("cannot ask systemd to start %s: %s", ro->unit, strerror(-r));
+                rollout_fail(ro, msg);
+        }
+}
+
+int rollout_start(struct service *svc, const struct service_spec *spec)
+{
+        struct engine *e = svc->engine;
+        struct service_state *ss = state_get(e->state, svc->name);
+        _cleanup_free_ char *error = NULL;
+
+        struct rollout *ro = xcalloc(1, sizeof *ro);
+        ro->svc = svc;
+        ro->phase = PHASE_FETCH;
+        ro->started_usec = now_realtime_usec();
+        int r = service_spec_parse(spec->name, spec->spec_json, &ro->spec, &error);
+        if (r < 0) {
+                log_svc(LOG_ERR, svc->name, 0, "Cannot copy the spec: %s", error);
+                free(ro);
+                return r;
+        }
+        int port = spec->port;
+        if (port == 0) {
+                port = pick_free_port();
+                if (port < 0) {
+                        log_svc(LOG_ERR, svc->name, 0, "Cannot find a free port: %s",
+                                strerror(-port));
+                        rollout_free(ro);
+                        return port;
+                }
+        }
+
+        /* The generation is taken and the new instance recorded before
+         * anything happens, so that after a crash the instance is known. */
+        ro->generation = ++ss->last_generation;
+        instance_free(ss->pending);
+        ss->pending = instance_new(svc->name, ro->generation, spec->spec_json, spec->spec_sha256,
+                                   spec->artifact_sha256, port);
+        ro->unit = xstrdup(ss->pending->unit);
+        r = engine_save(e);
+        if (r < 0) {
+                ss->pending = instance_free(ss->pending);
+                rollout_free(ro);
+                return r;
+        }
+
+        svc->rollout = ro;
+        svc->state = LII_STATE_FETCHING;
+        svc->next_main_pid = 0;
+        svc->next_active_since_usec = 0;
+        e->running_rollouts++;
+        log_svc(LOG_INFO, svc->name, ro->generation, "Rolling out generation %llu (spec %.12s)",
+                (unsigned long long)ro->generation, spec->spec_sha256);
+        r = store_ensure(e->store, ro->spec, on_fetched, ro, &ro->job);
+        if (r < 0) {
+                _cleanup_free_ char *msg = xasprintf("cannot fetch the artifact: %s", strerror(-r));
+                rollout_fail(ro, msg);
+        }
+        return 0;
+}

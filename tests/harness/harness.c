@@ -1,0 +1,520 @@
+/* The integration-test harness; see harness.h. */
+#include "harness.h"
+
+#include <check.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define MINISIGN "minisign"
+
+static void fail_now(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void fail_now(const char *fmt, ...)
+{
+        char buf[2048];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof buf, fmt, ap);
+        va_end(ap);
+        ck_abort_msg("%s", buf);
+        abort();
+}
+
+static void write_file(const char *path, const char *text)
+{
+        FILE *f = fopen(path, "we");
+        if (!f)
+                fail_now("cannot write %s: %s", path, strerror(errno));
+        fputs(text, f);
+        fclose(f);
+}
+
+/* Runs argv with extra environment entries; captures stdout when ret_out is
+ * given. Returns the exit code (128+signal when killed). */
+static int run(char *const *argv, char *const *extra_env, char **ret_out)
+{
+        int pipefd[2] = { -1, -1 };
+        if (ret_out && pipe2(pipefd, O_CLOEXEC) < 0)
+                fail_now("pipe: %s", strerror(errno));
+        pid_t pid = fork();
+        if (pid < 0)
+                fail_now("fork: %s", strerror(errno));
+        if (pid == 0) {
+                if (ret_out)
+                        dup2(pipefd[1], STDOUT_FILENO);
+                for (char *const *e = extra_env; e && *e; e++)
+                        putenv(*e);
+                execvp(argv[0], argv);
+                fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+                _exit(127);
+        }
+        char *out = NULL;
+        size_t len = 0;
+        if (ret_out) {
+                close(pipefd[1]);
+                FILE *mem = open_memstream(&out, &len);
+                char buf[4096];
+                ssize_t n;
+                while ((n = read(pipefd[0], buf, sizeof buf)) > 0)
+                        fwrite(buf, 1, (size_t)n, mem);
+                fclose(mem);
+                close(pipefd[0]);
+        }
+        int status;
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        fail_now("waitpid: %s", strerror(errno));
+        if (ret_out)
+                *ret_out = out;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void run_ok(char *const *argv)
+{
+        int rc = run(argv, NULL, NULL);
+        if (rc != 0)
+                fail_now("%s exited with %d", argv[0], rc);
+}
+
+/* A datagram socket that receives sd_notify() messages: the harness learns
+ * that the manager and liid are ready from them, instead of guessing with
+ * sleeps. */
+static int notify_open(const char *path)
+{
+        int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+        unlink(path);
+        if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+                fail_now("notify socket %s: %s", path, strerror(errno));
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
+        return fd;
+}
+
+static void notify_wait_ready(int fd, pid_t pid, const char *what, int timeout_ms)
+{
+        uint64_t deadline = now_monotonic_usec() + (uint64_t)timeout_ms * 1000;
+        for (;;) {
+                uint64_t now = now_monotonic_usec();
+                if (now >= deadline)
+                        fail_now("%s did not report READY=1 within %d ms", what, timeout_ms);
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                int r = poll(&p, 1, (int)((deadline - now) / 1000) + 1);
+                if (r < 0 && errno != EINTR)
+                        fail_now("poll: %s", strerror(errno));
+                int status;
+                if (waitpid(pid, &status, WNOHANG) == pid)
+                        fail_now("%s exited (status %d) before it was ready", what, status);
+                if (r <= 0)
+                        continue;
+                char buf[4096];
+                ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+                if (n <= 0)
+                        continue;
+                buf[n] = '\0';
+                if (strstr(buf, "READY=1"))
+                        return;
+        }
+}
+
+static void make_key(const char *dir, const char *name)
+{
+        char pub[700], sec[700];
+        snprintf(pub, sizeof pub, "%s/%s.pub", dir, name);
+        snprintf(sec, sizeof sec, "%s/../%s.key", dir, name);
+        char *argv[] = { MINISIGN, "-G", "-W", "-f", "-p", pub, "-s", sec, NULL };
+        int rc = run(argv, NULL, &(char *){ NULL });
+        if (rc != 0)
+                fail_now("minisign -G failed (%d)", rc);
+}
+
+static void sign(struct h_env *env, const char *key, const char *file)
+{
+        char sec[700];
+        snprintf(sec, sizeof sec, "%s/keys/%s.key", env->dir, key);
+        char *argv[] = { MINISIGN, "-S", "-s", sec, "-m", (char *)file, "-t", "lii test", NULL };
+        char *out = NULL;
+        int rc = run(argv, NULL, &out);
+        free(out);
+        if (rc != 0)
+                fail_now("minisign -S %s failed (%d)", file, rc);
+}
+
+void h_setup(struct h_env *env, const char *name)
+{
+        memset(env, 0, sizeof *env);
+        /* Instances run with PrivateTmp=yes, so nothing they use may live in
+         * /tmp; and a DynamicUser must be able to walk down to the store. */
+        snprintf(env->dir, sizeof env->dir, "%s/itest/%s.%d", LII_BUILD_DIR, name, getpid());
+        char *rm[] = { "rm", "-rf", env->dir, NULL };
+        run_ok(rm);
+        char *mk[] = { "mkdir", "-p", "-m", "0755", env->dir, NULL };
+        run_ok(mk);
+        chmod(LII_BUILD_DIR "/itest", 0755);
+        snprintf(env->runtime, sizeof env->runtime, "%s/runtime", env->dir);
+        snprintf(env->www, sizeof env->www, "%s/www", env->dir);
+        snprintf(env->state_dir, sizeof env->state_dir, "%s/state", env->dir);
+        snprintf(env->config, sizeof env->config, "%s/liid.conf", env->dir);
+        /* Unix socket paths are short; the build tree may be deep. */
+        snprintf(env->socket, sizeof env->socket, "/run/lii-itest.%d.sock", getpid());
+        snprintf(env->bus, sizeof env->bus, "unix:path=%s/systemd/private", env->runtime);
+        mkdir(env->runtime, 0700);
+        mkdir(env->www, 0755);
+        char keys[600];
+        snprintf(keys, sizeof keys, "%s/keys", env->dir);
+        mkdir(keys, 0700);
+        char desired_d[700], artifact_d[700];
+        snprintf(desired_d, sizeof desired_d, "%s/desired.d", keys);
+        snprintf(artifact_d, sizeof artifact_d, "%s/artifact.d", keys);
+        mkdir(desired_d, 0755);
+        mkdir(artifact_d, 0755);
+        make_key(desired_d, "desired");
+        make_key(artifact_d, "artifact");
+
+        char conf[8192];
+        snprintf(conf, sizeof conf,
+                 "; written by the lii test harness\n"
+                 "[source]\nurl = file://%s/desired.json\npoll_interval = 30s\n"
+                 "[trust]\ndesired_keys = %s\nartifact_keys = %s\n"
+                 "[node]\nname = itest\n"
+                 "[paths]\nstate_dir = %s\nsocket = %s\n"
+                 "[systemd]\nbus = %s\n"
+                 "[api]\nread_group =\n"
+                 "[log]\nlevel = debug\n",
+                 env->www, desired_d, artifact_d, env->state_dir, env->socket, env->bus);
+        write_file(env->config, conf);
+
+        /* The artifacts, published beside the document and signed. */
+        for (int v = 1; v <= 3; v++) {
+                char src[700], dst[700];
+                snprintf(src, sizeof src, "%s/sample/hello-%d.tar.gz", LII_BUILD_DIR, v);
+                snprintf(dst, sizeof dst, "%s/hello-%d.tar.gz", env->www, v);
+                char *cp[] = { "cp", src, dst, NULL };
+                run_ok(cp);
+                sign(env, "artifact", dst);
+        }
+
+        /* The private manager, as the design brief describes it. */
+        char notify[700];
+        snprintf(notify, sizeof notify, "%s/manager.notify", env->dir);
+        int nfd = notify_open(notify);
+        pid_t pid = fork();
+        if (pid < 0)
+                fail_now("fork: %s", strerror(errno));
+        if (pid == 0) {
+                /* A failed test ends its process without teardown; the
+                 * manager (which then stops its units) must go with it. */
+                prctl(PR_SET_PDEATHSIG, SIGTERM);
+                setsid();
+                char script[2048];
+                snprintf(script, sizeof script,
+                         "mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system && "
+                         "XDG_RUNTIME_DIR=%s NOTIFY_SOCKET=%s exec /lib/systemd/systemd --user "
+                         "--log-target=console --log-level=warning",
+                         env->runtime, notify);
+                execlp("unshare", "unshare", "-m", "--propagation", "private", "sh", "-c", script,
+                       (char *)NULL);
+                _exit(127);
+        }
+        env->manager_pid = pid;
+        notify_wait_ready(nfd, pid, "the private systemd manager", 15000);
+        close(nfd);
+}
+
+void h_start_liid(struct h_env *env)
+{
+        char notify[700];
+        snprintf(notify, sizeof notify, "%s/liid.notify", env->dir);
+        int nfd = notify_open(notify);
+        char log[700];
+        snprintf(log, sizeof log, "%s/liid.log", env->dir);
+        pid_t pid = fork();
+        if (pid < 0)
+                fail_now("fork: %s", strerror(errno));
+        if (pid == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+                dup2(fd, STDERR_FILENO);
+                setenv("NOTIFY_SOCKET", notify, 1);
+                unsetenv("JOURNAL_STREAM");
+                execl(LII_BUILD_DIR "/liid", "liid", "-c", env->config, (char *)NULL);
+                _exit(127);
+        }
+        env->liid_pid = pid;
+        notify_wait_ready(nfd, pid, "liid", 15000);
+        close(nfd);
+}
+
+void h_kill_liid(struct h_env *env, int sig)
+{
+        if (env->liid_pid <= 0)
+                return;
+        kill(env->liid_pid, sig);
+        int status;
+        waitpid(env->liid_pid, &status, 0);
+        env->liid_pid = 0;
+        if (sig == SIGTERM && (!WIFEXITED(status) || WEXITSTATUS(status) != 0))
+                fail_now("liid did not exit cleanly on SIGTERM (status %d)", status);
+}
+
+void h_teardown(struct h_env *env)
+{
+        h_kill_liid(env, SIGTERM);
+        if (env->manager_pid > 0) {
+                /* The manager stops every unit it runs as it exits. */
+                kill(env->manager_pid, SIGTERM);
+                int status;
+                waitpid(env->manager_pid, &status, 0);
+                env->manager_pid = 0;
+        }
+        unlink(env->socket);
+        if (!getenv("LII_KEEP_TEST_DIR")) {
+                char *rm[] = { "rm", "-rf", env->dir, NULL };
+                run(rm, NULL, NULL);
+        }
+}
+
+static void sha256_file(const char *path, char out[65], long long *ret_size)
+{
+        FILE *f = fopen(path, "re");
+        if (!f)
+                fail_now("%s: %s", path, strerror(errno));
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+        char buf[65536];
+        size_t n;
+        long long size = 0;
+        while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+                EVP_DigestUpdate(ctx, buf, n);
+                size += (long long)n;
+        }
+        fclose(f);
+        uint8_t md[32];
+        EVP_DigestFinal_ex(ctx, md, NULL);
+        EVP_MD_CTX_free(ctx);
+        hex_encode(md, 32, out);
+        *ret_size = size;
+}
+
+void h_publish_raw(struct h_env *env, const char *doc)
+{
+        char path[700], tmp[720];
+        snprintf(path, sizeof path, "%s/desired.json", env->www);
+        snprintf(tmp, sizeof tmp, "%s/.desired.json.new", env->www);
+        write_file(tmp, doc);
+        /* Sign first, then move both into place: liid sees a document and
+         * signature that belong together. */
+        sign(env, "desired", tmp);
+        char sig_tmp[740], sig[720];
+        snprintf(sig_tmp, sizeof sig_tmp, "%s.minisig", tmp);
+        snprintf(sig, sizeof sig, "%s.minisig", path);
+        if (rename(sig_tmp, sig) < 0 || rename(tmp, path) < 0)
+                fail_now("publish: %s", strerror(errno));
+}
+
+unsigned h_publish(struct h_env *env, const struct h_service *svcs, size_t n, unsigned serial)
+{
+        env->serial = serial ? serial : env->serial + 1;
+        char *doc = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&doc, &len);
+        fprintf(f, "{\"format\":\"lii.desired/1\",\"serial\":%u,\"services\":{", env->serial);
+        for (size_t i = 0; i < n; i++) {
+                char art[700], sha[65];
+                long long size;
+                snprintf(art, sizeof art, "%s/hello-%d.tar.gz", env->www, svcs[i].artifact);
+                sha256_file(art, sha, &size);
+                fprintf(f,
+                        "%s\"%s\":{\"artifact\":{\"url\":\"hello-%d.tar.gz\",\"sha256\":\"%s\","
+                        "\"size\":%lld},"
+                        "\"exec\":[\"bin/hello\",\"--version-name\",\"v%d\"%s],"
+                        "\"env\":{\"GREETING\":\"hi from ${LII_SERVICE}\"},"
+                        "\"health\":%s,\"stop_timeout\":\"5s\"}",
+                        i ? "," : "", svcs[i].name, svcs[i].artifact,
+                        svcs[i].sha256 ? svcs[i].sha256 : sha, size, svcs[i].artifact,
+                        svcs[i].extra_args ? svcs[i].extra_args : "",
+                        svcs[i].health ? svcs[i].health
+                                       : "{\"http\":\"http://127.0.0.1:${PORT}/healthz\","
+                                         "\"interval\":\"100ms\",\"timeout\":\"1s\",\"passes\":2,"
+                                         "\"deadline\":\"10s\"}");
+        }
+        fprintf(f, "}}\n");
+        fclose(f);
+        h_publish_raw(env, doc);
+        free(doc);
+        return env->serial;
+}
+
+struct buffer {
+        char *data;
+        size_t len;
+};
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+        struct buffer *b = userdata;
+        size_t n = size * nmemb;
+        char *nd = realloc(b->data, b->len + n + 1);
+        if (!nd)
+                return 0;
+        memcpy(nd + b->len, ptr, n);
+        b->data = nd;
+        b->len += n;
+        b->data[b->len] = '\0';
+        return n;
+}
+
+static long http_get(const char *unix_socket, const char *url, char **ret_body)
+{
+        CURL *c = curl_easy_init();
+        struct buffer b = { 0 };
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        if (unix_socket)
+                curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, unix_socket);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+        curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+        long code = 0;
+        if (curl_easy_perform(c) == CURLE_OK)
+                curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+        curl_easy_cleanup(c);
+        if (ret_body)
+                *ret_body = b.data ? b.data : strdup("");
+        else
+                free(b.data);
+        return code;
+}
+
+long h_api_get(struct h_env *env, const char *path, json_object **ret)
+{
+        char url[512];
+        snprintf(url, sizeof url, "http://lii%s", path);
+        char *body = NULL;
+        long code = http_get(env->socket, url, &body);
+        *ret = code ? json_tokener_parse(body) : NULL;
+        free(body);
+        return code;
+}
+
+long h_http_get(int port, const char *path, char **ret_body)
+{
+        char url[512];
+        snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+        return http_get(NULL, url, ret_body);
+}
+
+int h_liictl(struct h_env *env, char **ret_out, const char *const *args)
+{
+        char *argv[32] = { LII_BUILD_DIR "/liictl", "-s", env->socket };
+        size_t n = 3;
+        for (; args && *args && n < ELEMENTSOF(argv) - 1; args++)
+                argv[n++] = (char *)*args;
+        argv[n] = NULL;
+        char *out = NULL;
+        int rc = run(argv, NULL, &out);
+        if (ret_out)
+                *ret_out = out;
+        else
+                free(out);
+        return rc;
+}
+
+int h_systemctl(struct h_env *env, char **ret_out, const char *const *args)
+{
+        char *argv[32] = { "systemctl", "--user", "--no-pager" };
+        size_t n = 3;
+        for (; args && *args && n < ELEMENTSOF(argv) - 1; args++)
+                argv[n++] = (char *)*args;
+        argv[n] = NULL;
+        char xdg[700];
+        snprintf(xdg, sizeof xdg, "XDG_RUNTIME_DIR=%s", env->runtime);
+        char *extra[] = { xdg, NULL };
+        char *out = NULL;
+        int rc = run(argv, extra, &out);
+        if (ret_out)
+                *ret_out = out;
+        else
+                free(out);
+        return rc;
+}
+
+/* liid has no event stream yet, so waiting means asking again; 20 ms apart
+ * keeps the wait short without loading the daemon. */
+static json_object *wait_for(struct h_env *env, const char *path, h_pred pred, void *userdata,
+                             int timeout_ms, const char *what)
+{
+        uint64_t deadline = now_monotonic_usec() + (uint64_t)timeout_ms * 1000;
+        json_object *last = NULL;
+        for (;;) {
+                json_object *o = NULL;
+                long code = h_api_get(env, path, &o);
+                if (code == 200 && o && pred(o, userdata)) {
+                        json_object_put(last);
+                        return o;
+                }
+                if (o) {
+                        json_object_put(last);
+                        last = o;
+                }
+                if (now_monotonic_usec() >= deadline)
+                        fail_now("timed out after %d ms waiting for %s; last answer: %s", timeout_ms,
+                                 what, last ? json_object_to_json_string(last) : "(none)");
+                struct timespec ts = { 0, 20 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+        }
+}
+
+json_object *h_wait_service(struct h_env *env, const char *service, h_pred pred, void *userdata,
+                            int timeout_ms, const char *what)
+{
+        char path[256];
+        snprintf(path, sizeof path, "/v1/services/%s", service);
+        return wait_for(env, path, pred, userdata, timeout_ms, what);
+}
+
+json_object *h_wait_status(struct h_env *env, h_pred pred, void *userdata, int timeout_ms,
+                           const char *what)
+{
+        return wait_for(env, "/v1/status", pred, userdata, timeout_ms, what);
+}
+
+json_object *h_json_path(json_object *o, const char *path)
+{
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s", path);
+        char *save = NULL;
+        for (char *part = strtok_r(buf, ".", &save); part && o; part = strtok_r(NULL, ".", &save))
+                if (!json_object_object_get_ex(o, part, &o))
+                        return NULL;
+        return o;
+}
+
+const char *h_json_str(json_object *o, const char *path)
+{
+        json_object *v = h_json_path(o, path);
+        return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+}
+
+long long h_json_int(json_object *o, const char *path)
+{
+        json_object *v = h_json_path(o, path);
+        return v && json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : -1;
+}

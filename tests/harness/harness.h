@@ -1,0 +1,71 @@
+/* The integration-test harness: a private systemd user manager, a real liid
+ * with its own state folder and keys, desired-state documents signed with the
+ * real minisign tool, and liictl/HTTP calls the way a user makes them. */
+#pragma once
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct h_env {
+        char dir[512];       /* this test's folder, outside /tmp (PrivateTmp) */
+        char runtime[600];   /* XDG_RUNTIME_DIR of the private manager */
+        char bus[700];       /* its private D-Bus address */
+        char socket[600];    /* liid's API socket */
+        char config[600];
+        char state_dir[600];
+        char www[600];       /* where documents and artifacts are published */
+        pid_t manager_pid;
+        pid_t liid_pid;
+        unsigned serial;
+};
+
+/* Creates the folder, keys and configuration and starts the manager. */
+void h_setup(struct h_env *env, const char *name);
+/* Stops liid and the manager (which stops every instance) and removes the
+ * folder. */
+void h_teardown(struct h_env *env);
+
+/* Starts liid and returns once it told systemd-style readiness (READY=1). */
+void h_start_liid(struct h_env *env);
+void h_kill_liid(struct h_env *env, int sig);
+
+/* One service entry of a document. */
+struct h_service {
+        const char *name;
+        int artifact;            /* which sample artifact: 1, 2 or 3 */
+        const char *extra_args;  /* JSON array items appended to exec, e.g. ",\"--never-healthy\"" */
+        const char *health;      /* JSON object for "health", or NULL for the default */
+        const char *sha256;      /* override the artifact's real hash (to break it) */
+};
+/* Writes desired.json with the next serial (or the one given, if nonzero)
+ * and signs it with the test's desired-state key. Returns the serial. */
+unsigned h_publish(struct h_env *env, const struct h_service *svcs, size_t n, unsigned serial);
+/* Writes raw bytes as the document and signs them. */
+void h_publish_raw(struct h_env *env, const char *doc);
+
+/* GET on liid's API; returns the HTTP status and sets *ret (NULL if no JSON). */
+long h_api_get(struct h_env *env, const char *path, json_object **ret);
+/* Runs liictl with the test's socket; returns its exit code. *ret_out (if
+ * not NULL) gets its standard output. */
+int h_liictl(struct h_env *env, char **ret_out, const char *const *args);
+/* Runs systemctl --user against the private manager; returns its exit code
+ * and its output. */
+int h_systemctl(struct h_env *env, char **ret_out, const char *const *args);
+/* GET http://127.0.0.1:port/path; returns the HTTP status (0 when nothing
+ * answers) and the body. */
+long h_http_get(int port, const char *path, char **ret_body);
+
+/* Waits until pred(status of service) holds, for up to timeout_ms; returns
+ * the status document of that moment (caller puts it) or fails the test. */
+typedef bool (*h_pred)(json_object *svc, void *userdata);
+json_object *h_wait_service(struct h_env *env, const char *service, h_pred pred, void *userdata,
+                            int timeout_ms, const char *what);
+/* The same on the whole status document. */
+json_object *h_wait_status(struct h_env *env, h_pred pred, void *userdata, int timeout_ms,
+                           const char *what);
+
+/* Small JSON accessors: "current.generation" style paths. */
+json_object *h_json_path(json_object *o, const char *path);
+const char *h_json_str(json_object *o, const char *path);
+long long h_json_int(json_object *o, const char *path);

@@ -1,0 +1,339 @@
+/* End to end: the real liid, liictl and sample service under a private
+ * systemd manager. Each test starts from nothing and asserts what an
+ * operator would see: which unit runs, what it answers, what status says. */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct h_env env;
+
+static void setup(void)
+{
+        const char *name = tcase_name();
+        h_setup(&env, name ? name : "rollout");
+        h_start_liid(&env);
+}
+
+static void teardown(void)
+{
+        h_teardown(&env);
+}
+
+/* ---- predicates ---- */
+
+static bool runs_generation(json_object *svc, void *userdata)
+{
+        long long gen = *(long long *)userdata;
+        const char *state = h_json_str(svc, "state");
+        return state && strcmp(state, "running") == 0 && h_json_int(svc, "current.generation") == gen &&
+               json_object_get_boolean(h_json_path(svc, "current.healthy"));
+}
+
+static bool is_state(json_object *svc, void *userdata)
+{
+        const char *state = h_json_str(svc, "state");
+        return state && strcmp(state, userdata) == 0;
+}
+
+static bool source_error_mentions(json_object *status, void *userdata)
+{
+        const char *error = h_json_str(status, "source.error");
+        return error && strstr(error, userdata);
+}
+
+static json_object *wait_generation(const char *service, long long gen)
+{
+        char what[128];
+        snprintf(what, sizeof what, "%s to run generation %lld", service, gen);
+        return h_wait_service(&env, service, runs_generation, &gen, 30000, what);
+}
+
+static const struct h_service hello_v1 = { .name = "hello", .artifact = 1 };
+static const struct h_service hello_v2 = { .name = "hello", .artifact = 2 };
+
+static bool unit_is_active(const char *unit)
+{
+        const char *args[] = { "is-active", "--quiet", unit, NULL };
+        return h_systemctl(&env, NULL, args) == 0;
+}
+
+static void assert_answers(int port, const char *version)
+{
+        char *body = NULL;
+        long code = h_http_get(port, "/version", &body);
+        ck_assert_int_eq(code, 200);
+        char want[32];
+        snprintf(want, sizeof want, "%s\n", version);
+        ck_assert_str_eq(body, want);
+        free(body);
+}
+
+/* ---- tests ---- */
+
+START_TEST(first_deploy)
+{
+        h_publish(&env, &hello_v1, 1, 0);
+        json_object *svc = wait_generation("hello", 1);
+
+        ck_assert_str_eq(h_json_str(svc, "current.unit"), "lii-hello@1.service");
+        ck_assert_str_eq(h_json_str(svc, "current.spec_sha256"),
+                         h_json_str(svc, "desired.spec_sha256"));
+        ck_assert_str_eq(h_json_str(svc, "last_rollout.result"), "succeeded");
+        ck_assert(h_json_int(svc, "current.main_pid") > 0);
+        ck_assert(unit_is_active("lii-hello@1.service"));
+        int port = (int)h_json_int(svc, "current.port");
+        assert_answers(port, "v1");
+
+        /* The environment of the desired state reaches the instance, with
+         * lii's variables expanded. */
+        char *body = NULL;
+        ck_assert_int_eq(h_http_get(port, "/", &body), 200);
+        ck_assert_str_eq(body, "hello from v1: hi from hello\n");
+        free(body);
+
+        /* The instance runs in the strict sandbox, as a dynamic user. */
+        char *out = NULL;
+        const char *show[] = { "show", "-p", "DynamicUser", "-p", "ProtectSystem", "-p",
+                               "NoNewPrivileges", "lii-hello@1.service", NULL };
+        ck_assert_int_eq(h_systemctl(&env, &out, show), 0);
+        ck_assert_ptr_nonnull(strstr(out, "DynamicUser=yes"));
+        ck_assert_ptr_nonnull(strstr(out, "ProtectSystem=strict"));
+        ck_assert_ptr_nonnull(strstr(out, "NoNewPrivileges=yes"));
+        free(out);
+        json_object_put(svc);
+
+        /* liictl reads the same through the socket. */
+        const char *status[] = { "status", NULL };
+        ck_assert_int_eq(h_liictl(&env, &out, status), 0);
+        ck_assert_ptr_nonnull(strstr(out, "hello"));
+        ck_assert_ptr_nonnull(strstr(out, "running"));
+        ck_assert_ptr_nonnull(strstr(out, "lii-hello@1.service"));
+        free(out);
+        const char *wait[] = { "wait", "--timeout", "5s", "hello", NULL };
+        ck_assert_int_eq(h_liictl(&env, NULL, wait), 0);
+}
+END_TEST
+
+static bool checking_generation_2(json_object *svc, void *userdata)
+{
+        const char *state = h_json_str(svc, "state");
+        return state && strcmp(state, "checking") == 0 && h_json_int(svc, "next.generation") == 2;
+}
+
+START_TEST(replacement_waits_for_health)
+{
+        h_publish(&env, &hello_v1, 1, 0);
+        json_object *svc = wait_generation("hello", 1);
+        int old_port = (int)h_json_int(svc, "current.port");
+        json_object_put(svc);
+
+        /* v2 reports unhealthy for its first two seconds: during that time
+         * the old instance must keep running and serving. */
+        struct h_service v2 = hello_v2;
+        v2.extra_args = ",\"--healthy-after\",\"2000\"";
+        h_publish(&env, &v2, 1, 0);
+        svc = h_wait_service(&env, "hello", checking_generation_2, NULL, 20000,
+                             "generation 2 to be checked");
+        int new_port = (int)h_json_int(svc, "next.port");
+        json_object_put(svc);
+        ck_assert(unit_is_active("lii-hello@1.service"));
+        ck_assert(unit_is_active("lii-hello@2.service"));
+        assert_answers(old_port, "v1");
+        ck_assert_int_ne(new_port, old_port);
+
+        svc = wait_generation("hello", 2);
+        ck_assert_int_eq(h_json_int(svc, "previous.generation"), 1);
+        ck_assert_int_eq(h_json_int(svc, "current.port"), new_port);
+        ck_assert_int_ge(h_json_int(svc, "last_rollout.duration_ms"), 2000);
+        json_object_put(svc);
+        assert_answers(new_port, "v2");
+        /* The stop job of the old unit may still run; it is done when the
+         * manager no longer lists it as active. */
+        const char *is_active[] = { "is-active", "lii-hello@1.service", NULL };
+        for (int i = 0; i < 200 && h_systemctl(&env, NULL, is_active) == 0; i++)
+                usleep(20000);
+        ck_assert(!unit_is_active("lii-hello@1.service"));
+}
+END_TEST
+
+START_TEST(failing_health_keeps_old)
+{
+        h_publish(&env, &hello_v1, 1, 0);
+        json_object_put(wait_generation("hello", 1));
+        h_publish(&env, &hello_v2, 1, 0);
+        json_object *svc = wait_generation("hello", 2);
+        int port = (int)h_json_int(svc, "current.port");
+        json_object_put(svc);
+
+        struct h_service v3 = { .name = "hello", .artifact = 3,
+                                .extra_args = ",\"--never-healthy\"",
+                                .health = "{\"http\":\"http://127.0.0.1:${PORT}/healthz\","
+                                          "\"interval\":\"100ms\",\"deadline\":\"2s\"}" };
+        h_publish(&env, &v3, 1, 0);
+        svc = h_wait_service(&env, "hello", is_state, "failed", 20000, "v3 to be refused");
+        ck_assert_str_eq(h_json_str(svc, "last_rollout.result"), "failed");
+        const char *reason = h_json_str(svc, "last_rollout.reason");
+        ck_assert_ptr_nonnull(reason);
+        ck_assert_ptr_nonnull(strstr(reason, "health check failed"));
+        ck_assert_ptr_nonnull(strstr(reason, "HTTP 503"));
+        ck_assert_int_eq(h_json_int(svc, "current.generation"), 2);
+        ck_assert(json_object_get_boolean(h_json_path(svc, "current.healthy")));
+        ck_assert_str_ne(h_json_str(svc, "current.spec_sha256"),
+                         h_json_str(svc, "desired.spec_sha256"));
+        json_object_put(svc);
+
+        assert_answers(port, "v2");
+        ck_assert(unit_is_active("lii-hello@2.service"));
+        const char *is_active[] = { "is-active", "lii-hello@3.service", NULL };
+        for (int i = 0; i < 200 && h_systemctl(&env, NULL, is_active) == 0; i++)
+                usleep(20000);
+        ck_assert(!unit_is_active("lii-hello@3.service"));
+
+        /* liictl explains the refusal and waits in vain: exit 1. */
+        char *out = NULL;
+        const char *wait[] = { "wait", "--timeout", "5s", "hello", NULL };
+        ck_assert_int_eq(h_liictl(&env, &out, wait), 1);
+        free(out);
+        const char *status[] = { "status", "hello", NULL };
+        ck_assert_int_eq(h_liictl(&env, &out, status), 0);
+        ck_assert_ptr_nonnull(strstr(out, "health check failed"));
+        free(out);
+}
+END_TEST
+
+START_TEST(sigkill_adopts_running_unit)
+{
+        h_publish(&env, &hello_v1, 1, 0);
+        json_object *svc = wait_generation("hello", 1);
+        long long pid = h_json_int(svc, "current.main_pid");
+        int port = (int)h_json_int(svc, "current.port");
+        json_object_put(svc);
+
+        h_kill_liid(&env, SIGKILL);
+        assert_answers(port, "v1");
+        h_start_liid(&env);
+        svc = wait_generation("hello", 1);
+        /* Adopted, not restarted: the same process, still generation 1. */
+        ck_assert_int_eq(h_json_int(svc, "current.main_pid"), pid);
+        json_object_put(svc);
+
+        char *out = NULL;
+        const char *list[] = { "list-units", "--no-legend", "--plain", "--state=active", "lii-*",
+                               NULL };
+        ck_assert_int_eq(h_systemctl(&env, &out, list), 0);
+        ck_assert_ptr_nonnull(strstr(out, "lii-hello@1.service"));
+        ck_assert_ptr_null(strstr(out, "lii-hello@2.service"));
+        free(out);
+}
+END_TEST
+
+START_TEST(sigkill_during_rollout_keeps_old)
+{
+        h_publish(&env, &hello_v1, 1, 0);
+        json_object *svc = wait_generation("hello", 1);
+        int port = (int)h_json_int(svc, "current.port");
+        json_object_put(svc);
+
+        struct h_service v2 = hello_v2;
+        v2.extra_args = ",\"--healthy-after\",\"60000\"";
+        h_publish(&env, &v2, 1, 0);
+        json_object_put(h_wait_service(&env, "hello", checking_generation_2, NULL, 20000,
+                                       "generation 2 to be checked"));
+        h_kill_liid(&env, SIGKILL);
+
+        /* On restart the half-done rollout is aborted (its unit stopped)
+         * and a fresh one starts; the old instance serves throughout. */
+        h_start_liid(&env);
+        assert_answers(port, "v1");
+        svc = h_wait_service(&env, "hello", is_state, "checking", 20000, "a new rollout");
+        ck_assert_int_eq(h_json_int(svc, "current.generation"), 1);
+        ck_assert_int_eq(h_json_int(svc, "next.generation"), 3);
+        json_object_put(svc);
+        const char *is_active[] = { "is-active", "lii-hello@2.service", NULL };
+        for (int i = 0; i < 200 && h_systemctl(&env, NULL, is_active) == 0; i++)
+                usleep(20000);
+        ck_assert(!unit_is_active("lii-hello@2.service"));
+        ck_assert(unit_is_active("lii-hello@1.service"));
+}
+END_TEST
+
+START_TEST(invalid_document_changes_nothing)
+{
+        h_publish(&env, &hello_v1, 1, 0);
+        json_object *svc = wait_generation("hello", 1);
+        int port = (int)h_json_int(svc, "current.port");
+        json_object_put(svc);
+
+        struct h_service bad = hello_v2;
+        bad.sha256 = "not-a-hash";
+        h_publish(&env, &bad, 1, 0);
+        json_object *st = h_wait_status(&env, source_error_mentions,
+                                        "services.hello.artifact.sha256", 10000,
+                                        "the invalid document to be refused");
+        ck_assert_int_eq(h_json_int(st, "source.serial"), 1);
+        ck_assert_int_eq(h_json_int(st, "services.hello.current.generation"), 1);
+        ck_assert_str_eq(h_json_str(st, "services.hello.state"), "running");
+        json_object_put(st);
+        assert_answers(port, "v1");
+
+        /* A document without its signature is refused too, even one that
+         * would stop everything. */
+        char path[700], tmp[720];
+        snprintf(path, sizeof path, "%s/desired.json.minisig", env.www);
+        ck_assert_int_eq(unlink(path), 0);
+        snprintf(path, sizeof path, "%s/desired.json", env.www);
+        snprintf(tmp, sizeof tmp, "%s/.unsigned", env.www);
+        FILE *f = fopen(tmp, "w");
+        ck_assert_ptr_nonnull(f);
+        fputs("{\"format\":\"lii.desired/1\",\"serial\":99,\"services\":{}}\n", f);
+        fclose(f);
+        ck_assert_int_eq(rename(tmp, path), 0);
+        st = h_wait_status(&env, source_error_mentions, "signature", 10000,
+                           "the unsigned document to be refused");
+        ck_assert_int_eq(h_json_int(st, "services.hello.current.generation"), 1);
+        json_object_put(st);
+        assert_answers(port, "v1");
+}
+END_TEST
+
+static Suite *suite(void)
+{
+        Suite *s = suite_create("rollout");
+        const struct {
+                const char *name;
+                const TTest *test;
+        } tests[] = {
+                { "first_deploy", first_deploy },
+                { "replacement", replacement_waits_for_health },
+                { "failing_health", failing_health_keeps_old },
+                { "sigkill_adopt", sigkill_adopts_running_unit },
+                { "sigkill_rollout", sigkill_during_rollout_keeps_old },
+                { "invalid_doc", invalid_document_changes_nothing },
+        };
+        for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+                TCase *tc = tcase_create(tests[i].name);
+                tcase_add_checked_fixture(tc, setup, teardown);
+                tcase_set_timeout(tc, 120);
+                tcase_add_test(tc, tests[i].test);
+                suite_add_tcase(s, tc);
+        }
+        return s;
+}
+
+int main(void)
+{
+        if (geteuid() != 0) {
+                fprintf(stderr, "integration tests need root (they run a private systemd manager)\n");
+                return 77;
+        }
+        SRunner *sr = srunner_create(suite());
+        srunner_run_all(sr, CK_NORMAL);
+        int failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
