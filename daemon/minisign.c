@@ -1,0 +1,665 @@
+/* minisign key and signature parsing, keyrings and verification with OpenSSL
+ * 3; see minisign.h for the accepted formats and the error convention. */
+#include "minisign.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+
+#include "util.h"
+
+#define UNTRUSTED_PREFIX "untrusted comment: "
+#define TRUSTED_PREFIX   "trusted comment: "
+#define ALG_SIZE         2
+#define KEY_BLOB_SIZE    (ALG_SIZE + MINISIGN_KEY_ID_SIZE + MINISIGN_PK_SIZE)
+#define SIG_BLOB_SIZE    (ALG_SIZE + MINISIGN_KEY_ID_SIZE + MINISIGN_SIG_SIZE)
+
+/* Cleanup adapters for the OpenSSL types used here. */
+static void evp_md_unrefp(EVP_MD **p)
+{
+        EVP_MD_free(*p);
+}
+static void evp_md_ctx_unrefp(EVP_MD_CTX **p)
+{
+        EVP_MD_CTX_free(*p);
+}
+static void evp_pkey_unrefp(EVP_PKEY **p)
+{
+        EVP_PKEY_free(*p);
+}
+static void closedirp(DIR **d)
+{
+        if (*d)
+                closedir(*d);
+}
+
+/* Sets *ret_error (when asked for) and returns r, so that every failure is
+ * one statement. errno must hold the right value when fmt uses %m. */
+static int fail(char **ret_error, int r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char **ret_error, int r, const char *fmt, ...)
+{
+        if (ret_error) {
+                va_list ap;
+                char *s;
+                va_start(ap, fmt);
+                if (vasprintf(&s, fmt, ap) < 0)
+                        abort();
+                va_end(ap);
+                *ret_error = s;
+        }
+        return r;
+}
+
+void minisign_key_id_to_string(const uint8_t key_id[MINISIGN_KEY_ID_SIZE],
+                               char out[static MINISIGN_KEY_ID_STRING_MAX])
+{
+        uint64_t v = 0;
+        for (size_t i = MINISIGN_KEY_ID_SIZE; i > 0; i--)
+                v = (v << 8) | key_id[i - 1];
+        snprintf(out, MINISIGN_KEY_ID_STRING_MAX, "%016" PRIX64, v);
+}
+
+struct line {
+        const char *p;
+        size_t len;
+};
+
+/* Splits text into exactly n lines. "\r\n" counts as a line end (minisign
+ * on Windows writes it), the last line may lack its newline, and anything
+ * else — fewer lines, more lines, an empty trailing line, a NUL or a lone
+ * carriage return — is refused, so that no two different texts parse to
+ * the same signature. */
+static int split_lines(const char *text, size_t len, struct line *lines, size_t n, char **ret_error)
+{
+        size_t pos = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (pos >= len) {
+                        if (i == 0)
+                                return fail(ret_error, -EBADMSG, "file is empty");
+                        return fail(ret_error, -EBADMSG,
+                                    "file ends after line %zu, expected %zu lines", i, n);
+                }
+                const char *start = text + pos;
+                const char *nl = memchr(start, '\n', len - pos);
+                size_t l = nl ? (size_t)(nl - start) : len - pos;
+                pos += l + (nl ? 1 : 0);
+                if (nl && l > 0 && start[l - 1] == '\r')
+                        l--;
+                if (memchr(start, '\0', l))
+                        return fail(ret_error, -EBADMSG, "line %zu: contains a NUL byte", i + 1);
+                if (memchr(start, '\r', l))
+                        return fail(ret_error, -EBADMSG, "line %zu: contains a carriage return",
+                                    i + 1);
+                lines[i] = (struct line){start, l};
+        }
+        if (pos < len)
+                return fail(ret_error, -EBADMSG, "unexpected data after line %zu", n);
+        return 0;
+}
+
+static int check_prefix(const struct line *l, size_t lineno, const char *prefix, char **ret_error)
+{
+        size_t n = strlen(prefix);
+        if (l->len < n || memcmp(l->p, prefix, n) != 0)
+                return fail(ret_error, -EBADMSG, "line %zu: does not start with \"%s\"", lineno,
+                            prefix);
+        return 0;
+}
+
+static int base64_value(unsigned char c)
+{
+        if (c >= 'A' && c <= 'Z')
+                return c - 'A';
+        if (c >= 'a' && c <= 'z')
+                return c - 'a' + 26;
+        if (c >= '0' && c <= '9')
+                return c - '0' + 52;
+        if (c == '+')
+                return 62;
+        if (c == '/')
+                return 63;
+        return -1;
+}
+
+/* Decodes a line that must be the canonical base64 of exactly size bytes.
+ * Written out rather than left to EVP_DecodeBlock(), which skips blanks,
+ * counts padding into its result and does not check the unused bits; here
+ * an encoding is accepted only if it is the one minisign would write. */
+static int decode_base64_line(const struct line *l, size_t lineno, uint8_t *out, size_t size,
+                              char **ret_error)
+{
+        const char *s = l->p;
+        size_t len = l->len;
+
+        if (len == 0)
+                return fail(ret_error, -EBADMSG, "line %zu: empty, expected base64", lineno);
+        if (len % 4 != 0)
+                return fail(ret_error, -EBADMSG,
+                            "line %zu: invalid base64: length %zu is not a multiple of 4", lineno,
+                            len);
+        size_t pad = 0;
+        while (pad < len && s[len - 1 - pad] == '=')
+                pad++;
+        if (pad > 2)
+                return fail(ret_error, -EBADMSG, "line %zu: invalid base64: too much padding",
+                            lineno);
+        for (size_t i = 0; i < len - pad; i++)
+                if (base64_value((unsigned char)s[i]) < 0)
+                        return fail(ret_error, -EBADMSG,
+                                    "line %zu: invalid base64: character %zu is not in the "
+                                    "base64 alphabet",
+                                    lineno, i + 1);
+        size_t decoded = len / 4 * 3 - pad;
+        if (decoded != size)
+                return fail(ret_error, -EBADMSG, "line %zu: decodes to %zu bytes, expected %zu",
+                            lineno, decoded, size);
+
+        uint32_t acc = 0;
+        unsigned bits = 0;
+        size_t o = 0;
+        for (size_t i = 0; i < len - pad; i++) {
+                acc = (acc << 6) | (uint32_t)base64_value((unsigned char)s[i]);
+                bits += 6;
+                if (bits >= 8) {
+                        bits -= 8;
+                        out[o++] = (uint8_t)(acc >> bits);
+                        acc &= (1u << bits) - 1;
+                }
+        }
+        assert(o == size);
+        /* Padding leaves 2 or 4 bits over; they must be zero, or several
+         * strings would decode to the same bytes. */
+        if (acc != 0)
+                return fail(ret_error, -EBADMSG,
+                            "line %zu: invalid base64: non-canonical encoding (unused bits are "
+                            "not zero)",
+                            lineno);
+        return 0;
+}
+
+/* Why the trusted comment is unfit to show, or NULL. It ends up in the JSON
+ * status and on terminals, so it must be UTF-8 and may not carry control
+ * characters (escape sequences); tab stays allowed because minisign itself
+ * separates the fields of its default comment with tabs. */
+static const char *comment_text_problem(const char *s, size_t len)
+{
+        static const uint32_t min_for_len[] = {0, 0, 0x80, 0x800, 0x10000};
+        for (size_t i = 0; i < len;) {
+                unsigned char c = (unsigned char)s[i];
+                uint32_t cp;
+                size_t n;
+                if (c < 0x80) {
+                        cp = c;
+                        n = 1;
+                } else if ((c & 0xe0) == 0xc0) {
+                        cp = c & 0x1f;
+                        n = 2;
+                } else if ((c & 0xf0) == 0xe0) {
+                        cp = c & 0x0f;
+                        n = 3;
+                } else if ((c & 0xf8) == 0xf0) {
+                        cp = c & 0x07;
+                        n = 4;
+                } else
+                        return "is not valid UTF-8";
+                if (n > len - i)
+                        return "is not valid UTF-8";
+                for (size_t k = 1; k < n; k++) {
+                        unsigned char cc = (unsigned char)s[i + k];
+                        if ((cc & 0xc0) != 0x80)
+                                return "is not valid UTF-8";
+                        cp = (cp << 6) | (cc & 0x3f);
+                }
+                if (cp < min_for_len[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                        return "is not valid UTF-8";
+                if ((cp < 0x20 && cp != '\t') || (cp >= 0x7f && cp <= 0x9f))
+                        return "contains a control character";
+                i += n;
+        }
+        return NULL;
+}
+
+static void format_alg(const uint8_t alg[ALG_SIZE], char out[static 16])
+{
+        if (alg[0] >= 0x21 && alg[0] < 0x7f && alg[1] >= 0x21 && alg[1] < 0x7f)
+                snprintf(out, 16, "\"%c%c\"", alg[0], alg[1]);
+        else
+                snprintf(out, 16, "0x%02x%02x", alg[0], alg[1]);
+}
+
+int minisign_key_parse(const char *text, size_t len, struct minisign_key *ret, char **ret_error)
+{
+        struct line lines[2];
+        uint8_t blob[KEY_BLOB_SIZE];
+        int r;
+
+        if (len > MINISIGN_KEY_FILE_MAX)
+                return fail(ret_error, -EBADMSG, "larger than %d bytes", MINISIGN_KEY_FILE_MAX);
+        r = split_lines(text, len, lines, ELEMENTSOF(lines), ret_error);
+        if (r < 0)
+                return r;
+        r = check_prefix(&lines[0], 1, UNTRUSTED_PREFIX, ret_error);
+        if (r < 0)
+                return r;
+        r = decode_base64_line(&lines[1], 2, blob, sizeof(blob), ret_error);
+        if (r < 0)
+                return r;
+        if (memcmp(blob, "Ed", ALG_SIZE) != 0) {
+                char alg[16];
+                format_alg(blob, alg);
+                return fail(ret_error, -EBADMSG, "line 2: unknown key algorithm %s", alg);
+        }
+
+        struct minisign_key k = {.path = NULL};
+        memcpy(k.key_id, blob + ALG_SIZE, MINISIGN_KEY_ID_SIZE);
+        memcpy(k.pk, blob + ALG_SIZE + MINISIGN_KEY_ID_SIZE, MINISIGN_PK_SIZE);
+        minisign_key_id_to_string(k.key_id, k.key_id_string);
+        *ret = k;
+        return 0;
+}
+
+struct minisign_keyring *minisign_keyring_new(void)
+{
+        return xcalloc(1, sizeof(struct minisign_keyring));
+}
+
+const struct minisign_key *minisign_keyring_find(const struct minisign_keyring *k,
+                                                 const uint8_t key_id[MINISIGN_KEY_ID_SIZE])
+{
+        for (size_t i = 0; k && i < k->n; i++)
+                if (memcmp(k->keys[i].key_id, key_id, MINISIGN_KEY_ID_SIZE) == 0)
+                        return &k->keys[i];
+        return NULL;
+}
+
+int minisign_keyring_add(struct minisign_keyring *k, const char *text, size_t len,
+                         const char *origin, char **ret_error)
+{
+        _cleanup_free_ char *error = NULL;
+        struct minisign_key key;
+        int r;
+
+        r = minisign_key_parse(text, len, &key, &error);
+        if (r < 0)
+                return fail(ret_error, r, "%s: %s", origin, error);
+
+        const struct minisign_key *old = minisign_keyring_find(k, key.key_id);
+        if (old) {
+                if (memcmp(old->pk, key.pk, MINISIGN_PK_SIZE) == 0)
+                        return 0;
+                return fail(ret_error, -EEXIST,
+                            "%s: key id %s is also used by a different key in %s", origin,
+                            key.key_id_string, old->path ? old->path : "the keyring");
+        }
+        if (k->n >= MINISIGN_KEYRING_MAX)
+                return fail(ret_error, -E2BIG, "%s: more than %d keys", origin,
+                            MINISIGN_KEYRING_MAX);
+
+        struct minisign_key *keys = reallocarray(k->keys, k->n + 1, sizeof(*keys));
+        if (!keys)
+                abort(); /* Like xcalloc(): out of memory is not survived half-way. */
+        k->keys = keys;
+        key.path = xstrdup(origin);
+        k->keys[k->n++] = key;
+        return 0;
+}
+
+struct minisign_keyring *minisign_keyring_free(struct minisign_keyring *k)
+{
+        if (!k)
+                return NULL;
+        for (size_t i = 0; i < k->n; i++)
+                free(k->keys[i].path);
+        free(k->keys);
+        free(k);
+        return NULL;
+}
+
+static int compare_strings(const void *a, const void *b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool is_key_file_name(const char *name)
+{
+        size_t n = strlen(name);
+        return name[0] != '.' && n > 4 && strcmp(name + n - 4, ".pub") == 0;
+}
+
+/* Reads a whole key file opened relative to the directory, refusing what
+ * cannot be a key: O_NONBLOCK keeps a FIFO planted in the directory from
+ * hanging the daemon, and the size is checked on what was actually read. */
+static int read_key_file(int dir_fd, const char *name, const char *path, char *buf, size_t *ret_len,
+                         char **ret_error)
+{
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+        size_t len = 0;
+
+        fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return fail(ret_error, -errno, "%s: %m", path);
+        if (fstat(fd, &st) < 0)
+                return fail(ret_error, -errno, "%s: %m", path);
+        if (!S_ISREG(st.st_mode))
+                return fail(ret_error, -EBADMSG, "%s: not a regular file", path);
+        for (;;) {
+                ssize_t n = read(fd, buf + len, MINISIGN_KEY_FILE_MAX + 1 - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return fail(ret_error, -errno, "%s: %m", path);
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+                if (len > MINISIGN_KEY_FILE_MAX)
+                        return fail(ret_error, -EBADMSG, "%s: larger than %d bytes", path,
+                                    MINISIGN_KEY_FILE_MAX);
+        }
+        *ret_len = len;
+        return 0;
+}
+
+int minisign_keyring_load_dir(const char *dir, struct minisign_keyring **ret, char **ret_error)
+{
+        _cleanup_(minisign_keyring_freep) struct minisign_keyring *k = NULL;
+        _cleanup_(closedirp) DIR *d = NULL;
+        _cleanup_strv_free_ char **names = NULL;
+        size_t n_names = 0;
+        int r;
+
+        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return fail(ret_error, -errno, "%s: %m", dir);
+        d = fdopendir(fd);
+        if (!d) {
+                r = -errno;
+                close(fd);
+                errno = -r;
+                return fail(ret_error, r, "%s: %m", dir);
+        }
+
+        names = xcalloc(MINISIGN_KEYRING_MAX + 1, sizeof(char *));
+        for (;;) {
+                errno = 0;
+                struct dirent *de = readdir(d);
+                if (!de) {
+                        if (errno != 0)
+                                return fail(ret_error, -errno, "%s: %m", dir);
+                        break;
+                }
+                if (!is_key_file_name(de->d_name))
+                        continue;
+                if (n_names >= MINISIGN_KEYRING_MAX)
+                        return fail(ret_error, -E2BIG, "%s: more than %d key files", dir,
+                                    MINISIGN_KEYRING_MAX);
+                names[n_names++] = xstrdup(de->d_name);
+        }
+        /* Name order makes which file an error names, and which of two
+         * files with the same key is remembered, independent of the file
+         * system. */
+        qsort(names, n_names, sizeof(char *), compare_strings);
+
+        k = minisign_keyring_new();
+        size_t dir_len = strlen(dir);
+        bool slash = dir_len > 0 && dir[dir_len - 1] == '/';
+        for (size_t i = 0; i < n_names; i++) {
+                _cleanup_free_ char *path = xasprintf("%s%s%s", dir, slash ? "" : "/", names[i]);
+                char buf[MINISIGN_KEY_FILE_MAX + 1];
+                size_t len = 0;
+
+                r = read_key_file(dirfd(d), names[i], path, buf, &len, ret_error);
+                if (r < 0)
+                        return r;
+                r = minisign_keyring_add(k, buf, len, path, ret_error);
+                if (r < 0)
+                        return r;
+        }
+        *ret = TAKE_PTR(k);
+        return 0;
+}
+
+int minisign_sig_parse(const char *text, size_t len, struct minisign_sig **ret, char **ret_error)
+{
+        struct line lines[4];
+        uint8_t blob[SIG_BLOB_SIZE];
+        uint8_t global_sig[MINISIGN_SIG_SIZE];
+        int r;
+
+        if (len > MINISIGN_SIG_FILE_MAX)
+                return fail(ret_error, -EBADMSG, "larger than %d bytes", MINISIGN_SIG_FILE_MAX);
+        r = split_lines(text, len, lines, ELEMENTSOF(lines), ret_error);
+        if (r < 0)
+                return r;
+        r = check_prefix(&lines[0], 1, UNTRUSTED_PREFIX, ret_error);
+        if (r < 0)
+                return r;
+        r = decode_base64_line(&lines[1], 2, blob, sizeof(blob), ret_error);
+        if (r < 0)
+                return r;
+        bool prehashed;
+        if (memcmp(blob, "ED", ALG_SIZE) == 0)
+                prehashed = true;
+        else if (memcmp(blob, "Ed", ALG_SIZE) == 0)
+                prehashed = false;
+        else {
+                char alg[16];
+                format_alg(blob, alg);
+                return fail(ret_error, -EBADMSG, "line 2: unknown signature algorithm %s", alg);
+        }
+        r = check_prefix(&lines[2], 3, TRUSTED_PREFIX, ret_error);
+        if (r < 0)
+                return r;
+        const char *comment = lines[2].p + strlen(TRUSTED_PREFIX);
+        size_t comment_len = lines[2].len - strlen(TRUSTED_PREFIX);
+        const char *problem = comment_text_problem(comment, comment_len);
+        if (problem)
+                return fail(ret_error, -EBADMSG, "line 3: trusted comment %s", problem);
+        r = decode_base64_line(&lines[3], 4, global_sig, sizeof(global_sig), ret_error);
+        if (r < 0)
+                return r;
+
+        struct minisign_sig *s = xcalloc(1, sizeof(*s));
+        s->prehashed = prehashed;
+        memcpy(s->key_id, blob + ALG_SIZE, MINISIGN_KEY_ID_SIZE);
+        minisign_key_id_to_string(s->key_id, s->key_id_string);
+        memcpy(s->sig, blob + ALG_SIZE + MINISIGN_KEY_ID_SIZE, MINISIGN_SIG_SIZE);
+        s->trusted_comment = xcalloc(1, comment_len + 1);
+        memcpy(s->trusted_comment, comment, comment_len);
+        memcpy(s->global_sig, global_sig, MINISIGN_SIG_SIZE);
+        *ret = s;
+        return 0;
+}
+
+struct minisign_sig *minisign_sig_free(struct minisign_sig *s)
+{
+        if (!s)
+                return NULL;
+        free(s->trusted_comment);
+        free(s);
+        return NULL;
+}
+
+struct minisign_hasher {
+        EVP_MD_CTX *ctx;
+        bool finished;
+};
+
+int minisign_hasher_new(struct minisign_hasher **ret)
+{
+        _cleanup_(evp_md_unrefp) EVP_MD *md = NULL;
+        _cleanup_(evp_md_ctx_unrefp) EVP_MD_CTX *ctx = NULL;
+
+        md = EVP_MD_fetch(NULL, "BLAKE2B-512", NULL);
+        if (!md) {
+                ERR_clear_error();
+                return -EOPNOTSUPP;
+        }
+        ctx = EVP_MD_CTX_new();
+        if (!ctx)
+                return -ENOMEM;
+        /* The context keeps its own reference to md. */
+        if (EVP_DigestInit_ex(ctx, md, NULL) != 1) {
+                ERR_clear_error();
+                return -EIO;
+        }
+        struct minisign_hasher *h = xcalloc(1, sizeof(*h));
+        h->ctx = TAKE_PTR(ctx);
+        *ret = h;
+        return 0;
+}
+
+int minisign_hasher_update(struct minisign_hasher *h, const void *data, size_t len)
+{
+        assert(!h->finished);
+        if (len == 0)
+                return 0;
+        if (EVP_DigestUpdate(h->ctx, data, len) != 1) {
+                ERR_clear_error();
+                return -EIO;
+        }
+        return 0;
+}
+
+int minisign_hasher_final(struct minisign_hasher *h, uint8_t ret_hash[MINISIGN_HASH_SIZE])
+{
+        uint8_t hash[EVP_MAX_MD_SIZE];
+        unsigned n = 0;
+
+        assert(!h->finished);
+        h->finished = true;
+        if (EVP_DigestFinal_ex(h->ctx, hash, &n) != 1 || n != MINISIGN_HASH_SIZE) {
+                ERR_clear_error();
+                return -EIO;
+        }
+        memcpy(ret_hash, hash, MINISIGN_HASH_SIZE);
+        return 0;
+}
+
+struct minisign_hasher *minisign_hasher_free(struct minisign_hasher *h)
+{
+        if (!h)
+                return NULL;
+        EVP_MD_CTX_free(h->ctx);
+        free(h);
+        return NULL;
+}
+
+static int blake2b512(const void *data, size_t len, uint8_t ret_hash[MINISIGN_HASH_SIZE])
+{
+        _cleanup_(minisign_hasher_freep) struct minisign_hasher *h = NULL;
+        int r;
+
+        r = minisign_hasher_new(&h);
+        if (r < 0)
+                return r;
+        r = minisign_hasher_update(h, data, len);
+        if (r < 0)
+                return r;
+        return minisign_hasher_final(h, ret_hash);
+}
+
+/* Returns 0 for a valid signature, -EBADMSG for an invalid one and -EIO when
+ * OpenSSL could not do the check at all. OpenSSL's error queue is emptied
+ * either way: a rejected signature is an answer, not an error to report
+ * later from some unrelated call on this thread. */
+static int ed25519_verify(const uint8_t pk[MINISIGN_PK_SIZE], const uint8_t sig[MINISIGN_SIG_SIZE],
+                          const void *msg, size_t len)
+{
+        _cleanup_(evp_pkey_unrefp) EVP_PKEY *pkey = NULL;
+        _cleanup_(evp_md_ctx_unrefp) EVP_MD_CTX *ctx = NULL;
+        int r;
+
+        pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pk, MINISIGN_PK_SIZE);
+        ctx = EVP_MD_CTX_new();
+        if (!pkey || !ctx || EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, pkey) != 1) {
+                ERR_clear_error();
+                return -EIO;
+        }
+        r = EVP_DigestVerify(ctx, sig, MINISIGN_SIG_SIZE, len > 0 ? msg : (const void *)"", len);
+        ERR_clear_error();
+        if (r == 1)
+                return 0;
+        return r == 0 ? -EBADMSG : -EIO;
+}
+
+/* msg is the BLAKE2b-512 of the file for "ED" and the file itself for "Ed". */
+static int verify_message(const struct minisign_keyring *k, const struct minisign_sig *sig,
+                          const void *msg, size_t len, const struct minisign_key **ret_key,
+                          char **ret_error)
+{
+        const struct minisign_key *key;
+        int r;
+
+        key = minisign_keyring_find(k, sig->key_id);
+        if (!key)
+                return fail(ret_error, -ENOKEY, "signature key id %s is not trusted",
+                            sig->key_id_string);
+
+        r = ed25519_verify(key->pk, sig->sig, msg, len);
+        if (r == -EBADMSG)
+                return fail(ret_error, r, "signature does not match the file");
+        if (r < 0)
+                return fail(ret_error, r, "OpenSSL could not check the signature");
+
+        /* The global signature covers the file signature followed by the
+         * comment text, tying the comment to this very signature. */
+        size_t comment_len = strlen(sig->trusted_comment);
+        _cleanup_free_ uint8_t *signed_comment = xcalloc(1, MINISIGN_SIG_SIZE + comment_len);
+        memcpy(signed_comment, sig->sig, MINISIGN_SIG_SIZE);
+        memcpy(signed_comment + MINISIGN_SIG_SIZE, sig->trusted_comment, comment_len);
+        r = ed25519_verify(key->pk, sig->global_sig, signed_comment,
+                           MINISIGN_SIG_SIZE + comment_len);
+        if (r == -EBADMSG)
+                return fail(ret_error, r, "trusted comment does not match its signature");
+        if (r < 0)
+                return fail(ret_error, r, "OpenSSL could not check the comment signature");
+
+        if (ret_key)
+                *ret_key = key;
+        return 0;
+}
+
+static int refuse_legacy(char **ret_error)
+{
+        return fail(ret_error, -EPROTONOSUPPORT, "legacy (non-prehashed) signatures are refused");
+}
+
+int minisign_verify_prehashed(const struct minisign_keyring *k, const struct minisign_sig *sig,
+                              const uint8_t hash[MINISIGN_HASH_SIZE], unsigned flags,
+                              const struct minisign_key **ret_key, char **ret_error)
+{
+        if (!sig->prehashed) {
+                if (!(flags & MINISIGN_ALLOW_LEGACY))
+                        return refuse_legacy(ret_error);
+                return fail(ret_error, -EOPNOTSUPP,
+                            "a legacy signature can only be checked against the whole file");
+        }
+        return verify_message(k, sig, hash, MINISIGN_HASH_SIZE, ret_key, ret_error);
+}
+
+int minisign_verify_buffer(const struct minisign_keyring *k, const struct minisign_sig *sig,
+                           const void *data, size_t len, unsigned flags,
+                           const struct minisign_key **ret_key, char **ret_error)
+{
+        uint8_t hash[MINISIGN_HASH_SIZE];
+        int r;
+
+        if (!sig->prehashed) {
+                if (!(flags & MINISIGN_ALLOW_LEGACY))
+                        return refuse_legacy(ret_error);
+                return verify_message(k, sig, data, len, ret_key, ret_error);
+        }
+        r = blake2b512(data, len, hash);
+        if (r < 0)
+                return fail(ret_error, r, "could not compute BLAKE2b-512 of the file");
+        return verify_message(k, sig, hash, sizeof(hash), ret_key, ret_error);
+}
