@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# `make demo`: a signed artifact replaces another under a real systemd.
+# Starts a private systemd manager when PID 1 is not systemd, generates a
+# signing key, publishes hello v1, lets liid deploy it, publishes v2, and
+# shows `liictl status` before and after. Cleans up after itself.
+set -euo pipefail
+
+build=$(cd "${1:-build}" && pwd)
+demo="$build/demo"
+bin="$build"
+if [[ $(id -u) != 0 ]]; then
+        echo "make demo: run as root (it starts systemd units)" >&2
+        exit 1
+fi
+
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+manager_pid=
+liid_pid=
+cleanup() {
+        [[ -n $liid_pid ]] && kill "$liid_pid" 2>/dev/null && wait "$liid_pid" 2>/dev/null || true
+        if [[ -n $manager_pid ]]; then
+                # The private manager stops its units as it exits.
+                kill "$manager_pid" 2>/dev/null || true
+                wait "$manager_pid" 2>/dev/null || true
+        elif [[ -n ${bus:-} ]]; then
+                systemctl stop 'lii-hello@*.service' 2>/dev/null || true
+        fi
+        rm -f "$socket"
+}
+trap cleanup EXIT
+
+rm -rf "$demo"
+mkdir -p -m 0755 "$demo"/{www,keys/desired.d,keys/artifact.d,state}
+socket=/run/lii-demo.sock
+
+if [[ $(cat /proc/1/comm 2>/dev/null) == systemd ]]; then
+        bus=system
+        say "Using the host's systemd"
+else
+        say "PID 1 is not systemd: starting a private systemd manager"
+        runtime="$demo/runtime"
+        mkdir -m 0700 "$runtime"
+        setsid unshare -m --propagation private sh -c \
+                "mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system &&
+                 XDG_RUNTIME_DIR=$runtime exec /lib/systemd/systemd --user --log-level=warning" &
+        manager_pid=$!
+        for _ in $(seq 100); do
+                [[ -S $runtime/systemd/private ]] && break
+                sleep 0.1
+        done
+        bus="unix:path=$runtime/systemd/private"
+        export XDG_RUNTIME_DIR=$runtime
+fi
+
+say "Generating signing keys with minisign"
+minisign -G -W -f -p "$demo/keys/desired.d/demo.pub" -s "$demo/keys/desired.key" >/dev/null
+minisign -G -W -f -p "$demo/keys/artifact.d/demo.pub" -s "$demo/keys/artifact.key" >/dev/null
+
+serial=0
+publish() { # publish VERSION: hello-VERSION.tar.gz as the desired state, signed
+        local v=$1 art="hello-$1.tar.gz"
+        cp "$build/sample/$art" "$demo/www/$art"
+        minisign -S -s "$demo/keys/artifact.key" -m "$demo/www/$art" -t "hello v$v" >/dev/null
+        serial=$((serial + 1))
+        cat >"$demo/www/.desired.json" <<JSON
+{
+  "format": "lii.desired/1",
+  "serial": $serial,
+  "services": {
+    "hello": {
+      "artifact": { "url": "$art", "sha256": "$(sha256sum "$demo/www/$art" | cut -d' ' -f1)",
+                    "size": $(stat -c %s "$demo/www/$art") },
+      "exec": ["bin/hello", "--version-name", "v$v"],
+      "env": { "GREETING": "hello from the lii demo" },
+      "health": { "http": "http://127.0.0.1:\${PORT}/healthz", "interval": "200ms", "passes": 2 }
+    }
+  }
+}
+JSON
+        minisign -S -s "$demo/keys/desired.key" -m "$demo/www/.desired.json" -t "demo serial $serial" >/dev/null
+        mv "$demo/www/.desired.json.minisig" "$demo/www/desired.json.minisig"
+        mv "$demo/www/.desired.json" "$demo/www/desired.json"
+}
+
+cat >"$demo/liid.conf" <<CONF
+[source]
+url = file://$demo/www/desired.json
+[trust]
+desired_keys = $demo/keys/desired.d
+artifact_keys = $demo/keys/artifact.d
+[paths]
+state_dir = $demo/state
+socket = $socket
+[systemd]
+bus = $bus
+[api]
+read_group =
+CONF
+
+liictl() { "$bin/liictl" -s "$socket" "$@"; }
+
+say "Publishing hello v1 (signed) and starting liid"
+publish 1
+"$bin/liid" -c "$demo/liid.conf" 2>"$demo/liid.log" &
+liid_pid=$!
+for _ in $(seq 100); do
+        [[ -S $socket ]] && break
+        sleep 0.1
+done
+liictl wait --timeout 30s hello
+liictl status
+port=$(liictl --json status hello | sed -n 's/.*"port": *\([0-9]*\).*/\1/p' | head -n1)
+echo
+echo "hello answers: $(curl -s "http://127.0.0.1:$port/")"
+
+say "Publishing hello v2: liid starts it beside v1, checks it, then retires v1"
+publish 2
+liictl wait --timeout 30s hello
+liictl status
+port=$(liictl --json status hello | sed -n 's/.*"port": *\([0-9]*\).*/\1/p' | head -n1)
+echo
+echo "hello answers: $(curl -s "http://127.0.0.1:$port/")"
+
+say "Done. liid's log:"
+sed 's/^/  /' "$demo/liid.log"
