@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "api.h"
+#include "decide.h"
 #include "lii-version.h"
 #include "log.h"
 #include "source.h"
@@ -143,44 +144,50 @@ static void reconcile_service(struct engine *e, struct service *svc)
 {
         struct service_state *ss = state_find(e->state, svc->name);
         const struct service_spec *want = e->desired ? desired_find(e->desired, svc->name) : NULL;
-        _cleanup_(service_spec_freep) struct service_spec *kept = NULL;
+        struct decide_input in = {
+                .have_document = e->desired != NULL,
+                .want_spec = want ? want->spec_sha256 : NULL,
+                .current_spec = ss && ss->current ? ss->current->spec_sha256 : NULL,
+                .current_alive = svc->current_alive,
+                .refused_spec = ss ? ss->refused_spec_sha256 : NULL,
+                .rollout_in_flight = svc->rollout != NULL,
+                .removing = svc->removing,
+                .running_rollouts = e->running_rollouts,
+                .max_parallel = e->cfg->max_parallel,
+        };
+        enum decision d = decide(&in);
+        log_svc(LOG_DEBUG, svc->name, 0, "Reconcile: %s", decision_to_string(d));
 
-        if (svc->rollout || svc->removing)
+        switch (d) {
+        case DECIDE_WAIT:
+        case DECIDE_NOTHING:
                 return;
-        if (e->desired && !want) {
+        case DECIDE_RUNNING:
+                svc->state = LII_STATE_RUNNING;
+                return;
+        case DECIDE_REFUSED:
+                svc->state = LII_STATE_FAILED;
+                return;
+        case DECIDE_QUEUE:
+                svc->state = LII_STATE_PENDING;
+                return;
+        case DECIDE_REMOVE:
                 service_remove(e, svc);
                 return;
-        }
-        if (!want) {
-                /* No document yet (the source may be down): what ran before
-                 * keeps running, and a current instance that is gone is
-                 * brought back from its recorded spec. */
-                if (!ss || !ss->current || svc->current_alive)
-                        return;
+        case DECIDE_ROLLOUT:
+                rollout_start(svc, want);
+                return;
+        case DECIDE_RESTORE: {
+                _cleanup_(service_spec_freep) struct service_spec *kept = NULL;
                 _cleanup_free_ char *error = NULL;
                 if (service_spec_parse(svc->name, ss->current->spec_json, &kept, &error) < 0) {
                         log_svc(LOG_ERR, svc->name, 0, "Recorded spec unusable: %s", error);
                         return;
                 }
-                want = kept;
-        }
-
-        bool up_to_date = ss && ss->current && svc->current_alive &&
-                          strcmp(ss->current->spec_sha256, want->spec_sha256) == 0;
-        if (up_to_date) {
-                if (svc->state != LII_STATE_FAILED || !ss->refused_spec_sha256[0])
-                        svc->state = LII_STATE_RUNNING;
+                rollout_start(svc, kept);
                 return;
         }
-        if (ss && strcmp(ss->refused_spec_sha256, want->spec_sha256) == 0) {
-                svc->state = LII_STATE_FAILED;
-                return;
         }
-        if (e->running_rollouts >= e->cfg->max_parallel) {
-                svc->state = LII_STATE_PENDING;
-                return;
-        }
-        rollout_start(svc, want);
 }
 
 void engine_reconcile(struct engine *e)

@@ -1,0 +1,187 @@
+/* liid.conf: defaults, every value kind, and errors that name file:line. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "util.h"
+
+static char path[512];
+
+static void write_conf(const char *text)
+{
+        snprintf(path, sizeof path, "%s/test-config.%d.conf", LII_BUILD_DIR, getpid());
+        FILE *f = fopen(path, "w");
+        ck_assert_ptr_nonnull(f);
+        fputs(text, f);
+        fclose(f);
+}
+
+static char *load_error(const char *text)
+{
+        struct config c;
+        config_init_defaults(&c);
+        write_conf(text);
+        char *error = NULL;
+        int r = config_load_file(&c, path, false, &error);
+        config_done(&c);
+        unlink(path);
+        ck_assert_int_lt(r, 0);
+        ck_assert_ptr_nonnull(error);
+        return error;
+}
+
+START_TEST(defaults)
+{
+        struct config c;
+        config_init_defaults(&c);
+        ck_assert_str_eq(c.source_url, "file:///etc/lii/desired.json");
+        ck_assert_uint_eq(c.poll_interval_usec, 30 * USEC_PER_SEC);
+        ck_assert(c.require_signature);
+        ck_assert_str_eq(c.state_dir, "/var/lib/lii");
+        ck_assert_str_eq(c.socket_path, "/run/lii/liid.sock");
+        ck_assert_str_eq(c.bus, "system");
+        ck_assert_str_eq(c.slice, "lii.slice");
+        ck_assert_uint_eq(c.max_parallel, 4);
+        ck_assert_uint_eq(c.keep_revisions, 3);
+        ck_assert_str_eq(c.read_group, "lii");
+        ck_assert_ptr_null(c.admin_group);
+        ck_assert_ptr_null(c.node_name);
+        config_done(&c);
+}
+END_TEST
+
+START_TEST(full_file)
+{
+        struct config c;
+        config_init_defaults(&c);
+        write_conf("; the brief's example, with comments as operators write them\n"
+                   "[source]\n"
+                   "url = https://example.com/desired.json   ; inline comment\n"
+                   "poll_interval = 500ms\n"
+                   "require_signature = no\n"
+                   "ca_file =\n"
+                   "[trust]\n"
+                   "desired_keys = /k/d\n"
+                   "artifact_keys = /k/a\n"
+                   "[node]\nname = web-1\n"
+                   "[paths]\nstate_dir = /srv/lii\nsocket = /run/x.sock\n"
+                   "[systemd]\nbus = unix:path=/run/user/0/systemd/private\nslice = apps.slice\n"
+                   "[rollout]\nmax_parallel = 8\nkeep_revisions = 5\n"
+                   "[api]\nread_group = ops\nadmin_group = wheel\n"
+                   "[log]\nlevel = debug\n");
+        char *error = NULL;
+        ck_assert_int_eq(config_load_file(&c, path, false, &error), 0);
+        unlink(path);
+        ck_assert_str_eq(c.source_url, "https://example.com/desired.json");
+        ck_assert_uint_eq(c.poll_interval_usec, 500 * USEC_PER_MSEC);
+        ck_assert(!c.require_signature);
+        ck_assert_ptr_null(c.ca_file);
+        ck_assert_str_eq(c.node_name, "web-1");
+        ck_assert_str_eq(c.bus, "unix:path=/run/user/0/systemd/private");
+        ck_assert_uint_eq(c.max_parallel, 8);
+        ck_assert_str_eq(c.admin_group, "wheel");
+        ck_assert_int_eq(c.log_level, LOG_DEBUG);
+        config_done(&c);
+}
+END_TEST
+
+START_TEST(unknown_key_names_line)
+{
+        char *e = load_error("[source]\nurl = file:///x\npoll_intervall = 3s\n");
+        ck_assert_ptr_nonnull(strstr(e, ".conf:3: unknown key 'poll_intervall' in [source]"));
+        free(e);
+}
+END_TEST
+
+START_TEST(unknown_section)
+{
+        char *e = load_error("[rollouts]\nmax_parallel = 2\n");
+        ck_assert_ptr_nonnull(strstr(e, ":2: unknown section [rollouts]"));
+        free(e);
+}
+END_TEST
+
+START_TEST(bad_values)
+{
+        char *e = load_error("[source]\npoll_interval = soon\n");
+        ck_assert_ptr_nonnull(strstr(e, ":2: poll_interval: 'soon' is not a duration"));
+        free(e);
+        e = load_error("[source]\nrequire_signature = maybe\n");
+        ck_assert_ptr_nonnull(strstr(e, ":2: require_signature: 'maybe' is not yes or no"));
+        free(e);
+        e = load_error("[rollout]\nmax_parallel = 0\n");
+        ck_assert_ptr_nonnull(strstr(e, "max_parallel: '0' is not a whole number from 1 to 64"));
+        free(e);
+        e = load_error("[source]\nurl = ftp://x/y\n");
+        ck_assert_ptr_nonnull(strstr(e, "url: 'ftp://x/y' is not a file:///"));
+        free(e);
+        e = load_error("[paths]\nstate_dir = var/lib\n");
+        ck_assert_ptr_nonnull(strstr(e, "state_dir: 'var/lib' is not an absolute path"));
+        free(e);
+        e = load_error("[systemd]\nbus = session\n");
+        ck_assert_ptr_nonnull(strstr(e, "bus: 'session' is not system, user or a unix: address"));
+        free(e);
+        e = load_error("[log]\nlevel = loud\n");
+        ck_assert_ptr_nonnull(strstr(e, "level: 'loud' is not one of"));
+        free(e);
+}
+END_TEST
+
+START_TEST(syntax_error)
+{
+        char *e = load_error("[source]\nthis line has no equals sign\n");
+        ck_assert_ptr_nonnull(strstr(e, ":2: syntax error"));
+        free(e);
+}
+END_TEST
+
+START_TEST(missing_file)
+{
+        struct config c;
+        config_init_defaults(&c);
+        char *error = NULL;
+        ck_assert_int_eq(config_load_file(&c, "/nonexistent/liid.conf", true, &error), 0);
+        ck_assert_int_eq(config_load_file(&c, "/nonexistent/liid.conf", false, &error), -ENOENT);
+        ck_assert_str_eq(error, "/nonexistent/liid.conf: No such file or directory");
+        free(error);
+        config_done(&c);
+}
+END_TEST
+
+START_TEST(flags_use_the_same_checks)
+{
+        struct config c;
+        config_init_defaults(&c);
+        char *error = NULL;
+        ck_assert_int_eq(config_set(&c, "paths", "socket", "/run/a.sock", &error), 0);
+        ck_assert_str_eq(c.socket_path, "/run/a.sock");
+        ck_assert_int_lt(config_set(&c, "systemd", "bus", "nope", &error), 0);
+        ck_assert_str_eq(c.bus, "system");
+        free(error);
+        config_done(&c);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("config");
+        TCase *tc = tcase_create("config");
+        tcase_add_test(tc, defaults);
+        tcase_add_test(tc, full_file);
+        tcase_add_test(tc, unknown_key_names_line);
+        tcase_add_test(tc, unknown_section);
+        tcase_add_test(tc, bad_values);
+        tcase_add_test(tc, syntax_error);
+        tcase_add_test(tc, missing_file);
+        tcase_add_test(tc, flags_use_the_same_checks);
+        suite_add_tcase(s, tc);
+        SRunner *sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        int failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

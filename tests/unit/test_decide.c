@@ -1,0 +1,138 @@
+/* The reconcile rules of the brief, one case each. */
+#include <check.h>
+#include <stdlib.h>
+
+#include "decide.h"
+
+#define A "aaaa"
+#define B "bbbb"
+
+static struct decide_input base(void)
+{
+        return (struct decide_input){ .have_document = true, .want_spec = A, .max_parallel = 4 };
+}
+
+START_TEST(first_deploy_rolls_out)
+{
+        struct decide_input in = base();
+        ck_assert_int_eq(decide(&in), DECIDE_ROLLOUT);
+}
+END_TEST
+
+START_TEST(same_spec_alive_is_running)
+{
+        struct decide_input in = base();
+        in.current_spec = A;
+        in.current_alive = true;
+        ck_assert_int_eq(decide(&in), DECIDE_RUNNING);
+}
+END_TEST
+
+START_TEST(changed_spec_rolls_out)
+{
+        struct decide_input in = base();
+        in.current_spec = B;
+        in.current_alive = true;
+        ck_assert_int_eq(decide(&in), DECIDE_ROLLOUT);
+}
+END_TEST
+
+START_TEST(dead_current_is_replaced)
+{
+        struct decide_input in = base();
+        in.current_spec = A;
+        in.current_alive = false;
+        ck_assert_int_eq(decide(&in), DECIDE_ROLLOUT);
+}
+END_TEST
+
+START_TEST(refused_spec_is_not_retried)
+{
+        struct decide_input in = base();
+        in.current_spec = B;
+        in.current_alive = true;
+        in.refused_spec = A;
+        ck_assert_int_eq(decide(&in), DECIDE_REFUSED);
+        /* ...until the desired spec changes. */
+        in.want_spec = "cccc";
+        ck_assert_int_eq(decide(&in), DECIDE_ROLLOUT);
+}
+END_TEST
+
+START_TEST(empty_refusal_matches_nothing)
+{
+        struct decide_input in = base();
+        in.want_spec = "";
+        in.refused_spec = "";
+        ck_assert_int_eq(decide(&in), DECIDE_ROLLOUT);
+}
+END_TEST
+
+START_TEST(max_parallel_queues)
+{
+        struct decide_input in = base();
+        in.running_rollouts = 4;
+        ck_assert_int_eq(decide(&in), DECIDE_QUEUE);
+        in.running_rollouts = 3;
+        ck_assert_int_eq(decide(&in), DECIDE_ROLLOUT);
+}
+END_TEST
+
+START_TEST(in_flight_waits)
+{
+        struct decide_input in = base();
+        in.rollout_in_flight = true;
+        ck_assert_int_eq(decide(&in), DECIDE_WAIT);
+        in.rollout_in_flight = false;
+        in.removing = true;
+        ck_assert_int_eq(decide(&in), DECIDE_WAIT);
+}
+END_TEST
+
+START_TEST(absent_service_is_removed)
+{
+        struct decide_input in = base();
+        in.want_spec = NULL;
+        in.current_spec = A;
+        in.current_alive = true;
+        ck_assert_int_eq(decide(&in), DECIDE_REMOVE);
+}
+END_TEST
+
+START_TEST(no_document_keeps_what_runs)
+{
+        struct decide_input in = { .have_document = false, .max_parallel = 4 };
+        ck_assert_int_eq(decide(&in), DECIDE_NOTHING);
+        in.current_spec = A;
+        in.current_alive = true;
+        ck_assert_int_eq(decide(&in), DECIDE_RUNNING);
+        /* An instance that died while no document is known comes back
+         * from its recorded spec, unless that spec was refused. */
+        in.current_alive = false;
+        ck_assert_int_eq(decide(&in), DECIDE_RESTORE);
+        in.refused_spec = A;
+        ck_assert_int_eq(decide(&in), DECIDE_REFUSED);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("decide");
+        TCase *tc = tcase_create("rules");
+        tcase_add_test(tc, first_deploy_rolls_out);
+        tcase_add_test(tc, same_spec_alive_is_running);
+        tcase_add_test(tc, changed_spec_rolls_out);
+        tcase_add_test(tc, dead_current_is_replaced);
+        tcase_add_test(tc, refused_spec_is_not_retried);
+        tcase_add_test(tc, empty_refusal_matches_nothing);
+        tcase_add_test(tc, max_parallel_queues);
+        tcase_add_test(tc, in_flight_waits);
+        tcase_add_test(tc, absent_service_is_removed);
+        tcase_add_test(tc, no_document_keeps_what_runs);
+        suite_add_tcase(s, tc);
+        SRunner *sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        int failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
