@@ -9,11 +9,17 @@
 
 #include "util.h"
 
-#define DESIRED_FORMAT "lii.desired/1"
-#define DESIRED_MAX_SERVICES 4096
-#define DESIRED_MAX_STRING 4096 /* any one string value, bytes */
-#define DESIRED_MAX_ARGS 256    /* exec arguments */
-#define DESIRED_MAX_ENV 256     /* env entries */
+#define DESIRED_FORMAT            "lii.desired/1"
+#define DESIRED_MAX_SERVICES      4096
+#define DESIRED_MAX_STRING        4096          /* any one string value, bytes */
+#define DESIRED_MAX_ARGS          256           /* exec arguments */
+#define DESIRED_MAX_ENV           256           /* env entries */
+#define DESIRED_MAX_BYTES         (1024 * 1024) /* a whole document, or one spec_json */
+#define DESIRED_MAX_DEPTH         8             /* objects and arrays nested */
+#define DESIRED_MAX_DURATION_USEC (24 * 3600 * USEC_PER_SEC) /* any one duration */
+#define DESIRED_MAX_HEALTH_PASSES 100
+#define DESIRED_MAX_CPU_PERCENT   10000
+#define DESIRED_MAX_TASKS         4194304 /* the kernel's own ceiling on PIDs */
 
 enum artifact_type { ARTIFACT_TAR, ARTIFACT_FILE };
 enum ready_kind { READY_STARTED, READY_NOTIFY };
@@ -59,7 +65,12 @@ struct desired {
 /* Parses and validates a whole document. base_url is the document's own URL,
  * against which relative artifact URLs resolve. On failure returns a negative
  * errno-style code and sets *ret_error to a malloc'ed "path: reason" message;
- * on success sets *ret and leaves *ret_error untouched. */
+ * on success sets *ret and leaves *ret_error untouched.
+ * The codes: -EFBIG for more than DESIRED_MAX_BYTES, -EBADMSG for anything
+ * that is not strict JSON (syntax, trailing data, NUL bytes, duplicate keys,
+ * nesting deeper than DESIRED_MAX_DEPTH), -EINVAL for valid JSON that breaks
+ * the "lii.desired/1" schema. Whether serial and expires are acceptable is
+ * the caller's judgement: only their syntax is checked here. */
 int desired_parse(const char *buf, size_t len, const char *base_url, struct desired **ret,
                   char **ret_error);
 

@@ -1,0 +1,1273 @@
+/* The desired-state document "lii.desired/1": turns untrusted JSON into
+ * validated, normalized service specs, and gives every spec a canonical JSON
+ * form and its SHA-256, so that "did this service change?" is a comparison
+ * of two hashes however the document happened to be written. Nothing here
+ * logs or does I/O; errors go back to the caller as "path: reason". */
+#include "desired.h"
+
+#include <assert.h>
+#include <curl/curl.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <string.h>
+
+/* Strict JSON for the whole document, so that the bytes that were signed
+ * mean one thing only, whichever parser reads them. */
+#define JSON_FLAGS      (JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8)
+#define CANONICAL_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+/* Longest excerpt of an attacker-chosen key or name quoted in an error. */
+#define QUOTE_MAX 64
+
+static void json_object_putp(json_object **o)
+{
+        if (*o)
+                json_object_put(*o);
+}
+#define _cleanup_json_ _cleanup_(json_object_putp)
+
+static void json_tokener_freep(struct json_tokener **t)
+{
+        if (*t)
+                json_tokener_free(*t);
+}
+
+static void curl_url_cleanupp(CURLU **u)
+{
+        if (*u)
+                curl_url_cleanup(*u);
+}
+
+static void curl_freep(char **p)
+{
+        curl_free(*p);
+}
+
+static const char *const template_variables[] = {"PORT", "LII_SERVICE", "LII_GENERATION",
+                                                 "LII_ARTIFACT_DIR", NULL};
+static const char *const artifact_type_names[] = {
+    [ARTIFACT_TAR] = "tar", [ARTIFACT_FILE] = "file", NULL};
+static const char *const ready_names[] = {
+    [READY_STARTED] = "started", [READY_NOTIFY] = "notify", NULL};
+static const char *const sandbox_names[] = {
+    [SANDBOX_STRICT] = "strict", [SANDBOX_NONE] = "none", NULL};
+
+/* Out of memory is not survived half-way (see xstrdup()); json-c reports it
+ * as NULL or -1, which would otherwise turn into a silently different spec. */
+static void *oom_check(void *p)
+{
+        if (!p)
+                abort();
+        return p;
+}
+
+static int __attribute__((format(printf, 4, 0)))
+failv(char **err, int code, const char *path, const char *fmt, va_list ap)
+{
+        _cleanup_free_ char *reason = NULL;
+
+        assert(err && !*err);
+        if (vasprintf(&reason, fmt, ap) < 0)
+                abort();
+        *err = xasprintf("%s: %s", path, reason);
+        return code;
+}
+
+static int __attribute__((format(printf, 3, 4)))
+fail(char **err, const char *path, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        int r = failv(err, -EINVAL, path, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+static int __attribute__((format(printf, 4, 5)))
+fail_code(char **err, int code, const char *path, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        int r = failv(err, code, path, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+/* Keys and names that failed validation are chosen by whoever wrote the
+ * document, and error messages end up in the journal and in API replies, so
+ * they are cut short and anything unprintable is escaped. */
+static char *quote(const char *s)
+{
+        size_t n = strlen(s);
+        char *out = xcalloc(QUOTE_MAX * 4 + 4, 1), *p = out;
+
+        for (size_t i = 0; i < n && i < QUOTE_MAX; i++) {
+                unsigned char c = (unsigned char)s[i];
+                if (c >= 0x20 && c < 0x7f && c != '\\')
+                        *p++ = (char)c;
+                else
+                        p += sprintf(p, "\\x%02x", c);
+        }
+        if (n > QUOTE_MAX)
+                strcpy(p, "...");
+        return out;
+}
+
+static char *path_join(const char *parent, const char *key)
+{
+        return parent[0] ? xasprintf("%s.%s", parent, key) : xstrdup(key);
+}
+
+static char *path_index(const char *parent, size_t i)
+{
+        return xasprintf("%s[%zu]", parent, i);
+}
+
+static bool strv_contains(const char *const *v, const char *s)
+{
+        for (; *v; v++)
+                if (strcmp(*v, s) == 0)
+                        return true;
+        return false;
+}
+
+/* Strict JSON, as json-c does not enforce all of it. */
+
+struct scan_frame {
+        bool object;
+        bool expect_key;
+        size_t index;      /* arrays: the current element */
+        char *key;         /* objects: the current key, decoded */
+        json_object *seen; /* objects: the keys so far, as a set */
+};
+
+struct scan {
+        struct scan_frame frames[DESIRED_MAX_DEPTH];
+        size_t depth;
+        struct json_tokener *tok; /* decodes keys written with escapes */
+};
+
+static void scan_pop(struct scan *sc)
+{
+        struct scan_frame *f = &sc->frames[--sc->depth];
+        free(f->key);
+        if (f->seen)
+                json_object_put(f->seen);
+}
+
+static void scan_done(struct scan *sc)
+{
+        while (sc->depth > 0)
+                scan_pop(sc);
+        if (sc->tok)
+                json_tokener_free(sc->tok);
+}
+
+/* The path to the object being scanned, plus key when not NULL. */
+static char *scan_path(const struct scan *sc, const char *root, const char *prefix, const char *key)
+{
+        _cleanup_free_ char *p = xstrdup(prefix);
+
+        for (size_t i = 0; i + 1 < sc->depth; i++) {
+                const struct scan_frame *f = &sc->frames[i];
+                char *n;
+                if (f->object) {
+                        _cleanup_free_ char *q = quote(f->key ? f->key : "");
+                        n = path_join(p, q);
+                } else {
+                        n = path_index(p, f->index);
+                }
+                free(p);
+                p = n;
+        }
+        if (key) {
+                _cleanup_free_ char *q = quote(key);
+                char *n = path_join(p, q);
+                free(p);
+                p = n;
+        }
+        return p[0] ? TAKE_PTR(p) : xstrdup(root);
+}
+
+/* Decodes the quoted key raw[0..n). Returns -EBADMSG when it holds a NUL,
+ * which json-c would silently cut the key short at. */
+static int scan_decode_key(struct scan *sc, const char *raw, size_t n, char **ret)
+{
+        if (!memchr(raw, '\\', n)) {
+                *ret = xasprintf("%.*s", (int)(n - 2), raw + 1);
+                return 0;
+        }
+        if (!sc->tok) {
+                sc->tok = oom_check(json_tokener_new_ex(1));
+                json_tokener_set_flags(sc->tok, JSON_FLAGS);
+        } else {
+                json_tokener_reset(sc->tok);
+        }
+        _cleanup_json_ json_object *o = json_tokener_parse_ex(sc->tok, raw, (int)n);
+        if (!json_object_is_type(o, json_type_string))
+                return -EBADMSG;
+        const char *s = json_object_get_string(o);
+        if (strlen(s) != (size_t)json_object_get_string_len(o))
+                return -EBADMSG;
+        *ret = xstrdup(s);
+        return 0;
+}
+
+static int scan_key(struct scan *sc, const char *raw, size_t n, const char *root,
+                    const char *prefix, char **err)
+{
+        struct scan_frame *f = &sc->frames[sc->depth - 1];
+        _cleanup_free_ char *key = NULL;
+
+        if (n - 2 > DESIRED_MAX_STRING) {
+                _cleanup_free_ char *p = scan_path(sc, root, prefix, NULL);
+                return fail_code(err, -EBADMSG, p, "object key longer than %d bytes",
+                                 DESIRED_MAX_STRING);
+        }
+        if (scan_decode_key(sc, raw, n, &key) < 0) {
+                _cleanup_free_ char *p = scan_path(sc, root, prefix, NULL);
+                return fail_code(err, -EBADMSG, p, "object key contains a NUL character");
+        }
+        if (json_object_object_get_ex(f->seen, key, NULL)) {
+                _cleanup_free_ char *p = scan_path(sc, root, prefix, key);
+                return fail_code(err, -EBADMSG, p, "duplicate key");
+        }
+        if (json_object_object_add(f->seen, key, NULL) < 0)
+                abort();
+        free(f->key);
+        f->key = TAKE_PTR(key);
+        f->expect_key = false;
+        return 0;
+}
+
+/* Runs over text json-c has already accepted and refuses what json-c lets
+ * through but other parsers read differently or not at all: duplicate keys
+ * (json-c keeps the last one), keys with NUL characters (json-c cuts them
+ * short), single-quoted strings, raw control characters in strings, NaN and
+ * Infinity. */
+static int json_check_strict(const char *buf, size_t len, const char *root, const char *prefix,
+                             char **err)
+{
+        _cleanup_(scan_done) struct scan sc = {};
+
+        for (size_t i = 0; i < len; i++) {
+                struct scan_frame *top = sc.depth > 0 ? &sc.frames[sc.depth - 1] : NULL;
+                switch (buf[i]) {
+                case '{':
+                case '[':
+                        if (sc.depth >= ELEMENTSOF(sc.frames))
+                                return fail_code(err, -EBADMSG, root,
+                                                 "nested deeper than %d levels", DESIRED_MAX_DEPTH);
+                        sc.frames[sc.depth++] = (struct scan_frame){
+                            .object = buf[i] == '{',
+                            .expect_key = buf[i] == '{',
+                            .seen = buf[i] == '{' ? oom_check(json_object_new_object()) : NULL,
+                        };
+                        break;
+                case '}':
+                case ']':
+                        if (!top)
+                                return fail_code(err, -EBADMSG, root, "invalid JSON at byte %zu",
+                                                 i);
+                        scan_pop(&sc);
+                        break;
+                case ',':
+                        if (top && top->object)
+                                top->expect_key = true;
+                        else if (top)
+                                top->index++;
+                        break;
+                case ':':
+                        if (top)
+                                top->expect_key = false;
+                        break;
+                case '\'':
+                        return fail_code(err, -EBADMSG, root,
+                                         "invalid JSON at byte %zu: single-quoted string", i);
+                case '"': {
+                        size_t start = i;
+                        for (i++; i < len && buf[i] != '"'; i++) {
+                                if (buf[i] == '\\')
+                                        i++;
+                                else if ((unsigned char)buf[i] < 0x20)
+                                        return fail_code(
+                                            err, -EBADMSG, root,
+                                            "invalid JSON at byte %zu: control character in "
+                                            "string",
+                                            i);
+                        }
+                        if (i >= len)
+                                return fail_code(err, -EBADMSG, root, "unexpected end of input");
+                        if (top && top->object && top->expect_key) {
+                                int r =
+                                    scan_key(&sc, buf + start, i - start + 1, root, prefix, err);
+                                if (r < 0)
+                                        return r;
+                        }
+                        break;
+                }
+                default:
+                        /* Outside strings only numbers and the literals true,
+                         * false and null remain; this refuses NaN and Infinity,
+                         * which json-c takes even in strict mode. */
+                        if (!strchr(" \t\n\r-+.0123456789eEtruefalsn", buf[i]))
+                                return fail_code(err, -EBADMSG, root,
+                                                 "invalid JSON at byte %zu: unexpected character",
+                                                 i);
+                        break;
+                }
+        }
+        return 0;
+}
+
+/* Parses buf as strict JSON. root names the whole text in errors
+ * ("document"); prefix is prepended to the paths of keys within it. */
+static int json_parse_strict(const char *buf, size_t len, const char *root, const char *prefix,
+                             json_object **ret, char **err)
+{
+        if (len > DESIRED_MAX_BYTES)
+                return fail_code(err, -EFBIG, root, "larger than %d bytes", DESIRED_MAX_BYTES);
+        if (memchr(buf, '\0', len))
+                return fail_code(err, -EBADMSG, root, "contains a NUL byte");
+
+        /* json-c's depth counts the levels it may enter, one more than may nest. */
+        _cleanup_(json_tokener_freep) struct json_tokener *tok =
+            oom_check(json_tokener_new_ex(DESIRED_MAX_DEPTH + 1));
+        json_tokener_set_flags(tok, JSON_FLAGS);
+        _cleanup_json_ json_object *o = json_tokener_parse_ex(tok, buf, (int)len);
+        enum json_tokener_error e = json_tokener_get_error(tok);
+        size_t end = json_tokener_get_parse_end(tok);
+        if (e == json_tokener_continue)
+                return fail_code(err, -EBADMSG, root, "unexpected end of input");
+        if (e == json_tokener_error_depth)
+                return fail_code(err, -EBADMSG, root, "nested deeper than %d levels",
+                                 DESIRED_MAX_DEPTH);
+        if (e != json_tokener_success)
+                return fail_code(err, -EBADMSG, root, "invalid JSON at byte %zu: %s", end,
+                                 json_tokener_error_desc(e));
+        if (end != len)
+                return fail_code(err, -EBADMSG, root, "trailing data at byte %zu", end);
+
+        int r = json_check_strict(buf, len, root, prefix, err);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(o);
+        return 0;
+}
+
+/* Schema helpers. Each takes the full path of the value it looks at. */
+
+/* JSON null counts as present, so that it is refused as the wrong type
+ * rather than quietly taken for the default. */
+static bool member(json_object *o, const char *key, json_object **ret)
+{
+        return json_object_object_get_ex(o, key, ret);
+}
+
+static int check_object(json_object *o, const char *path, const char *const *keys, char **err)
+{
+        if (!json_object_is_type(o, json_type_object))
+                return fail(err, path, "must be an object");
+
+        struct json_object_iterator it = json_object_iter_begin(o);
+        struct json_object_iterator end = json_object_iter_end(o);
+        for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it)) {
+                const char *key = json_object_iter_peek_name(&it);
+                if (!strv_contains(keys, key)) {
+                        _cleanup_free_ char *q = quote(key);
+                        _cleanup_free_ char *p = path_join(path, q);
+                        return fail(err, p, "unknown key");
+                }
+        }
+        return 0;
+}
+
+/* Fails with "path: what" when v is not a string. */
+static int get_string(json_object *v, const char *path, const char *what, const char **ret,
+                      char **err)
+{
+        if (!json_object_is_type(v, json_type_string))
+                return fail(err, path, "%s", what);
+        size_t n = (size_t)json_object_get_string_len(v);
+        if (n > DESIRED_MAX_STRING)
+                return fail(err, path, "longer than %d bytes", DESIRED_MAX_STRING);
+        const char *s = json_object_get_string(v);
+        if (strlen(s) != n)
+                return fail(err, path, "contains a NUL character");
+        *ret = s;
+        return 0;
+}
+
+static int get_nonempty_string(json_object *v, const char *path, const char **ret, char **err)
+{
+        const char *s;
+        int r = get_string(v, path, "must be a non-empty string", &s, err);
+        if (r < 0)
+                return r;
+        if (!s[0])
+                return fail(err, path, "must be a non-empty string");
+        *ret = s;
+        return 0;
+}
+
+/* json-c clamps integers that overflow 64 bits to UINT64_MAX or INT64_MIN
+ * without a word, so max must stay below UINT64_MAX for an overflow to be
+ * refused; INT64_MAX also keeps every value writable in the canonical form. */
+static bool uint_value(json_object *v, uint64_t min, uint64_t max, uint64_t *ret)
+{
+        assert(max <= INT64_MAX);
+        if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0)
+                return false;
+        uint64_t u = json_object_get_uint64(v);
+        if (u < min || u > max)
+                return false;
+        *ret = u;
+        return true;
+}
+
+static int get_uint(json_object *v, const char *path, uint64_t min, uint64_t max, uint64_t *ret,
+                    char **err)
+{
+        if (!uint_value(v, min, max, ret))
+                return fail(err, path, "must be an integer from %" PRIu64 " to %" PRIu64, min, max);
+        return 0;
+}
+
+/* names is indexed by the enum value it stands for; every choice in the
+ * schema is between two words. */
+static int get_choice(json_object *v, const char *path, const char *const names[static 3],
+                      unsigned *ret, char **err)
+{
+        _cleanup_free_ char *what = xasprintf("must be \"%s\" or \"%s\"", names[0], names[1]);
+        const char *s;
+
+        assert(!names[2]);
+        int r = get_string(v, path, what, &s, err);
+        if (r < 0)
+                return r;
+        for (unsigned i = 0; i < 2; i++)
+                if (strcmp(s, names[i]) == 0) {
+                        *ret = i;
+                        return 0;
+                }
+        return fail(err, path, "%s", what);
+}
+
+static int get_duration(json_object *v, const char *path, bool allow_zero, uint64_t *ret,
+                        char **err)
+{
+        static const char what[] = "must be a duration like \"30s\" or \"250ms\"";
+        const char *s;
+        uint64_t usec;
+
+        int r = get_string(v, path, what, &s, err);
+        if (r < 0)
+                return r;
+        if (parse_duration(s, &usec) < 0)
+                return fail(err, path, "%s", what);
+        if (usec == 0 && !allow_zero)
+                return fail(err, path, "must be longer than 0s");
+        if (usec > DESIRED_MAX_DURATION_USEC)
+                return fail(err, path, "must not be longer than %" PRIu64 "s",
+                            (uint64_t)(DESIRED_MAX_DURATION_USEC / USEC_PER_SEC));
+        *ret = usec;
+        return 0;
+}
+
+/* Templates are expanded later by expand_template(), which cannot fail:
+ * this is where a misspelt variable is caught, while a human still reads
+ * the error. */
+static int check_template(const char *s, const char *path, char **err)
+{
+        for (const char *p = strstr(s, "${"); p; p = strstr(p, "${")) {
+                const char *end = strchr(p + 2, '}');
+                if (!end)
+                        return fail(err, path, "unterminated variable reference");
+                _cleanup_free_ char *name = xasprintf("%.*s", (int)(end - p - 2), p + 2);
+                if (!strv_contains(template_variables, name)) {
+                        _cleanup_free_ char *q = quote(name);
+                        return fail(err, path, "unknown variable ${%s}", q);
+                }
+                p = end + 1;
+        }
+        return 0;
+}
+
+/* Resolves url against base (when not NULL) with curl's own URL parser, the
+ * one that will fetch it, and returns curl's normalized form. */
+static int resolve_url(const char *base, const char *url, const char *path, char **ret, char **err)
+{
+        _cleanup_(curl_url_cleanupp) CURLU *h = oom_check(curl_url());
+        _cleanup_(curl_freep) char *scheme = NULL;
+        _cleanup_(curl_freep) char *out = NULL;
+
+        if (base && curl_url_set(h, CURLUPART_URL, base, 0) != CURLUE_OK)
+                return fail(err, path, "the document URL is not a valid base URL");
+        if (curl_url_set(h, CURLUPART_URL, url, 0) != CURLUE_OK)
+                return fail(err, path, base ? "not a valid URL" : "not a valid absolute URL");
+        if (curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+            curl_url_get(h, CURLUPART_URL, &out, 0) != CURLUE_OK)
+                return fail(err, path, "not a valid URL");
+        if (!strv_contains((const char *const[]){"file", "http", "https", NULL}, scheme)) {
+                _cleanup_free_ char *q = quote(scheme);
+                return fail(err, path, "unsupported URL scheme \"%s\" (want file, http or https)",
+                            q);
+        }
+        *ret = xstrdup(out);
+        return 0;
+}
+
+/* The service entry, piece by piece. */
+
+static int parse_artifact(json_object *o, const char *path, const char *base_url,
+                          struct service_spec *s, char **err)
+{
+        static const char *const keys[] = {"url", "sha256", "size", "signature", "type", NULL};
+        _cleanup_free_ char *p_url = path_join(path, "url");
+        _cleanup_free_ char *p_sha = path_join(path, "sha256");
+        _cleanup_free_ char *p_size = path_join(path, "size");
+        _cleanup_free_ char *p_sig = path_join(path, "signature");
+        _cleanup_free_ char *p_type = path_join(path, "type");
+        json_object *v;
+        const char *str = NULL;
+        int r;
+
+        r = check_object(o, path, keys, err);
+        if (r < 0)
+                return r;
+
+        if (!member(o, "url", &v))
+                return fail(err, p_url, "required");
+        r = get_nonempty_string(v, p_url, &str, err);
+        if (r < 0)
+                return r;
+        r = resolve_url(base_url, str, p_url, &s->artifact_url, err);
+        if (r < 0)
+                return r;
+
+        if (!member(o, "sha256", &v))
+                return fail(err, p_sha, "required");
+        r = get_string(v, p_sha, "not 64 hex digits", &str, err);
+        if (r < 0)
+                return r;
+        if (!is_hex_string(str, 64)) {
+                _cleanup_free_ char *lower = xstrdup(str);
+                for (char *c = lower; *c; c++)
+                        if (*c >= 'A' && *c <= 'F')
+                                *c = (char)(*c - 'A' + 'a');
+                return fail(err, p_sha,
+                            is_hex_string(lower, 64) ? "not lower-case hex" : "not 64 hex digits");
+        }
+        memcpy(s->artifact_sha256, str, 65);
+
+        if (!member(o, "size", &v))
+                return fail(err, p_size, "required");
+        r = get_uint(v, p_size, 1, INT64_MAX, &s->artifact_size, err);
+        if (r < 0)
+                return r;
+
+        /* The default goes through curl too, so that it reads the same
+         * whether it was spelt out or left to the default. */
+        _cleanup_free_ char *sig_default = xasprintf("%s.minisig", s->artifact_url);
+        if (member(o, "signature", &v)) {
+                r = get_nonempty_string(v, p_sig, &str, err);
+                if (r < 0)
+                        return r;
+        } else
+                str = sig_default;
+        r = resolve_url(base_url, str, p_sig, &s->signature_url, err);
+        if (r < 0)
+                return r;
+
+        if (member(o, "type", &v)) {
+                unsigned t;
+                r = get_choice(v, p_type, artifact_type_names, &t, err);
+                if (r < 0)
+                        return r;
+                s->artifact_type = (enum artifact_type)t;
+        }
+        return 0;
+}
+
+static int parse_argv(json_object *v, const char *path, char ***ret, char **err)
+{
+        if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) == 0)
+                return fail(err, path, "must be a non-empty array of strings");
+        size_t n = json_object_array_length(v);
+        if (n > DESIRED_MAX_ARGS)
+                return fail(err, path, "more than %d arguments", DESIRED_MAX_ARGS);
+
+        _cleanup_strv_free_ char **argv = xcalloc(n + 1, sizeof(char *));
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *p = path_index(path, i);
+                const char *a;
+                int r = get_string(json_object_array_get_idx(v, i), p, "must be a string", &a, err);
+                if (r < 0)
+                        return r;
+                r = check_template(a, p, err);
+                if (r < 0)
+                        return r;
+                argv[i] = xstrdup(a);
+        }
+        *ret = TAKE_PTR(argv);
+        return 0;
+}
+
+/* exec[0] is looked up under the unpacked artifact, which must contain it:
+ * no way out by an absolute path, "..", or a variable that expands to one. */
+static int check_exec_path(const char *s, const char *path, char **err)
+{
+        if (!s[0])
+                return fail(err, path, "must be a non-empty string");
+        if (s[0] == '/')
+                return fail(err, path, "must be a path relative to the artifact root");
+        if (strstr(s, "${"))
+                return fail(err, path, "must not contain variables");
+        for (const char *c = s; *c;) {
+                size_t n = strcspn(c, "/");
+                if (n == 2 && c[0] == '.' && c[1] == '.')
+                        return fail(err, path, "must not contain \"..\" components");
+                c += n;
+                c += *c == '/';
+        }
+        return 0;
+}
+
+static bool env_name_is_valid(const char *s)
+{
+        if (!(s[0] == '_' || (s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z')))
+                return false;
+        for (const char *c = s + 1; *c; c++)
+                if (!(*c == '_' || (*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
+                      (*c >= '0' && *c <= '9')))
+                        return false;
+        return true;
+}
+
+/* Orders "KEY=value" strings by KEY alone: plain strcmp() would put "A1=" before
+ * "A=", as '1' sorts before '='. */
+static int env_compare(const void *a, const void *b)
+{
+        const char *x = *(char *const *)a, *y = *(char *const *)b;
+        size_t nx = strcspn(x, "="), ny = strcspn(y, "=");
+        int c = memcmp(x, y, nx < ny ? nx : ny);
+        if (c != 0)
+                return c;
+        return nx < ny ? -1 : nx > ny;
+}
+
+static int parse_env(json_object *o, const char *path, char ***ret, char **err)
+{
+        if (!json_object_is_type(o, json_type_object))
+                return fail(err, path, "must be an object of strings");
+        size_t n = (size_t)json_object_object_length(o);
+        if (n > DESIRED_MAX_ENV)
+                return fail(err, path, "more than %d entries", DESIRED_MAX_ENV);
+
+        _cleanup_strv_free_ char **env = xcalloc(n + 1, sizeof(char *));
+        size_t i = 0;
+        struct json_object_iterator it = json_object_iter_begin(o);
+        struct json_object_iterator end = json_object_iter_end(o);
+        for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it), i++) {
+                const char *key = json_object_iter_peek_name(&it);
+                if (!env_name_is_valid(key)) {
+                        _cleanup_free_ char *q = quote(key);
+                        _cleanup_free_ char *p = path_join(path, q);
+                        return fail(err, p, "invalid variable name (want [A-Za-z_][A-Za-z0-9_]*)");
+                }
+                _cleanup_free_ char *p = path_join(path, key);
+                const char *value;
+                int r = get_string(json_object_iter_peek_value(&it), p, "must be a string", &value,
+                                   err);
+                if (r < 0)
+                        return r;
+                r = check_template(value, p, err);
+                if (r < 0)
+                        return r;
+                env[i] = xasprintf("%s=%s", key, value);
+        }
+        qsort(env, n, sizeof(char *), env_compare);
+        *ret = TAKE_PTR(env);
+        return 0;
+}
+
+static int check_tcp_target(const char *s, const char *path, char **err)
+{
+        static const char what[] = "must be \"host:port\" with a port from 1 to 65535";
+        const char *colon = strrchr(s, ':');
+
+        if (!colon || colon == s || !colon[1])
+                return fail(err, path, "%s", what);
+        /* A templated port is checked when it is expanded into a number. */
+        if (strchr(colon + 1, '$'))
+                return 0;
+        unsigned long port = 0;
+        for (const char *c = colon + 1; *c; c++) {
+                if (*c < '0' || *c > '9' || port > 65535)
+                        return fail(err, path, "%s", what);
+                port = port * 10 + (unsigned long)(*c - '0');
+        }
+        if (port < 1 || port > 65535)
+                return fail(err, path, "%s", what);
+        return 0;
+}
+
+static int parse_health(json_object *o, const char *path, struct health_spec *h, char **err)
+{
+        static const char *const keys[] = {"http",   "tcp",      "exec",  "interval", "timeout",
+                                           "passes", "deadline", "watch", NULL};
+        _cleanup_free_ char *p_http = path_join(path, "http");
+        _cleanup_free_ char *p_tcp = path_join(path, "tcp");
+        _cleanup_free_ char *p_exec = path_join(path, "exec");
+        json_object *v;
+        const char *str = NULL;
+        uint64_t u;
+        int r;
+
+        r = check_object(o, path, keys, err);
+        if (r < 0)
+                return r;
+        if (member(o, "http", NULL) + member(o, "tcp", NULL) + member(o, "exec", NULL) != 1)
+                return fail(err, path, "exactly one of http, tcp, exec is required");
+
+        if (member(o, "http", &v)) {
+                r = get_nonempty_string(v, p_http, &str, err);
+                if (r < 0)
+                        return r;
+                if (strncmp(str, "http://", 7) != 0 && strncmp(str, "https://", 8) != 0)
+                        return fail(err, p_http, "must be an http:// or https:// URL");
+                r = check_template(str, p_http, err);
+                if (r < 0)
+                        return r;
+                h->kind = HEALTH_HTTP;
+                h->target = xstrdup(str);
+        } else if (member(o, "tcp", &v)) {
+                r = get_nonempty_string(v, p_tcp, &str, err);
+                if (r < 0)
+                        return r;
+                r = check_template(str, p_tcp, err);
+                if (r < 0)
+                        return r;
+                r = check_tcp_target(str, p_tcp, err);
+                if (r < 0)
+                        return r;
+                h->kind = HEALTH_TCP;
+                h->target = xstrdup(str);
+        } else {
+                member(o, "exec", &v);
+                r = parse_argv(v, p_exec, &h->exec_argv, err);
+                if (r < 0)
+                        return r;
+                h->kind = HEALTH_EXEC;
+        }
+
+        const struct {
+                const char *key;
+                bool allow_zero;
+                uint64_t *value;
+        } durations[] = {
+            {"interval", false, &h->interval_usec},
+            {"timeout", false, &h->timeout_usec},
+            {"deadline", false, &h->deadline_usec},
+            {"watch", true, &h->watch_usec},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(durations); i++) {
+                if (!member(o, durations[i].key, &v))
+                        continue;
+                _cleanup_free_ char *p = path_join(path, durations[i].key);
+                r = get_duration(v, p, durations[i].allow_zero, durations[i].value, err);
+                if (r < 0)
+                        return r;
+        }
+
+        if (member(o, "passes", &v)) {
+                _cleanup_free_ char *p = path_join(path, "passes");
+                r = get_uint(v, p, 1, DESIRED_MAX_HEALTH_PASSES, &u, err);
+                if (r < 0)
+                        return r;
+                h->passes = (unsigned)u;
+        }
+        return 0;
+}
+
+static int parse_limits(json_object *o, const char *path, struct service_spec *s, char **err)
+{
+        static const char *const keys[] = {"memory", "cpu", "tasks", NULL};
+        json_object *v;
+        int r;
+
+        r = check_object(o, path, keys, err);
+        if (r < 0)
+                return r;
+
+        if (member(o, "memory", &v)) {
+                static const char what[] = "must be a size like \"256M\" or a number of bytes";
+                _cleanup_free_ char *p = path_join(path, "memory");
+                uint64_t bytes;
+                const char *str = NULL;
+                if (json_object_is_type(v, json_type_int)) {
+                        if (!uint_value(v, 1, INT64_MAX, &bytes))
+                                return fail(err, p, "%s, larger than 0", what);
+                } else {
+                        r = get_string(v, p, what, &str, err);
+                        if (r < 0)
+                                return r;
+                        if (parse_size(str, &bytes) < 0)
+                                return fail(err, p, "%s", what);
+                        if (bytes == 0 || bytes > INT64_MAX)
+                                return fail(err, p, "%s, larger than 0", what);
+                }
+                s->memory_max = bytes;
+        }
+
+        if (member(o, "cpu", &v)) {
+                _cleanup_free_ char *p = path_join(path, "cpu");
+                _cleanup_free_ char *what = xasprintf(
+                    "must be a percentage like \"50%%\" from 1%% to %d%%", DESIRED_MAX_CPU_PERCENT);
+                const char *str = NULL;
+                unsigned long pct = 0;
+                r = get_string(v, p, what, &str, err);
+                if (r < 0)
+                        return r;
+                const char *c = str;
+                for (; *c >= '0' && *c <= '9' && pct <= DESIRED_MAX_CPU_PERCENT; c++)
+                        pct = pct * 10 + (unsigned long)(*c - '0');
+                if (c == str || strcmp(c, "%") != 0 || pct < 1 || pct > DESIRED_MAX_CPU_PERCENT)
+                        return fail(err, p, "%s", what);
+                s->cpu_percent = (unsigned)pct;
+        }
+
+        if (member(o, "tasks", &v)) {
+                _cleanup_free_ char *p = path_join(path, "tasks");
+                r = get_uint(v, p, 1, DESIRED_MAX_TASKS, &s->tasks_max, err);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Canonical form. */
+
+static json_object *jstr(const char *s)
+{
+        return oom_check(json_object_new_string(s));
+}
+
+static json_object *jint(uint64_t v)
+{
+        assert(v <= INT64_MAX);
+        return oom_check(json_object_new_int64((int64_t)v));
+}
+
+static json_object *jduration(uint64_t usec)
+{
+        char buf[32];
+        /* parse_duration() reads milliseconds at the finest, so every value
+         * it produced is a whole number of one or the other. */
+        if (usec % USEC_PER_SEC == 0)
+                snprintf(buf, sizeof buf, "%" PRIu64 "s", (uint64_t)(usec / USEC_PER_SEC));
+        else
+                snprintf(buf, sizeof buf, "%" PRIu64 "ms", (uint64_t)(usec / USEC_PER_MSEC));
+        return jstr(buf);
+}
+
+static json_object *jstrv(char *const *v)
+{
+        json_object *a = oom_check(json_object_new_array());
+        for (; v && *v; v++)
+                if (json_object_array_add(a, jstr(*v)) < 0)
+                        abort();
+        return a;
+}
+
+/* Keys must be added in sorted order: json-c writes them in insertion order. */
+static void jadd(json_object *o, const char *key, json_object *v)
+{
+        if (json_object_object_add(o, key, v) < 0)
+                abort();
+}
+
+static char *service_canonical_json(const struct service_spec *s)
+{
+        _cleanup_json_ json_object *root = oom_check(json_object_new_object());
+        json_object *artifact = oom_check(json_object_new_object());
+        json_object *env = oom_check(json_object_new_object());
+        json_object *limits = oom_check(json_object_new_object());
+
+        jadd(artifact, "sha256", jstr(s->artifact_sha256));
+        jadd(artifact, "signature", jstr(s->signature_url));
+        jadd(artifact, "size", jint(s->artifact_size));
+        jadd(artifact, "type", jstr(artifact_type_names[s->artifact_type]));
+        jadd(artifact, "url", jstr(s->artifact_url));
+        jadd(root, "artifact", artifact);
+
+        /* s->env is sorted by key already. */
+        for (char **e = s->env; e && *e; e++) {
+                size_t n = strcspn(*e, "=");
+                _cleanup_free_ char *key = xasprintf("%.*s", (int)n, *e);
+                jadd(env, key, jstr(*e + n + 1));
+        }
+        jadd(root, "env", env);
+        jadd(root, "exec", jstrv(s->exec));
+
+        if (s->health.kind != HEALTH_NONE) {
+                const struct health_spec *h = &s->health;
+                json_object *health = oom_check(json_object_new_object());
+                jadd(health, "deadline", jduration(h->deadline_usec));
+                if (h->kind == HEALTH_EXEC)
+                        jadd(health, "exec", jstrv(h->exec_argv));
+                if (h->kind == HEALTH_HTTP)
+                        jadd(health, "http", jstr(h->target));
+                jadd(health, "interval", jduration(h->interval_usec));
+                jadd(health, "passes", jint(h->passes));
+                if (h->kind == HEALTH_TCP)
+                        jadd(health, "tcp", jstr(h->target));
+                jadd(health, "timeout", jduration(h->timeout_usec));
+                jadd(health, "watch", jduration(h->watch_usec));
+                jadd(root, "health", health);
+        }
+
+        if (s->cpu_percent > 0) {
+                char buf[16];
+                snprintf(buf, sizeof buf, "%u%%", s->cpu_percent);
+                jadd(limits, "cpu", jstr(buf));
+        }
+        if (s->memory_max > 0)
+                jadd(limits, "memory", jint(s->memory_max));
+        if (s->tasks_max > 0)
+                jadd(limits, "tasks", jint(s->tasks_max));
+        jadd(root, "limits", limits);
+
+        jadd(root, "port", s->port == 0 ? jstr("auto") : jint((uint64_t)s->port));
+        jadd(root, "ready", jstr(ready_names[s->ready]));
+        jadd(root, "sandbox", jstr(sandbox_names[s->sandbox]));
+        jadd(root, "stop_timeout", jduration(s->stop_timeout_usec));
+
+        const char *json = json_object_to_json_string_ext(root, CANONICAL_FLAGS);
+        if (!json)
+                abort();
+        return xstrdup(json);
+}
+
+static int sha256_hex(const char *s, char out[static 65])
+{
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned n = 0;
+
+        if (!EVP_Digest(s, strlen(s), md, &n, EVP_sha256(), NULL) || n != 32)
+                return -EIO;
+        hex_encode(md, n, out);
+        return 0;
+}
+
+static int service_parse_json(json_object *o, const char *name, const char *path,
+                              const char *base_url, struct service_spec *ret, char **err)
+{
+        static const char *const keys[] = {"artifact", "exec",   "env",          "port",    "ready",
+                                           "health",   "limits", "stop_timeout", "sandbox", NULL};
+        _cleanup_(service_spec_done) struct service_spec s = {
+            .name = xstrdup(name),
+            .artifact_type = ARTIFACT_TAR,
+            .port = 0,
+            .ready = READY_STARTED,
+            /* The health defaults are there even without a check, so that
+             * a spec reads the same however it was made. */
+            .health =
+                {
+                    .kind = HEALTH_NONE,
+                    .interval_usec = 1 * USEC_PER_SEC,
+                    .timeout_usec = 2 * USEC_PER_SEC,
+                    .deadline_usec = 60 * USEC_PER_SEC,
+                    .watch_usec = 0,
+                    .passes = 1,
+                },
+            .stop_timeout_usec = 30 * USEC_PER_SEC,
+            .sandbox = SANDBOX_STRICT,
+        };
+        json_object *v;
+        unsigned choice;
+        int r;
+
+        r = check_object(o, path, keys, err);
+        if (r < 0)
+                return r;
+
+        _cleanup_free_ char *p_artifact = path_join(path, "artifact");
+        if (!member(o, "artifact", &v))
+                return fail(err, p_artifact, "required");
+        r = parse_artifact(v, p_artifact, base_url, &s, err);
+        if (r < 0)
+                return r;
+
+        _cleanup_free_ char *p_exec = path_join(path, "exec");
+        if (!member(o, "exec", &v))
+                return fail(err, p_exec, "required");
+        r = parse_argv(v, p_exec, &s.exec, err);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *p_exec0 = path_index(p_exec, 0);
+        r = check_exec_path(s.exec[0], p_exec0, err);
+        if (r < 0)
+                return r;
+
+        _cleanup_free_ char *p_env = path_join(path, "env");
+        if (member(o, "env", &v))
+                r = parse_env(v, p_env, &s.env, err);
+        else {
+                s.env = xcalloc(1, sizeof(char *));
+                r = 0;
+        }
+        if (r < 0)
+                return r;
+
+        if (member(o, "port", &v)) {
+                static const char what[] = "must be \"auto\" or an integer from 1 to 65535";
+                _cleanup_free_ char *p = path_join(path, "port");
+                uint64_t port;
+                const char *str = NULL;
+                if (json_object_is_type(v, json_type_string)) {
+                        r = get_string(v, p, what, &str, err);
+                        if (r < 0)
+                                return r;
+                        if (strcmp(str, "auto") != 0)
+                                return fail(err, p, "%s", what);
+                } else if (uint_value(v, 1, 65535, &port))
+                        s.port = (int)port;
+                else
+                        return fail(err, p, "%s", what);
+        }
+
+        if (member(o, "ready", &v)) {
+                _cleanup_free_ char *p = path_join(path, "ready");
+                r = get_choice(v, p, ready_names, &choice, err);
+                if (r < 0)
+                        return r;
+                s.ready = (enum ready_kind)choice;
+        }
+
+        if (member(o, "health", &v)) {
+                _cleanup_free_ char *p = path_join(path, "health");
+                r = parse_health(v, p, &s.health, err);
+                if (r < 0)
+                        return r;
+        }
+
+        if (member(o, "stop_timeout", &v)) {
+                _cleanup_free_ char *p = path_join(path, "stop_timeout");
+                r = get_duration(v, p, false, &s.stop_timeout_usec, err);
+                if (r < 0)
+                        return r;
+        }
+
+        if (member(o, "limits", &v)) {
+                _cleanup_free_ char *p = path_join(path, "limits");
+                r = parse_limits(v, p, &s, err);
+                if (r < 0)
+                        return r;
+        }
+
+        if (member(o, "sandbox", &v)) {
+                _cleanup_free_ char *p = path_join(path, "sandbox");
+                r = get_choice(v, p, sandbox_names, &choice, err);
+                if (r < 0)
+                        return r;
+                s.sandbox = (enum sandbox_kind)choice;
+        }
+
+        s.spec_json = service_canonical_json(&s);
+        r = sha256_hex(s.spec_json, s.spec_sha256);
+        if (r < 0)
+                return fail_code(err, r, path, "cannot compute SHA-256");
+
+        *ret = s;
+        s = (struct service_spec){};
+        return 0;
+}
+
+static int service_compare(const void *a, const void *b)
+{
+        return strcmp(((const struct service_spec *)a)->name,
+                      ((const struct service_spec *)b)->name);
+}
+
+static int parse_services(json_object *o, const char *base_url, struct desired *d, char **err)
+{
+        if (!json_object_is_type(o, json_type_object))
+                return fail(err, "services", "must be an object");
+        size_t n = (size_t)json_object_object_length(o);
+        if (n > DESIRED_MAX_SERVICES)
+                return fail(err, "services", "more than %d services", DESIRED_MAX_SERVICES);
+
+        d->services = xcalloc(n, sizeof(struct service_spec));
+        struct json_object_iterator it = json_object_iter_begin(o);
+        struct json_object_iterator end = json_object_iter_end(o);
+        for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it)) {
+                const char *name = json_object_iter_peek_name(&it);
+                if (!service_name_is_valid(name)) {
+                        _cleanup_free_ char *q = quote(name);
+                        _cleanup_free_ char *p = path_join("services", q);
+                        return fail(err, p, "invalid service name (want [a-z0-9][a-z0-9-]{0,47})");
+                }
+                _cleanup_free_ char *p = path_join("services", name);
+                int r = service_parse_json(json_object_iter_peek_value(&it), name, p, base_url,
+                                           &d->services[d->n_services], err);
+                if (r < 0)
+                        return r;
+                d->n_services++;
+        }
+        qsort(d->services, d->n_services, sizeof(struct service_spec), service_compare);
+        return 0;
+}
+
+static int desired_parse_json(json_object *root, const char *base_url, struct desired *d,
+                              char **err)
+{
+        static const char *const keys[] = {"format", "serial", "expires", "services", NULL};
+        json_object *v;
+        const char *str = NULL;
+        int r;
+
+        if (!json_object_is_type(root, json_type_object))
+                return fail(err, "document", "must be an object");
+        r = check_object(root, "", keys, err);
+        if (r < 0)
+                return r;
+
+        if (!member(root, "format", &v))
+                return fail(err, "format", "required");
+        r = get_string(v, "format", "expected \"" DESIRED_FORMAT "\"", &str, err);
+        if (r < 0)
+                return r;
+        if (strcmp(str, DESIRED_FORMAT) != 0)
+                return fail(err, "format", "expected \"" DESIRED_FORMAT "\"");
+
+        if (!member(root, "serial", &v))
+                return fail(err, "serial", "required");
+        r = get_uint(v, "serial", 0, INT64_MAX, &d->serial, err);
+        if (r < 0)
+                return r;
+
+        if (member(root, "expires", &v)) {
+                static const char what[] = "must be an RFC 3339 time like \"2026-12-31T00:00:00Z\"";
+                r = get_string(v, "expires", what, &str, err);
+                if (r < 0)
+                        return r;
+                if (parse_rfc3339(str, &d->expires_usec) < 0)
+                        return fail(err, "expires", "%s", what);
+                /* 0 stands for "absent" in struct desired. */
+                if (d->expires_usec == 0)
+                        return fail(err, "expires", "must be after 1970-01-01T00:00:00Z");
+        }
+
+        if (!member(root, "services", &v))
+                return fail(err, "services", "required");
+        return parse_services(v, base_url, d, err);
+}
+
+int desired_parse(const char *buf, size_t len, const char *base_url, struct desired **ret,
+                  char **ret_error)
+{
+        _cleanup_free_ char *error = NULL;
+        _cleanup_json_ json_object *root = NULL;
+        _cleanup_(desired_freep) struct desired *d = NULL;
+        int r;
+
+        assert(buf || len == 0);
+        assert(ret);
+        assert(ret_error);
+
+        r = json_parse_strict(buf ? buf : "", len, "document", "", &root, &error);
+        if (r < 0) {
+                *ret_error = TAKE_PTR(error);
+                return r;
+        }
+        d = xcalloc(1, sizeof(*d));
+        r = desired_parse_json(root, base_url, d, &error);
+        if (r < 0) {
+                *ret_error = TAKE_PTR(error);
+                return r;
+        }
+        *ret = TAKE_PTR(d);
+        return 0;
+}
+
+int service_spec_parse(const char *name, const char *spec_json, struct service_spec **ret,
+                       char **ret_error)
+{
+        _cleanup_free_ char *error = NULL;
+        _cleanup_free_ char *path = NULL;
+        _cleanup_json_ json_object *root = NULL;
+        _cleanup_(service_spec_freep) struct service_spec *s = NULL;
+        int r;
+
+        assert(name && spec_json && ret && ret_error);
+
+        if (!service_name_is_valid(name)) {
+                _cleanup_free_ char *q = quote(name);
+                *ret_error = xasprintf("services.%s: invalid service name (want "
+                                       "[a-z0-9][a-z0-9-]{0,47})",
+                                       q);
+                return -EINVAL;
+        }
+        path = path_join("services", name);
+        r = json_parse_strict(spec_json, strlen(spec_json), path, path, &root, &error);
+        if (r < 0) {
+                *ret_error = TAKE_PTR(error);
+                return r;
+        }
+        s = xcalloc(1, sizeof(*s));
+        r = service_parse_json(root, name, path, NULL, s, &error);
+        if (r < 0) {
+                *ret_error = TAKE_PTR(error);
+                return r;
+        }
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+static int service_name_compare(const void *key, const void *elem)
+{
+        return strcmp(key, ((const struct service_spec *)elem)->name);
+}
+
+const struct service_spec *desired_find(const struct desired *d, const char *name)
+{
+        if (!d || !name || d->n_services == 0)
+                return NULL;
+        return bsearch(name, d->services, d->n_services, sizeof(struct service_spec),
+                       service_name_compare);
+}
+
+void service_spec_done(struct service_spec *s)
+{
+        if (!s)
+                return;
+        free(s->name);
+        free(s->artifact_url);
+        free(s->signature_url);
+        strv_free(s->exec);
+        strv_free(s->env);
+        free(s->health.target);
+        strv_free(s->health.exec_argv);
+        free(s->spec_json);
+        *s = (struct service_spec){};
+}
+
+struct service_spec *service_spec_free(struct service_spec *s)
+{
+        service_spec_done(s);
+        free(s);
+        return NULL;
+}
+
+struct desired *desired_free(struct desired *d)
+{
+        if (!d)
+                return NULL;
+        for (size_t i = 0; i < d->n_services; i++)
+                service_spec_done(&d->services[i]);
+        free(d->services);
+        free(d);
+        return NULL;
+}
