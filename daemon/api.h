@@ -12,10 +12,23 @@
 struct api;
 
 /* What the API asks of the daemon. Each returns a new reference the API
- * puts; NULL from service() means no such service (404). */
+ * puts; NULL from service() means no such service (404).
+ *
+ * The actions below status() and service() are optional: a NULL member
+ * answers 501 not_implemented. An action returns either a document sent
+ * with 200, or an error document from lii_error_new() whose code picks the
+ * HTTP status (not_found 404, conflict 409, bad_request 400, internal 500…).
+ * NULL from rollback() or replace() means no such service (404); NULL from
+ * the others is an internal error (500). Every callback runs on the loop
+ * and must not block: a long action is started, not awaited. */
 struct api_ops {
         json_object *(*status)(void *userdata);
         json_object *(*service)(void *userdata, const char *name);
+        json_object *(*sync)(void *userdata);
+        json_object *(*pause)(void *userdata);
+        json_object *(*resume)(void *userdata);
+        json_object *(*rollback)(void *userdata, const char *name);
+        json_object *(*replace)(void *userdata, const char *name);
 };
 
 struct api_config {
@@ -25,10 +38,18 @@ struct api_config {
 };
 
 /* Takes the socket passed by systemd (sd_listen_fds) when there is one,
- * otherwise creates socket_path: refuses a symlink or a non-socket file
- * there, replaces a stale socket, mode 0660, group read_gid. */
+ * otherwise creates socket_path (and its parent folder, 0755, when that is
+ * missing): refuses a symlink, a non-socket file, a socket another process
+ * still listens on, or one owned by another user there; replaces a stale
+ * socket; mode 0660, group read_gid. The parent folder must be writable
+ * only by liid's user, as /run/lii is: the path is checked, then bound.
+ * Logs the reason of a failure itself, so callers only pass the error on.
+ * cfg is copied; ops and userdata must outlive the api. */
 int api_new(uv_loop_t *loop, const struct api_config *cfg, const struct api_ops *ops,
             void *userdata, struct api **ret);
 /* Stops serving and closes the socket; the path is removed only when liid
- * created it. Accepts NULL. */
+ * created it and it is still the socket liid bound. Accepts NULL, returns
+ * NULL. The libuv handles are closed here but their memory is released in
+ * their close callbacks: the owner must keep running the loop (uv_run
+ * until it returns 0) after api_free() for that to happen. */
 struct api *api_free(struct api *a);

@@ -1,0 +1,326 @@
+/* liictl status [SERVICE]: what liid runs, as a table for people or as
+ * liid's own JSON document with --json. */
+#include "liictl.h"
+
+#include <string.h>
+
+/* Text for a member as people read it: "-" for missing or null, yes/no
+ * for booleans, strings as they are, anything else as compact JSON. The
+ * result is safe to print on a terminal. */
+static char *value_text(json_object *v)
+{
+        if (!v)
+                return xstrdup("-");
+        switch (json_object_get_type(v)) {
+        case json_type_null:
+                return xstrdup("-");
+        case json_type_boolean:
+                return xstrdup(json_object_get_boolean(v) ? "yes" : "no");
+        case json_type_string:
+                return ctl_printable(json_object_get_string(v));
+        default:
+                return ctl_printable(json_object_to_json_string_ext(
+                    v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        }
+}
+
+static char *member_text(json_object *o, const char *key)
+{
+        json_object *v = NULL;
+        if (o && json_object_is_type(o, json_type_object))
+                json_object_object_get_ex(o, key, &v);
+        return value_text(v);
+}
+
+static char *rollout_text(json_object *lr)
+{
+        if (!lr)
+                return xstrdup("-");
+        _cleanup_free_ char *result = member_text(lr, LII_F_RESULT);
+        json_object *ms = json_get(lr, LII_F_DURATION_MS, json_type_int);
+        const char *reason = json_get_string(lr, LII_F_REASON);
+
+        char duration[32] = "";
+        if (ms && json_object_get_int64(ms) >= 0) {
+                char d[24];
+                format_duration((uint64_t)json_object_get_int64(ms) * USEC_PER_MSEC, d, sizeof d);
+                snprintf(duration, sizeof duration, " in %s", d);
+        }
+        if (!reason)
+                return xasprintf("%s%s", result, duration);
+        _cleanup_free_ char *r = ctl_printable(reason);
+        return xasprintf("%s%s: %s", result, duration, r);
+}
+
+static void print_field(const char *label, const char *color_on, const char *value,
+                        const char *color_off)
+{
+        printf("%-9s %s%s%s\n", label, color_on, value, color_off);
+}
+
+static void print_header(const struct ctl *ctl, json_object *doc)
+{
+        _cleanup_free_ char *node = member_text(doc, LII_F_NODE);
+        _cleanup_free_ char *version = member_text(doc, LII_F_VERSION);
+        json_object *source = json_get(doc, LII_F_SOURCE, json_type_object);
+        _cleanup_free_ char *url = member_text(source, LII_F_URL);
+        _cleanup_free_ char *serial = member_text(source, LII_F_SERIAL);
+        const char *fetched = json_get_string(source, LII_F_FETCHED_AT);
+        _cleanup_free_ char *fetched_text = fetched ? ctl_printable(fetched) : xstrdup("never");
+        json_object *paused = json_get(doc, LII_F_PAUSED, json_type_boolean);
+        bool is_paused = paused && json_object_get_boolean(paused);
+        const char *error = json_get_string(source, LII_F_ERROR);
+        const char *reset = ctl_color(ctl, COLOR_RESET);
+
+        print_field("Node:", "", node, "");
+        print_field("Version:", "", version, "");
+        if (is_paused)
+                print_field("Paused:", ctl_color(ctl, COLOR_YELLOW), "yes, new rollouts are held",
+                            reset);
+        else
+                print_field("Paused:", "", "no", "");
+        print_field("Source:", "", url, "");
+        print_field("Serial:", "", serial, "");
+        print_field("Fetched:", "", fetched_text, "");
+        if (json_get_string(source, LII_F_KEY_ID)) {
+                _cleanup_free_ char *key = member_text(source, LII_F_KEY_ID);
+                print_field("Key:", "", key, "");
+        }
+        if (error) {
+                /* The desired state may be stale or refused: this must
+                 * not hide among the other fields. */
+                _cleanup_free_ char *e = ctl_printable(error);
+                printf("%s%sSource error: %s%s\n", ctl_color(ctl, COLOR_BOLD),
+                       ctl_color(ctl, COLOR_RED), e, reset);
+        }
+}
+
+enum {
+        COL_SERVICE,
+        COL_STATE,
+        COL_GEN,
+        COL_UNIT,
+        COL_HEALTHY,
+        COL_SINCE,
+        COL_ROLLOUT,
+        _COL_MAX,
+};
+
+static const char *const column_names[_COL_MAX] = {
+    "SERVICE", "STATE", "GEN", "UNIT", "HEALTHY", "SINCE", "LAST-ROLLOUT",
+};
+
+struct row {
+        const char *name;
+        json_object *svc;
+        char *cells[_COL_MAX];
+};
+
+static int row_compare(const void *a, const void *b)
+{
+        return strcmp(((const struct row *)a)->name, ((const struct row *)b)->name);
+}
+
+static void print_row(const struct ctl *ctl, char *const cells[static _COL_MAX],
+                      const size_t width[static _COL_MAX], const char *state_color)
+{
+        for (size_t c = 0; c < _COL_MAX; c++) {
+                bool last = c + 1 == _COL_MAX;
+                const char *on = c == COL_STATE ? state_color : "";
+                const char *off = *on ? ctl_color(ctl, COLOR_RESET) : "";
+                if (last)
+                        printf("%s%s%s\n", on, cells[c], off);
+                else
+                        printf("%s%-*s%s  ", on, (int)width[c], cells[c], off);
+        }
+}
+
+static void print_services(const struct ctl *ctl, json_object *doc)
+{
+        json_object *services = json_get(doc, LII_F_SERVICES, json_type_object);
+        size_t n = services ? (size_t)json_object_object_length(services) : 0;
+        if (n == 0) {
+                printf("No services.\n");
+                return;
+        }
+
+        _cleanup_free_ struct row *rows = xcalloc(n, sizeof *rows);
+        size_t i = 0;
+        json_object_object_foreach(services, name, svc)
+        {
+                if (i < n)
+                        rows[i++] = (struct row){.name = name, .svc = svc};
+        }
+        n = i;
+        qsort(rows, n, sizeof *rows, row_compare);
+
+        size_t width[_COL_MAX];
+        for (size_t c = 0; c < _COL_MAX; c++)
+                width[c] = strlen(column_names[c]);
+        for (i = 0; i < n; i++) {
+                struct row *r = &rows[i];
+                json_object *cur = json_get(r->svc, LII_F_CURRENT, json_type_object);
+                r->cells[COL_SERVICE] = ctl_printable(r->name);
+                r->cells[COL_STATE] = member_text(r->svc, LII_F_STATE);
+                r->cells[COL_GEN] = member_text(cur, LII_F_GENERATION);
+                r->cells[COL_UNIT] = member_text(cur, LII_F_UNIT);
+                r->cells[COL_HEALTHY] = member_text(cur, LII_F_HEALTHY);
+                r->cells[COL_SINCE] = member_text(cur, LII_F_ACTIVE_SINCE);
+                r->cells[COL_ROLLOUT] =
+                    rollout_text(json_get(r->svc, LII_F_LAST_ROLLOUT, json_type_object));
+                for (size_t c = 0; c < _COL_MAX; c++)
+                        if (strlen(r->cells[c]) > width[c])
+                                width[c] = strlen(r->cells[c]);
+        }
+
+        char *header[_COL_MAX];
+        for (size_t c = 0; c < _COL_MAX; c++)
+                header[c] = xstrdup(column_names[c]);
+        print_row(ctl, header, width, "");
+        for (size_t c = 0; c < _COL_MAX; c++)
+                free(header[c]);
+        for (i = 0; i < n; i++) {
+                struct row *r = &rows[i];
+                print_row(ctl, r->cells, width,
+                          ctl_state_color(ctl, json_get_string(r->svc, LII_F_STATE)));
+                for (size_t c = 0; c < _COL_MAX; c++)
+                        free(r->cells[c]);
+        }
+}
+
+static void print_status(const struct ctl *ctl, json_object *doc)
+{
+        print_header(ctl, doc);
+        printf("\n");
+        print_services(ctl, doc);
+}
+
+static const char *const sections[] = {
+    LII_F_CURRENT, LII_F_NEXT, LII_F_PREVIOUS, LII_F_DESIRED, LII_F_LAST_ROLLOUT,
+};
+
+static bool is_section(const char *key, json_object *v)
+{
+        for (size_t i = 0; i < ELEMENTSOF(sections); i++)
+                if (strcmp(key, sections[i]) == 0)
+                        return true;
+        return json_object_is_type(v, json_type_object);
+}
+
+static void print_section(const struct ctl *ctl, const char *key, json_object *o)
+{
+        if (!o || !json_object_is_type(o, json_type_object)) {
+                _cleanup_free_ char *v = value_text(o);
+                printf("%s: %s\n", key, v);
+                return;
+        }
+        printf("%s:\n", key);
+        int width = 0;
+        json_object_object_foreach(o, k, unused)
+        {
+                if ((int)strlen(k) > width)
+                        width = (int)strlen(k);
+        }
+        json_object_object_foreach(o, k2, v)
+        {
+                _cleanup_free_ char *kt = ctl_printable(k2);
+                _cleanup_free_ char *vt = value_text(v);
+                printf("  %s:%*s %s\n", kt, width - (int)strlen(k2), "", vt);
+        }
+}
+
+/* One service in detail: its own fields, then each part (current, next,
+ * previous, desired, last_rollout) as an indented block, with every field
+ * liid sent, so that new fields show up without a new liictl. */
+static void print_service(const struct ctl *ctl, const char *name, json_object *svc)
+{
+        const char *state = json_get_string(svc, LII_F_STATE);
+        _cleanup_free_ char *state_text = member_text(svc, LII_F_STATE);
+        printf("service: %s\n", name);
+        printf("state: %s%s%s\n", ctl_state_color(ctl, state), state_text,
+               state && *ctl_state_color(ctl, state) ? ctl_color(ctl, COLOR_RESET) : "");
+
+        json_object_object_foreach(svc, key, v)
+        {
+                if (strcmp(key, LII_F_STATE) == 0 || strcmp(key, "name") == 0 || is_section(key, v))
+                        continue;
+                _cleanup_free_ char *kt = ctl_printable(key);
+                _cleanup_free_ char *vt = value_text(v);
+                printf("%s: %s\n", kt, vt);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(sections); i++) {
+                json_object *o = NULL;
+                json_object_object_get_ex(svc, sections[i], &o);
+                print_section(ctl, sections[i], o);
+        }
+        json_object_object_foreach(svc, key2, v2)
+        {
+                bool known = false;
+                for (size_t i = 0; i < ELEMENTSOF(sections); i++)
+                        known = known || strcmp(key2, sections[i]) == 0;
+                if (!known && json_object_is_type(v2, json_type_object)) {
+                        _cleanup_free_ char *kt = ctl_printable(key2);
+                        print_section(ctl, kt, v2);
+                }
+        }
+}
+
+/* liid's document unchanged: byte for byte when a program reads it,
+ * indented when a person does. */
+static void print_json(const struct ctl *ctl, const struct client_reply *reply)
+{
+        if (ctl->tty) {
+                printf("%s\n", json_object_to_json_string_ext(
+                                   reply->doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+                return;
+        }
+        fwrite(reply->body, 1, reply->size, stdout);
+        if (reply->size == 0 || reply->body[reply->size - 1] != '\n')
+                putchar('\n');
+}
+
+static int run(struct ctl *ctl, int argc, char **argv)
+{
+        int c, ret = LIICTL_EXIT_OK;
+        while ((c = ctl_getopt(ctl, &cmd_status, argc, argv, "", NULL, &ret)) != -1)
+                if (c == CTL_GETOPT_EXIT)
+                        return ret;
+        if (argc - optind > 1) {
+                ctl_usage_error(cmd_status.name, "too many arguments");
+                return LIICTL_EXIT_USAGE;
+        }
+        const char *name = optind < argc ? argv[optind] : NULL;
+
+        _cleanup_free_ char *route =
+            name ? client_service_route(name, "") : xstrdup(LII_ROUTE_STATUS);
+        if (!route)
+                return LIICTL_EXIT_FAILED;
+
+        _cleanup_reply_ struct client_reply reply = {0};
+        int r = client_request(ctl, "GET", route, CLIENT_REQUEST_TIMEOUT_USEC, &reply);
+        if (r < 0 || reply.status < 200 || reply.status > 299 || !reply.doc)
+                return client_fail(ctl, r, &reply);
+
+        if (ctl->json)
+                print_json(ctl, &reply);
+        else if (name)
+                print_service(ctl, name, reply.doc);
+        else
+                print_status(ctl, reply.doc);
+        return LIICTL_EXIT_OK;
+}
+
+const struct cmd cmd_status = {
+    .name = "status",
+    .args = "[SERVICE]",
+    .summary = "show what liid runs, or one service in detail",
+    .help = "Shows the node, its desired-state source and every service with its state,\n"
+            "generation, unit, health and last rollout. With SERVICE, shows that service's\n"
+            "current, previous and desired revisions and its last rollout in detail.\n"
+            "\n"
+            "Options:\n"
+            "      --json  print liid's JSON document instead\n"
+            "  -h, --help  show this help",
+    .run = run,
+};

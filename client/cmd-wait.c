@@ -1,0 +1,219 @@
+/* liictl wait [--timeout DURATION] [SERVICE...]: returns once every named
+ * service (or every service of the desired state) runs its desired spec,
+ * fails as soon as one of them had that spec refused, and gives up at the
+ * timeout. */
+#include "liictl.h"
+
+#include <getopt.h>
+#include <string.h>
+#include <time.h>
+
+/* liid has no event stream yet, so wait polls the status document. Once
+ * GET /v1/events?follow=1 exists, wait should follow it instead and only
+ * re-read the status when an event concerns a service it waits for. */
+#define WAIT_POLL_USEC (100 * USEC_PER_MSEC)
+
+enum verdict {
+        VERDICT_READY,
+        VERDICT_PENDING,
+        VERDICT_REFUSED,
+};
+
+static const char *spec_of(json_object *svc, const char *part)
+{
+        return json_get_string(json_get(svc, part, json_type_object), LII_F_SPEC_SHA256);
+}
+
+static enum verdict service_verdict(json_object *svc)
+{
+        const char *state = json_get_string(svc, LII_F_STATE);
+        const char *current = spec_of(svc, LII_F_CURRENT);
+        const char *desired = spec_of(svc, LII_F_DESIRED);
+        bool same = current && desired && strcmp(current, desired) == 0;
+
+        if (state && strcmp(state, "running") == 0 && same)
+                return VERDICT_READY;
+        /* liid does not retry a refused spec until the desired state
+         * changes, so waiting longer cannot help. */
+        if (state && strcmp(state, "failed") == 0 && desired && !same)
+                return VERDICT_REFUSED;
+        return VERDICT_PENDING;
+}
+
+/* Looks at one status document. Appends "name (state)" of every service
+ * not there yet to pending and says on stderr which were refused. */
+static enum verdict status_verdict(json_object *doc, char **names, size_t n_names, FILE *pending)
+{
+        json_object *services = json_get(doc, LII_F_SERVICES, json_type_object);
+        bool any_pending = false, any_refused = false;
+        const char *sep = "";
+
+        if (n_names == 0) {
+                /* Before the first fetch the document lists no services,
+                 * which must not count as all of them running. */
+                json_object *source = json_get(doc, LII_F_SOURCE, json_type_object);
+                if (!json_get_string(source, LII_F_FETCHED_AT)) {
+                        const char *error = json_get_string(source, LII_F_ERROR);
+                        _cleanup_free_ char *e = error ? ctl_printable(error) : NULL;
+                        fprintf(pending, "the desired state (not fetched yet%s%s)", e ? ": " : "",
+                                e ? e : "");
+                        return VERDICT_PENDING;
+                }
+        }
+
+        size_t n =
+            n_names > 0 ? n_names : (services ? (size_t)json_object_object_length(services) : 0);
+        _cleanup_free_ const char **list = xcalloc(n + 1, sizeof *list);
+        if (n_names > 0) {
+                for (size_t i = 0; i < n_names; i++)
+                        list[i] = names[i];
+        } else {
+                size_t i = 0;
+                json_object_object_foreach(services, name, svc)
+                {
+                        /* A service no longer in the desired state is being
+                         * stopped; there is nothing to wait for. */
+                        if (i < n && spec_of(svc, LII_F_DESIRED))
+                                list[i++] = name;
+                }
+                n = i;
+        }
+
+        for (size_t i = 0; i < n; i++) {
+                json_object *svc = json_get(services, list[i], json_type_object);
+                if (!svc) {
+                        /* liid may not have picked a named service up yet. */
+                        fprintf(pending, "%s%s (not known yet)", sep, list[i]);
+                        sep = ", ";
+                        any_pending = true;
+                        continue;
+                }
+                _cleanup_free_ char *state = ctl_printable(json_get_string(svc, LII_F_STATE));
+                switch (service_verdict(svc)) {
+                case VERDICT_READY:
+                        break;
+                case VERDICT_PENDING:
+                        fprintf(pending, "%s%s (%s)", sep, list[i], *state ? state : "unknown");
+                        sep = ", ";
+                        any_pending = true;
+                        break;
+                case VERDICT_REFUSED: {
+                        json_object *lr = json_get(svc, LII_F_LAST_ROLLOUT, json_type_object);
+                        const char *reason = json_get_string(lr, LII_F_REASON);
+                        _cleanup_free_ char *r = ctl_printable(reason ? reason : "no reason given");
+                        fprintf(stderr, "liictl: %s: its desired spec failed: %s\n", list[i], r);
+                        any_refused = true;
+                        break;
+                }
+                }
+        }
+        if (any_refused)
+                return VERDICT_REFUSED;
+        return any_pending ? VERDICT_PENDING : VERDICT_READY;
+}
+
+static void sleep_usec(uint64_t usec)
+{
+        struct timespec ts = {
+            .tv_sec = (time_t)(usec / USEC_PER_SEC),
+            .tv_nsec = (long)(usec % USEC_PER_SEC) * 1000,
+        };
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
+static int timed_out(uint64_t timeout, const char *pending)
+{
+        if (timeout == 0) {
+                fprintf(stderr, "liictl: not there yet: %s\n", pending);
+        } else {
+                char d[32];
+                format_duration(timeout, d, sizeof d);
+                fprintf(stderr, "liictl: timed out after %s waiting for %s\n", d, pending);
+        }
+        return LIICTL_EXIT_TIMEOUT;
+}
+
+static int run(struct ctl *ctl, int argc, char **argv)
+{
+        enum { OPT_TIMEOUT = 0x200 };
+        static const struct option options[] = {
+            {"timeout", required_argument, NULL, OPT_TIMEOUT},
+            {},
+        };
+        uint64_t timeout = USEC_INFINITY;
+        int c, ret = LIICTL_EXIT_OK;
+        while ((c = ctl_getopt(ctl, &cmd_wait, argc, argv, "", options, &ret)) != -1) {
+                if (c == CTL_GETOPT_EXIT)
+                        return ret;
+                if (c == OPT_TIMEOUT && parse_duration(optarg, &timeout) < 0) {
+                        _cleanup_free_ char *p = ctl_printable(optarg);
+                        ctl_usage_error(cmd_wait.name, "not a duration: '%s'", p);
+                        return LIICTL_EXIT_USAGE;
+                }
+        }
+        char **names = argv + optind;
+        size_t n_names = (size_t)(argc - optind);
+        for (size_t i = 0; i < n_names; i++) {
+                _cleanup_free_ char *route = client_service_route(names[i], "");
+                if (!route)
+                        return LIICTL_EXIT_FAILED;
+        }
+
+        uint64_t start = now_monotonic_usec();
+        uint64_t deadline = timeout > USEC_INFINITY - start ? USEC_INFINITY : start + timeout;
+        _cleanup_free_ char *pending = xstrdup("liid to answer");
+        for (;;) {
+                /* A request must not outlast the deadline, but "check once"
+                 * (a zero timeout) still gets a normal request. */
+                uint64_t now = now_monotonic_usec();
+                uint64_t remaining = deadline > now ? deadline - now : 0;
+                uint64_t request_timeout = CLIENT_REQUEST_TIMEOUT_USEC;
+                if (timeout != 0 && remaining < request_timeout)
+                        request_timeout = remaining > USEC_PER_MSEC ? remaining : USEC_PER_MSEC;
+
+                _cleanup_reply_ struct client_reply reply = {0};
+                int r = client_request(ctl, "GET", LII_ROUTE_STATUS, request_timeout, &reply);
+                if (r == -ETIMEDOUT && timeout != 0 && now_monotonic_usec() >= deadline)
+                        return timed_out(timeout, pending);
+                if (r < 0 || reply.status < 200 || reply.status > 299 || !reply.doc)
+                        return client_fail(ctl, r, &reply);
+
+                char *text = NULL;
+                size_t size = 0;
+                FILE *f = open_memstream(&text, &size);
+                if (!f) {
+                        fprintf(stderr, "liictl: %m\n");
+                        return LIICTL_EXIT_FAILED;
+                }
+                enum verdict v = status_verdict(reply.doc, names, n_names, f);
+                fclose(f);
+                free(pending);
+                pending = text;
+                if (v == VERDICT_READY)
+                        return LIICTL_EXIT_OK;
+                if (v == VERDICT_REFUSED)
+                        return LIICTL_EXIT_FAILED;
+
+                now = now_monotonic_usec();
+                if (now >= deadline)
+                        return timed_out(timeout, pending);
+                sleep_usec(deadline - now < WAIT_POLL_USEC ? deadline - now : WAIT_POLL_USEC);
+        }
+}
+
+const struct cmd cmd_wait = {
+    .name = "wait",
+    .args = "[--timeout DURATION] [SERVICE...]",
+    .summary = "wait until services run their desired spec",
+    .help = "Waits until every SERVICE (or, with none named, every service of the desired\n"
+            "state, once liid has fetched it) is running with its desired spec. A named\n"
+            "service liid does not know yet is waited for. Fails (exit 1) as soon as a\n"
+            "service's desired spec was refused, and times out with exit 5.\n"
+            "\n"
+            "Options:\n"
+            "      --timeout DURATION  give up after DURATION (250ms, 30s, 5m, 1h); 0 checks\n"
+            "                          once; the default is to wait for ever\n"
+            "  -h, --help              show this help",
+    .run = run,
+};

@@ -1,0 +1,109 @@
+/* What liictl's files share: the invocation's settings, the command table
+ * entry each cmd-<verb>.c defines, the transport to liid and small output
+ * helpers. */
+#pragma once
+
+#include <curl/curl.h>
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lii-proto.h"
+#include "util.h"
+
+/* liid's answers are small; this only stops a broken or hostile peer from
+ * filling liictl's memory. */
+#define CLIENT_REPLY_MAX ((size_t)16 << 20)
+/* How long one request may take before liid counts as unreachable. */
+#define CLIENT_REQUEST_TIMEOUT_USEC (30 * USEC_PER_SEC)
+
+struct ctl {
+        const char *socket_path;
+        bool json;
+        /* stdout is a terminal: humans read it. */
+        bool tty;
+        /* tty, and the user did not ask for NO_COLOR. */
+        bool color;
+        CURL *curl; /* reused across requests, created on first use */
+};
+
+struct cmd {
+        const char *name;
+        const char *args;    /* shown after the name in usage lines */
+        const char *summary; /* one line for `liictl --help` */
+        const char *help;    /* what `liictl <name> --help` says below the usage */
+        /* argv[0] is the command name; returns a LIICTL_EXIT_* code. */
+        int (*run)(struct ctl *ctl, int argc, char **argv);
+};
+
+extern const struct cmd cmd_status;
+extern const struct cmd cmd_wait;
+
+struct client_reply {
+        long status; /* HTTP status */
+        char *body;  /* exactly what liid sent, NUL-terminated */
+        size_t size;
+        json_object *doc;    /* NULL when the body is not one JSON value */
+        bool connect_failed; /* the error is about reaching the socket */
+        char error[CURL_ERROR_SIZE];
+};
+
+/* Sends one request. Returns 0 when liid answered, whatever the HTTP
+ * status; otherwise a negative errno: the connect() error with
+ * connect_failed set, -ETIMEDOUT, -EFBIG (reply over CLIENT_REPLY_MAX), or
+ * -EIO (reason in error). Does not print. */
+int client_request(struct ctl *ctl, const char *method, const char *route, uint64_t timeout_usec,
+                   struct client_reply *ret);
+void client_reply_done(struct client_reply *r);
+
+/* Says on stderr why a request failed or what error liid answered, and
+ * returns the exit code for it. r is client_request()'s result. */
+int client_fail(const struct ctl *ctl, int r, const struct client_reply *reply);
+
+/* Builds LII_ROUTE_SERVICES + name + suffix, or prints why name is not a
+ * service name and returns NULL. */
+char *client_service_route(const char *name, const char *suffix);
+
+/* Terminal output. SGR codes apply only when ctl->color is set. */
+#define COLOR_RED    "\033[31m"
+#define COLOR_GREEN  "\033[32m"
+#define COLOR_YELLOW "\033[33m"
+#define COLOR_BOLD   "\033[1m"
+#define COLOR_RESET  "\033[0m"
+const char *ctl_color(const struct ctl *ctl, const char *sgr);
+/* Copies s with control characters replaced, so that text from liid (error
+ * reasons, URLs) cannot move the cursor or recolour the terminal. */
+char *ctl_printable(const char *s);
+/* Colour for a service state: green running, red failed, yellow changing. */
+const char *ctl_state_color(const struct ctl *ctl, const char *state);
+
+/* Prints "liictl: <message>" and where to find help (for cmd, or global
+ * when cmd is NULL) on stderr. */
+void ctl_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Parses a command's own options with getopt_long(): --json and -h/--help
+ * are common to all, shortopts and extra (terminated by a zeroed entry)
+ * add the command's. Returns the next option of the command's, -1 when
+ * the options end (optind then points at the first operand), or
+ * CTL_GETOPT_EXIT with *ret_exit set after help or a usage error. */
+#define CTL_OPT_JSON    0x100
+#define CTL_GETOPT_EXIT (-2)
+struct option;
+int ctl_getopt(struct ctl *ctl, const struct cmd *cmd, int argc, char **argv, const char *shortopts,
+               const struct option *extra, int *ret_exit);
+
+/* json-c lookups that tolerate a missing or mistyped member. */
+json_object *json_get(json_object *o, const char *key, json_type type);
+const char *json_get_string(json_object *o, const char *key);
+
+static inline void json_object_putp(json_object **o)
+{
+        json_object_put(*o);
+}
+#define _cleanup_json_ _cleanup_(json_object_putp)
+
+static inline void client_reply_donep(struct client_reply *r)
+{
+        client_reply_done(r);
+}
+#define _cleanup_reply_ _cleanup_(client_reply_donep)
