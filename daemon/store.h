@@ -23,16 +23,29 @@ typedef void (*store_done_cb)(int r, const char *root, const char *error, void *
 /* Creates the store folders below state_dir if needed and removes leftovers
  * in store/tmp from an earlier run. */
 int store_new(uv_loop_t *loop, const char *state_dir, struct store **ret);
-/* Cancels outstanding jobs without calling their callbacks. Accepts NULL. */
+/* Cancels outstanding jobs without calling their callbacks. Accepts NULL.
+ * Work already running on the thread pool does not touch the store and
+ * finishes on its own; the memory of cancelled jobs is released from the
+ * loop (the after-work and close callbacks), so keep running the loop after
+ * store_free() until it has no more active handles and requests, or
+ * uv_loop_close() answers UV_EBUSY. */
 struct store *store_free(struct store *s);
 
 /* Makes sure spec's artifact is in the store, fetching and verifying it if
  * needed. Calls cb exactly once, later, from the loop — unless this returns
- * an error, in which case cb is never called. */
-int store_ensure(struct store *s, const struct service_spec *spec, store_done_cb cb,
-                 void *userdata, struct store_job **ret_job);
+ * an error, in which case cb is never called. Returns -EINVAL for a spec
+ * without URL or with a malformed SHA-256; fetch, verification and unpacking
+ * errors come through cb. In the finished tree folders are 0555, files 0555
+ * when the artifact gave them any execute bit and 0444 otherwise. A "file"
+ * artifact is placed in its root under the last segment of its URL's path
+ * (percent-decoded), mode 0555. */
+int store_ensure(struct store *s, const struct service_spec *spec, store_done_cb cb, void *userdata,
+                 struct store_job **ret_job);
 /* Cancels a job; its callback is not called. Work already running on the
- * thread pool finishes and its result is discarded. */
+ * thread pool finishes and its result is discarded (a tree it completed
+ * still lands in the store). Accepts NULL. A job handle is valid until its
+ * callback returns or it is cancelled; cancelling from inside the job's own
+ * callback is harmless. ret_job may be NULL. */
 void store_job_cancel(struct store_job *job);
 
 /* The absolute root path of an artifact, whether or not it is present.
@@ -41,5 +54,6 @@ char *store_artifact_path(struct store *s, const char *sha256);
 bool store_has(struct store *s, const char *sha256);
 
 /* Removes every store entry whose SHA-256 is not in keep (NULL-terminated).
- * Returns how many were removed, or a negative errno. */
+ * Entries that an outstanding job is about to hand out are kept too.
+ * Synchronous. Returns how many were removed, or a negative errno. */
 int store_collect(struct store *s, char *const *keep);
