@@ -560,8 +560,8 @@ static int job_run(struct store_job *j, char **ret_error)
         }
         if (j->type == ARTIFACT_TAR) {
                 _cleanup_free_ char *error = NULL;
-                struct archive_limits limits = ARCHIVE_LIMITS_DEFAULT;
-                r = archive_extract_fd(fd, dir, &limits, &error);
+                struct unpack_limits limits = UNPACK_LIMITS_DEFAULT;
+                r = unpack_tar_fd(fd, dir, &limits, &error);
                 if (r < 0)
                         return fail(ret_error, r, "artifact %s: %s", j->url, error);
         } else {

@@ -8,7 +8,7 @@
 
 #include <uv.h>
 
-#include "archive.h"
+#include "unpack.h"
 #include "desired.h"
 
 struct store;

@@ -3,7 +3,7 @@
  * the reason, without anything written outside the destination. Hostile
  * archives are built here with libarchive's writer, which writes whatever
  * it is told. */
-#include <archive.h>
+#include "unpack.h"
 
 #include <check.h>
 #include <fcntl.h>
@@ -83,18 +83,18 @@ static void write_archive(const struct test_entry *entries, size_t n)
 }
 
 /* Runs the extraction on tar_path; returns its result and the message. */
-static int extract(const struct archive_limits *limits, char **ret_error)
+static int extract(const struct unpack_limits *limits, char **ret_error)
 {
         _cleanup_close_ int fd = open(tar_path, O_RDONLY | O_CLOEXEC);
         ck_assert_int_ge(fd, 0);
         /* A descriptor that is not at offset 0 must be rewound. */
         ck_assert_int_eq(lseek(fd, 7, SEEK_SET), 7);
         *ret_error = NULL;
-        return archive_extract_fd(fd, dest_dir, limits, ret_error);
+        return unpack_tar_fd(fd, dest_dir, limits, ret_error);
 }
 
 static void assert_refused(const struct test_entry *entries, size_t n,
-                           const struct archive_limits *limits, int expected_r,
+                           const struct unpack_limits *limits, int expected_r,
                            const char *expected_error)
 {
         write_archive(entries, n);
@@ -149,7 +149,7 @@ START_TEST(test_normal_tar_gz)
         ck_assert_int_ge(fd, 0);
         _cleanup_free_ char *error = NULL;
         /* NULL limits mean the defaults. */
-        int r = archive_extract_fd(fd, dest_dir, NULL, &error);
+        int r = unpack_tar_fd(fd, dest_dir, NULL, &error);
         ck_assert_msg(r == 0, "extraction failed: %s", error);
 
         _cleanup_free_ char *version = read_text("VERSION");
@@ -376,7 +376,7 @@ START_TEST(test_entry_cap)
             {.path = "3", .data = "x"},
             {.path = "4", .data = "x"},
         };
-        struct archive_limits limits = {.max_entries = 3, .max_unpacked_bytes = 1 << 20};
+        struct unpack_limits limits = {.max_entries = 3, .max_unpacked_bytes = 1 << 20};
         assert_refused(e, ELEMENTSOF(e), &limits, -E2BIG, "entry '4': more than 3 entries");
         /* Exactly at the cap is fine. */
         write_archive(e, 3);
@@ -391,7 +391,7 @@ START_TEST(test_size_cap)
             {.path = "a", .data = "123456"},
             {.path = "b", .data = "12345"},
         };
-        struct archive_limits limits = {.max_entries = 10, .max_unpacked_bytes = 10};
+        struct unpack_limits limits = {.max_entries = 10, .max_unpacked_bytes = 10};
         assert_refused(e, ELEMENTSOF(e), &limits, -E2BIG,
                        "entry 'b': unpacked size exceeds 10 bytes");
         /* 11 bytes in one file as well. */
@@ -438,7 +438,7 @@ END_TEST
 
 static Suite *archive_suite(void)
 {
-        Suite *s = suite_create("archive");
+        Suite *s = suite_create("unpack");
         TCase *tc = tcase_create("extract");
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_set_timeout(tc, 60);

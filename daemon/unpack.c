@@ -1,12 +1,9 @@
-/* Unpacking of artifact archives; see archive.h. libarchive parses the tar
+/* Unpacking of artifact archives; see unpack.h. libarchive parses the tar
  * stream and writes the files; before each entry is written, lii's policy
  * decides whether it may be written at all and what it may keep: no owners,
  * no setuid, setgid or sticky bits, no ACLs, extended attributes or file
  * flags. Nothing here changes the working directory: liid is multi-threaded. */
-#include <archive.h>
-#ifndef ARCHIVE_H_INCLUDED
-#error "libarchive's <archive.h> must be reached through daemon/archive.h"
-#endif
+#include "unpack.h"
 
 #include <fcntl.h>
 #include <inttypes.h>
@@ -31,7 +28,7 @@
         (ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_PERM)
 
 struct extract {
-        const struct archive_limits *limits;
+        const struct unpack_limits *limits;
         char *dest; /* dest_dir, canonical: absolute and free of symlinks */
         int dest_fd;
         uint64_t n_entries;
@@ -338,10 +335,10 @@ static int support_filters(struct archive *in, char **ret_error)
         return 0;
 }
 
-int archive_extract_fd(int fd, const char *dest_dir, const struct archive_limits *limits,
-                       char **ret_error)
+int unpack_tar_fd(int fd, const char *dest_dir, const struct unpack_limits *limits,
+                  char **ret_error)
 {
-        static const struct archive_limits default_limits = ARCHIVE_LIMITS_DEFAULT;
+        static const struct unpack_limits default_limits = UNPACK_LIMITS_DEFAULT;
         struct extract x = {.limits = limits ? limits : &default_limits, .dest_fd = -1};
         _cleanup_(archive_read_freep) struct archive *in = NULL;
         _cleanup_(archive_write_freep) struct archive *out = NULL;

@@ -5,30 +5,15 @@
  * whole artifact. Synchronous: callers run it on the libuv thread pool. */
 #pragma once
 
-/* This header shares its name with libarchive's, and the daemon folder is on
- * the include path, so `#include <archive.h>` finds this file first. Passing
- * the include on keeps `#include <archive.h>` meaning "libarchive's API plus
- * lii's" wherever it is written with angle brackets. When this file is
- * reached as "archive.h" from its own folder, compilers search the include
- * path from the start, find this file again and skip it; only lii's part is
- * then seen, and nothing in it needs libarchive (clang says so in a warning
- * that is silenced here for that reason). */
-#if defined(__clang__)
-#pragma clang diagnostic push
-#pragma clang diagnostic ignored "-Winclude-next-absolute-path"
-#endif
-#include_next <archive.h>
-#if defined(__clang__)
-#pragma clang diagnostic pop
-#endif
-
+#include <archive.h>
+#include <archive_entry.h>
 #include <stdint.h>
 
-struct archive_limits {
+struct unpack_limits {
         uint64_t max_entries;        /* default 100000 */
         uint64_t max_unpacked_bytes; /* default 4 GiB */
 };
-#define ARCHIVE_LIMITS_DEFAULT                                                                     \
+#define UNPACK_LIMITS_DEFAULT                                                                      \
         {                                                                                          \
                 .max_entries = 100000, .max_unpacked_bytes = 4ULL << 30                            \
         }
@@ -42,14 +27,10 @@ struct archive_limits {
  * Error codes: -EBADMSG for a stream that is not a valid (compressed) tar
  * archive, -EPERM for an entry that lii's policy refuses, -E2BIG when a cap
  * is exceeded, another negative errno when writing to dest_dir fails. */
-int archive_extract_fd(int fd, const char *dest_dir, const struct archive_limits *limits,
-                       char **ret_error);
+int unpack_tar_fd(int fd, const char *dest_dir, const struct unpack_limits *limits,
+                  char **ret_error);
 
-#ifdef ARCHIVE_H_INCLUDED
-#include <archive_entry.h>
-
-/* _cleanup_ adapters for libarchive's objects, for code that includes
- * libarchive's API through <archive.h>. */
+/* _cleanup_ adapters for libarchive's objects. */
 static inline void archive_read_freep(struct archive **a)
 {
         if (*a)
@@ -65,4 +46,3 @@ static inline void archive_entry_freep(struct archive_entry **e)
         if (*e)
                 archive_entry_free(*e);
 }
-#endif
