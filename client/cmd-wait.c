@@ -42,11 +42,28 @@ static enum verdict service_verdict(json_object *svc)
 
 /* Looks at one status document. Appends "name (state)" of every service
  * not there yet to pending and says on stderr which were refused. */
-static enum verdict status_verdict(json_object *doc, char **names, size_t n_names, FILE *pending)
+static enum verdict status_verdict(json_object *doc, char **names, size_t n_names,
+                                   int64_t min_serial, FILE *pending)
 {
         json_object *services = json_get(doc, LII_F_SERVICES, json_type_object);
         bool any_pending = false, any_refused = false;
         const char *sep = "";
+
+        if (min_serial >= 0) {
+                /* A publisher waits for its own document: until liid has
+                 * accepted it, what status says belongs to an older one. */
+                json_object *source = json_get(doc, LII_F_SOURCE, json_type_object);
+                json_object *serial = json_get(source, LII_F_SERIAL, json_type_int);
+                if (!serial || json_object_get_int64(serial) < min_serial) {
+                        const char *error = json_get_string(source, LII_F_ERROR);
+                        _cleanup_free_ char *e = error ? ctl_printable(error) : NULL;
+                        fprintf(pending, "desired-state serial %lld (liid has %s%s%s)",
+                                (long long)min_serial,
+                                serial ? json_object_get_string(serial) : "none", e ? "; " : "",
+                                e ? e : "");
+                        return VERDICT_PENDING;
+                }
+        }
 
         if (n_names == 0) {
                 /* Before the first fetch the document lists no services,
@@ -136,12 +153,14 @@ static int timed_out(uint64_t timeout, const char *pending)
 
 static int run(struct ctl *ctl, int argc, char **argv)
 {
-        enum { OPT_TIMEOUT = 0x200 };
+        enum { OPT_TIMEOUT = 0x200, OPT_SERIAL };
         static const struct option options[] = {
             {"timeout", required_argument, NULL, OPT_TIMEOUT},
+            {"serial", required_argument, NULL, OPT_SERIAL},
             {},
         };
         uint64_t timeout = USEC_INFINITY;
+        int64_t min_serial = -1;
         int c, ret = LIICTL_EXIT_OK;
         while ((c = ctl_getopt(ctl, &cmd_wait, argc, argv, "", options, &ret)) != -1) {
                 if (c == CTL_GETOPT_EXIT)
@@ -150,6 +169,17 @@ static int run(struct ctl *ctl, int argc, char **argv)
                         _cleanup_free_ char *p = ctl_printable(optarg);
                         ctl_usage_error(cmd_wait.name, "not a duration: '%s'", p);
                         return LIICTL_EXIT_USAGE;
+                }
+                if (c == OPT_SERIAL) {
+                        char *end;
+                        errno = 0;
+                        long long v = strtoll(optarg, &end, 10);
+                        if (!*optarg || *end || errno || v < 0) {
+                                _cleanup_free_ char *p = ctl_printable(optarg);
+                                ctl_usage_error(cmd_wait.name, "not a serial number: '%s'", p);
+                                return LIICTL_EXIT_USAGE;
+                        }
+                        min_serial = v;
                 }
         }
         char **names = argv + optind;
@@ -186,7 +216,7 @@ static int run(struct ctl *ctl, int argc, char **argv)
                         fprintf(stderr, "liictl: %m\n");
                         return LIICTL_EXIT_FAILED;
                 }
-                enum verdict v = status_verdict(reply.doc, names, n_names, f);
+                enum verdict v = status_verdict(reply.doc, names, n_names, min_serial, f);
                 fclose(f);
                 free(pending);
                 pending = text;
@@ -204,7 +234,7 @@ static int run(struct ctl *ctl, int argc, char **argv)
 
 const struct cmd cmd_wait = {
     .name = "wait",
-    .args = "[--timeout DURATION] [SERVICE...]",
+    .args = "[--timeout DURATION] [--serial N] [SERVICE...]",
     .summary = "wait until services run their desired spec",
     .help = "Waits until every SERVICE (or, with none named, every service of the desired\n"
             "state, once liid has fetched it) is running with its desired spec. A named\n"
@@ -214,6 +244,8 @@ const struct cmd cmd_wait = {
             "Options:\n"
             "      --timeout DURATION  give up after DURATION (250ms, 30s, 5m, 1h); 0 checks\n"
             "                          once; the default is to wait for ever\n"
+            "      --serial N          first wait until liid has accepted desired-state\n"
+            "                          serial N or later (for publishers)\n"
             "  -h, --help              show this help",
     .run = run,
 };

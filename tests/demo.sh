@@ -108,7 +108,7 @@ for _ in $(seq 100); do
         [[ -S $socket ]] && break
         sleep 0.1
 done
-liictl wait --timeout 30s hello
+liictl wait --timeout 30s --serial "$serial" hello
 liictl status
 port=$(liictl --json status hello | sed -n 's/.*"port": *\([0-9]*\).*/\1/p' | head -n1)
 echo
@@ -116,7 +116,7 @@ echo "hello answers: $(curl -s "http://127.0.0.1:$port/")"
 
 say "Publishing hello v2: liid starts it beside v1, checks it, then retires v1"
 publish 2
-liictl wait --timeout 30s hello
+liictl wait --timeout 30s --serial "$serial" hello
 liictl status
 port=$(liictl --json status hello | sed -n 's/.*"port": *\([0-9]*\).*/\1/p' | head -n1)
 echo
