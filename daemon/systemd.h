@@ -14,12 +14,12 @@ struct systemd;
 struct unit_status {
         char active_state[16]; /* "active", "activating", "failed", "inactive", … */
         char sub_state[32];
-        char result[32];         /* Service Result: "success", "exit-code", … */
-        uint32_t main_pid;       /* 0 when none */
+        char result[32];            /* Service Result: "success", "exit-code", … */
+        uint32_t main_pid;          /* 0 when none */
         uint64_t active_enter_usec; /* realtime, 0 when never */
-        int exec_main_code;      /* CLD_EXITED, CLD_KILLED… from ExecMainCode */
-        int exec_main_status;    /* exit status or signal */
-        bool loaded;             /* false when systemd does not know the unit (gone) */
+        int exec_main_code;         /* CLD_EXITED, CLD_KILLED… from ExecMainCode */
+        int exec_main_status;       /* exit status or signal */
+        bool loaded;                /* false when systemd does not know the unit (gone) */
 };
 
 /* Called whenever a watched unit's state changes (and once after watching
@@ -43,19 +43,19 @@ int systemd_new(uv_loop_t *loop, const char *bus, systemd_unit_cb unit_cb, void 
 struct systemd *systemd_free(struct systemd *m);
 
 struct transient_unit {
-        const char *name;        /* "lii-hello@3.service" */
+        const char *name; /* "lii-hello@3.service" */
         const char *description;
-        const char *slice;       /* "lii.slice" */
-        char *const *argv;       /* argv[0] absolute */
+        const char *slice; /* "lii.slice" */
+        char *const *argv; /* argv[0] absolute */
         const char *working_directory;
         char *const *environment; /* "KEY=value", NULL-terminated */
-        bool notify;             /* Type=notify instead of Type=exec */
+        bool notify;              /* Type=notify instead of Type=exec */
         uint64_t timeout_stop_usec;
-        uint64_t memory_max;     /* 0: none */
+        uint64_t memory_max;             /* 0: none */
         uint64_t cpu_quota_per_sec_usec; /* 0: none; 500000 = 50% */
-        uint64_t tasks_max;      /* 0: none */
-        const char *state_directory; /* "lii/hello", or NULL */
-        bool sandbox_strict;     /* DynamicUser, ProtectSystem=strict, NoNewPrivileges, PrivateTmp, … */
+        uint64_t tasks_max;              /* 0: none */
+        const char *state_directory;     /* "lii/hello", or NULL */
+        bool sandbox_strict; /* DynamicUser, ProtectSystem=strict, NoNewPrivileges, PrivateTmp, … */
 };
 
 /* StartTransientUnit with mode "fail"; cb fires when the job is removed. */
@@ -72,3 +72,25 @@ void systemd_unwatch_unit(struct systemd *m, const char *unit);
 /* Whether the manager is the system manager (full sandboxing applies)
  * or a user manager (some mount-namespace options are unavailable). */
 bool systemd_is_system(struct systemd *m);
+
+/* Additions. */
+
+/* Called once when the connection to the manager is lost or unusable.
+ * Every pending job callback has been called with -ENOTCONN before, and no
+ * other callback follows; the owner decides what to do (liid exits and lets
+ * systemd restart it). reason is a message for the log. */
+typedef void (*systemd_disconnect_cb)(struct systemd *m, int r, const char *reason, void *userdata);
+void systemd_set_disconnect_cb(struct systemd *m, systemd_disconnect_cb cb, void *userdata);
+
+/* Notes on the functions above:
+ * - systemd_free() closes libuv handles; their memory is released in the
+ *   close callbacks, so the loop must run once more afterwards (uv_run()
+ *   before uv_loop_close()).
+ * - Transient units are created with CollectMode=inactive-or-failed: a
+ *   failed instance is garbage-collected right away instead of lingering
+ *   until reset-failed. Its final state (Result, ExecMainStatus) still
+ *   reaches unit_cb, because systemd flushes the pending PropertiesChanged
+ *   signal before UnitRemoved; to see it, watch a unit before starting it.
+ * - timeout_stop_usec 0 keeps the manager's default stop timeout.
+ * - Watching never loads a unit into the manager: the state of a unit that is
+ *   not loaded is reported as loaded = false, "inactive"/"dead". */
