@@ -54,6 +54,7 @@ struct engine {
         unsigned running_rollouts;
         bool adopted; /* the units found at start-up have been sorted out */
         bool stopping;
+        bool failed; /* a fatal error stopped the loop */
 };
 
 struct service *engine_service(struct engine *e, const char *name);

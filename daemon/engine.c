@@ -253,6 +253,28 @@ static void on_unit(struct systemd *m, const char *unit, const struct unit_statu
         }
 }
 
+static void engine_fail(struct engine *e)
+{
+        e->failed = true;
+        uv_stop(e->loop);
+}
+
+bool engine_failed(const struct engine *e)
+{
+        return e && e->failed;
+}
+
+/* Without systemd liid can neither watch nor change anything. Exiting lets
+ * systemd restart liid, which then adopts what runs; instances are not
+ * affected. */
+static void on_systemd_lost(struct systemd *m, int r, const char *reason, void *userdata)
+{
+        struct engine *e = userdata;
+        log_error("Lost the connection to systemd: %s; exiting so that liid is restarted",
+                  reason ? reason : strerror(-r));
+        engine_fail(e);
+}
+
 /* Start-up: every lii unit systemd knows is either the current instance of
  * its service (adopted, not restarted) or something a crash left behind (a
  * rollout in flight, a retired instance not yet stopped), which is stopped. */
@@ -261,7 +283,7 @@ static void on_units_listed(struct systemd *m, int r, char *const *names, void *
         struct engine *e = userdata;
         if (r < 0) {
                 log_error_errno(r, "Failed to list lii units: %m");
-                uv_stop(e->loop);
+                engine_fail(e);
                 return;
         }
         for (char *const *u = names; u && *u; u++) {
@@ -627,6 +649,7 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
                 log_error_errno(r, "Failed to connect to systemd (bus %s): %m", cfg->bus);
                 goto fail;
         }
+        systemd_set_disconnect_cb(e->systemd, on_systemd_lost, e);
 
         struct api_config acfg = { .socket_path = cfg->socket_path };
         if (lookup_gid(cfg->read_group, &acfg.read_gid) < 0)

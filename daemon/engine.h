@@ -2,6 +2,7 @@
  * source, API) and turns desired state into instances by reconciling. */
 #pragma once
 
+#include <stdbool.h>
 #include <uv.h>
 
 #include "config.h"
@@ -15,3 +16,6 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret);
  * ends once libuv has closed them. Instances keep running: they belong to
  * systemd, not to liid. Accepts NULL. */
 struct engine *engine_free(struct engine *e);
+/* Nonzero when the engine stopped the loop because it cannot go on (it has
+ * logged why); liid then exits with a failure so that systemd restarts it. */
+bool engine_failed(const struct engine *e);

@@ -164,12 +164,17 @@ int main(int argc, char **argv)
         sd_notify(0, "READY=1");
 
         uv_run(&d.loop, UV_RUN_DEFAULT);
+        bool failed = engine_failed(d.engine);
         d.engine = engine_free(d.engine);
+        if (!uv_is_closing((uv_handle_t *)&d.sigterm)) {
+                uv_close((uv_handle_t *)&d.sigterm, NULL);
+                uv_close((uv_handle_t *)&d.sigint, NULL);
+        }
         uv_run(&d.loop, UV_RUN_DEFAULT);
         r = uv_loop_close(&d.loop);
         if (r < 0)
                 log_warning("Some handles were still open at exit: %s", uv_strerror(r));
         config_done(&cfg);
         curl_global_cleanup();
-        return EXIT_SUCCESS;
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -43,7 +43,7 @@ else
         mkdir -m 0700 "$runtime"
         setsid unshare -m --propagation private sh -c \
                 "mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system &&
-                 XDG_RUNTIME_DIR=$runtime exec /lib/systemd/systemd --user --log-level=warning" &
+                 XDG_RUNTIME_DIR=$runtime XDG_CONFIG_HOME=$demo/config exec /lib/systemd/systemd --user --log-level=warning" &
         manager_pid=$!
         for _ in $(seq 100); do
                 [[ -S $runtime/systemd/private ]] && break

@@ -226,9 +226,9 @@ void h_setup(struct h_env *env, const char *name)
                 char script[2048];
                 snprintf(script, sizeof script,
                          "mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system && "
-                         "XDG_RUNTIME_DIR=%s NOTIFY_SOCKET=%s exec /lib/systemd/systemd --user "
-                         "--log-target=console --log-level=warning",
-                         env->runtime, notify);
+                         "XDG_RUNTIME_DIR=%s XDG_CONFIG_HOME=%s/config NOTIFY_SOCKET=%s "
+                         "exec /lib/systemd/systemd --user --log-target=console --log-level=warning",
+                         env->runtime, env->dir, notify);
                 execlp("unshare", "unshare", "-m", "--propagation", "private", "sh", "-c", script,
                        (char *)NULL);
                 _exit(127);
