@@ -28,6 +28,7 @@ struct service {
         uint64_t next_active_since_usec;
         struct rollout *rollout; /* at most one in flight */
         bool removing;           /* absent from the desired state: being stopped */
+        bool adopting;           /* found at start-up; systemd has not said how it is yet */
 };
 
 struct engine {
@@ -53,6 +54,7 @@ struct engine {
         size_t n_services;
         unsigned running_rollouts;
         bool adopted; /* the units found at start-up have been sorted out */
+        unsigned n_adopting;
         bool stopping;
         bool failed; /* a fatal error stopped the loop */
 };

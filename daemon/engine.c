@@ -212,6 +212,8 @@ void engine_reconcile(struct engine *e)
 
 /* ---- systemd events ---- */
 
+static void finish_adoption(struct engine *e);
+
 static void on_unit(struct systemd *m, const char *unit, const struct unit_status *st,
                     void *userdata)
 {
@@ -234,8 +236,20 @@ static void on_unit(struct systemd *m, const char *unit, const struct unit_statu
                 return;
         bool alive = st->loaded && (strcmp(st->active_state, "active") == 0 ||
                                     strcmp(st->active_state, "reloading") == 0);
-        svc->main_pid = st->main_pid;
+        svc->main_pid = alive ? st->main_pid : 0;
         svc->active_since_usec = st->active_enter_usec;
+        if (svc->adopting) {
+                /* The first word on a unit found at start-up: only now is it
+                 * known whether the current instance still runs. */
+                svc->adopting = false;
+                svc->current_alive = svc->healthy = alive;
+                if (!alive)
+                        log_svc(LOG_WARNING, name, gen, "Current instance %s is not running (%s)",
+                                unit, st->active_state);
+                if (--e->n_adopting == 0)
+                        finish_adoption(e);
+                return;
+        }
         if (alive) {
                 svc->current_alive = true;
                 return;
@@ -244,7 +258,6 @@ static void on_unit(struct systemd *m, const char *unit, const struct unit_statu
                 return;
         svc->current_alive = false;
         svc->healthy = false;
-        svc->main_pid = 0;
         log_svc(LOG_WARNING, name, gen, "Current instance %s is no longer running (%s%s%s)", unit,
                 st->active_state, st->result[0] ? ", " : "", st->result);
         if (!svc->rollout) {
@@ -294,11 +307,12 @@ static void on_units_listed(struct systemd *m, int r, char *const *names, void *
                 struct service_state *ss = state_find(e->state, name);
                 if (ss && ss->current && ss->current->generation == gen) {
                         struct service *svc = engine_service(e, name);
-                        /* Listed is taken as alive until the watch says
-                         * otherwise; a dead one is then replaced. */
-                        svc->current_alive = true;
-                        svc->healthy = true;
-                        systemd_watch_unit(e->systemd, *u);
+                        if (systemd_watch_unit(e->systemd, *u) < 0) {
+                                log_svc(LOG_ERR, name, gen, "Cannot watch %s", *u);
+                                continue;
+                        }
+                        svc->adopting = true;
+                        e->n_adopting++;
                         log_svc(LOG_INFO, name, gen, "Adopting %s", *u);
                         continue;
                 }
@@ -313,11 +327,25 @@ static void on_units_listed(struct systemd *m, int r, char *const *names, void *
                         ss->pending = instance_free(ss->pending);
                         dirty = true;
                 }
-                if (ss->current)
-                        svc->state = LII_STATE_RUNNING;
+                if (ss->current && !svc->adopting)
+                        svc->state = LII_STATE_FAILED;
         }
         if (dirty)
                 engine_save(e);
+        if (e->n_adopting == 0)
+                finish_adoption(e);
+}
+
+/* Nothing is decided before every adopted unit's state is known, so that a
+ * running instance is never mistaken for a dead one and started twice. */
+static void finish_adoption(struct engine *e)
+{
+        for (size_t i = 0; i < e->n_services; i++) {
+                struct service *svc = e->services[i];
+                struct service_state *ss = state_find(e->state, svc->name);
+                if (ss && ss->current)
+                        svc->state = svc->current_alive ? LII_STATE_RUNNING : LII_STATE_FAILED;
+        }
         e->adopted = true;
         engine_reconcile(e);
 }

@@ -166,6 +166,38 @@ START_TEST(flags_use_the_same_checks)
 }
 END_TEST
 
+/* The commented file that packaging installs says what the defaults are;
+ * it must not drift from them. */
+START_TEST(shipped_file_is_the_defaults)
+{
+        struct config shipped, builtin;
+        config_init_defaults(&shipped);
+        config_init_defaults(&builtin);
+        char *error = NULL;
+        ck_assert_int_eq(config_load_file(&shipped, LII_SOURCE_DIR "/packaging/liid.conf", false,
+                                          &error),
+                         0);
+        ck_assert_str_eq(shipped.source_url, builtin.source_url);
+        ck_assert_uint_eq(shipped.poll_interval_usec, builtin.poll_interval_usec);
+        ck_assert_int_eq(shipped.require_signature, builtin.require_signature);
+        ck_assert_ptr_null(shipped.ca_file);
+        ck_assert_str_eq(shipped.desired_keys, builtin.desired_keys);
+        ck_assert_str_eq(shipped.artifact_keys, builtin.artifact_keys);
+        ck_assert_ptr_null(shipped.node_name);
+        ck_assert_str_eq(shipped.state_dir, builtin.state_dir);
+        ck_assert_str_eq(shipped.socket_path, builtin.socket_path);
+        ck_assert_str_eq(shipped.bus, builtin.bus);
+        ck_assert_str_eq(shipped.slice, builtin.slice);
+        ck_assert_uint_eq(shipped.max_parallel, builtin.max_parallel);
+        ck_assert_uint_eq(shipped.keep_revisions, builtin.keep_revisions);
+        ck_assert_str_eq(shipped.read_group, builtin.read_group);
+        ck_assert_ptr_null(shipped.admin_group);
+        ck_assert_int_eq(shipped.log_level, builtin.log_level);
+        config_done(&shipped);
+        config_done(&builtin);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("config");
@@ -178,6 +210,7 @@ int main(void)
         tcase_add_test(tc, syntax_error);
         tcase_add_test(tc, missing_file);
         tcase_add_test(tc, flags_use_the_same_checks);
+        tcase_add_test(tc, shipped_file_is_the_defaults);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
