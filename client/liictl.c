@@ -22,11 +22,10 @@ static void help(void)
                "Asks liid, the lii node agent, what this host runs and tells it what to do.\n"
                "\n"
                "Commands:\n");
-        for (size_t i = 0; i < ELEMENTSOF(commands); i++) {
-                _cleanup_free_ char *call =
-                    xasprintf("%s %s", commands[i]->name, commands[i]->args);
-                printf("  %-40s %s\n", call, commands[i]->summary);
-        }
+        /* Commands with their arguments, then what they do; the full
+         * synopsis of each is in `liictl COMMAND --help`. */
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+                printf("  %-10s %s\n", commands[i]->name, commands[i]->summary);
         printf("\n"
                "Options:\n"
                "  -s, --socket SOCKET  liid's socket (default: $%s, else %s)\n"

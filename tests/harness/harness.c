@@ -140,7 +140,9 @@ static void make_key(const char *dir, const char *name)
         snprintf(pub, sizeof pub, "%s/%s.pub", dir, name);
         snprintf(sec, sizeof sec, "%s/../%s.key", dir, name);
         char *argv[] = { MINISIGN, "-G", "-W", "-f", "-p", pub, "-s", sec, NULL };
-        int rc = run(argv, NULL, &(char *){ NULL });
+        char *out = NULL;
+        int rc = run(argv, NULL, &out);
+        free(out);
         if (rc != 0)
                 fail_now("minisign -G failed (%d)", rc);
 }
