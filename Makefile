@@ -13,7 +13,7 @@ endif
 DEPS := cmake make gcc pkg-config tar gzip curl ca-certificates \
         libuv1-dev libsystemd-dev libjson-c-dev libssl-dev libcurl4-openssl-dev \
         libarchive-dev libmicrohttpd-dev libinih-dev check \
-        systemd minisign nginx-light util-linux
+        systemd minisign nginx-light openssl util-linux coreutils
 
 .PHONY: all build deps check check-unit check-integration demo clean
 
