@@ -13,6 +13,7 @@
 static const struct cmd *const commands[] = {
     &cmd_status,
     &cmd_wait,
+    &cmd_verify,
 };
 
 static void help(void)

@@ -38,6 +38,7 @@ struct cmd {
 
 extern const struct cmd cmd_status;
 extern const struct cmd cmd_wait;
+extern const struct cmd cmd_verify;
 
 struct client_reply {
         long status; /* HTTP status */

@@ -1,0 +1,198 @@
+/* liictl verify --key PUB FILE [SIG]: checks a minisign signature offline,
+ * with the same code liid uses, so that a publisher can test a release
+ * before liid refuses it, and an operator can see why liid did. */
+#include "liictl.h"
+
+#include <fcntl.h>
+#include <getopt.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "minisign.h"
+
+/* Reads a small file whole (keys, signatures); larger than max is refused. */
+static int read_small(const char *path, size_t max, char **ret, size_t *ret_len)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        _cleanup_free_ char *buf = xcalloc(1, max + 1);
+        size_t len = 0;
+        for (;;) {
+                ssize_t n = read(fd, buf + len, max + 1 - len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+                if (len > max)
+                        return -EFBIG;
+        }
+        *ret = TAKE_PTR(buf);
+        *ret_len = len;
+        return 0;
+}
+
+static int load_keyring(const char *path, struct minisign_keyring **ret, char **ret_error)
+{
+        struct stat st;
+        if (stat(path, &st) < 0) {
+                *ret_error = xasprintf("%s: %s", path, strerror(errno));
+                return -errno;
+        }
+        if (S_ISDIR(st.st_mode))
+                return minisign_keyring_load_dir(path, ret, ret_error);
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        int r = read_small(path, MINISIGN_KEY_FILE_MAX, &text, &len);
+        if (r < 0) {
+                *ret_error = xasprintf("%s: %s", path, r == -EFBIG ? "too large for a key file"
+                                                                  : strerror(-r));
+                return r;
+        }
+        _cleanup_(minisign_keyring_freep) struct minisign_keyring *k = minisign_keyring_new();
+        r = minisign_keyring_add(k, text, len, path, ret_error);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(k);
+        return 0;
+}
+
+/* Streams the file through BLAKE2b-512: a release may be large, and the
+ * prehashed form never needs it whole. */
+static int hash_file(const char *path, uint8_t hash[MINISIGN_HASH_SIZE])
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        _cleanup_(minisign_hasher_freep) struct minisign_hasher *h = NULL;
+        int r = minisign_hasher_new(&h);
+        if (r < 0)
+                return r;
+        char buf[65536];
+        for (;;) {
+                ssize_t n = read(fd, buf, sizeof buf);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                r = minisign_hasher_update(h, buf, (size_t)n);
+                if (r < 0)
+                        return r;
+        }
+        return minisign_hasher_final(h, hash);
+}
+
+static int refuse(struct ctl *ctl, const char *file, const char *reason)
+{
+        _cleanup_free_ char *p = ctl_printable(reason);
+        if (ctl->json) {
+                _cleanup_json_ json_object *o = json_object_new_object();
+                json_object_object_add(o, "file", json_object_new_string(file));
+                json_object_object_add(o, "verified", json_object_new_boolean(false));
+                json_object_object_add(o, "error", json_object_new_string(reason));
+                puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                                               JSON_C_TO_STRING_NOSLASHESCAPE));
+        }
+        fprintf(stderr, "liictl: %s: %s\n", file, p);
+        return LIICTL_EXIT_FAILED;
+}
+
+static int run(struct ctl *ctl, int argc, char **argv)
+{
+        enum { OPT_KEY = 0x200 };
+        static const struct option options[] = {
+                { "key", required_argument, NULL, OPT_KEY },
+                {},
+        };
+        const char *key = NULL;
+        int c, ret = LIICTL_EXIT_OK;
+        while ((c = ctl_getopt(ctl, &cmd_verify, argc, argv, "", options, &ret)) != -1) {
+                if (c == CTL_GETOPT_EXIT)
+                        return ret;
+                if (c == OPT_KEY)
+                        key = optarg;
+        }
+        int n = argc - optind;
+        if (!key) {
+                ctl_usage_error(cmd_verify.name, "--key is required");
+                return LIICTL_EXIT_USAGE;
+        }
+        if (n < 1 || n > 2) {
+                ctl_usage_error(cmd_verify.name, "expected FILE and optionally SIG");
+                return LIICTL_EXIT_USAGE;
+        }
+        const char *file = argv[optind];
+        _cleanup_free_ char *sig_path =
+                n == 2 ? xstrdup(argv[optind + 1]) : xasprintf("%s.minisig", file);
+
+        _cleanup_free_ char *error = NULL;
+        _cleanup_(minisign_keyring_freep) struct minisign_keyring *k = NULL;
+        if (load_keyring(key, &k, &error) < 0) {
+                _cleanup_free_ char *p = ctl_printable(error);
+                fprintf(stderr, "liictl: key: %s\n", p);
+                return LIICTL_EXIT_USAGE;
+        }
+
+        _cleanup_free_ char *sig_text = NULL;
+        size_t sig_len;
+        int r = read_small(sig_path, MINISIGN_SIG_FILE_MAX, &sig_text, &sig_len);
+        if (r < 0) {
+                _cleanup_free_ char *msg = xasprintf(
+                        "signature %s: %s", sig_path,
+                        r == -EFBIG ? "too large for a signature file" : strerror(-r));
+                return refuse(ctl, file, msg);
+        }
+        _cleanup_(minisign_sig_freep) struct minisign_sig *sig = NULL;
+        if (minisign_sig_parse(sig_text, sig_len, &sig, &error) < 0) {
+                _cleanup_free_ char *msg = xasprintf("signature %s: %s", sig_path, error);
+                return refuse(ctl, file, msg);
+        }
+        uint8_t hash[MINISIGN_HASH_SIZE];
+        r = hash_file(file, hash);
+        if (r < 0)
+                return refuse(ctl, file, strerror(-r));
+        const struct minisign_key *by;
+        if (minisign_verify_prehashed(k, sig, hash, 0, &by, &error) < 0)
+                return refuse(ctl, file, error);
+
+        if (ctl->json) {
+                _cleanup_json_ json_object *o = json_object_new_object();
+                json_object_object_add(o, "file", json_object_new_string(file));
+                json_object_object_add(o, "verified", json_object_new_boolean(true));
+                json_object_object_add(o, LII_F_KEY_ID, json_object_new_string(by->key_id_string));
+                json_object_object_add(o, LII_F_TRUSTED_COMMENT,
+                                       json_object_new_string(sig->trusted_comment));
+                puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                                               JSON_C_TO_STRING_NOSLASHESCAPE));
+                return LIICTL_EXIT_OK;
+        }
+        _cleanup_free_ char *comment = ctl_printable(sig->trusted_comment);
+        printf("%s: signature verified\n"
+               "key:             %s\n"
+               "trusted comment: %s\n",
+               file, by->key_id_string, comment);
+        return LIICTL_EXIT_OK;
+}
+
+const struct cmd cmd_verify = {
+        .name = "verify",
+        .args = "--key PUB FILE [SIG]",
+        .summary = "check a file's minisign signature offline",
+        .help = "Checks that SIG (default FILE.minisig) is a valid minisign signature of FILE\n"
+                "by the public key in PUB (a .pub file, or a folder of them as liid's key\n"
+                "folders are), exactly as liid checks documents and artifacts: only the\n"
+                "prehashed form is accepted, and the trusted comment must be intact. Does\n"
+                "not talk to liid. Exit 0 when the signature holds, 1 when it does not.\n"
+                "\n"
+                "Options:\n"
+                "      --key PUB   the trusted public key file or key folder\n"
+                "  -h, --help      show this help",
+        .run = run,
+};
