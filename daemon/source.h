@@ -1,25 +1,42 @@
 /* The desired-state source. file:// documents are read when the file (or
  * its .minisig) changes, seen through inotify on the folder (uv_fs_event),
- * and every poll interval (±20% jitter) as a safety net. The document is
- * capped in size before anything parses it. */
+ * and every poll interval (±20% jitter) as a safety net. http:// and
+ * https:// documents are fetched on curl multi every poll interval (±20%
+ * jitter) with If-None-Match, so that an unchanged document costs no
+ * download; failed fetches back off exponentially. Either way the document
+ * is capped in size before anything parses it, and it is delivered only
+ * together with its detached signature (or the reason there is none). */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
-#define SOURCE_MAX_DOCUMENT (1U << 20)
+#include "curlm.h"
+#include "http.h"
+
+#define SOURCE_MAX_DOCUMENT  (1U << 20)
 #define SOURCE_MAX_SIGNATURE 4096U
 
 struct source;
 
+struct source_options {
+        struct curlm *curlm;      /* for http(s) sources */
+        struct http_options http; /* ca_file, timeouts */
+        uint64_t poll_interval_usec;
+};
+
 /* A fetch finished. On success (r == 0) doc holds the document and sig its
- * detached signature, or NULL with sig_error saying why there is none.
- * On failure error names what and why. All pointers are valid only during
+ * detached signature, or NULL with sig_error saying why there is none; or,
+ * for http(s) sources, unchanged says the server answered 304 Not Modified
+ * for the document delivered last, and doc and sig are NULL. On failure
+ * error names the URL and the reason. All pointers are valid only during
  * the call. */
 struct source_result {
         int r;
         const char *error;
+        bool unchanged;
         const char *doc;
         size_t doc_len;
         const char *sig;
@@ -28,11 +45,16 @@ struct source_result {
 };
 typedef void (*source_cb)(struct source *s, const struct source_result *res, void *userdata);
 
-int source_new(uv_loop_t *loop, const char *url, uint64_t poll_interval_usec, source_cb cb,
+/* url is file://, http:// or https://; opts->curlm must outlive the source
+ * when it is http(s). */
+int source_new(uv_loop_t *loop, const char *url, const struct source_options *opts, source_cb cb,
                void *userdata, struct source **ret);
 /* Starts watching; the first fetch runs on the next loop iteration. */
 int source_start(struct source *s);
-/* Fetches now (POST /v1/sync, start-up). */
+/* Fetches now (POST /v1/sync, start-up), from the loop rather than inside
+ * the call. While an http(s) fetch is in flight, any number of syncs make
+ * one more fetch right after it: never two at once. */
 void source_sync(struct source *s);
-/* Accepts NULL. The uv handles close asynchronously. */
+/* Accepts NULL. Cancels a fetch in flight; the callback is not called
+ * again. The uv handles close asynchronously. */
 struct source *source_free(struct source *s);
