@@ -24,6 +24,8 @@ struct rollout {
         uint64_t started_usec;    /* realtime, for the record */
         uint64_t start_mono_usec; /* when the unit was started: the deadline counts from it */
         char *artifact_root;
+        char *artifact_key_id;  /* who signed the artifact; NULL when unsigned */
+        char *artifact_comment; /* the signature's trusted comment; NULL when unsigned */
         uint64_t generation;
         char *unit;
 };
@@ -47,6 +49,8 @@ static void rollout_free(struct rollout *ro)
         health_check_cancel(ro->health);
         service_spec_free(ro->spec);
         free(ro->artifact_root);
+        free(ro->artifact_key_id);
+        free(ro->artifact_comment);
         free(ro->unit);
         free(ro);
 }
@@ -332,18 +336,20 @@ static int start_unit(struct rollout *ro)
         return systemd_start_transient(e->systemd, &u, on_started, ro);
 }
 
-static void on_fetched(int r, const char *root, const char *error, void *userdata)
+static void on_fetched(const struct store_result *res, void *userdata)
 {
         struct rollout *ro = userdata;
         ro->job = NULL;
-        if (r < 0) {
-                rollout_fail(ro, error ? error : "artifact could not be fetched");
+        if (res->r < 0) {
+                rollout_fail(ro, res->error ? res->error : "artifact could not be fetched");
                 return;
         }
-        ro->artifact_root = xstrdup(root);
+        ro->artifact_root = xstrdup(res->root);
+        ro->artifact_key_id = res->key_id ? xstrdup(res->key_id) : NULL;
+        ro->artifact_comment = res->trusted_comment ? xstrdup(res->trusted_comment) : NULL;
         ro->phase = PHASE_START;
         ro->svc->state = LII_STATE_STARTING;
-        r = start_unit(ro);
+        int r = start_unit(ro);
         if (r < 0) {
                 _cleanup_free_ char *msg =
                         xasprintf("cannot ask systemd to start %s: %s", ro->unit, strerror(-r));

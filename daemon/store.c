@@ -1,7 +1,12 @@
-/* The content-addressed artifact store; see store.h. The loop thread only
- * books jobs and calls back. Fetching, hashing, unpacking and syncing run on
- * the libuv thread pool, in work that owns copies of everything it needs, so
- * that the store itself may be freed while such work is still running. */
+/* The content-addressed artifact store; see store.h. Each job is a short
+ * sequence of steps driven from the loop: look in the store (thread pool),
+ * fetch the signature and check its key id (curl multi, or the thread pool
+ * for file://), fetch the artifact into an anonymous temporary file while
+ * hashing it (curl multi on the loop, or the thread pool for file://),
+ * verify the signature (loop), then unpack, record and rename (thread pool).
+ * Work on the thread pool owns copies of everything it needs, so that the
+ * store itself may be freed while such work is still running; the keyring
+ * and curl are only touched from the loop while the job is alive. */
 #include "store.h"
 
 #include <dirent.h>
@@ -19,42 +24,80 @@
 
 #define COPY_BUFFER_SIZE (128 * 1024)
 #define SHA256_HEX_LEN   64
+#define B2_HEX_LEN       (2 * MINISIGN_HASH_SIZE)
+#define SIG_SUFFIX       ".sig"
+#define B2_SUFFIX        ".b2"
 
 struct store {
         uv_loop_t *loop;
+        struct curlm *curlm;
+        struct http_options http;
+        char *ca_file; /* http.ca_file points here */
+        const struct minisign_keyring *keys;
         char *sha_dir;          /* <state_dir>/store/sha256, absolute */
         char *tmp_dir;          /* <state_dir>/store/tmp, absolute */
         struct store_job *jobs; /* jobs whose callback is still due */
 };
 
+/* Where the bytes of an artifact go while they arrive: the temporary file
+ * and the running hashes. Every fetcher writes through it, so the declared
+ * size is enforced and the hashes cover exactly what lands in the file,
+ * wherever the bytes come from. */
+struct sink {
+        const char *url;
+        int fd;
+        EVP_MD_CTX *sha256;
+        struct minisign_hasher *b2; /* NULL when no signature is checked */
+        uint64_t received;
+        uint64_t declared;
+};
+
+/* What a job has queued on the thread pool. */
+enum job_work {
+        WORK_LOOKUP,     /* is the tree there, and what does its record say */
+        WORK_READ_SIG,   /* a file:// signature */
+        WORK_FETCH_FILE, /* a file:// artifact into the sink */
+        WORK_INSTALL,    /* unpack, record, rename */
+};
+
 struct store_job {
         struct store *store; /* NULL once cancelled or orphaned by store_free() */
         struct store_job *prev, *next;
-        bool queued; /* on the thread pool, as opposed to waiting on the timer */
+        bool queued; /* on the thread pool: its after-work callback comes */
         bool cancelled;
         bool done; /* the callback is running or has run */
-        uv_timer_t timer;
+        enum job_work work_kind;
         uv_work_t work;
+        struct http_get *get; /* a signature or artifact download on curl multi */
         store_done_cb cb;
         void *userdata;
 
-        /* What the thread-pool work reads and writes. The loop thread leaves
-         * these alone between uv_queue_work() and the after-work callback. */
         char sha256[SHA256_HEX_LEN + 1];
         char *url;
+        char *sig_url; /* NULL when signatures are not required */
         uint64_t size;
         enum artifact_type type;
         char *tmp_dir;
         char *sha_dir;
         char *root;
+
+        /* What the thread-pool work reads and writes. The loop thread leaves
+         * these alone between uv_queue_work() and the after-work callback. */
+        bool exists;    /* the tree is in the store */
+        char *sig_text; /* a signature file: the store's record or a fresh one */
+        size_t sig_len;
+        bool have_b2; /* b2 holds the artifact's BLAKE2b-512 */
+        uint8_t b2[MINISIGN_HASH_SIZE];
+        struct sink sink;
+        bool record; /* the install step writes <hex>.sig and <hex>.b2 */
         int r;
         char *error;
-};
 
-static void evp_md_ctx_freep(EVP_MD_CTX **c)
-{
-        EVP_MD_CTX_free(*c);
-}
+        /* Loop only. */
+        struct minisign_sig *sig;
+        char *key_id;
+        char *comment;
+};
 
 static int fail(char **ret_error, int r, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -222,143 +265,6 @@ static int empty_dir(const char *path)
         return r;
 }
 
-int store_new(uv_loop_t *loop, const char *state_dir, struct store **ret)
-{
-        if (!loop || !state_dir || !ret)
-                return -EINVAL;
-        if (mkdir(state_dir, 0755) < 0 && errno != EEXIST)
-                return -errno;
-        _cleanup_free_ char *abs = realpath(state_dir, NULL);
-        if (!abs)
-                return -errno;
-        /* Instances run as a DynamicUser and must reach the store below the
-         * state folder, so it must be traversable by everyone (not readable:
-         * listing it is nobody else's business). */
-        struct stat st;
-        if (stat(abs, &st) < 0)
-                return -errno;
-        if (!S_ISDIR(st.st_mode))
-                return -ENOTDIR;
-        if ((st.st_mode & 0011) != 0011 && chmod(abs, (st.st_mode & 07777) | 0011) < 0)
-                return -errno;
-
-        _cleanup_free_ char *store_dir = xasprintf("%s/store", abs);
-        _cleanup_free_ char *sha_dir = xasprintf("%s/sha256", store_dir);
-        _cleanup_free_ char *tmp_dir = xasprintf("%s/tmp", store_dir);
-        int r = ensure_dir(store_dir, 0755);
-        if (r < 0)
-                return r;
-        r = ensure_dir(sha_dir, 0755);
-        if (r < 0)
-                return r;
-        /* Work in progress is nobody else's business either. */
-        r = ensure_dir(tmp_dir, 0700);
-        if (r < 0)
-                return r;
-        r = empty_dir(tmp_dir);
-        if (r < 0)
-                return r;
-
-        struct store *s = xcalloc(1, sizeof(*s));
-        s->loop = loop;
-        s->sha_dir = TAKE_PTR(sha_dir);
-        s->tmp_dir = TAKE_PTR(tmp_dir);
-        *ret = s;
-        return 0;
-}
-
-static void job_unlink(struct store_job *j)
-{
-        struct store *s = j->store;
-        if (!s)
-                return;
-        if (j->prev)
-                j->prev->next = j->next;
-        else
-                s->jobs = j->next;
-        if (j->next)
-                j->next->prev = j->prev;
-        j->prev = j->next = NULL;
-        j->store = NULL;
-}
-
-static void job_free(struct store_job *j)
-{
-        free(j->url);
-        free(j->tmp_dir);
-        free(j->sha_dir);
-        free(j->root);
-        free(j->error);
-        free(j);
-}
-
-static void on_timer_closed(uv_handle_t *h)
-{
-        job_free(container_of((uv_timer_t *)h, struct store_job, timer));
-}
-
-static void on_timer(uv_timer_t *t)
-{
-        struct store_job *j = container_of(t, struct store_job, timer);
-        job_unlink(j);
-        j->done = true;
-        j->cb(0, j->root, NULL, j->userdata);
-        uv_close((uv_handle_t *)&j->timer, on_timer_closed);
-}
-
-/* Where the bytes of an artifact go while they arrive: the temporary file
- * and the running hash. Every fetcher writes through it, so the declared
- * size is enforced and the hash covers exactly what lands in the file,
- * wherever the bytes come from. */
-struct sink {
-        const char *url;
-        int fd;
-        EVP_MD_CTX *md;
-        uint64_t received;
-        uint64_t declared;
-};
-
-static int sink_write(struct sink *s, const void *buf, size_t n, char **ret_error)
-{
-        if (n > s->declared - s->received)
-                return fail(ret_error, -EFBIG,
-                            "artifact %s: larger than the declared size %" PRIu64, s->url,
-                            s->declared);
-        if (EVP_DigestUpdate(s->md, buf, n) != 1)
-                return fail(ret_error, -EIO, "artifact %s: hashing failed", s->url);
-        for (const char *p = buf; n > 0;) {
-                ssize_t w = write(s->fd, p, n);
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w < 0)
-                        return fail(ret_error, -errno, "artifact %s: cannot write the download: %s",
-                                    s->url, strerror(errno));
-                p += w;
-                n -= (size_t)w;
-                s->received += (uint64_t)w;
-        }
-        return 0;
-}
-
-static int sink_finish(struct sink *s, const char *expected, char **ret_error)
-{
-        if (s->received != s->declared)
-                return fail(ret_error, -EBADMSG,
-                            "artifact %s: %" PRIu64 " bytes, declared %" PRIu64, s->url,
-                            s->received, s->declared);
-        uint8_t digest[EVP_MAX_MD_SIZE];
-        unsigned len = 0;
-        if (EVP_DigestFinal_ex(s->md, digest, &len) != 1 || len != SHA256_HEX_LEN / 2)
-                return fail(ret_error, -EIO, "artifact %s: hashing failed", s->url);
-        char hex[SHA256_HEX_LEN + 1];
-        hex_encode(digest, len, hex);
-        if (strcmp(hex, expected) != 0)
-                return fail(ret_error, -EBADMSG,
-                            "artifact %s: SHA-256 mismatch: expected %s, got %s", s->url, expected,
-                            hex);
-        return 0;
-}
-
 static int unhex(char c)
 {
         if (c >= '0' && c <= '9')
@@ -419,46 +325,6 @@ static char *url_file_name(const char *url)
         return name;
 }
 
-static int fetch_file(const char *url, struct sink *sink, char **ret_error)
-{
-        _cleanup_free_ char *path = file_url_path(url);
-        if (!path)
-                return fail(ret_error, -EINVAL, "artifact %s: not a local file URL", url);
-        /* O_NONBLOCK keeps a FIFO planted at the path from blocking a pool
-         * thread in open(); it is refused right after. */
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0)
-                return fail(ret_error, -errno, "artifact %s: %s", url, strerror(errno));
-        struct stat st;
-        if (fstat(fd, &st) < 0)
-                return fail(ret_error, -errno, "artifact %s: %s", url, strerror(errno));
-        if (!S_ISREG(st.st_mode))
-                return fail(ret_error, -EINVAL, "artifact %s: not a regular file", url);
-
-        _cleanup_free_ char *buf = xcalloc(COPY_BUFFER_SIZE, 1);
-        for (;;) {
-                ssize_t n = read(fd, buf, COPY_BUFFER_SIZE);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return fail(ret_error, -errno, "artifact %s: %s", url, strerror(errno));
-                if (n == 0)
-                        return 0;
-                int r = sink_write(sink, buf, (size_t)n, ret_error);
-                if (r < 0)
-                        return r;
-        }
-}
-
-/* Fetchers by URL scheme. Each streams the artifact's bytes into the sink;
- * verification and unpacking do not depend on where the bytes came from. */
-static const struct fetcher {
-        const char *prefix;
-        int (*fetch)(const char *url, struct sink *sink, char **ret_error);
-} fetchers[] = {
-    {"file://", fetch_file},
-};
-
 static int open_tmpfile(const char *dir)
 {
         int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
@@ -516,115 +382,786 @@ static int place_file(struct store_job *j, int fd, const char *dir, char **ret_e
         return 0;
 }
 
-/* Runs on the thread pool: fetch and verify into an anonymous temporary
- * file, unpack that same file into a private folder under store/tmp, make
- * it read-only and durable, and only then rename it into place. */
-static int job_run(struct store_job *j, char **ret_error)
+int store_new(uv_loop_t *loop, const char *state_dir, const struct store_options *opts,
+              struct store **ret)
+{
+        if (!loop || !state_dir || !opts || !ret)
+                return -EINVAL;
+        if (mkdir(state_dir, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        _cleanup_free_ char *abs = realpath(state_dir, NULL);
+        if (!abs)
+                return -errno;
+        /* Instances run as a DynamicUser and must reach the store below the
+         * state folder, so it must be traversable by everyone (not readable:
+         * listing it is nobody else's business). */
+        struct stat st;
+        if (stat(abs, &st) < 0)
+                return -errno;
+        if (!S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+        if ((st.st_mode & 0011) != 0011 && chmod(abs, (st.st_mode & 07777) | 0011) < 0)
+                return -errno;
+
+        _cleanup_free_ char *store_dir = xasprintf("%s/store", abs);
+        _cleanup_free_ char *sha_dir = xasprintf("%s/sha256", store_dir);
+        _cleanup_free_ char *tmp_dir = xasprintf("%s/tmp", store_dir);
+        int r = ensure_dir(store_dir, 0755);
+        if (r < 0)
+                return r;
+        r = ensure_dir(sha_dir, 0755);
+        if (r < 0)
+                return r;
+        /* Work in progress is nobody else's business either. */
+        r = ensure_dir(tmp_dir, 0700);
+        if (r < 0)
+                return r;
+        r = empty_dir(tmp_dir);
+        if (r < 0)
+                return r;
+
+        struct store *s = xcalloc(1, sizeof(*s));
+        s->loop = loop;
+        s->curlm = opts->curlm;
+        s->http = opts->http;
+        s->ca_file = opts->http.ca_file ? xstrdup(opts->http.ca_file) : NULL;
+        s->http.ca_file = s->ca_file;
+        s->keys = opts->keys;
+        s->sha_dir = TAKE_PTR(sha_dir);
+        s->tmp_dir = TAKE_PTR(tmp_dir);
+        *ret = s;
+        return 0;
+}
+
+static int sink_init(struct sink *s, const char *url, const char *tmp_dir, uint64_t declared,
+                     bool blake2b)
+{
+        *s = (struct sink){.url = url, .fd = -1, .declared = declared};
+        s->sha256 = EVP_MD_CTX_new();
+        if (!s->sha256 || EVP_DigestInit_ex(s->sha256, EVP_sha256(), NULL) != 1)
+                return -ENOMEM;
+        if (blake2b) {
+                int r = minisign_hasher_new(&s->b2);
+                if (r < 0)
+                        return r;
+        }
+        s->fd = open_tmpfile(tmp_dir);
+        return s->fd < 0 ? s->fd : 0;
+}
+
+static void sink_done(struct sink *s)
+{
+        EVP_MD_CTX_free(s->sha256);
+        minisign_hasher_free(s->b2);
+        if (s->fd >= 0)
+                close(s->fd);
+        *s = (struct sink){.fd = -1};
+}
+
+static int sink_write(struct sink *s, const void *buf, size_t n, char **ret_error)
+{
+        /* Nothing beyond the declared size reaches the file or the hashes;
+         * the fetcher stops at the first byte too many. */
+        if (n > s->declared - s->received)
+                return fail(ret_error, -EFBIG,
+                            "artifact %s: larger than the declared size %" PRIu64, s->url,
+                            s->declared);
+        if (EVP_DigestUpdate(s->sha256, buf, n) != 1 ||
+            (s->b2 && minisign_hasher_update(s->b2, buf, n) < 0))
+                return fail(ret_error, -EIO, "artifact %s: hashing failed", s->url);
+        for (const char *p = buf; n > 0;) {
+                ssize_t w = write(s->fd, p, n);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w < 0)
+                        return fail(ret_error, -errno, "artifact %s: cannot write the download: %s",
+                                    s->url, strerror(errno));
+                p += w;
+                n -= (size_t)w;
+                s->received += (uint64_t)w;
+        }
+        return 0;
+}
+
+/* Checks size and SHA-256 and, when the sink computes it, hands out the
+ * BLAKE2b-512 for the signature check. */
+static int sink_finish(struct sink *s, const char *expected, uint8_t ret_b2[MINISIGN_HASH_SIZE],
+                       char **ret_error)
+{
+        if (s->received != s->declared)
+                return fail(ret_error, -EBADMSG,
+                            "artifact %s: %" PRIu64 " bytes, declared %" PRIu64, s->url,
+                            s->received, s->declared);
+        uint8_t digest[EVP_MAX_MD_SIZE];
+        unsigned len = 0;
+        if (EVP_DigestFinal_ex(s->sha256, digest, &len) != 1 || len != SHA256_HEX_LEN / 2)
+                return fail(ret_error, -EIO, "artifact %s: hashing failed", s->url);
+        char hex[SHA256_HEX_LEN + 1];
+        hex_encode(digest, len, hex);
+        if (strcmp(hex, expected) != 0)
+                return fail(ret_error, -EBADMSG,
+                            "artifact %s: SHA-256 mismatch: expected %s, got %s", s->url, expected,
+                            hex);
+        if (s->b2 && minisign_hasher_final(s->b2, ret_b2) < 0)
+                return fail(ret_error, -EIO, "artifact %s: hashing failed", s->url);
+        return 0;
+}
+
+static int fetch_file(const char *url, struct sink *sink, char **ret_error)
+{
+        _cleanup_free_ char *path = file_url_path(url);
+        if (!path)
+                return fail(ret_error, -EINVAL, "artifact %s: not a local file URL", url);
+        /* O_NONBLOCK keeps a FIFO planted at the path from blocking a pool
+         * thread in open(); it is refused right after. */
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return fail(ret_error, -errno, "artifact %s: %s", url, strerror(errno));
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return fail(ret_error, -errno, "artifact %s: %s", url, strerror(errno));
+        if (!S_ISREG(st.st_mode))
+                return fail(ret_error, -EINVAL, "artifact %s: not a regular file", url);
+
+        _cleanup_free_ char *buf = xcalloc(COPY_BUFFER_SIZE, 1);
+        for (;;) {
+                ssize_t n = read(fd, buf, COPY_BUFFER_SIZE);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return fail(ret_error, -errno, "artifact %s: %s", url, strerror(errno));
+                if (n == 0)
+                        return 0;
+                int r = sink_write(sink, buf, (size_t)n, ret_error);
+                if (r < 0)
+                        return r;
+        }
+}
+
+/* Reads a whole small regular file: -EFBIG when it holds more than max
+ * bytes, -EINVAL when it is not a regular file. The text is NUL-terminated. */
+static int read_small_file(const char *path, size_t max, char **ret, size_t *ret_len)
+{
+        /* O_NONBLOCK keeps a FIFO planted at the path from blocking a pool
+         * thread in open(); it is refused right after. */
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return -errno;
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EINVAL;
+        _cleanup_free_ char *buf = xcalloc(max + 2, 1);
+        size_t len = 0;
+        for (;;) {
+                ssize_t n = read(fd, buf + len, max + 1 - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+                if (len > max)
+                        return -EFBIG;
+        }
+        *ret = TAKE_PTR(buf);
+        *ret_len = len;
+        return 0;
+}
+
+/* Writes a small file in one go under a temporary name in tmp_dir and
+ * renames it over path, so that a reader sees the old content or the new,
+ * never a part. The caller syncs path's folder. */
+static int write_file_atomic(const char *tmp_dir, const char *path, const void *data, size_t len)
+{
+        _cleanup_free_ char *tmp = xasprintf("%s/record.XXXXXX", tmp_dir);
+        _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        int r = 0;
+        for (const char *p = data; r == 0 && len > 0;) {
+                ssize_t w = write(fd, p, len);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w < 0)
+                        r = -errno;
+                else {
+                        p += w;
+                        len -= (size_t)w;
+                }
+        }
+        if (r == 0 && (fchmod(fd, 0444) < 0 || fsync(fd) < 0 || rename(tmp, path) < 0))
+                r = -errno;
+        if (r < 0)
+                (void)unlink(tmp);
+        return r;
+}
+
+/* The record of a verified artifact: the signature it was verified with and
+ * the BLAKE2b-512 that signature covers. With both, a later use checks the
+ * signature against the keyring of that moment without reading the
+ * artifact again. */
+static int write_record(struct store_job *j, char **ret_error)
+{
+        char hex[B2_HEX_LEN + 2];
+        hex_encode(j->b2, MINISIGN_HASH_SIZE, hex);
+        hex[B2_HEX_LEN] = '\n';
+        hex[B2_HEX_LEN + 1] = '\0';
+        _cleanup_free_ char *b2_path = xasprintf("%s" B2_SUFFIX, j->root);
+        _cleanup_free_ char *sig_path = xasprintf("%s" SIG_SUFFIX, j->root);
+        int r = write_file_atomic(j->tmp_dir, b2_path, hex, B2_HEX_LEN + 1);
+        if (r >= 0)
+                r = write_file_atomic(j->tmp_dir, sig_path, j->sig_text, j->sig_len);
+        if (r < 0)
+                return fail(ret_error, r, "artifact %s: cannot record its signature: %s", j->url,
+                            strerror(-r));
+        return 0;
+}
+
+/* Reads what there is of the record; a part that is missing or damaged
+ * counts as absent. */
+static void read_record(struct store_job *j)
+{
+        _cleanup_free_ char *b2_path = xasprintf("%s" B2_SUFFIX, j->root);
+        _cleanup_free_ char *sig_path = xasprintf("%s" SIG_SUFFIX, j->root);
+        _cleanup_free_ char *hex = NULL;
+        size_t len = 0;
+        if (read_small_file(b2_path, B2_HEX_LEN + 1, &hex, &len) < 0 || len != B2_HEX_LEN + 1 ||
+            hex[B2_HEX_LEN] != '\n')
+                return;
+        for (size_t i = 0; i < MINISIGN_HASH_SIZE; i++) {
+                int hi = unhex(hex[2 * i]), lo = unhex(hex[2 * i + 1]);
+                if (hi < 0 || lo < 0)
+                        return;
+                j->b2[i] = (uint8_t)(hi << 4 | lo);
+        }
+        j->have_b2 = true;
+        if (read_small_file(sig_path, MINISIGN_SIG_FILE_MAX, &j->sig_text, &j->sig_len) < 0)
+                j->sig_text = NULL;
+}
+
+static void work_lookup(struct store_job *j)
+{
+        struct stat st;
+        j->exists = lstat(j->root, &st) == 0 && S_ISDIR(st.st_mode);
+        if (j->exists && j->sig_url)
+                read_record(j);
+}
+
+static int work_read_sig(struct store_job *j, char **ret_error)
+{
+        _cleanup_free_ char *path = file_url_path(j->sig_url);
+        if (!path)
+                return fail(ret_error, -EINVAL, "artifact %s: signature %s: not a local file URL",
+                            j->url, j->sig_url);
+        int r = read_small_file(path, MINISIGN_SIG_FILE_MAX, &j->sig_text, &j->sig_len);
+        if (r == -EFBIG)
+                return fail(ret_error, r, "artifact %s: signature %s: larger than %d bytes", j->url,
+                            j->sig_url, MINISIGN_SIG_FILE_MAX);
+        if (r == -EINVAL)
+                return fail(ret_error, r, "artifact %s: signature %s: not a regular file", j->url,
+                            j->sig_url);
+        if (r < 0)
+                return fail(ret_error, r, "artifact %s: signature %s: %s", j->url, j->sig_url,
+                            strerror(-r));
+        return 0;
+}
+
+static int work_fetch_file(struct store_job *j, char **ret_error)
+{
+        int r = fetch_file(j->url, &j->sink, ret_error);
+        if (r < 0)
+                return r;
+        r = sink_finish(&j->sink, j->sha256, j->b2, ret_error);
+        if (r < 0)
+                return r;
+        j->have_b2 = j->sink.b2 != NULL;
+        return 0;
+}
+
+/* Unpacks the verified file (the same descriptor the hashes were computed
+ * over) into a private folder under store/tmp, makes it read-only and
+ * durable, records the signature, and only then renames the tree into
+ * place. A tree that is already there is left alone: it came from the same
+ * verified bytes, and only its record is written. */
+static int work_install(struct store_job *j, char **ret_error)
 {
         struct stat st;
         int r;
 
-        /* Another job may have completed the same artifact meanwhile. */
-        if (lstat(j->root, &st) == 0 && S_ISDIR(st.st_mode))
-                return 0;
+        if (j->sink.fd >= 0 && !(lstat(j->root, &st) == 0 && S_ISDIR(st.st_mode))) {
+                _cleanup_(rm_rf_freep) char *dir = xasprintf("%s/%s.XXXXXX", j->tmp_dir, j->sha256);
+                if (!mkdtemp(dir)) {
+                        r = -errno;
+                        free(TAKE_PTR(dir));
+                        return fail(ret_error, r, "artifact %s: cannot create a folder in %s: %s",
+                                    j->url, j->tmp_dir, strerror(-r));
+                }
+                if (j->type == ARTIFACT_TAR) {
+                        _cleanup_free_ char *error = NULL;
+                        struct unpack_limits limits = UNPACK_LIMITS_DEFAULT;
+                        r = unpack_tar_fd(j->sink.fd, dir, &limits, &error);
+                        if (r < 0)
+                                return fail(ret_error, r, "artifact %s: %s", j->url, error);
+                } else {
+                        r = place_file(j, j->sink.fd, dir, ret_error);
+                        if (r < 0)
+                                return r;
+                }
 
-        const struct fetcher *fetcher = NULL;
-        for (size_t i = 0; i < ELEMENTSOF(fetchers) && !fetcher; i++)
-                if (strncasecmp(j->url, fetchers[i].prefix, strlen(fetchers[i].prefix)) == 0)
-                        fetcher = &fetchers[i];
-        if (!fetcher)
-                return fail(ret_error, -EPROTONOSUPPORT, "artifact %s: scheme not supported yet",
-                            j->url);
-
-        _cleanup_close_ int fd = open_tmpfile(j->tmp_dir);
-        if (fd < 0)
-                return fail(ret_error, fd, "artifact %s: cannot create a file in %s: %s", j->url,
-                            j->tmp_dir, strerror(-fd));
-        _cleanup_(evp_md_ctx_freep) EVP_MD_CTX *md = EVP_MD_CTX_new();
-        if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
-                return fail(ret_error, -ENOMEM, "artifact %s: cannot set up SHA-256", j->url);
-        struct sink sink = {.url = j->url, .fd = fd, .md = md, .declared = j->size};
-        r = fetcher->fetch(j->url, &sink, ret_error);
-        if (r < 0)
-                return r;
-        r = sink_finish(&sink, j->sha256, ret_error);
-        if (r < 0)
-                return r;
-
-        _cleanup_(rm_rf_freep) char *dir = xasprintf("%s/%s.XXXXXX", j->tmp_dir, j->sha256);
-        if (!mkdtemp(dir)) {
-                r = -errno;
-                free(TAKE_PTR(dir));
-                return fail(ret_error, r, "artifact %s: cannot create a folder in %s: %s", j->url,
-                            j->tmp_dir, strerror(-r));
-        }
-        if (j->type == ARTIFACT_TAR) {
-                _cleanup_free_ char *error = NULL;
-                struct unpack_limits limits = UNPACK_LIMITS_DEFAULT;
-                r = unpack_tar_fd(fd, dir, &limits, &error);
+                r = make_read_only(dir);
                 if (r < 0)
-                        return fail(ret_error, r, "artifact %s: %s", j->url, error);
-        } else {
-                r = place_file(j, fd, dir, ret_error);
+                        return fail(ret_error, r, "artifact %s: cannot make the tree read-only: %s",
+                                    j->url, strerror(-r));
+                /* The record goes first: a tree in place without one would
+                 * have to be fetched again to be trusted. */
+                if (j->record) {
+                        r = write_record(j, ret_error);
+                        if (r < 0)
+                                return r;
+                }
+                /* One syncfs() of the store's file system instead of an
+                 * fsync() per file: artifacts can hold many thousands of
+                 * small files, and only the fact that the whole tree is on
+                 * disk before the rename matters. */
+                _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (dfd < 0 || syncfs(dfd) < 0)
+                        return fail(ret_error, -errno, "artifact %s: cannot sync the store: %s",
+                                    j->url, strerror(errno));
+
+                if (rename(dir, j->root) < 0) {
+                        /* A concurrent job for the same artifact won: its
+                         * tree has the same verified content, ours is
+                         * discarded. */
+                        if (errno != EEXIST && errno != ENOTEMPTY)
+                                return fail(ret_error, -errno,
+                                            "artifact %s: cannot move it into the store: %s",
+                                            j->url, strerror(errno));
+                } else {
+                        free(TAKE_PTR(dir));
+                        /* Should this fail or not reach the disk, the entry
+                         * is still whole and readable by everyone, only not
+                         * read-only for liid itself. */
+                        if (chmod(j->root, 0555) < 0)
+                                return fail(ret_error, -errno,
+                                            "artifact %s: cannot make %s read-only: %s", j->url,
+                                            j->root, strerror(errno));
+                        r = fsync_path(j->root);
+                        if (r < 0)
+                                return fail(ret_error, r, "artifact %s: cannot sync the store: %s",
+                                            j->url, strerror(-r));
+                }
+        } else if (j->record) {
+                r = write_record(j, ret_error);
                 if (r < 0)
                         return r;
         }
-
-        r = make_read_only(dir);
-        if (r < 0)
-                return fail(ret_error, r, "artifact %s: cannot make the tree read-only: %s", j->url,
-                            strerror(-r));
-        /* One syncfs() of the store's file system instead of an fsync() per
-         * file: artifacts can hold many thousands of small files, and only
-         * the fact that the whole tree is on disk before the rename matters. */
-        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0 || syncfs(dfd) < 0)
-                return fail(ret_error, -errno, "artifact %s: cannot sync the store: %s", j->url,
-                            strerror(errno));
-
-        if (rename(dir, j->root) < 0) {
-                /* A concurrent job for the same artifact won: its tree has
-                 * the same verified content, ours is discarded. */
-                if (errno == EEXIST || errno == ENOTEMPTY)
-                        return 0;
-                return fail(ret_error, -errno, "artifact %s: cannot move it into the store: %s",
-                            j->url, strerror(errno));
-        }
-        free(TAKE_PTR(dir));
-        /* Should this fail or not reach the disk, the entry is still whole
-         * and readable by everyone, only not read-only for liid itself. */
-        if (chmod(j->root, 0555) < 0)
-                return fail(ret_error, -errno, "artifact %s: cannot make %s read-only: %s", j->url,
-                            j->root, strerror(errno));
-        r = fsync_path(j->root);
-        if (r >= 0)
-                r = fsync_path(j->sha_dir);
+        r = fsync_path(j->sha_dir);
         if (r < 0)
                 return fail(ret_error, r, "artifact %s: cannot sync the store: %s", j->url,
                             strerror(-r));
         return 0;
 }
 
+static void job_unlink(struct store_job *j)
+{
+        struct store *s = j->store;
+        if (!s)
+                return;
+        if (j->prev)
+                j->prev->next = j->next;
+        else
+                s->jobs = j->next;
+        if (j->next)
+                j->next->prev = j->prev;
+        j->prev = j->next = NULL;
+        j->store = NULL;
+}
+
+static void job_free(struct store_job *j)
+{
+        http_get_cancel(j->get);
+        sink_done(&j->sink);
+        minisign_sig_free(j->sig);
+        free(j->url);
+        free(j->sig_url);
+        free(j->tmp_dir);
+        free(j->sha_dir);
+        free(j->root);
+        free(j->sig_text);
+        free(j->error);
+        free(j->key_id);
+        free(j->comment);
+        free(j);
+}
+
+/* Ends a job: calls its callback once and frees it. Only from the loop,
+ * with nothing of the job outstanding. */
+static void job_finish(struct store_job *j, int r, const char *error)
+{
+        job_unlink(j);
+        j->done = true;
+        struct store_result res = {.r = r};
+        if (r < 0)
+                res.error = error ? error : strerror(-r);
+        else {
+                res.root = j->root;
+                res.key_id = j->key_id;
+                res.trusted_comment = j->comment;
+        }
+        j->cb(&res, j->userdata);
+        job_free(j);
+}
+
+static void job_fail(struct store_job *j, int r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void job_fail(struct store_job *j, int r, const char *fmt, ...)
+{
+        _cleanup_free_ char *error = NULL;
+        va_list ap;
+        va_start(ap, fmt);
+        if (vasprintf(&error, fmt, ap) < 0)
+                abort();
+        va_end(ap);
+        job_finish(j, r, error);
+}
+
+static void job_work(uv_work_t *req);
+static void job_after_work(uv_work_t *req, int status);
+
+static int job_queue(struct store_job *j, enum job_work kind)
+{
+        j->work_kind = kind;
+        j->r = 0;
+        free(j->error);
+        j->error = NULL;
+        int r = uv_queue_work(j->store->loop, &j->work, job_work, job_after_work);
+        if (r < 0)
+                return r;
+        j->queued = true;
+        return 0;
+}
+
+static void job_queue_or_fail(struct store_job *j, enum job_work kind)
+{
+        int r = job_queue(j, kind);
+        if (r < 0)
+                job_fail(j, r, "artifact %s: cannot queue work: %s", j->url, uv_strerror(r));
+}
+
+static bool has_prefix(const char *url, const char *prefix)
+{
+        return strncasecmp(url, prefix, strlen(prefix)) == 0;
+}
+
+static bool is_http(const char *url)
+{
+        return has_prefix(url, "http://") || has_prefix(url, "https://");
+}
+
+static bool scheme_supported(const char *url)
+{
+        return has_prefix(url, "file://") || is_http(url);
+}
+
+/* The message of a failed get, prefixed. Its error names the URL the get
+ * was at, which is the one asked for unless a redirect was followed; the
+ * one asked for is named either way. */
+static char *http_error(const char *prefix, const char *url, const struct http_result *res)
+{
+        const char *e = res->error ? res->error : strerror(-res->r);
+        size_t n = strlen(url);
+        if (strncmp(e, url, n) == 0 && e[n] == ':')
+                return xasprintf("%s%s", prefix, e);
+        return xasprintf("%s%s: %s", prefix, url, e);
+}
+
+/* Checks the parsed signature against the keyring and the artifact's
+ * BLAKE2b-512, and remembers who signed. */
+static int job_verify(struct store_job *j, char **ret_error)
+{
+        const struct minisign_key *key = NULL;
+        _cleanup_free_ char *error = NULL;
+        int r = minisign_verify_prehashed(j->store->keys, j->sig, j->b2, 0, &key, &error);
+        if (r < 0)
+                return fail(ret_error, r, "artifact %s: signature: %s", j->url, error);
+        free(j->key_id);
+        free(j->comment);
+        j->key_id = xstrdup(key->key_id_string);
+        j->comment = xstrdup(j->sig->trusted_comment);
+        return 0;
+}
+
+static int on_artifact_data(struct http_get *g, const void *data, size_t len, void *userdata)
+{
+        struct store_job *j = userdata;
+        /* The size, the SHA-256 and the BLAKE2b-512 are taken here, on the
+         * loop, while the transfer goes on: nothing is read twice. */
+        _cleanup_free_ char *error = NULL;
+        int r = sink_write(&j->sink, data, len, &error);
+        if (r < 0) {
+                free(j->error);
+                j->error = TAKE_PTR(error);
+        }
+        return r;
+}
+
+static void after_fetch(struct store_job *j)
+{
+        if (j->sig_url) {
+                _cleanup_free_ char *error = NULL;
+                int r = job_verify(j, &error);
+                if (r < 0) {
+                        job_finish(j, r, error);
+                        return;
+                }
+                j->record = true;
+        }
+        job_queue_or_fail(j, WORK_INSTALL);
+}
+
+static void on_artifact_done(struct http_get *g, const struct http_result *res, void *userdata)
+{
+        struct store_job *j = userdata;
+        j->get = NULL;
+        if (res->r < 0 && j->error) {
+                /* The sink refused the bytes and said why. */
+                job_finish(j, res->r, j->error);
+                return;
+        }
+        if (res->r == -EFBIG) {
+                /* Whether the sink or the get's own cap (one byte over the
+                 * declared size) noticed first, the reason is the same. */
+                job_fail(j, -EFBIG, "artifact %s: larger than the declared size %" PRIu64, j->url,
+                         j->size);
+                return;
+        }
+        if (res->r < 0) {
+                _cleanup_free_ char *error = http_error("artifact ", j->url, res);
+                job_finish(j, res->r, error);
+                return;
+        }
+        _cleanup_free_ char *error = NULL;
+        int r = sink_finish(&j->sink, j->sha256, j->b2, &error);
+        if (r < 0) {
+                job_finish(j, r, error);
+                return;
+        }
+        j->have_b2 = j->sink.b2 != NULL;
+        after_fetch(j);
+}
+
+static void start_fetch(struct store_job *j)
+{
+        struct store *s = j->store;
+        int r = sink_init(&j->sink, j->url, j->tmp_dir, j->size, j->sig_url != NULL);
+        if (r < 0) {
+                job_fail(j, r, "artifact %s: cannot set up the download in %s: %s", j->url,
+                         j->tmp_dir, strerror(-r));
+                return;
+        }
+        if (!is_http(j->url)) {
+                job_queue_or_fail(j, WORK_FETCH_FILE);
+                return;
+        }
+        if (!s->curlm) {
+                job_fail(j, -EPROTONOSUPPORT, "artifact %s: no HTTP client is set up", j->url);
+                return;
+        }
+        free(j->error);
+        j->error = NULL;
+        /* One byte over the declared size is enough to know it is too big. */
+        uint64_t max = j->size < UINT64_MAX ? j->size + 1 : UINT64_MAX;
+        r = http_get_start(s->curlm, j->url, &s->http, NULL, max, on_artifact_data,
+                           on_artifact_done, j, &j->get);
+        if (r < 0)
+                job_fail(j, r, "artifact %s: cannot start the download: %s", j->url, strerror(-r));
+}
+
+/* The signature has arrived: refuse what no trusted key signed before a
+ * single byte of the artifact is fetched. */
+static void after_sig(struct store_job *j)
+{
+        _cleanup_free_ char *error = NULL;
+        minisign_sig_free(j->sig);
+        j->sig = NULL;
+        int r = minisign_sig_parse(j->sig_text, j->sig_len, &j->sig, &error);
+        if (r < 0) {
+                job_fail(j, r, "artifact %s: signature %s: %s", j->url, j->sig_url, error);
+                return;
+        }
+        /* The same wording and order as minisign_verify_prehashed(), which
+         * makes the final check once the artifact's hash is known. */
+        if (!j->sig->prehashed) {
+                job_fail(j, -EPROTONOSUPPORT,
+                         "artifact %s: signature: legacy (non-prehashed) signatures are refused",
+                         j->url);
+                return;
+        }
+        if (!minisign_keyring_find(j->store->keys, j->sig->key_id)) {
+                job_fail(j, -ENOKEY, "artifact %s: signature: signature key id %s is not trusted",
+                         j->url, j->sig->key_id_string);
+                return;
+        }
+        if (j->exists && j->have_b2) {
+                /* The tree is there and its hash is known: a fresh signature
+                 * (say, by a key that replaced one no longer trusted) is
+                 * checked against it, and recorded, without a download. */
+                r = job_verify(j, &error);
+                if (r >= 0) {
+                        j->record = true;
+                        job_queue_or_fail(j, WORK_INSTALL);
+                        return;
+                }
+                /* A signature that does not match the recorded hash is
+                 * judged against the artifact itself, in case the record
+                 * is what is wrong. */
+                if (r != -EBADMSG) {
+                        job_finish(j, r, error);
+                        return;
+                }
+                j->have_b2 = false;
+        }
+        start_fetch(j);
+}
+
+static int on_sig_data(struct http_get *g, const void *data, size_t len, void *userdata)
+{
+        struct store_job *j = userdata;
+        /* The get's cap keeps this within the buffer; checked regardless. */
+        if (len > MINISIGN_SIG_FILE_MAX - j->sig_len)
+                return -EFBIG;
+        memcpy(j->sig_text + j->sig_len, data, len);
+        j->sig_len += len;
+        return 0;
+}
+
+static void on_sig_done(struct http_get *g, const struct http_result *res, void *userdata)
+{
+        struct store_job *j = userdata;
+        j->get = NULL;
+        if (res->r < 0) {
+                _cleanup_free_ char *prefix = xasprintf("artifact %s: signature ", j->url);
+                _cleanup_free_ char *error = http_error(prefix, j->sig_url, res);
+                job_finish(j, res->r, error);
+                return;
+        }
+        after_sig(j);
+}
+
+static void start_sig(struct store_job *j)
+{
+        struct store *s = j->store;
+        free(j->sig_text);
+        j->sig_text = NULL;
+        j->sig_len = 0;
+        if (has_prefix(j->sig_url, "file://")) {
+                job_queue_or_fail(j, WORK_READ_SIG);
+                return;
+        }
+        if (!is_http(j->sig_url)) {
+                job_fail(j, -EPROTONOSUPPORT, "artifact %s: signature %s: scheme not supported",
+                         j->url, j->sig_url);
+                return;
+        }
+        if (!s->curlm) {
+                job_fail(j, -EPROTONOSUPPORT, "artifact %s: signature %s: no HTTP client is set up",
+                         j->url, j->sig_url);
+                return;
+        }
+        j->sig_text = xcalloc(MINISIGN_SIG_FILE_MAX + 1, 1);
+        int r = http_get_start(s->curlm, j->sig_url, &s->http, NULL, MINISIGN_SIG_FILE_MAX,
+                               on_sig_data, on_sig_done, j, &j->get);
+        if (r < 0)
+                job_fail(j, r, "artifact %s: signature %s: cannot start the download: %s", j->url,
+                         j->sig_url, strerror(-r));
+}
+
+/* Whether the store's record of the artifact still holds: a signature by a
+ * key trusted now over the recorded hash. */
+static bool record_holds(struct store_job *j)
+{
+        if (!j->sig_text || !j->have_b2)
+                return false;
+        _cleanup_free_ char *error = NULL;
+        if (minisign_sig_parse(j->sig_text, j->sig_len, &j->sig, &error) < 0)
+                return false;
+        return job_verify(j, &error) == 0;
+}
+
+static void after_lookup(struct store_job *j)
+{
+        if (j->exists && (!j->sig_url || record_holds(j))) {
+                job_finish(j, 0, NULL);
+                return;
+        }
+        if (!scheme_supported(j->url)) {
+                job_fail(j, -EPROTONOSUPPORT, "artifact %s: scheme not supported yet", j->url);
+                return;
+        }
+        /* Not there, or there without a record that a key trusted now
+         * vouches for: a fresh signature decides. With the recorded hash
+         * (a key that is no longer trusted) no download is needed; without
+         * it (no record yet, or a damaged one) the artifact is fetched and
+         * verified again, and the tree in place is kept, since instances
+         * may be running from it. */
+        if (j->sig_url)
+                start_sig(j);
+        else
+                start_fetch(j);
+}
+
 static void job_work(uv_work_t *req)
 {
         struct store_job *j = container_of(req, struct store_job, work);
-        j->r = job_run(j, &j->error);
+        switch (j->work_kind) {
+        case WORK_LOOKUP:
+                work_lookup(j);
+                break;
+        case WORK_READ_SIG:
+                j->r = work_read_sig(j, &j->error);
+                break;
+        case WORK_FETCH_FILE:
+                j->r = work_fetch_file(j, &j->error);
+                break;
+        case WORK_INSTALL:
+                j->r = work_install(j, &j->error);
+                break;
+        }
 }
 
 static void job_after_work(uv_work_t *req, int status)
 {
         struct store_job *j = container_of(req, struct store_job, work);
-        if (!j->cancelled) {
-                job_unlink(j);
-                j->done = true;
-                if (j->r < 0 && !j->error)
-                        j->error = xasprintf("artifact %s: %s", j->url, strerror(-j->r));
-                if (j->r < 0)
-                        j->cb(j->r, NULL, j->error, j->userdata);
-                else
-                        j->cb(0, j->root, NULL, j->userdata);
+        j->queued = false;
+        if (j->cancelled) {
+                job_free(j);
+                return;
         }
-        job_free(j);
+        if (status < 0) {
+                job_fail(j, status, "artifact %s: %s", j->url, uv_strerror(status));
+                return;
+        }
+        if (j->r < 0) {
+                job_finish(j, j->r, j->error);
+                return;
+        }
+        switch (j->work_kind) {
+        case WORK_LOOKUP:
+                after_lookup(j);
+                break;
+        case WORK_READ_SIG:
+                after_sig(j);
+                break;
+        case WORK_FETCH_FILE:
+                after_fetch(j);
+                break;
+        case WORK_INSTALL:
+                job_finish(j, 0, NULL);
+                break;
+        }
 }
 
 char *store_artifact_path(struct store *s, const char *sha256)
@@ -649,31 +1186,31 @@ int store_ensure(struct store *s, const struct service_spec *spec, store_done_cb
                 return -EINVAL;
 
         struct store_job *j = xcalloc(1, sizeof(*j));
+        j->store = s;
         j->cb = cb;
         j->userdata = userdata;
+        j->sink.fd = -1;
         memcpy(j->sha256, spec->artifact_sha256, sizeof(j->sha256));
+        j->url = xstrdup(spec->artifact_url);
+        if (s->keys)
+                j->sig_url = spec->signature_url ? xstrdup(spec->signature_url)
+                                                 : xasprintf("%s.minisig", spec->artifact_url);
+        j->size = spec->artifact_size;
+        j->type = spec->artifact_type;
+        j->tmp_dir = xstrdup(s->tmp_dir);
+        j->sha_dir = xstrdup(s->sha_dir);
         j->root = store_artifact_path(s, j->sha256);
 
-        if (store_has(s, j->sha256)) {
-                /* Already there: answer from the loop's next iteration, never
-                 * from inside this call. */
-                (void)uv_timer_init(s->loop, &j->timer);
-                (void)uv_timer_start(&j->timer, on_timer, 0, 0);
-        } else {
-                j->url = xstrdup(spec->artifact_url);
-                j->size = spec->artifact_size;
-                j->type = spec->artifact_type;
-                j->tmp_dir = xstrdup(s->tmp_dir);
-                j->sha_dir = xstrdup(s->sha_dir);
-                int r = uv_queue_work(s->loop, &j->work, job_work, job_after_work);
-                if (r < 0) {
-                        job_free(j);
-                        return r;
-                }
-                j->queued = true;
+        /* Even the answer for an artifact already in the store comes from
+         * the thread pool: its record is read from disk, and the callback
+         * must never run from inside this call. */
+        int r = job_queue(j, WORK_LOOKUP);
+        if (r < 0) {
+                j->store = NULL;
+                job_free(j);
+                return r;
         }
 
-        j->store = s;
         j->next = s->jobs;
         if (s->jobs)
                 s->jobs->prev = j;
@@ -691,12 +1228,13 @@ void store_job_cancel(struct store_job *j)
         job_unlink(j);
         if (j->queued)
                 /* Fails with UV_EBUSY when the work already runs; either way
-                 * the after-work callback comes and frees the job. */
+                 * the after-work callback comes and frees the job, and the
+                 * temporary file goes with it. */
                 (void)uv_cancel((uv_req_t *)&j->work);
-        else {
-                uv_timer_stop(&j->timer);
-                uv_close((uv_handle_t *)&j->timer, on_timer_closed);
-        }
+        else
+                /* A download in progress: aborted here, and its anonymous
+                 * file is gone with the descriptor. */
+                job_free(j);
 }
 
 struct store *store_free(struct store *s)
@@ -705,6 +1243,7 @@ struct store *store_free(struct store *s)
                 return NULL;
         while (s->jobs)
                 store_job_cancel(s->jobs);
+        free(s->ca_file);
         free(s->sha_dir);
         free(s->tmp_dir);
         free(s);
@@ -727,6 +1266,29 @@ static bool strv_contains(char *const *v, const char *s)
         return false;
 }
 
+/* The artifact a record file belongs to: "<hex>.sig" or "<hex>.b2". */
+static bool record_name(const char *name, char ret_sha256[static SHA256_HEX_LEN + 1])
+{
+        if (strlen(name) <= SHA256_HEX_LEN || (strcmp(name + SHA256_HEX_LEN, SIG_SUFFIX) != 0 &&
+                                               strcmp(name + SHA256_HEX_LEN, B2_SUFFIX) != 0))
+                return false;
+        memcpy(ret_sha256, name, SHA256_HEX_LEN);
+        ret_sha256[SHA256_HEX_LEN] = '\0';
+        return is_hex_string(ret_sha256, SHA256_HEX_LEN);
+}
+
+static int unlink_record(const char *root)
+{
+        static const char *const suffixes[] = {SIG_SUFFIX, B2_SUFFIX};
+        int r = 0;
+        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
+                _cleanup_free_ char *path = xasprintf("%s%s", root, suffixes[i]);
+                if (unlink(path) < 0 && errno != ENOENT && r == 0)
+                        r = -errno;
+        }
+        return r;
+}
+
 int store_collect(struct store *s, char *const *keep)
 {
         DIR *d = opendir(s->sha_dir);
@@ -735,19 +1297,34 @@ int store_collect(struct store *s, char *const *keep)
         int removed = 0, r = 0;
         struct dirent *de;
         while ((de = readdir(d))) {
-                /* Only entries the store made are its to remove; an artifact
-                 * that a job is about to hand out is kept for this round. */
-                if (!is_hex_string(de->d_name, SHA256_HEX_LEN) || strv_contains(keep, de->d_name) ||
-                    job_pending_for(s, de->d_name))
+                char sha256[SHA256_HEX_LEN + 1];
+                bool entry = is_hex_string(de->d_name, SHA256_HEX_LEN);
+                /* Only entries the store made, and their records, are its
+                 * to remove; an artifact that a job is about to hand out is
+                 * kept for this round. */
+                if (entry)
+                        memcpy(sha256, de->d_name, sizeof(sha256));
+                else if (!record_name(de->d_name, sha256))
                         continue;
-                _cleanup_free_ char *path = xasprintf("%s/%s", s->sha_dir, de->d_name);
-                int q = rm_rf(path);
-                if (q < 0 && q != -ENOENT) {
-                        if (r == 0)
-                                r = q;
+                if (strv_contains(keep, sha256) || job_pending_for(s, sha256))
                         continue;
+                _cleanup_free_ char *path = xasprintf("%s/%s", s->sha_dir, sha256);
+                int q;
+                if (entry) {
+                        q = rm_rf(path);
+                        if (q >= 0 || q == -ENOENT) {
+                                removed++;
+                                q = unlink_record(path);
+                        }
+                } else {
+                        /* A record whose tree is gone (removed by an earlier
+                         * round that failed halfway, or never renamed into
+                         * place); one whose tree is still there goes with it. */
+                        struct stat st;
+                        q = lstat(path, &st) == 0 ? 0 : unlink_record(path);
                 }
-                removed++;
+                if (q < 0 && q != -ENOENT && r == 0)
+                        r = q;
         }
         closedir(d);
         return r < 0 ? r : removed;

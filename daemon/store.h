@@ -1,33 +1,60 @@
 /* The content-addressed artifact store under <state_dir>/store:
- *   store/sha256/<hex>/   unpacked once, read-only, shared by every generation
- *   store/tmp/            downloads and unpacking in progress
- * An artifact is verified (size, SHA-256) while its bytes stream in, and the
- * verified copy (the same descriptor) is the one unpacked; only a complete,
- * verified tree is renamed into place. */
+ *   store/sha256/<hex>/      unpacked once, read-only, shared by every generation
+ *   store/sha256/<hex>.sig   the minisign signature it was verified with
+ *   store/sha256/<hex>.b2    the BLAKE2b-512 of its bytes (hex), what minisign signs
+ *   store/tmp/               downloads and unpacking in progress
+ * An artifact (file://, http:// or https://) is verified while its bytes
+ * stream in: size, SHA-256 and, when a keyring is given, a minisign
+ * signature by one of its keys, fetched and checked for a trusted key id
+ * before the artifact itself is downloaded. The verified copy (the same
+ * descriptor) is the one unpacked; only a complete, verified tree is renamed
+ * into place. An artifact already in the store is handed out again only
+ * after its recorded signature has been checked against the current keyring. */
 #pragma once
 
 #include <uv.h>
 
-#include "unpack.h"
 #include "desired.h"
+#include "http.h"
+#include "minisign.h"
+#include "unpack.h"
 
 struct store;
 struct store_job;
 
-/* r < 0 on failure, with error a message naming what and why
- * ("artifact file:///x/hello.tar.gz: SHA-256 mismatch: expected …, got …").
- * On success root is the absolute path of the unpacked artifact root.
- * Both strings are valid only during the call. */
-typedef void (*store_done_cb)(int r, const char *root, const char *error, void *userdata);
+struct store_options {
+        struct curlm *curlm;                 /* for http(s) artifacts */
+        struct http_options http;            /* ca_file, timeouts */
+        const struct minisign_keyring *keys; /* artifact_keys; NULL: signatures not required */
+};
+
+/* Every string is valid only during the callback. */
+struct store_result {
+        int r;
+        const char *error; /* r < 0: names what and why */
+        const char *root;  /* r == 0: the unpacked artifact root */
+        const char
+            *key_id; /* r == 0: the key that signed it (minisign's 16 hex), NULL when unsigned */
+        const char *trusted_comment; /* r == 0: its trusted comment, NULL when unsigned */
+};
+/* Errors name the artifact URL and the reason, e.g.
+ *   "artifact file:///x/hello.tar.gz: SHA-256 mismatch: expected …, got …"
+ *   "artifact https://h/hello.tar.gz: signature: signature does not match the file"
+ *   "artifact https://h/hello.tar.gz: signature https://h/hello.tar.gz.minisig: HTTP 404" */
+typedef void (*store_done_cb)(const struct store_result *res, void *userdata);
 
 /* Creates the store folders below state_dir if needed and removes leftovers
- * in store/tmp from an earlier run. */
-int store_new(uv_loop_t *loop, const char *state_dir, struct store **ret);
+ * in store/tmp from an earlier run. opts->curlm and opts->keys are borrowed
+ * and must outlive the store; opts->curlm may be NULL if no http(s) artifact
+ * is ever asked for (such a job then fails). */
+int store_new(uv_loop_t *loop, const char *state_dir, const struct store_options *opts,
+              struct store **ret);
 /* Cancels outstanding jobs without calling their callbacks. Accepts NULL.
- * Work already running on the thread pool does not touch the store and
- * finishes on its own; the memory of cancelled jobs is released from the
- * loop (the after-work and close callbacks), so keep running the loop after
- * store_free() until it has no more active handles and requests, or
+ * Downloads on curl multi are aborted at once, so the store must be freed
+ * before opts->curlm. Work already running on the thread pool does not
+ * touch the store and finishes on its own; the memory of cancelled jobs is
+ * released from the loop (the after-work callback), so keep running the
+ * loop after store_free() until it has no more active requests, or
  * uv_loop_close() answers UV_EBUSY. */
 struct store *store_free(struct store *s);
 
@@ -35,10 +62,23 @@ struct store *store_free(struct store *s);
  * needed. Calls cb exactly once, later, from the loop — unless this returns
  * an error, in which case cb is never called. Returns -EINVAL for a spec
  * without URL or with a malformed SHA-256; fetch, verification and unpacking
- * errors come through cb. In the finished tree folders are 0555, files 0555
- * when the artifact gave them any execute bit and 0444 otherwise. A "file"
- * artifact is placed in its root under the last segment of its URL's path
- * (percent-decoded), mode 0555. */
+ * errors come through cb.
+ *
+ * With a keyring, the signature (spec->signature_url, or the artifact URL
+ * with ".minisig") is fetched first and must be minisign's prehashed form by
+ * a key of the keyring: an unknown key id (-ENOKEY) or a legacy signature
+ * (-EPROTONOSUPPORT) refuses the artifact before it is downloaded, and a
+ * signature that does not match it (-EBADMSG) refuses it before it is
+ * unpacked. An artifact already in the store is handed out after its
+ * recorded signature has been checked against the keyring as it is now;
+ * when that fails, a fresh signature is fetched and checked against the
+ * recorded hash (no download), or, without a usable record, the artifact is
+ * fetched and verified again (the tree in place is kept).
+ *
+ * In the finished tree folders are 0555, files 0555 when the artifact gave
+ * them any execute bit and 0444 otherwise. A "file" artifact is placed in
+ * its root under the last segment of its URL's path (percent-decoded),
+ * mode 0555. */
 int store_ensure(struct store *s, const struct service_spec *spec, store_done_cb cb, void *userdata,
                  struct store_job **ret_job);
 /* Cancels a job; its callback is not called. Work already running on the
@@ -53,7 +93,8 @@ void store_job_cancel(struct store_job *job);
 char *store_artifact_path(struct store *s, const char *sha256);
 bool store_has(struct store *s, const char *sha256);
 
-/* Removes every store entry whose SHA-256 is not in keep (NULL-terminated).
+/* Removes every store entry whose SHA-256 is not in keep (NULL-terminated),
+ * with its record (<hex>.sig, <hex>.b2), and records left without an entry.
  * Entries that an outstanding job is about to hand out are kept too.
  * Synchronous. Returns how many were removed, or a negative errno. */
 int store_collect(struct store *s, char *const *keep);
