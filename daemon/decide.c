@@ -12,6 +12,12 @@ enum decision decide(const struct decide_input *in)
 {
         if (in->rollout_in_flight || in->removing)
                 return DECIDE_WAIT;
+        /* A dead instance waits out its restart delay, unless the document
+         * asks for something else (another spec, or no service at all),
+         * which happens at once. */
+        if (in->backoff_pending && !in->current_alive &&
+            (!in->have_document || same(in->want_spec, in->current_spec)))
+                return DECIDE_WAIT;
         if (!in->have_document) {
                 /* Without a document (the source may be down at start-up)
                  * what ran keeps running, and an instance that died is

@@ -12,6 +12,7 @@ struct decide_input {
         const char *refused_spec;  /* the quarantined spec; "" or NULL when none */
         bool rollout_in_flight;
         bool removing;             /* a stop for removal is under way */
+        bool backoff_pending;      /* a dead instance's replacement waits for its delay */
         unsigned running_rollouts, max_parallel;
 };
 

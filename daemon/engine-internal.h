@@ -29,7 +29,29 @@ struct service {
         struct rollout *rollout; /* at most one in flight */
         bool removing;           /* absent from the desired state: being stopped */
         bool adopting;           /* found at start-up; systemd has not said how it is yet */
+        /* A current instance that died is replaced after a delay that
+         * doubles with each death in a row, up to RESTART_DELAY_MAX. */
+        uv_timer_t backoff_timer;
+        bool backoff_pending;
+        unsigned restarts;
 };
+
+/* Replacing a dead instance: the first after 1 s, doubling up to 5 min;
+ * after RESTART_LIMIT failed replacements in a row the spec is refused like
+ * a failed rollout. An instance that lived longer than the longest delay
+ * starts the count afresh. */
+#define RESTART_DELAY_FIRST_USEC USEC_PER_SEC
+#define RESTART_DELAY_MAX_USEC (300 * USEC_PER_SEC)
+#define RESTART_LIMIT 10
+
+/* Why liid stops a unit, which decides what happens when it is gone. */
+enum stop_kind {
+        STOP_RETIRED,  /* the instance a successful rollout replaced */
+        STOP_REFUSED,  /* a new instance that failed its rollout */
+        STOP_REMOVED,  /* the service left the desired state */
+        STOP_LEFTOVER, /* found at start-up, belongs to nothing */
+};
+struct stop;
 
 struct engine {
         uv_loop_t *loop;
@@ -57,11 +79,21 @@ struct engine {
         unsigned n_adopting;
         bool stopping;
         bool failed; /* a fatal error stopped the loop */
+        struct stop *stops; /* stop jobs in flight, freed with the engine */
 };
 
 struct service *engine_service(struct engine *e, const char *name);
-/* Persists the state; a failure is logged and returned. */
+/* Persists the state. A failure is logged and is fatal: a state that did
+ * not reach the disk is never trusted, so liid exits and its restart sorts
+ * things out from what is on disk and what systemd runs. */
 int engine_save(struct engine *e);
+void engine_fail(struct engine *e);
+/* Stops a unit and acts on the outcome as kind says. */
+void engine_stop_unit(struct engine *e, const char *service, uint64_t generation, const char *unit,
+                      enum stop_kind kind);
+/* Schedules a reconcile of svc after its restart backoff. Returns false
+ * when the restart limit is reached. */
+bool engine_schedule_restart(struct service *svc);
 /* Looks at every service and starts what has to change. */
 void engine_reconcile(struct engine *e);
 

@@ -17,9 +17,22 @@
 int engine_save(struct engine *e)
 {
         int r = state_save(e->state, e->state_path);
-        if (r < 0)
-                log_error_errno(r, "Failed to write the state file %s: %m", e->state_path);
+        if (r < 0) {
+                log_error_errno(r, "Failed to write the state file %s: %m; exiting", e->state_path);
+                engine_fail(e);
+        }
         return r;
+}
+
+void engine_fail(struct engine *e)
+{
+        e->failed = true;
+        uv_stop(e->loop);
+}
+
+bool engine_failed(const struct engine *e)
+{
+        return e && e->failed;
 }
 
 struct service *engine_service(struct engine *e, const char *name)
@@ -35,6 +48,8 @@ struct service *engine_service(struct engine *e, const char *name)
         svc->engine = e;
         svc->name = xstrdup(name);
         svc->state = LII_STATE_PENDING;
+        uv_timer_init(e->loop, &svc->backoff_timer);
+        svc->backoff_timer.data = svc;
         e->services[e->n_services++] = svc;
         return svc;
 }
@@ -47,6 +62,19 @@ static struct service *find_service(struct engine *e, const char *name)
         return NULL;
 }
 
+static void on_service_closed(uv_handle_t *h)
+{
+        struct service *svc = h->data;
+        free(svc->name);
+        free(svc);
+}
+
+/* The memory goes once libuv has closed the service's timer. */
+static void service_free(struct service *svc)
+{
+        uv_close((uv_handle_t *)&svc->backoff_timer, on_service_closed);
+}
+
 static void service_forget(struct engine *e, struct service *svc)
 {
         for (size_t i = 0; i < e->n_services; i++)
@@ -56,8 +84,7 @@ static void service_forget(struct engine *e, struct service *svc)
                         e->n_services--;
                         break;
                 }
-        free(svc->name);
-        free(svc);
+        service_free(svc);
 }
 
 /* "lii-<service>@<generation>.service" → service, generation. */
@@ -78,64 +105,155 @@ static bool parse_unit_name(const char *unit, char name[static 49], uint64_t *re
         return true;
 }
 
-/* ---- stopping services that left the desired state ---- */
+/* ---- restarts ---- */
 
-struct removal {
-        struct engine *engine;
-        char name[49];
-};
-
-static void on_removed_stopped(struct systemd *m, int r, const char *result, void *userdata)
+static void on_backoff(uv_timer_t *t)
 {
-        struct removal *rm = userdata;
-        struct engine *e = rm->engine;
-        const char *name = rm->name;
-        if (r < 0) {
-                log_svc(LOG_WARNING, name, 0, "Failed to stop: %s", result ? result : "unknown");
-        } else if (!e->stopping) {
-                struct service *svc = find_service(e, name);
-                struct service_state *ss = state_find(e->state, name);
-                bool back = e->desired && desired_find(e->desired, name);
-                if (svc && !back) {
-                        if (ss && !ss->pending) {
-                                state_remove(e->state, name);
-                                engine_save(e);
-                        }
-                        log_svc(LOG_INFO, name, 0, "Stopped: no longer in the desired state");
-                        service_forget(e, svc);
-                } else if (svc) {
-                        svc->removing = false;
-                        engine_reconcile(e);
-                }
-        }
-        free(rm);
+        struct service *svc = t->data;
+        svc->backoff_pending = false;
+        engine_reconcile(svc->engine);
 }
 
+bool engine_schedule_restart(struct service *svc)
+{
+        if (svc->restarts >= RESTART_LIMIT)
+                return false;
+        uint64_t delay = RESTART_DELAY_FIRST_USEC;
+        for (unsigned i = 0; i < svc->restarts && delay < RESTART_DELAY_MAX_USEC; i++)
+                delay *= 2;
+        if (delay > RESTART_DELAY_MAX_USEC)
+                delay = RESTART_DELAY_MAX_USEC;
+        svc->restarts++;
+        svc->backoff_pending = true;
+        uv_timer_start(&svc->backoff_timer, on_backoff, delay / USEC_PER_MSEC, 0);
+        log_svc(LOG_NOTICE, svc->name, 0, "Replacing the dead instance in %llu ms (attempt %u of %u)",
+                (unsigned long long)(delay / USEC_PER_MSEC), svc->restarts, RESTART_LIMIT);
+        return true;
+}
+
+/* ---- stopping units ---- */
+
+struct stop {
+        struct engine *engine;
+        char service[LII_SERVICE_NAME_MAX + 1];
+        uint64_t generation;
+        char *unit;
+        enum stop_kind kind;
+        struct stop *prev, *next;
+};
+
+static void stop_free(struct engine *e, struct stop *st)
+{
+        if (st->prev)
+                st->prev->next = st->next;
+        else
+                e->stops = st->next;
+        if (st->next)
+                st->next->prev = st->prev;
+        free(st->unit);
+        free(st);
+}
+
+static void removal_done(struct engine *e, const char *name, int r, const char *result);
+
+static void on_stopped(struct systemd *m, int r, const char *result, void *userdata)
+{
+        struct stop *st = userdata;
+        struct engine *e = st->engine;
+        systemd_unwatch_unit(e->systemd, st->unit);
+        if (r < 0)
+                log_svc(LOG_WARNING, st->service, st->generation, "Failed to stop %s: %s", st->unit,
+                        result ? result : strerror(-r));
+        switch (st->kind) {
+        case STOP_RETIRED:
+                if (r >= 0)
+                        log_svc(LOG_INFO, st->service, st->generation, "Retired %s", st->unit);
+                break;
+        case STOP_REFUSED: {
+                /* The refused instance is gone: its pending record can go. */
+                struct service_state *ss = state_find(e->state, st->service);
+                if (ss && ss->pending && ss->pending->generation == st->generation) {
+                        ss->pending = instance_free(ss->pending);
+                        engine_save(e);
+                }
+                break;
+        }
+        case STOP_REMOVED:
+                removal_done(e, st->service, r, result);
+                break;
+        case STOP_LEFTOVER:
+                break;
+        }
+        stop_free(e, st);
+}
+
+void engine_stop_unit(struct engine *e, const char *service, uint64_t generation, const char *unit,
+                      enum stop_kind kind)
+{
+        struct stop *st = xcalloc(1, sizeof *st);
+        st->engine = e;
+        snprintf(st->service, sizeof st->service, "%s", service);
+        st->generation = generation;
+        st->unit = xstrdup(unit);
+        st->kind = kind;
+        st->next = e->stops;
+        if (st->next)
+                st->next->prev = st;
+        e->stops = st;
+        int r = systemd_stop_unit(e->systemd, unit, on_stopped, st);
+        if (r < 0)
+                on_stopped(e->systemd, r, strerror(-r), st);
+}
+
+/* ---- services that left the desired state ---- */
+
+static void removal_done(struct engine *e, const char *name, int r, const char *result)
+{
+        struct service *svc = find_service(e, name);
+        struct service_state *ss = state_find(e->state, name);
+        if (!svc || !ss)
+                return;
+        svc->removing = false;
+        if (r < 0) {
+                /* The next reconcile tries again. */
+                svc->state = LII_STATE_FAILED;
+                return;
+        }
+        /* What was current is kept as previous, for the record and for a
+         * rollback should the service come back. */
+        instance_free(ss->previous);
+        ss->previous = TAKE_PTR(ss->current);
+        if (engine_save(e) < 0)
+                return;
+        if (e->desired && desired_find(e->desired, name)) {
+                engine_reconcile(e);
+                return;
+        }
+        log_svc(LOG_INFO, name, 0, "Stopped: no longer in the desired state");
+        service_forget(e, svc);
+}
+
+/* The removal is on disk before the stop, so that a restart with no
+ * document at hand does not bring the service back from its record. */
 static void service_remove(struct engine *e, struct service *svc)
 {
         struct service_state *ss = state_find(e->state, svc->name);
+        if (ss && !ss->removed) {
+                ss->removed = true;
+                if (engine_save(e) < 0)
+                        return;
+        }
+        uv_timer_stop(&svc->backoff_timer);
+        svc->backoff_pending = false;
         if (!ss || !ss->current) {
-                if (ss && !ss->pending) {
-                        state_remove(e->state, svc->name);
-                        engine_save(e);
-                }
                 service_forget(e, svc);
                 return;
         }
         svc->removing = true;
         svc->state = LII_STATE_STOPPING;
-        /* The record stays until systemd confirms the stop; after a crash,
-         * the next document (which lacks the service) stops it again. */
-        systemd_unwatch_unit(e->systemd, ss->current->unit);
-        struct removal *rm = xcalloc(1, sizeof *rm);
-        rm->engine = e;
-        snprintf(rm->name, sizeof rm->name, "%s", svc->name);
-        int r = systemd_stop_unit(e->systemd, ss->current->unit, on_removed_stopped, rm);
-        if (r < 0) {
-                log_svc(LOG_WARNING, svc->name, 0, "Failed to stop %s: %s", ss->current->unit,
-                        strerror(-r));
-                free(rm);
-        }
+        svc->current_alive = svc->healthy = false;
+        svc->main_pid = 0;
+        engine_stop_unit(e, svc->name, ss->current->generation, ss->current->unit, STOP_REMOVED);
 }
 
 /* ---- reconciling ---- */
@@ -144,6 +262,12 @@ static void reconcile_service(struct engine *e, struct service *svc)
 {
         struct service_state *ss = state_find(e->state, svc->name);
         const struct service_spec *want = e->desired ? desired_find(e->desired, svc->name) : NULL;
+        if (want && ss && ss->removed) {
+                /* Back in the desired state after a removal. */
+                ss->removed = false;
+                if (engine_save(e) < 0)
+                        return;
+        }
         struct decide_input in = {
                 .have_document = e->desired != NULL,
                 .want_spec = want ? want->spec_sha256 : NULL,
@@ -152,6 +276,7 @@ static void reconcile_service(struct engine *e, struct service *svc)
                 .refused_spec = ss ? ss->refused_spec_sha256 : NULL,
                 .rollout_in_flight = svc->rollout != NULL,
                 .removing = svc->removing,
+                .backoff_pending = svc->backoff_pending,
                 .running_rollouts = e->running_rollouts,
                 .max_parallel = e->cfg->max_parallel,
         };
@@ -192,7 +317,7 @@ static void reconcile_service(struct engine *e, struct service *svc)
 
 void engine_reconcile(struct engine *e)
 {
-        if (!e->adopted || e->stopping)
+        if (!e->adopted || e->stopping || e->failed)
                 return;
         if (e->desired)
                 for (size_t i = 0; i < e->desired->n_services; i++)
@@ -260,21 +385,17 @@ static void on_unit(struct systemd *m, const char *unit, const struct unit_statu
         svc->healthy = false;
         log_svc(LOG_WARNING, name, gen, "Current instance %s is no longer running (%s%s%s)", unit,
                 st->active_state, st->result[0] ? ", " : "", st->result);
+        /* An instance that had run longer than the longest delay died of
+         * something new: its replacements count from the start. */
+        if (svc->active_since_usec &&
+            now_realtime_usec() - svc->active_since_usec > RESTART_DELAY_MAX_USEC)
+                svc->restarts = 0;
         if (!svc->rollout) {
                 svc->state = LII_STATE_FAILED;
-                engine_reconcile(e);
+                if (!engine_schedule_restart(svc))
+                        log_svc(LOG_ERR, name, gen, "Giving up after %u replacements in a row",
+                                RESTART_LIMIT);
         }
-}
-
-static void engine_fail(struct engine *e)
-{
-        e->failed = true;
-        uv_stop(e->loop);
-}
-
-bool engine_failed(const struct engine *e)
-{
-        return e && e->failed;
 }
 
 /* Without systemd liid can neither watch nor change anything. Exiting lets
@@ -305,7 +426,7 @@ static void on_units_listed(struct systemd *m, int r, char *const *names, void *
                 if (!parse_unit_name(*u, name, &gen))
                         continue;
                 struct service_state *ss = state_find(e->state, name);
-                if (ss && ss->current && ss->current->generation == gen) {
+                if (ss && !ss->removed && ss->current && ss->current->generation == gen) {
                         struct service *svc = engine_service(e, name);
                         if (systemd_watch_unit(e->systemd, *u) < 0) {
                                 log_svc(LOG_ERR, name, gen, "Cannot watch %s", *u);
@@ -317,21 +438,31 @@ static void on_units_listed(struct systemd *m, int r, char *const *names, void *
                         continue;
                 }
                 log_svc(LOG_NOTICE, name, gen, "Stopping %s: left over from before a restart", *u);
-                systemd_stop_unit(e->systemd, *u, NULL, NULL);
+                engine_stop_unit(e, name, gen, *u, STOP_LEFTOVER);
         }
         bool dirty = false;
         for (size_t i = 0; i < e->state->n_services; i++) {
                 struct service_state *ss = e->state->services[i];
-                struct service *svc = engine_service(e, ss->name);
                 if (ss->pending) {
                         ss->pending = instance_free(ss->pending);
                         dirty = true;
                 }
+                if (ss->removed) {
+                        /* A removal that a crash interrupted: its unit was
+                         * stopped above as a leftover. */
+                        if (ss->current) {
+                                instance_free(ss->previous);
+                                ss->previous = TAKE_PTR(ss->current);
+                                dirty = true;
+                        }
+                        continue;
+                }
+                struct service *svc = engine_service(e, ss->name);
                 if (ss->current && !svc->adopting)
                         svc->state = LII_STATE_FAILED;
         }
-        if (dirty)
-                engine_save(e);
+        if (dirty && engine_save(e) < 0)
+                return;
         if (e->n_adopting == 0)
                 finish_adoption(e);
 }
@@ -368,10 +499,12 @@ static void sha256_hex(const void *data, size_t len, char out[65])
         hex_encode(md, sizeof md, out);
 }
 
-static int verify_document(struct engine *e, const struct source_result *res, char **ret_error)
+static int verify_document(struct engine *e, const struct source_result *res, char **ret_key_id,
+                           char **ret_comment, char **ret_error)
 {
         if (!e->cfg->require_signature) {
                 log_warning("Accepting an unsigned desired state: require_signature = no");
+                *ret_key_id = *ret_comment = NULL;
                 return 0;
         }
         if (!res->sig) {
@@ -389,10 +522,8 @@ static int verify_document(struct engine *e, const struct source_result *res, ch
                 *ret_error = xasprintf("%s.minisig: %s", e->cfg->source_url, error);
                 return r;
         }
-        free(e->desired_key_id);
-        free(e->desired_comment);
-        e->desired_key_id = xstrdup(key->key_id_string);
-        e->desired_comment = xstrdup(sig->trusted_comment);
+        *ret_key_id = xstrdup(key->key_id_string);
+        *ret_comment = xstrdup(sig->trusted_comment);
         return 0;
 }
 
@@ -404,16 +535,41 @@ static void on_source(struct source *s, const struct source_result *res, void *u
                 return;
         }
         uint64_t now = now_realtime_usec();
+        if (res->unchanged) {
+                /* A 304 stands for the bytes delivered last (the source
+                 * forgets its ETag after a failed fetch), so their verdict
+                 * stands: applied ones count as fetched again, and a refusal
+                 * stays on record instead of being cleared by a server that
+                 * has nothing new to say. */
+                if (!e->source_error)
+                        e->fetched_at_usec = now;
+                return;
+        }
         char sha[65];
         sha256_hex(res->doc, res->doc_len, sha);
         if (e->desired && strcmp(sha, e->state->doc_sha256) == 0) {
+                /* The applied document again. It keeps being enforced, but
+                 * once it has expired its publisher must hear about it. */
+                uint64_t clock = now > e->state->clock_high_water_usec
+                                         ? now
+                                         : e->state->clock_high_water_usec;
                 e->fetched_at_usec = now;
+                if (e->desired->expires_usec && e->desired->expires_usec <= clock) {
+                        char when[RFC3339_MAX];
+                        format_rfc3339(e->desired->expires_usec, when);
+                        _cleanup_free_ char *msg = xasprintf(
+                                "document: expired at %s; still running what it said, "
+                                "waiting for a newer one",
+                                when);
+                        set_source_error(e, msg);
+                        return;
+                }
                 set_source_error(e, NULL);
                 return;
         }
 
-        _cleanup_free_ char *error = NULL;
-        if (verify_document(e, res, &error) < 0) {
+        _cleanup_free_ char *error = NULL, *key_id = NULL, *comment = NULL;
+        if (verify_document(e, res, &key_id, &comment, &error) < 0) {
                 set_source_error(e, error);
                 return;
         }
@@ -453,10 +609,12 @@ static void on_source(struct source *s, const struct source_result *res, void *u
         st->serial = d->serial;
         snprintf(st->doc_sha256, sizeof st->doc_sha256, "%s", sha);
         st->clock_high_water_usec = clock;
-        if (engine_save(e) < 0) {
-                set_source_error(e, "cannot persist the accepted serial; document not applied");
+        if (engine_save(e) < 0)
                 return;
-        }
+        free(e->desired_key_id);
+        free(e->desired_comment);
+        e->desired_key_id = TAKE_PTR(key_id);
+        e->desired_comment = TAKE_PTR(comment);
         desired_free(e->desired);
         e->desired = TAKE_PTR(d);
         e->fetched_at_usec = now;
@@ -480,6 +638,16 @@ static json_object *time_or_null(uint64_t usec)
 static json_object *string_or_null(const char *s)
 {
         return s ? json_object_new_string(s) : NULL;
+}
+
+static json_object *signature_json(const struct instance *i)
+{
+        if (!i->artifact_key_id)
+                return NULL;
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, LII_F_KEY_ID, json_object_new_string(i->artifact_key_id));
+        json_object_object_add(o, LII_F_TRUSTED_COMMENT, string_or_null(i->artifact_comment));
+        return o;
 }
 
 static json_object *service_json(struct engine *e, struct service *svc)
@@ -507,6 +675,7 @@ static json_object *service_json(struct engine *e, struct service *svc)
                 json_object_object_add(cur, LII_F_MAIN_PID,
                                        svc->main_pid ? json_object_new_int64(svc->main_pid) : NULL);
                 json_object_object_add(cur, LII_F_PORT, json_object_new_int(ss->current->port));
+                json_object_object_add(cur, LII_F_SIGNATURE, signature_json(ss->current));
         }
         json_object_object_add(o, LII_F_CURRENT, cur);
 
@@ -559,6 +728,7 @@ static json_object *service_json(struct engine *e, struct service *svc)
                 json_object_object_add(lr, LII_F_DURATION_MS, json_object_new_uint64(ms));
         }
         json_object_object_add(o, LII_F_LAST_ROLLOUT, lr);
+        json_object_object_add(o, LII_F_RESTARTS, json_object_new_int64(svc->restarts));
         return o;
 }
 
@@ -645,6 +815,8 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
         if (cfg->require_signature) {
                 if (load_keys(cfg->desired_keys, "desired-state", &e->desired_keys) < 0)
                         goto fail;
+                if (load_keys(cfg->artifact_keys, "artifact", &e->artifact_keys) < 0)
+                        goto fail;
         } else {
                 log_warning("require_signature = no: desired state is accepted unsigned; "
                             "this is for experiments only");
@@ -662,14 +834,19 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
                 log_error("Failed to load the state: %s", error);
                 goto fail;
         }
-        r = store_new(loop, cfg->state_dir, &e->store);
-        if (r < 0) {
-                log_error_errno(r, "Failed to open the store in %s: %m", cfg->state_dir);
-                goto fail;
-        }
         r = curlm_new(loop, &e->curlm);
         if (r < 0) {
                 log_error_errno(r, "Failed to set up curl: %m");
+                goto fail;
+        }
+        struct store_options stopts = {
+                .curlm = e->curlm,
+                .http = { .ca_file = cfg->ca_file },
+                .keys = e->artifact_keys,
+        };
+        r = store_new(loop, cfg->state_dir, &stopts, &e->store);
+        if (r < 0) {
+                log_error_errno(r, "Failed to open the store in %s: %m", cfg->state_dir);
                 goto fail;
         }
         r = systemd_new(loop, cfg->bus, on_unit, e, &e->systemd);
@@ -691,7 +868,12 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
                 goto fail;
         }
 
-        r = source_new(loop, cfg->source_url, cfg->poll_interval_usec, on_source, e, &e->source);
+        struct source_options sopts = {
+                .curlm = e->curlm,
+                .http = { .ca_file = cfg->ca_file },
+                .poll_interval_usec = cfg->poll_interval_usec,
+        };
+        r = source_new(loop, cfg->source_url, &sopts, on_source, e, &e->source);
         if (r < 0) {
                 log_error_errno(r, "Failed to set up the source %s: %m", cfg->source_url);
                 goto fail;
@@ -721,17 +903,21 @@ struct engine *engine_free(struct engine *e)
         for (size_t i = 0; i < e->n_services; i++) {
                 if (e->services[i]->rollout)
                         rollout_abandon(e->services[i]->rollout);
-                free(e->services[i]->name);
-                free(e->services[i]);
+                service_free(e->services[i]);
         }
         free(e->services);
         source_free(e->source);
         api_free(e->api);
+        /* No callback comes after this, so the stops in flight are dropped
+         * here; what they were for is on disk, and start-up finishes it. */
         systemd_free(e->systemd);
-        curlm_free(e->curlm);
+        while (e->stops)
+                stop_free(e, e->stops);
+        /* The store aborts its downloads on curl multi: it goes first. */
         store_free(e->store);
-        if (e->state)
-                state_save(e->state, e->state_path);
+        curlm_free(e->curlm);
+        /* Every transition was saved when it happened; saving again here
+         * could only write what a failed save left unsaved. */
         state_free(e->state);
         desired_free(e->desired);
         minisign_keyring_free(e->desired_keys);

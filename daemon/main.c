@@ -2,6 +2,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/random.h>
 #include <curl/curl.h>
 #include <systemd/sd-daemon.h>
 #include <uv.h>
@@ -140,6 +141,12 @@ int main(int argc, char **argv)
         log_open();
         signal(SIGPIPE, SIG_IGN);
         curl_global_init(CURL_GLOBAL_DEFAULT);
+        /* Poll jitter exists so that a fleet does not poll in lockstep;
+         * every host must draw different numbers. */
+        unsigned seed;
+        if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
+                seed = (unsigned)getpid() ^ (unsigned)now_realtime_usec();
+        srandom(seed);
 
         struct daemon d = { 0 };
         uv_loop_init(&d.loop);

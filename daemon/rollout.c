@@ -24,10 +24,9 @@ struct rollout {
         uint64_t started_usec;    /* realtime, for the record */
         uint64_t start_mono_usec; /* when the unit was started: the deadline counts from it */
         char *artifact_root;
-        char *artifact_key_id;  /* who signed the artifact; NULL when unsigned */
-        char *artifact_comment; /* the signature's trusted comment; NULL when unsigned */
         uint64_t generation;
         char *unit;
+        bool restart; /* replaces a dead current instance with the same spec */
 };
 
 static struct service_state *rollout_state(struct rollout *ro)
@@ -49,8 +48,6 @@ static void rollout_free(struct rollout *ro)
         health_check_cancel(ro->health);
         service_spec_free(ro->spec);
         free(ro->artifact_root);
-        free(ro->artifact_key_id);
-        free(ro->artifact_comment);
         free(ro->unit);
         free(ro);
 }
@@ -90,31 +87,10 @@ static int pick_free_port(void)
         return ntohs(sa.sin_port);
 }
 
-struct stop_ctx {
-        struct engine *engine;
-        char *service;
-        uint64_t generation;
-};
-
-/* The refused instance is gone: its pending record can go too. */
-static void on_refused_stopped(struct systemd *m, int r, const char *result, void *userdata)
-{
-        struct stop_ctx *ctx = userdata;
-        struct engine *e = ctx->engine;
-        if (r < 0)
-                log_svc(LOG_WARNING, ctx->service, ctx->generation,
-                        "Failed to stop the refused instance: %s", result ? result : "unknown");
-        struct service_state *ss = state_find(e->state, ctx->service);
-        if (!e->stopping && ss && ss->pending && ss->pending->generation == ctx->generation) {
-                _cleanup_free_ char *unit = xstrdup(ss->pending->unit);
-                ss->pending = instance_free(ss->pending);
-                engine_save(e);
-                systemd_unwatch_unit(e->systemd, unit);
-        }
-        free(ctx->service);
-        free(ctx);
-}
-
+/* A refusal is a verdict on the spec, unless the service's current
+ * instance had died and this was its replacement with the same spec: that
+ * is tried again after the restart delay, and refused only when the
+ * replacements run out. */
 static void rollout_fail(struct rollout *ro, const char *reason)
 {
         struct service *svc = ro->svc;
@@ -124,42 +100,20 @@ static void rollout_fail(struct rollout *ro, const char *reason)
 
         log_svc(LOG_ERR, svc->name, ro->generation, "Rollout of generation %llu refused: %s",
                 (unsigned long long)ro->generation, reason);
-        snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256, "%s",
-                 ro->spec->spec_sha256);
+        bool retry = ro->restart && engine_schedule_restart(svc);
+        if (!retry)
+                snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256, "%s",
+                         ro->spec->spec_sha256);
         rollout_record_set(&ss->last_rollout, LII_RESULT_FAILED, reason, ro->started_usec,
                            now_realtime_usec());
         if (!started)
                 ss->pending = instance_free(ss->pending);
-        engine_save(e);
+        if (engine_save(e) < 0)
+                return;
         svc->state = LII_STATE_FAILED;
-
-        if (started) {
-                struct stop_ctx *ctx = xcalloc(1, sizeof *ctx);
-                ctx->engine = e;
-                ctx->service = xstrdup(svc->name);
-                ctx->generation = ro->generation;
-                int r = systemd_stop_unit(e->systemd, ro->unit, on_refused_stopped, ctx);
-                if (r < 0) {
-                        log_svc(LOG_WARNING, svc->name, ro->generation,
-                                "Failed to stop %s: %s", ro->unit, strerror(-r));
-                        free(ctx->service);
-                        free(ctx);
-                }
-        }
+        if (started)
+                engine_stop_unit(e, svc->name, ro->generation, ro->unit, STOP_REFUSED);
         rollout_detach(ro);
-}
-
-static void on_retired(struct systemd *m, int r, const char *result, void *userdata)
-{
-        struct stop_ctx *ctx = userdata;
-        if (r < 0)
-                log_svc(LOG_WARNING, ctx->service, ctx->generation,
-                        "Failed to stop the retired instance: %s", result ? result : "unknown");
-        else
-                log_svc(LOG_INFO, ctx->service, ctx->generation, "Retired generation %llu",
-                        (unsigned long long)ctx->generation);
-        free(ctx->service);
-        free(ctx);
 }
 
 /* Step 4: the new instance passed. The state file says so before the old
@@ -172,43 +126,35 @@ static void rollout_commit(struct rollout *ro)
         struct service_state *ss = rollout_state(ro);
         uint64_t now = now_realtime_usec();
 
-        instance_free(ss->previous);
-        ss->previous = ss->current;
+        /* With no current instance (a first deploy, or a service that came
+         * back after a removal) the previous one stays what it was. */
+        struct instance *retired = ss->current;
+        if (retired) {
+                instance_free(ss->previous);
+                ss->previous = retired;
+        }
         ss->current = ss->pending;
         ss->pending = NULL;
         ss->refused_spec_sha256[0] = '\0';
         rollout_record_set(&ss->last_rollout, LII_RESULT_SUCCEEDED, NULL, ro->started_usec, now);
-        if (engine_save(e) < 0) {
-                /* Nothing may be retired on the strength of a state that did
-                 * not reach the disk; the next start-up sorts it out. */
-                svc->state = LII_STATE_FAILED;
-                rollout_detach(ro);
+        /* Nothing may be retired on the strength of a state that did not
+         * reach the disk; liid exits and its next start sorts it out. */
+        if (engine_save(e) < 0)
                 return;
-        }
         svc->state = LII_STATE_RUNNING;
         svc->current_alive = true;
         svc->healthy = true;
         svc->main_pid = svc->next_main_pid;
         svc->active_since_usec = svc->next_active_since_usec;
+        if (!ro->restart)
+                svc->restarts = 0;
         log_svc(LOG_INFO, svc->name, ro->generation,
                 "Generation %llu passed its checks and is now current (%llu ms)",
                 (unsigned long long)ro->generation,
                 (unsigned long long)((now - ro->started_usec) / USEC_PER_MSEC));
 
-        if (ss->previous) {
-                struct stop_ctx *ctx = xcalloc(1, sizeof *ctx);
-                ctx->engine = e;
-                ctx->service = xstrdup(svc->name);
-                ctx->generation = ss->previous->generation;
-                systemd_unwatch_unit(e->systemd, ss->previous->unit);
-                int r = systemd_stop_unit(e->systemd, ss->previous->unit, on_retired, ctx);
-                if (r < 0) {
-                        log_svc(LOG_WARNING, svc->name, ctx->generation, "Failed to stop %s: %s",
-                                ss->previous->unit, strerror(-r));
-                        free(ctx->service);
-                        free(ctx);
-                }
-        }
+        if (retired)
+                engine_stop_unit(e, svc->name, retired->generation, retired->unit, STOP_RETIRED);
         rollout_detach(ro);
 }
 
@@ -241,6 +187,12 @@ static void on_started(struct systemd *m, int r, const char *result, void *userd
         struct rollout *ro = userdata;
         struct service *svc = ro->svc;
         struct engine *e = svc->engine;
+        /* Losing systemd says nothing about the spec: liid exits, and the
+         * next start stops the half-started unit and tries again. */
+        if (r == -ENOTCONN || e->failed) {
+                rollout_abandon(ro);
+                return;
+        }
         if (r < 0) {
                 _cleanup_free_ char *msg = xasprintf("systemd did not start %s: %s", ro->unit,
                                                      result ? result : strerror(-r));
@@ -345,8 +297,10 @@ static void on_fetched(const struct store_result *res, void *userdata)
                 return;
         }
         ro->artifact_root = xstrdup(res->root);
-        ro->artifact_key_id = res->key_id ? xstrdup(res->key_id) : NULL;
-        ro->artifact_comment = res->trusted_comment ? xstrdup(res->trusted_comment) : NULL;
+        /* Who signed what runs is part of the instance's record. */
+        struct service_state *ss = rollout_state(ro);
+        ss->pending->artifact_key_id = res->key_id ? xstrdup(res->key_id) : NULL;
+        ss->pending->artifact_comment = res->trusted_comment ? xstrdup(res->trusted_comment) : NULL;
         ro->phase = PHASE_START;
         ro->svc->state = LII_STATE_STARTING;
         int r = start_unit(ro);
@@ -398,6 +352,8 @@ int rollout_start(struct service *svc, const struct service_spec *spec)
                 return r;
         }
 
+        ro->restart = ss->current && !svc->current_alive &&
+                      strcmp(ss->current->spec_sha256, spec->spec_sha256) == 0;
         svc->rollout = ro;
         svc->state = LII_STATE_FETCHING;
         svc->next_main_pid = 0;

@@ -130,18 +130,24 @@ static uint64_t jittered_msec(uint64_t usec)
 
 /* ---- file:// ---- */
 
+static const char *file_error(int r)
+{
+        return r == -EBADFD ? "not a regular file" : strerror(-r);
+}
+
 /* Reads at most max bytes; a larger file is an error, so the cap holds
  * before anything parses it. */
 static int read_capped(const char *path, size_t max, char **ret, size_t *ret_len)
 {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 return -errno;
         struct stat st;
         if (fstat(fd, &st) < 0)
                 return -errno;
+        /* -EBADFD stands for "not a regular file", which has no errno. */
         if (!S_ISREG(st.st_mode))
-                return -EISDIR;
+                return -EBADFD;
         _cleanup_free_ char *buf = xcalloc(1, max + 2);
         size_t len = 0;
         for (;;) {
@@ -173,7 +179,7 @@ static void file_fetch(struct source *s)
                         error = xasprintf("%s: document larger than %u bytes", s->url,
                                           SOURCE_MAX_DOCUMENT);
                 else
-                        error = xasprintf("%s: %s", s->url, strerror(-r));
+                        error = xasprintf("%s: %s", s->url, file_error(r));
                 res.error = error;
                 s->cb(s, &res, s->userdata);
                 return;
@@ -185,7 +191,7 @@ static void file_fetch(struct source *s)
                         sig_error = xasprintf("%s.minisig: larger than %u bytes", s->url,
                                               SOURCE_MAX_SIGNATURE);
                 else
-                        sig_error = xasprintf("%s.minisig: %s", s->url, strerror(-r));
+                        sig_error = xasprintf("%s.minisig: %s", s->url, file_error(r));
                 res.sig_error = sig_error;
         } else {
                 res.sig = sig;

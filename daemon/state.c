@@ -32,6 +32,8 @@ struct instance *instance_free(struct instance *i)
         if (i) {
                 free(i->unit);
                 free(i->spec_json);
+                free(i->artifact_key_id);
+                free(i->artifact_comment);
                 free(i);
         }
         return NULL;
@@ -120,6 +122,12 @@ static json_object *instance_to_json(const struct instance *i)
         json_object_object_add(o, "artifact_sha256", json_object_new_string(i->artifact_sha256));
         json_object_object_add(o, "port", json_object_new_int(i->port));
         json_object_object_add(o, "started_usec", json_object_new_uint64(i->started_usec));
+        if (i->artifact_key_id)
+                json_object_object_add(o, "artifact_key_id",
+                                       json_object_new_string(i->artifact_key_id));
+        if (i->artifact_comment)
+                json_object_object_add(o, "artifact_comment",
+                                       json_object_new_string(i->artifact_comment));
         return o;
 }
 
@@ -144,6 +152,7 @@ static json_object *state_to_json(const struct state *s)
                 json_object_object_add(o, "pending", instance_to_json(ss->pending));
                 json_object_object_add(o, "refused_spec_sha256",
                                        json_object_new_string(ss->refused_spec_sha256));
+                json_object_object_add(o, "removed", json_object_new_boolean(ss->removed));
                 json_object *lr = json_object_new_object();
                 json_object_object_add(lr, "result", json_object_new_int(ss->last_rollout.result));
                 json_object_object_add(lr, "reason",
@@ -204,6 +213,10 @@ static int instance_from_json(json_object *o, const char *service, struct instan
         get_u64(o, "started_usec", &started);
         struct instance *i = instance_new(service, gen, spec, "", "", (int)port);
         i->started_usec = started;
+        const char *key_id = get_string(o, "artifact_key_id");
+        const char *comment = get_string(o, "artifact_comment");
+        i->artifact_key_id = key_id ? xstrdup(key_id) : NULL;
+        i->artifact_comment = comment ? xstrdup(comment) : NULL;
         if (!copy_sha(i->spec_sha256, spec_sha, false) ||
             !copy_sha(i->artifact_sha256, art_sha, false)) {
                 instance_free(i);
@@ -231,6 +244,13 @@ static int service_from_json(struct state *s, const char *name, json_object *o)
         }
         if (!copy_sha(ss->refused_spec_sha256, get_string(o, "refused_spec_sha256"), true))
                 return -EINVAL;
+        /* Generations must never repeat: a record whose counter is behind
+         * one of its own instances cannot be trusted. */
+        for (size_t i = 0; i < ELEMENTSOF(slots); i++)
+                if (*slots[i] && (*slots[i])->generation > ss->last_generation)
+                        return -EINVAL;
+        if (json_object_object_get_ex(o, "removed", &v))
+                ss->removed = json_object_get_boolean(v);
         if (json_object_object_get_ex(o, "last_rollout", &lr)) {
                 uint64_t result = 0;
                 get_u64(lr, "result", &result);

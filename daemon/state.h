@@ -21,6 +21,8 @@ struct instance {
         char artifact_sha256[65];
         int port;
         uint64_t started_usec; /* realtime; when liid started it */
+        char *artifact_key_id;  /* the key that signed the artifact; NULL when unsigned */
+        char *artifact_comment; /* that signature's trusted comment */
 };
 
 struct rollout_record {
@@ -36,6 +38,10 @@ struct service_state {
         struct instance *previous;
         struct instance *pending; /* started or about to be; not promoted */
         char refused_spec_sha256[65]; /* quarantined spec, "" when none */
+        /* Gone from the desired state: its instance is to be stopped and
+         * never brought back from the record. The entry itself stays, so
+         * that generations keep counting if the service returns. */
+        bool removed;
         struct rollout_record last_rollout;
 };
 

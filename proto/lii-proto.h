@@ -63,6 +63,8 @@
 #define LII_F_NEXT "next"                       /* the instance being rolled out */
 #define LII_F_KEY_ID "key_id"                   /* minisign key that signed the document */
 #define LII_F_TRUSTED_COMMENT "trusted_comment" /* its trusted comment */
+#define LII_F_SIGNATURE "signature"             /* {key_id, trusted_comment} of an artifact */
+#define LII_F_RESTARTS "restarts"               /* dead instances replaced in a row */
 
 /* The longest name service_name_is_valid() accepts. */
 #define LII_SERVICE_NAME_MAX 48

@@ -301,6 +301,62 @@ START_TEST(invalid_document_changes_nothing)
 }
 END_TEST
 
+static bool gone(json_object *status, void *userdata)
+{
+        return h_json_path(status, userdata) == NULL;
+}
+
+START_TEST(removed_service_is_stopped_and_can_return)
+{
+        const struct h_service both[] = { { .name = "hello", .artifact = 1 },
+                                          { .name = "web", .artifact = 2 } };
+        h_publish(&env, both, 2, 0);
+        json_object_put(wait_generation("web", 1));
+        json_object *svc = wait_generation("hello", 1);
+        long long hello_pid = h_json_int(svc, "current.main_pid");
+        json_object_put(svc);
+
+        h_publish(&env, &both[0], 1, 0);
+        json_object_put(h_wait_status(&env, gone, "services.web", 20000, "web to be removed"));
+        ck_assert(!unit_is_active("lii-web@1.service"));
+        json_object *o = NULL;
+        ck_assert_int_eq(h_api_get(&env, "/v1/services/web", &o), 404);
+        json_object_put(o);
+        /* The other service is not touched. */
+        svc = wait_generation("hello", 1);
+        ck_assert_int_eq(h_json_int(svc, "current.main_pid"), hello_pid);
+        json_object_put(svc);
+
+        /* Back again: generations go on counting, they never repeat. */
+        h_publish(&env, both, 2, 0);
+        svc = wait_generation("web", 2);
+        ck_assert_int_eq(h_json_int(svc, "previous.generation"), 1);
+        json_object_put(svc);
+}
+END_TEST
+
+static bool restarted(json_object *svc, void *userdata)
+{
+        return runs_generation(svc, userdata) && h_json_int(svc, "restarts") == 1;
+}
+
+START_TEST(dead_instance_is_replaced)
+{
+        h_publish(&env, &hello_v1, 1, 0);
+        json_object_put(wait_generation("hello", 1));
+        const char *kill[] = { "kill", "--signal=KILL", "lii-hello@1.service", NULL };
+        ck_assert_int_eq(h_systemctl(&env, NULL, kill), 0);
+
+        long long gen = 2;
+        json_object *svc = h_wait_service(&env, "hello", restarted, &gen, 20000,
+                                          "a replacement of the killed instance");
+        ck_assert_str_eq(h_json_str(svc, "last_rollout.result"), "succeeded");
+        int port = (int)h_json_int(svc, "current.port");
+        json_object_put(svc);
+        assert_answers(port, "v1");
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("rollout");
@@ -314,6 +370,8 @@ static Suite *suite(void)
                 { "sigkill_adopt", sigkill_adopts_running_unit },
                 { "sigkill_rollout", sigkill_during_rollout_keeps_old },
                 { "invalid_doc", invalid_document_changes_nothing },
+                { "removal", removed_service_is_stopped_and_can_return },
+                { "replace_dead", dead_instance_is_replaced },
         };
         for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
                 TCase *tc = tcase_create(tests[i].name);

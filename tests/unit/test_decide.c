@@ -115,6 +115,27 @@ START_TEST(no_document_keeps_what_runs)
 }
 END_TEST
 
+START_TEST(dead_instance_waits_for_its_delay)
+{
+        struct decide_input in = base();
+        in.current_spec = A;
+        in.current_alive = false;
+        in.backoff_pending = true;
+        ck_assert_int_eq(decide(&in), DECIDE_WAIT);
+        /* A new spec does not wait for the old one's delay. */
+        in.want_spec = B;
+        ck_assert_int_eq(decide(&in), DECIDE_ROLLOUT);
+        /* Nor does a removal. */
+        in.want_spec = NULL;
+        ck_assert_int_eq(decide(&in), DECIDE_REMOVE);
+        /* Without a document, the recorded spec comes back after the delay. */
+        in.have_document = false;
+        ck_assert_int_eq(decide(&in), DECIDE_WAIT);
+        in.backoff_pending = false;
+        ck_assert_int_eq(decide(&in), DECIDE_RESTORE);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("decide");
@@ -129,6 +150,7 @@ int main(void)
         tcase_add_test(tc, in_flight_waits);
         tcase_add_test(tc, absent_service_is_removed);
         tcase_add_test(tc, no_document_keeps_what_runs);
+        tcase_add_test(tc, dead_instance_waits_for_its_delay);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
