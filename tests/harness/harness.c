@@ -147,6 +147,29 @@ static void make_key(const char *dir, const char *name)
                 fail_now("minisign -G failed (%d)", rc);
 }
 
+static void sign(struct h_env *env, const char *key, const char *file);
+static void write_config(struct h_env *env, const char *poll_interval, const char *ca_file);
+
+void h_sign_artifact(struct h_env *env, const char *path)
+{
+        sign(env, "artifact", path);
+}
+
+void h_serve_over_http(struct h_env *env, bool https, const char *poll_interval,
+                       const char *extra_locations)
+{
+        char dir[700];
+        snprintf(dir, sizeof dir, "%s/nginx", env->dir);
+        h_nginx_start(&env->nginx, dir, env->www, extra_locations);
+        if (https)
+                snprintf(env->source_url, sizeof env->source_url,
+                         "https://localhost:%d/desired.json", env->nginx.https_port);
+        else
+                snprintf(env->source_url, sizeof env->source_url,
+                         "http://127.0.0.1:%d/desired.json", env->nginx.http_port);
+        write_config(env, poll_interval, https ? env->nginx.ca_file : NULL);
+}
+
 static void sign(struct h_env *env, const char *key, const char *file)
 {
         char sec[700];
@@ -157,6 +180,23 @@ static void sign(struct h_env *env, const char *key, const char *file)
         free(out);
         if (rc != 0)
                 fail_now("minisign -S %s failed (%d)", file, rc);
+}
+
+static void write_config(struct h_env *env, const char *poll_interval, const char *ca_file)
+{
+        char conf[8192];
+        snprintf(conf, sizeof conf,
+                 "; written by the lii test harness\n"
+                 "[source]\nurl = %s\npoll_interval = %s\nca_file = %s\n"
+                 "[trust]\ndesired_keys = %s/keys/desired.d\nartifact_keys = %s/keys/artifact.d\n"
+                 "[node]\nname = itest\n"
+                 "[paths]\nstate_dir = %s\nsocket = %s\n"
+                 "[systemd]\nbus = %s\n"
+                 "[api]\nread_group =\n"
+                 "[log]\nlevel = debug\n",
+                 env->source_url, poll_interval, ca_file ? ca_file : "", env->dir, env->dir,
+                 env->state_dir, env->socket, env->bus);
+        write_file(env->config, conf);
 }
 
 void h_setup(struct h_env *env, const char *name)
@@ -190,18 +230,8 @@ void h_setup(struct h_env *env, const char *name)
         make_key(desired_d, "desired");
         make_key(artifact_d, "artifact");
 
-        char conf[8192];
-        snprintf(conf, sizeof conf,
-                 "; written by the lii test harness\n"
-                 "[source]\nurl = file://%s/desired.json\npoll_interval = 30s\n"
-                 "[trust]\ndesired_keys = %s\nartifact_keys = %s\n"
-                 "[node]\nname = itest\n"
-                 "[paths]\nstate_dir = %s\nsocket = %s\n"
-                 "[systemd]\nbus = %s\n"
-                 "[api]\nread_group =\n"
-                 "[log]\nlevel = debug\n",
-                 env->www, desired_d, artifact_d, env->state_dir, env->socket, env->bus);
-        write_file(env->config, conf);
+        snprintf(env->source_url, sizeof env->source_url, "file://%s/desired.json", env->www);
+        write_config(env, "30s", NULL);
 
         /* The artifacts, published beside the document and signed. */
         for (int v = 1; v <= 3; v++) {
@@ -286,6 +316,7 @@ void h_teardown(struct h_env *env)
                 waitpid(env->manager_pid, &status, 0);
                 env->manager_pid = 0;
         }
+        h_nginx_stop(&env->nginx);
         unlink(env->socket);
         if (!getenv("LII_KEEP_TEST_DIR")) {
                 char *rm[] = { "rm", "-rf", env->dir, NULL };
@@ -327,6 +358,17 @@ void h_publish_raw(struct h_env *env, const char *doc)
         char sig_tmp[740], sig[720];
         snprintf(sig_tmp, sizeof sig_tmp, "%s.minisig", tmp);
         snprintf(sig, sizeof sig, "%s.minisig", path);
+        /* nginx's ETag is the file's mtime in seconds and its size: two
+         * documents of one size written within a second would look the
+         * same to a conditional GET. Each publication gets its own mtime,
+         * as files published a while apart have. */
+        static unsigned publications;
+        struct timespec times[2] = {
+                { .tv_sec = 1700000000 + (time_t)++publications },
+                { .tv_sec = 1700000000 + (time_t)publications },
+        };
+        if (utimensat(AT_FDCWD, tmp, times, 0) < 0)
+                fail_now("utimensat %s: %s", tmp, strerror(errno));
         if (rename(sig_tmp, sig) < 0 || rename(tmp, path) < 0)
                 fail_now("publish: %s", strerror(errno));
 }
@@ -339,18 +381,24 @@ unsigned h_publish(struct h_env *env, const struct h_service *svcs, size_t n, un
         FILE *f = open_memstream(&doc, &len);
         fprintf(f, "{\"format\":\"lii.desired/1\",\"serial\":%u,\"services\":{", env->serial);
         for (size_t i = 0; i < n; i++) {
-                char art[700], sha[65];
+                char file[256], art[1024], sha[65];
                 long long size;
-                snprintf(art, sizeof art, "%s/hello-%d.tar.gz", env->www, svcs[i].artifact);
+                if (svcs[i].artifact_file)
+                        snprintf(file, sizeof file, "%s", svcs[i].artifact_file);
+                else
+                        snprintf(file, sizeof file, "hello-%d.tar.gz", svcs[i].artifact);
+                snprintf(art, sizeof art, "%s/%s", env->www, file);
                 sha256_file(art, sha, &size);
+                if (svcs[i].size)
+                        size = svcs[i].size;
                 fprintf(f,
-                        "%s\"%s\":{\"artifact\":{\"url\":\"hello-%d.tar.gz\",\"sha256\":\"%s\","
+                        "%s\"%s\":{\"artifact\":{\"url\":\"%s\",\"sha256\":\"%s\","
                         "\"size\":%lld},"
                         "\"exec\":[\"bin/hello\",\"--version-name\",\"v%d\"%s],"
                         "\"env\":{\"GREETING\":\"hi from ${LII_SERVICE}\"},"
                         "\"health\":%s,\"stop_timeout\":\"5s\"}",
-                        i ? "," : "", svcs[i].name, svcs[i].artifact,
-                        svcs[i].sha256 ? svcs[i].sha256 : sha, size, svcs[i].artifact,
+                        i ? "," : "", svcs[i].name, file, svcs[i].sha256 ? svcs[i].sha256 : sha,
+                        size, svcs[i].artifact,
                         svcs[i].extra_args ? svcs[i].extra_args : "",
                         svcs[i].health ? svcs[i].health
                                        : "{\"http\":\"http://127.0.0.1:${PORT}/healthz\","

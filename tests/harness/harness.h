@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "nginx.h"
+
 struct h_env {
         char dir[512];       /* this test's folder, outside /tmp (PrivateTmp) */
         char runtime[600];   /* XDG_RUNTIME_DIR of the private manager */
@@ -18,6 +20,8 @@ struct h_env {
         pid_t manager_pid;
         pid_t liid_pid;
         unsigned serial;
+        struct h_nginx nginx; /* after h_serve_over_http() */
+        char source_url[700];
 };
 
 /* Creates the folder, keys and configuration and starts the manager. */
@@ -25,6 +29,14 @@ void h_setup(struct h_env *env, const char *name);
 /* Stops liid and the manager (which stops every instance) and removes the
  * folder. */
 void h_teardown(struct h_env *env);
+
+/* Serves the published folder with a real nginx and points liid's source
+ * at it (https with the harness CA as ca_file, or plain http), polling
+ * every poll_interval (e.g. "300ms"). Call before h_start_liid(). */
+void h_serve_over_http(struct h_env *env, bool https, const char *poll_interval,
+                       const char *extra_locations);
+/* Signs a file with the test's artifact key (FILE.minisig). */
+void h_sign_artifact(struct h_env *env, const char *path);
 
 /* Starts liid and returns once it told systemd-style readiness (READY=1). */
 void h_start_liid(struct h_env *env);
@@ -37,6 +49,8 @@ struct h_service {
         const char *extra_args;  /* JSON array items appended to exec, e.g. ",\"--never-healthy\"" */
         const char *health;      /* JSON object for "health", or NULL for the default */
         const char *sha256;      /* override the artifact's real hash (to break it) */
+        const char *artifact_file; /* another file in the published folder */
+        long long size;          /* override the artifact's real size, when nonzero */
 };
 /* Writes desired.json with the next serial (or the one given, if nonzero)
  * and signs it with the test's desired-state key. Returns the serial. */
