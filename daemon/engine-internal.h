@@ -94,6 +94,10 @@ void engine_stop_unit(struct engine *e, const char *service, uint64_t generation
 /* Schedules a reconcile of svc after its restart backoff. Returns false
  * when the restart limit is reached. */
 bool engine_schedule_restart(struct service *svc);
+/* Removes from the store every artifact that no service references: not
+ * its current, previous or pending instance, not its desired spec, and not
+ * among its keep_revisions latest promoted revisions. */
+void engine_collect(struct engine *e);
 /* Looks at every service and starts what has to change. */
 void engine_reconcile(struct engine *e);
 

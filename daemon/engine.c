@@ -231,6 +231,7 @@ static void removal_done(struct engine *e, const char *name, int r, const char *
         }
         log_svc(LOG_INFO, name, 0, "Stopped: no longer in the desired state");
         service_forget(e, svc);
+        engine_collect(e);
 }
 
 /* The removal is on disk before the stop, so that a restart with no
@@ -254,6 +255,47 @@ static void service_remove(struct engine *e, struct service *svc)
         svc->current_alive = svc->healthy = false;
         svc->main_pid = 0;
         engine_stop_unit(e, svc->name, ss->current->generation, ss->current->unit, STOP_REMOVED);
+}
+
+/* ---- the store ---- */
+
+static void keep_add(char ***keep, size_t *n, const char *sha)
+{
+        if (!sha || !*sha)
+                return;
+        for (size_t i = 0; i < *n; i++)
+                if (strcmp((*keep)[i], sha) == 0)
+                        return;
+        char **v = realloc(*keep, (*n + 2) * sizeof *v);
+        if (!v)
+                abort();
+        v[(*n)++] = (char *)sha;
+        v[*n] = NULL;
+        *keep = v;
+}
+
+void engine_collect(struct engine *e)
+{
+        _cleanup_free_ char **keep = NULL;
+        size_t n = 0;
+        for (size_t i = 0; i < e->state->n_services; i++) {
+                const struct service_state *ss = e->state->services[i];
+                const struct instance *insts[] = { ss->current, ss->previous, ss->pending };
+                for (size_t j = 0; j < ELEMENTSOF(insts); j++)
+                        if (insts[j])
+                                keep_add(&keep, &n, insts[j]->artifact_sha256);
+                for (char **a = ss->artifacts; a && *a; a++)
+                        keep_add(&keep, &n, *a);
+        }
+        for (size_t i = 0; e->desired && i < e->desired->n_services; i++)
+                keep_add(&keep, &n, e->desired->services[i].artifact_sha256);
+        if (!keep)
+                keep = xcalloc(1, sizeof *keep);
+        int r = store_collect(e->store, keep);
+        if (r < 0)
+                log_warning_errno(r, "Failed to collect old artifacts: %m");
+        else if (r > 0)
+                log_info("Collected %d artifact%s no revision needs any more", r, r == 1 ? "" : "s");
 }
 
 /* ---- reconciling ---- */

@@ -135,6 +135,7 @@ static void rollout_commit(struct rollout *ro)
         }
         ss->current = ss->pending;
         ss->pending = NULL;
+        state_remember_artifact(ss, ss->current->artifact_sha256, e->cfg->keep_revisions);
         ss->refused_spec_sha256[0] = '\0';
         rollout_record_set(&ss->last_rollout, LII_RESULT_SUCCEEDED, NULL, ro->started_usec, now);
         /* Nothing may be retired on the strength of a state that did not
@@ -155,6 +156,7 @@ static void rollout_commit(struct rollout *ro)
 
         if (retired)
                 engine_stop_unit(e, svc->name, retired->generation, retired->unit, STOP_RETIRED);
+        engine_collect(e);
         rollout_detach(ro);
 }
 

@@ -39,6 +39,20 @@ struct instance *instance_free(struct instance *i)
         return NULL;
 }
 
+void state_remember_artifact(struct service_state *ss, const char *sha256, unsigned keep)
+{
+        size_t n = strv_length(ss->artifacts);
+        char **v = xcalloc(keep + 1, sizeof *v);
+        size_t k = 0;
+        v[k++] = xstrdup(sha256);
+        for (size_t i = 0; i < n; i++) {
+                if (k < keep && strcmp(ss->artifacts[i], sha256) != 0)
+                        v[k++] = TAKE_PTR(ss->artifacts[i]);
+        }
+        strv_free(ss->artifacts);
+        ss->artifacts = v;
+}
+
 void rollout_record_set(struct rollout_record *r, enum lii_result result, const char *reason,
                         uint64_t started_usec, uint64_t finished_usec)
 {
@@ -57,6 +71,7 @@ static struct service_state *service_state_free(struct service_state *s)
                 instance_free(s->previous);
                 instance_free(s->pending);
                 free(s->last_rollout.reason);
+                strv_free(s->artifacts);
                 free(s);
         }
         return NULL;
@@ -153,6 +168,10 @@ static json_object *state_to_json(const struct state *s)
                 json_object_object_add(o, "refused_spec_sha256",
                                        json_object_new_string(ss->refused_spec_sha256));
                 json_object_object_add(o, "removed", json_object_new_boolean(ss->removed));
+                json_object *arts = json_object_new_array();
+                for (char **a = ss->artifacts; a && *a; a++)
+                        json_object_array_add(arts, json_object_new_string(*a));
+                json_object_object_add(o, "artifacts", arts);
                 json_object *lr = json_object_new_object();
                 json_object_object_add(lr, "result", json_object_new_int(ss->last_rollout.result));
                 json_object_object_add(lr, "reason",
@@ -251,6 +270,22 @@ static int service_from_json(struct state *s, const char *name, json_object *o)
                         return -EINVAL;
         if (json_object_object_get_ex(o, "removed", &v))
                 ss->removed = json_object_get_boolean(v);
+        if (json_object_object_get_ex(o, "artifacts", &v)) {
+                if (!json_object_is_type(v, json_type_array) ||
+                    json_object_array_length(v) > STATE_MAX_ARTIFACTS)
+                        return -EINVAL;
+                size_t n = json_object_array_length(v);
+                ss->artifacts = xcalloc(n + 1, sizeof *ss->artifacts);
+                for (size_t i = 0; i < n; i++) {
+                        json_object *a = json_object_array_get_idx(v, i);
+                        const char *sha = json_object_is_type(a, json_type_string)
+                                                  ? json_object_get_string(a)
+                                                  : NULL;
+                        if (!sha || !is_hex_string(sha, 64))
+                                return -EINVAL;
+                        ss->artifacts[i] = xstrdup(sha);
+                }
+        }
         if (json_object_object_get_ex(o, "last_rollout", &lr)) {
                 uint64_t result = 0;
                 get_u64(lr, "result", &result);

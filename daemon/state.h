@@ -12,6 +12,7 @@
 
 #define STATE_FORMAT "lii.state/1"
 #define STATE_MAX_BYTES (64U << 20)
+#define STATE_MAX_ARTIFACTS 100 /* keep_revisions' upper bound */
 
 struct instance {
         uint64_t generation;
@@ -42,6 +43,9 @@ struct service_state {
          * never brought back from the record. The entry itself stays, so
          * that generations keep counting if the service returns. */
         bool removed;
+        /* The artifacts of the latest promoted revisions, newest first, at
+         * most keep_revisions: the store keeps these and collects the rest. */
+        char **artifacts;
         struct rollout_record last_rollout;
 };
 
@@ -68,5 +72,7 @@ void state_remove(struct state *s, const char *name);
 struct instance *instance_new(const char *service, uint64_t generation, const char *spec_json,
                               const char *spec_sha256, const char *artifact_sha256, int port);
 struct instance *instance_free(struct instance *i);
+/* Puts sha256 first in the service's artifact history, at most keep long. */
+void state_remember_artifact(struct service_state *ss, const char *sha256, unsigned keep);
 void rollout_record_set(struct rollout_record *r, enum lii_result result, const char *reason,
                         uint64_t started_usec, uint64_t finished_usec);

@@ -191,6 +191,7 @@ static void write_config(struct h_env *env, const char *poll_interval, const cha
                  "[trust]\ndesired_keys = %s/keys/desired.d\nartifact_keys = %s/keys/artifact.d\n"
                  "[node]\nname = itest\n"
                  "[paths]\nstate_dir = %s\nsocket = %s\n"
+                 "[rollout]\nkeep_revisions = 1\n"
                  "[systemd]\nbus = %s\n"
                  "[api]\nread_group =\n"
                  "[log]\nlevel = debug\n",

@@ -357,6 +357,49 @@ START_TEST(dead_instance_is_replaced)
 }
 END_TEST
 
+/* The store entries (folders) in state/store/sha256, as one sorted string. */
+static void store_entries(char *out, size_t size)
+{
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "cd '%s/store/sha256' && find . -mindepth 1 -maxdepth 1 -type d "
+                                  "-printf '%%f\n' | sort | tr '\n' ' '",
+                 env.state_dir);
+        FILE *p = popen(cmd, "r");
+        ck_assert_ptr_nonnull(p);
+        size_t n = fread(out, 1, size - 1, p);
+        out[n] = '\0';
+        pclose(p);
+}
+
+START_TEST(store_keeps_only_what_revisions_need)
+{
+        /* The harness runs liid with keep_revisions = 1: the current
+         * revision, plus the previous one that rollback needs. */
+        h_publish(&env, &hello_v1, 1, 0);
+        json_object *svc = wait_generation("hello", 1);
+        char art1[65];
+        snprintf(art1, sizeof art1, "%s", h_json_str(svc, "current.artifact_sha256"));
+        json_object_put(svc);
+        h_publish(&env, &hello_v2, 1, 0);
+        json_object_put(wait_generation("hello", 2));
+        char entries[1024];
+        store_entries(entries, sizeof entries);
+        ck_assert_ptr_nonnull(strstr(entries, art1));
+
+        const struct h_service v3 = { .name = "hello", .artifact = 3 };
+        h_publish(&env, &v3, 1, 0);
+        svc = wait_generation("hello", 3);
+        char want[200];
+        const char *a2 = h_json_str(svc, "previous.artifact_sha256");
+        const char *a3 = h_json_str(svc, "current.artifact_sha256");
+        snprintf(want, sizeof want, "%s %s ", strcmp(a2, a3) < 0 ? a2 : a3,
+                 strcmp(a2, a3) < 0 ? a3 : a2);
+        json_object_put(svc);
+        store_entries(entries, sizeof entries);
+        ck_assert_str_eq(entries, want);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("rollout");
@@ -372,6 +415,7 @@ static Suite *suite(void)
                 { "invalid_doc", invalid_document_changes_nothing },
                 { "removal", removed_service_is_stopped_and_can_return },
                 { "replace_dead", dead_instance_is_replaced },
+                { "store_gc", store_keeps_only_what_revisions_need },
         };
         for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
                 TCase *tc = tcase_create(tests[i].name);

@@ -114,6 +114,35 @@ START_TEST(damaged_files_are_refused)
 }
 END_TEST
 
+START_TEST(artifact_history)
+{
+        struct state *s = NULL;
+        char *error = NULL;
+        ck_assert_int_eq(state_load(path, &s, &error), 0);
+        struct service_state *ss = state_get(s, "hello");
+        state_remember_artifact(ss, SHA_A, 2);
+        state_remember_artifact(ss, SHA_B, 2);
+        state_remember_artifact(ss, SHA_A, 2); /* again: moves to the front, no duplicate */
+        ck_assert_uint_eq(strv_length(ss->artifacts), 2);
+        ck_assert_str_eq(ss->artifacts[0], SHA_A);
+        ck_assert_str_eq(ss->artifacts[1], SHA_B);
+        char c[65];
+        memset(c, 'c', 64);
+        c[64] = '\0';
+        state_remember_artifact(ss, c, 2); /* the oldest falls out */
+        ck_assert_str_eq(ss->artifacts[0], c);
+        ck_assert_str_eq(ss->artifacts[1], SHA_A);
+        ck_assert_ptr_null(ss->artifacts[2]);
+        ck_assert_int_eq(state_save(s, path), 0);
+        state_free(s);
+        ck_assert_int_eq(state_load(path, &s, &error), 0);
+        ss = state_find(s, "hello");
+        ck_assert_uint_eq(strv_length(ss->artifacts), 2);
+        ck_assert_str_eq(ss->artifacts[1], SHA_A);
+        state_free(s);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("state");
@@ -122,6 +151,7 @@ int main(void)
         tcase_add_test(tc, missing_file_is_empty_state);
         tcase_add_test(tc, round_trip);
         tcase_add_test(tc, damaged_files_are_refused);
+        tcase_add_test(tc, artifact_history);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
