@@ -10,32 +10,6 @@
 
 #include "minisign.h"
 
-/* Reads a small file whole (keys, signatures); larger than max is refused. */
-static int read_small(const char *path, size_t max, char **ret, size_t *ret_len)
-{
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return -errno;
-        _cleanup_free_ char *buf = xcalloc(1, max + 1);
-        size_t len = 0;
-        for (;;) {
-                ssize_t n = read(fd, buf + len, max + 1 - len);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
-                        break;
-                len += (size_t)n;
-                if (len > max)
-                        return -EFBIG;
-        }
-        *ret = TAKE_PTR(buf);
-        *ret_len = len;
-        return 0;
-}
-
 static int load_keyring(const char *path, struct minisign_keyring **ret, char **ret_error)
 {
         struct stat st;
@@ -47,10 +21,10 @@ static int load_keyring(const char *path, struct minisign_keyring **ret, char **
                 return minisign_keyring_load_dir(path, ret, ret_error);
         _cleanup_free_ char *text = NULL;
         size_t len;
-        int r = read_small(path, MINISIGN_KEY_FILE_MAX, &text, &len);
+        int r = read_file_capped(path, MINISIGN_KEY_FILE_MAX, &text, &len);
         if (r < 0) {
                 *ret_error = xasprintf("%s: %s", path, r == -EFBIG ? "too large for a key file"
-                                                                  : strerror(-r));
+                                                                  : read_file_strerror(r));
                 return r;
         }
         _cleanup_(minisign_keyring_freep) struct minisign_keyring *k = minisign_keyring_new();
@@ -142,11 +116,11 @@ static int run(struct ctl *ctl, int argc, char **argv)
 
         _cleanup_free_ char *sig_text = NULL;
         size_t sig_len;
-        int r = read_small(sig_path, MINISIGN_SIG_FILE_MAX, &sig_text, &sig_len);
+        int r = read_file_capped(sig_path, MINISIGN_SIG_FILE_MAX, &sig_text, &sig_len);
         if (r < 0) {
                 _cleanup_free_ char *msg = xasprintf(
                         "signature %s: %s", sig_path,
-                        r == -EFBIG ? "too large for a signature file" : strerror(-r));
+                        r == -EFBIG ? "too large for a signature file" : read_file_strerror(r));
                 return refuse(ctl, file, msg);
         }
         _cleanup_(minisign_sig_freep) struct minisign_sig *sig = NULL;

@@ -130,68 +130,30 @@ static uint64_t jittered_msec(uint64_t usec)
 
 /* ---- file:// ---- */
 
-static const char *file_error(int r)
-{
-        return r == -EBADFD ? "not a regular file" : strerror(-r);
-}
-
-/* Reads at most max bytes; a larger file is an error, so the cap holds
- * before anything parses it. */
-static int read_capped(const char *path, size_t max, char **ret, size_t *ret_len)
-{
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0)
-                return -errno;
-        struct stat st;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        /* -EBADFD stands for "not a regular file", which has no errno. */
-        if (!S_ISREG(st.st_mode))
-                return -EBADFD;
-        _cleanup_free_ char *buf = xcalloc(1, max + 2);
-        size_t len = 0;
-        for (;;) {
-                ssize_t n = read(fd, buf + len, max + 1 - len);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
-                        break;
-                len += (size_t)n;
-                if (len > max)
-                        return -EFBIG;
-        }
-        *ret = TAKE_PTR(buf);
-        *ret_len = len;
-        return 0;
-}
-
 static void file_fetch(struct source *s)
 {
         struct source_result res = {0};
         _cleanup_free_ char *doc = NULL, *sig = NULL, *error = NULL, *sig_error = NULL;
-        int r = read_capped(s->path, SOURCE_MAX_DOCUMENT, &doc, &res.doc_len);
+        int r = read_file_capped(s->path, SOURCE_MAX_DOCUMENT, &doc, &res.doc_len);
         if (r < 0) {
                 res.r = r;
                 if (r == -EFBIG)
                         error = xasprintf("%s: document larger than %u bytes", s->url,
                                           SOURCE_MAX_DOCUMENT);
                 else
-                        error = xasprintf("%s: %s", s->url, file_error(r));
+                        error = xasprintf("%s: %s", s->url, read_file_strerror(r));
                 res.error = error;
                 s->cb(s, &res, s->userdata);
                 return;
         }
         res.doc = doc;
-        r = read_capped(s->sig_path, SOURCE_MAX_SIGNATURE, &sig, &res.sig_len);
+        r = read_file_capped(s->sig_path, SOURCE_MAX_SIGNATURE, &sig, &res.sig_len);
         if (r < 0) {
                 if (r == -EFBIG)
                         sig_error = xasprintf("%s.minisig: larger than %u bytes", s->url,
                                               SOURCE_MAX_SIGNATURE);
                 else
-                        sig_error = xasprintf("%s.minisig: %s", s->url, file_error(r));
+                        sig_error = xasprintf("%s.minisig: %s", s->url, read_file_strerror(r));
                 res.sig_error = sig_error;
         } else {
                 res.sig = sig;

@@ -538,38 +538,6 @@ static int fetch_file(const char *url, struct sink *sink, char **ret_error)
         }
 }
 
-/* Reads a whole small regular file: -EFBIG when it holds more than max
- * bytes, -EINVAL when it is not a regular file. The text is NUL-terminated. */
-static int read_small_file(const char *path, size_t max, char **ret, size_t *ret_len)
-{
-        /* O_NONBLOCK keeps a FIFO planted at the path from blocking a pool
-         * thread in open(); it is refused right after. */
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0)
-                return -errno;
-        struct stat st;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode))
-                return -EINVAL;
-        _cleanup_free_ char *buf = xcalloc(max + 2, 1);
-        size_t len = 0;
-        for (;;) {
-                ssize_t n = read(fd, buf + len, max + 1 - len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                if (n == 0)
-                        break;
-                len += (size_t)n;
-                if (len > max)
-                        return -EFBIG;
-        }
-        *ret = TAKE_PTR(buf);
-        *ret_len = len;
-        return 0;
-}
 
 /* Writes a small file in one go under a temporary name in tmp_dir and
  * renames it over path, so that a reader sees the old content or the new,
@@ -628,7 +596,7 @@ static void read_record(struct store_job *j)
         _cleanup_free_ char *sig_path = xasprintf("%s" SIG_SUFFIX, j->root);
         _cleanup_free_ char *hex = NULL;
         size_t len = 0;
-        if (read_small_file(b2_path, B2_HEX_LEN + 1, &hex, &len) < 0 || len != B2_HEX_LEN + 1 ||
+        if (read_file_capped(b2_path, B2_HEX_LEN + 1, &hex, &len) < 0 || len != B2_HEX_LEN + 1 ||
             hex[B2_HEX_LEN] != '\n')
                 return;
         for (size_t i = 0; i < MINISIGN_HASH_SIZE; i++) {
@@ -638,7 +606,7 @@ static void read_record(struct store_job *j)
                 j->b2[i] = (uint8_t)(hi << 4 | lo);
         }
         j->have_b2 = true;
-        if (read_small_file(sig_path, MINISIGN_SIG_FILE_MAX, &j->sig_text, &j->sig_len) < 0)
+        if (read_file_capped(sig_path, MINISIGN_SIG_FILE_MAX, &j->sig_text, &j->sig_len) < 0)
                 j->sig_text = NULL;
 }
 
@@ -656,16 +624,13 @@ static int work_read_sig(struct store_job *j, char **ret_error)
         if (!path)
                 return fail(ret_error, -EINVAL, "artifact %s: signature %s: not a local file URL",
                             j->url, j->sig_url);
-        int r = read_small_file(path, MINISIGN_SIG_FILE_MAX, &j->sig_text, &j->sig_len);
+        int r = read_file_capped(path, MINISIGN_SIG_FILE_MAX, &j->sig_text, &j->sig_len);
         if (r == -EFBIG)
                 return fail(ret_error, r, "artifact %s: signature %s: larger than %d bytes", j->url,
                             j->sig_url, MINISIGN_SIG_FILE_MAX);
-        if (r == -EINVAL)
-                return fail(ret_error, r, "artifact %s: signature %s: not a regular file", j->url,
-                            j->sig_url);
         if (r < 0)
                 return fail(ret_error, r, "artifact %s: signature %s: %s", j->url, j->sig_url,
-                            strerror(-r));
+                            read_file_strerror(r));
         return 0;
 }
 

@@ -2,9 +2,11 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 char **strv_free(char **v)
@@ -185,6 +187,41 @@ bool service_name_is_valid(const char *s)
                         return false;
         }
         return true;
+}
+
+int read_file_capped(const char *path, size_t max, char **ret, size_t *ret_len)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return -errno;
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        _cleanup_free_ char *buf = xcalloc(1, max + 2);
+        size_t len = 0;
+        for (;;) {
+                ssize_t n = read(fd, buf + len, max + 1 - len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+                if (len > max)
+                        return -EFBIG;
+        }
+        *ret = TAKE_PTR(buf);
+        *ret_len = len;
+        return 0;
+}
+
+const char *read_file_strerror(int r)
+{
+        return r == -EBADFD ? "not a regular file" : strerror(-r);
 }
 
 static void oom(void)

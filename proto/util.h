@@ -92,6 +92,14 @@ int parse_rfc3339(const char *s, uint64_t *ret_usec);
 void hex_encode(const uint8_t *in, size_t n, char *out);
 bool is_hex_string(const char *s, size_t len);
 
+/* Reads a whole small regular file, NUL-terminated. A larger file than max
+ * is -EFBIG and something else than a regular file -EBADFD (a FIFO planted
+ * at the path cannot block: it is opened non-blocking and refused), so the
+ * cap holds before anything parses the bytes. */
+int read_file_capped(const char *path, size_t max, char **ret, size_t *ret_len);
+/* strerror(), plus "not a regular file" for read_file_capped()'s -EBADFD. */
+const char *read_file_strerror(int r);
+
 /* Checks the service name grammar of the brief: [a-z0-9][a-z0-9-]{0,47}. */
 bool service_name_is_valid(const char *s);
 
