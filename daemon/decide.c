@@ -8,7 +8,24 @@ static bool same(const char *a, const char *b)
         return a && b && *a && strcmp(a, b) == 0;
 }
 
+static enum decision decide_unpaused(const struct decide_input *in);
+
+/* Pause holds changes: new specs and removals wait. Bringing back a dead
+ * instance with the spec it ran is not a change, and goes on; nor does an
+ * operator's explicit replace. */
 enum decision decide(const struct decide_input *in)
+{
+        enum decision d = decide_unpaused(in);
+        if (!in->paused || in->force)
+                return d;
+        bool same_spec_again = !in->current_alive && in->current_spec &&
+                               (!in->have_document || same(in->want_spec, in->current_spec));
+        if ((d == DECIDE_ROLLOUT && !same_spec_again) || d == DECIDE_REMOVE)
+                return DECIDE_PAUSED;
+        return d;
+}
+
+static enum decision decide_unpaused(const struct decide_input *in)
 {
         if (in->rollout_in_flight || in->removing)
                 return DECIDE_WAIT;
@@ -31,6 +48,8 @@ enum decision decide(const struct decide_input *in)
         }
         if (!in->want_spec)
                 return DECIDE_REMOVE;
+        if (in->force)
+                return in->running_rollouts < in->max_parallel ? DECIDE_ROLLOUT : DECIDE_QUEUE;
         if (in->current_alive && same(in->current_spec, in->want_spec))
                 return DECIDE_RUNNING;
         if (same(in->refused_spec, in->want_spec))
@@ -45,6 +64,7 @@ const char *decision_to_string(enum decision d)
                 [DECIDE_RUNNING] = "running", [DECIDE_REFUSED] = "refused",
                 [DECIDE_QUEUE] = "queue",     [DECIDE_ROLLOUT] = "rollout",
                 [DECIDE_RESTORE] = "restore", [DECIDE_REMOVE] = "remove",
+                [DECIDE_PAUSED] = "paused",
         };
         return (unsigned)d < sizeof names / sizeof names[0] ? names[d] : "?";
 }

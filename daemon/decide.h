@@ -13,6 +13,8 @@ struct decide_input {
         bool rollout_in_flight;
         bool removing;             /* a stop for removal is under way */
         bool backoff_pending;      /* a dead instance's replacement waits for its delay */
+        bool paused;               /* an operator holds new rollouts and removals */
+        bool force;                /* an operator asked for a fresh instance (replace) */
         unsigned running_rollouts, max_parallel;
 };
 
@@ -25,6 +27,7 @@ enum decision {
         DECIDE_ROLLOUT,  /* start a rollout of the wanted spec */
         DECIDE_RESTORE,  /* no document yet and the current instance died: start its spec again */
         DECIDE_REMOVE,   /* the document no longer lists the service: stop it */
+        DECIDE_PAUSED,   /* a change is due, but an operator paused rollouts */
 };
 
 enum decision decide(const struct decide_input *in);

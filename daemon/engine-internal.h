@@ -34,6 +34,7 @@ struct service {
         uv_timer_t backoff_timer;
         bool backoff_pending;
         unsigned restarts;
+        bool force; /* an operator asked for a fresh instance of the desired spec */
 };
 
 /* Replacing a dead instance: the first after 1 s, doubling up to 5 min;
@@ -101,7 +102,12 @@ void engine_collect(struct engine *e);
 /* Looks at every service and starts what has to change. */
 void engine_reconcile(struct engine *e);
 
-int rollout_start(struct service *svc, const struct service_spec *spec);
+enum rollout_kind {
+        ROLLOUT_DESIRED,  /* towards the desired spec (or a dead instance's own) */
+        ROLLOUT_ROLLBACK, /* an operator's rollback to the previous revision */
+        ROLLOUT_REVERT,   /* back to the previous revision after a failed watch */
+};
+int rollout_start(struct service *svc, const struct service_spec *spec, enum rollout_kind kind);
 /* Called for unit changes of the rollout's new instance. */
 void rollout_on_unit(struct rollout *ro, const struct unit_status *st);
 /* Abandons a rollout at liid shutdown: the new instance is left to the next

@@ -4,6 +4,7 @@
 #include "engine-internal.h"
 
 #include <grp.h>
+#include <stdarg.h>
 #include <openssl/evp.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -310,6 +311,21 @@ static void reconcile_service(struct engine *e, struct service *svc)
                 if (engine_save(e) < 0)
                         return;
         }
+        /* After an operator rollback the service stays where it was rolled
+         * back to, for as long as the document still asks for the spec it
+         * left; a new desired spec ends the hold. */
+        _cleanup_(service_spec_freep) struct service_spec *held = NULL;
+        if (want && ss && ss->held) {
+                _cleanup_free_ char *error = NULL;
+                if (strcmp(want->spec_sha256, ss->refused_spec_sha256) == 0 && ss->current &&
+                    service_spec_parse(svc->name, ss->current->spec_json, &held, &error) == 0) {
+                        want = held;
+                } else {
+                        ss->held = false;
+                        if (engine_save(e) < 0)
+                                return;
+                }
+        }
         struct decide_input in = {
                 .have_document = e->desired != NULL,
                 .want_spec = want ? want->spec_sha256 : NULL,
@@ -319,6 +335,8 @@ static void reconcile_service(struct engine *e, struct service *svc)
                 .rollout_in_flight = svc->rollout != NULL,
                 .removing = svc->removing,
                 .backoff_pending = svc->backoff_pending,
+                .paused = e->state->paused,
+                .force = svc->force,
                 .running_rollouts = e->running_rollouts,
                 .max_parallel = e->cfg->max_parallel,
         };
@@ -336,13 +354,15 @@ static void reconcile_service(struct engine *e, struct service *svc)
                 svc->state = LII_STATE_FAILED;
                 return;
         case DECIDE_QUEUE:
+        case DECIDE_PAUSED:
                 svc->state = LII_STATE_PENDING;
                 return;
         case DECIDE_REMOVE:
                 service_remove(e, svc);
                 return;
         case DECIDE_ROLLOUT:
-                rollout_start(svc, want);
+                svc->force = false;
+                rollout_start(svc, want, ROLLOUT_DESIRED);
                 return;
         case DECIDE_RESTORE: {
                 _cleanup_(service_spec_freep) struct service_spec *kept = NULL;
@@ -351,7 +371,7 @@ static void reconcile_service(struct engine *e, struct service *svc)
                         log_svc(LOG_ERR, svc->name, 0, "Recorded spec unusable: %s", error);
                         return;
                 }
-                rollout_start(svc, kept);
+                rollout_start(svc, kept, ROLLOUT_DESIRED);
                 return;
         }
         }
@@ -771,6 +791,7 @@ static json_object *service_json(struct engine *e, struct service *svc)
         }
         json_object_object_add(o, LII_F_LAST_ROLLOUT, lr);
         json_object_object_add(o, LII_F_RESTARTS, json_object_new_int64(svc->restarts));
+        json_object_object_add(o, LII_F_HELD, json_object_new_boolean(ss && ss->held));
         return o;
 }
 
@@ -780,7 +801,7 @@ static json_object *api_status(void *userdata)
         json_object *o = json_object_new_object();
         json_object_object_add(o, LII_F_NODE, json_object_new_string(e->node_name));
         json_object_object_add(o, LII_F_VERSION, json_object_new_string(LII_VERSION));
-        json_object_object_add(o, LII_F_PAUSED, json_object_new_boolean(false));
+        json_object_object_add(o, LII_F_PAUSED, json_object_new_boolean(e->state->paused));
 
         json_object *src = json_object_new_object();
         json_object_object_add(src, LII_F_URL, json_object_new_string(e->cfg->source_url));
@@ -808,9 +829,140 @@ static json_object *api_service(void *userdata, const char *name)
         return svc ? service_json(e, svc) : NULL;
 }
 
+static json_object *message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static json_object *message(const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        _cleanup_free_ char *text = NULL;
+        if (vasprintf(&text, fmt, ap) < 0)
+                abort();
+        va_end(ap);
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, LII_F_MESSAGE, json_object_new_string(text));
+        return o;
+}
+
+static json_object *api_sync(void *userdata)
+{
+        struct engine *e = userdata;
+        source_sync(e->source);
+        log_info("Operator: sync");
+        return message("fetching the desired state from %s now", e->cfg->source_url);
+}
+
+static json_object *set_paused(struct engine *e, bool paused)
+{
+        if (e->state->paused != paused) {
+                e->state->paused = paused;
+                if (engine_save(e) < 0)
+                        return lii_error_new(LII_ERR_INTERNAL, "cannot write the state file");
+                log_info("Operator: %s", paused ? "pause" : "resume");
+        }
+        if (!paused)
+                engine_reconcile(e);
+        return message(paused ? "paused: no new rollouts start; running ones finish"
+                              : "resumed: rollouts start again");
+}
+
+static json_object *api_pause(void *userdata)
+{
+        return set_paused(userdata, true);
+}
+
+static json_object *api_resume(void *userdata)
+{
+        return set_paused(userdata, false);
+}
+
+/* Checks that an operator action on name can start now; returns an error
+ * document (or NULL for "no such service", a 404) when it cannot. */
+static json_object *operable(struct engine *e, const char *name, struct service **ret_svc,
+                             struct service_state **ret_ss, bool *ret_ok)
+{
+        *ret_ok = false;
+        struct service *svc = find_service(e, name);
+        struct service_state *ss = state_find(e->state, name);
+        if (!svc || !ss)
+                return NULL;
+        if (svc->rollout)
+                return lii_error_new(LII_ERR_CONFLICT, "a rollout of this service is under way");
+        if (svc->removing)
+                return lii_error_new(LII_ERR_CONFLICT, "this service is being removed");
+        *ret_svc = svc;
+        *ret_ss = ss;
+        *ret_ok = true;
+        return NULL;
+}
+
+static json_object *api_rollback(void *userdata, const char *name)
+{
+        struct engine *e = userdata;
+        struct service *svc;
+        struct service_state *ss;
+        bool ok;
+        json_object *err = operable(e, name, &svc, &ss, &ok);
+        if (!ok)
+                return err;
+        if (!ss->previous)
+                return lii_error_new(LII_ERR_CONFLICT, "no previous revision to roll back to");
+        _cleanup_(service_spec_freep) struct service_spec *spec = NULL;
+        _cleanup_free_ char *error = NULL;
+        if (service_spec_parse(name, ss->previous->spec_json, &spec, &error) < 0)
+                return lii_error_new(LII_ERR_INTERNAL, error);
+        /* The spec being left is quarantined like a failed one, and the
+         * service held where it goes, until the desired spec changes or an
+         * operator asks for replace. */
+        if (ss->current)
+                snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256, "%s",
+                         ss->current->spec_sha256);
+        ss->held = true;
+        uv_timer_stop(&svc->backoff_timer);
+        svc->backoff_pending = false;
+        uint64_t to = ss->previous->generation;
+        if (engine_save(e) < 0)
+                return lii_error_new(LII_ERR_INTERNAL, "cannot write the state file");
+        log_svc(LOG_NOTICE, name, 0, "Operator: rollback to the spec of generation %llu",
+                (unsigned long long)to);
+        if (rollout_start(svc, spec, ROLLOUT_ROLLBACK) < 0)
+                return lii_error_new(LII_ERR_INTERNAL, "the rollback could not start; see the log");
+        return message("rolling %s back to the spec of generation %llu", name,
+                       (unsigned long long)to);
+}
+
+static json_object *api_replace(void *userdata, const char *name)
+{
+        struct engine *e = userdata;
+        struct service *svc;
+        struct service_state *ss;
+        bool ok;
+        json_object *err = operable(e, name, &svc, &ss, &ok);
+        if (!ok)
+                return err;
+        if (!e->desired || !desired_find(e->desired, name))
+                return lii_error_new(LII_ERR_CONFLICT, "this service is not in the desired state");
+        /* A fresh start: quarantine, hold and restart count are cleared. */
+        ss->refused_spec_sha256[0] = '\0';
+        ss->held = false;
+        svc->restarts = 0;
+        uv_timer_stop(&svc->backoff_timer);
+        svc->backoff_pending = false;
+        svc->force = true;
+        if (engine_save(e) < 0)
+                return lii_error_new(LII_ERR_INTERNAL, "cannot write the state file");
+        log_svc(LOG_NOTICE, name, 0, "Operator: replace");
+        engine_reconcile(e);
+        return message("starting a fresh instance of %s's desired spec", name);
+}
+
 static const struct api_ops engine_api_ops = {
         .status = api_status,
         .service = api_service,
+        .sync = api_sync,
+        .pause = api_pause,
+        .resume = api_resume,
+        .rollback = api_rollback,
+        .replace = api_replace,
 };
 
 /* ---- life cycle ---- */

@@ -27,6 +27,7 @@ struct rollout {
         uint64_t generation;
         char *unit;
         bool restart; /* replaces a dead current instance with the same spec */
+        enum rollout_kind kind;
 };
 
 static struct service_state *rollout_state(struct rollout *ro)
@@ -104,6 +105,10 @@ static void rollout_fail(struct rollout *ro, const char *reason)
         if (!retry)
                 snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256, "%s",
                          ro->spec->spec_sha256);
+        /* A rollback that fails leaves the service where it was, no longer
+         * held; the revision it tried is what is quarantined now. */
+        if (ro->kind == ROLLOUT_ROLLBACK)
+                ss->held = false;
         rollout_record_set(&ss->last_rollout, LII_RESULT_FAILED, reason, ro->started_usec,
                            now_realtime_usec());
         if (!started)
@@ -136,7 +141,9 @@ static void rollout_commit(struct rollout *ro)
         ss->current = ss->pending;
         ss->pending = NULL;
         state_remember_artifact(ss, ss->current->artifact_sha256, e->cfg->keep_revisions);
-        ss->refused_spec_sha256[0] = '\0';
+        /* A rollback keeps the spec it left quarantined: that is the hold. */
+        if (ro->kind != ROLLOUT_ROLLBACK)
+                ss->refused_spec_sha256[0] = '\0';
         rollout_record_set(&ss->last_rollout, LII_RESULT_SUCCEEDED, NULL, ro->started_usec, now);
         /* Nothing may be retired on the strength of a state that did not
          * reach the disk; liid exits and its next start sorts it out. */
@@ -313,7 +320,7 @@ static void on_fetched(const struct store_result *res, void *userdata)
         }
 }
 
-int rollout_start(struct service *svc, const struct service_spec *spec)
+int rollout_start(struct service *svc, const struct service_spec *spec, enum rollout_kind kind)
 {
         struct engine *e = svc->engine;
         struct service_state *ss = state_get(e->state, svc->name);
@@ -354,7 +361,8 @@ int rollout_start(struct service *svc, const struct service_spec *spec)
                 return r;
         }
 
-        ro->restart = ss->current && !svc->current_alive &&
+        ro->kind = kind;
+        ro->restart = kind == ROLLOUT_DESIRED && ss->current && !svc->current_alive &&
                       strcmp(ss->current->spec_sha256, spec->spec_sha256) == 0;
         svc->rollout = ro;
         svc->state = LII_STATE_FETCHING;

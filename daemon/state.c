@@ -156,6 +156,7 @@ static json_object *state_to_json(const struct state *s)
         json_object_object_add(src, "clock_high_water_usec",
                                json_object_new_uint64(s->clock_high_water_usec));
         json_object_object_add(root, "source", src);
+        json_object_object_add(root, "paused", json_object_new_boolean(s->paused));
         json_object *svcs = json_object_new_object();
         for (size_t i = 0; i < s->n_services; i++) {
                 const struct service_state *ss = s->services[i];
@@ -168,6 +169,7 @@ static json_object *state_to_json(const struct state *s)
                 json_object_object_add(o, "refused_spec_sha256",
                                        json_object_new_string(ss->refused_spec_sha256));
                 json_object_object_add(o, "removed", json_object_new_boolean(ss->removed));
+                json_object_object_add(o, "held", json_object_new_boolean(ss->held));
                 json_object *arts = json_object_new_array();
                 for (char **a = ss->artifacts; a && *a; a++)
                         json_object_array_add(arts, json_object_new_string(*a));
@@ -270,6 +272,8 @@ static int service_from_json(struct state *s, const char *name, json_object *o)
                         return -EINVAL;
         if (json_object_object_get_ex(o, "removed", &v))
                 ss->removed = json_object_get_boolean(v);
+        if (json_object_object_get_ex(o, "held", &v))
+                ss->held = json_object_get_boolean(v);
         if (json_object_object_get_ex(o, "artifacts", &v)) {
                 if (!json_object_is_type(v, json_type_array) ||
                     json_object_array_length(v) > STATE_MAX_ARTIFACTS)
@@ -359,6 +363,9 @@ int state_load(const char *path, struct state **ret, char **ret_error)
         if (!get_u64(src, "serial", &s->serial) || !copy_sha(s->doc_sha256, doc_sha, true))
                 goto invalid;
         get_u64(src, "clock_high_water_usec", &s->clock_high_water_usec);
+        json_object *paused;
+        if (json_object_object_get_ex(root, "paused", &paused))
+                s->paused = json_object_get_boolean(paused);
         json_object_object_foreach(svcs, name, o)
         {
                 if (service_from_json(s, name, o) < 0)

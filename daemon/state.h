@@ -47,12 +47,16 @@ struct service_state {
          * most keep_revisions: the store keeps these and collects the rest. */
         char **artifacts;
         struct rollout_record last_rollout;
+        /* An operator rollback holds the service at its current spec while
+         * the desired spec is still the one it left (refused_spec_sha256). */
+        bool held;
 };
 
 struct state {
         uint64_t serial;         /* last applied desired-state serial */
         char doc_sha256[65];     /* SHA-256 of that document, "" when none */
         uint64_t clock_high_water_usec; /* newest time liid has seen */
+        bool paused; /* an operator holds new rollouts */
         size_t n_services;
         struct service_state **services;
 };

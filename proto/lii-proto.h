@@ -65,6 +65,7 @@
 #define LII_F_TRUSTED_COMMENT "trusted_comment" /* its trusted comment */
 #define LII_F_SIGNATURE "signature"             /* {key_id, trusted_comment} of an artifact */
 #define LII_F_RESTARTS "restarts"               /* dead instances replaced in a row */
+#define LII_F_HELD "held"                       /* an operator rollback holds the service */
 
 /* The longest name service_name_is_valid() accepts. */
 #define LII_SERVICE_NAME_MAX 48

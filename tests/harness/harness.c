@@ -432,11 +432,16 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
         return n;
 }
 
-static long http_get(const char *unix_socket, const char *url, char **ret_body)
+static long http_request(const char *unix_socket, const char *method, const char *url,
+                         char **ret_body)
 {
         CURL *c = curl_easy_init();
         struct buffer b = { 0 };
         curl_easy_setopt(c, CURLOPT_URL, url);
+        if (strcmp(method, "POST") == 0) {
+                curl_easy_setopt(c, CURLOPT_POST, 1L);
+                curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, 0L);
+        }
         if (unix_socket)
                 curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, unix_socket);
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
@@ -454,22 +459,33 @@ static long http_get(const char *unix_socket, const char *url, char **ret_body)
         return code;
 }
 
-long h_api_get(struct h_env *env, const char *path, json_object **ret)
+static long api_request(struct h_env *env, const char *method, const char *path,
+                        json_object **ret)
 {
         char url[512];
         snprintf(url, sizeof url, "http://lii%s", path);
         char *body = NULL;
-        long code = http_get(env->socket, url, &body);
+        long code = http_request(env->socket, method, url, &body);
         *ret = code ? json_tokener_parse(body) : NULL;
         free(body);
         return code;
+}
+
+long h_api_get(struct h_env *env, const char *path, json_object **ret)
+{
+        return api_request(env, "GET", path, ret);
+}
+
+long h_api_post(struct h_env *env, const char *path, json_object **ret)
+{
+        return api_request(env, "POST", path, ret);
 }
 
 long h_http_get(int port, const char *path, char **ret_body)
 {
         char url[512];
         snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-        return http_get(NULL, url, ret_body);
+        return http_request(NULL, "GET", url, ret_body);
 }
 
 int h_liictl(struct h_env *env, char **ret_out, const char *const *args)

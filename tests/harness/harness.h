@@ -60,6 +60,8 @@ void h_publish_raw(struct h_env *env, const char *doc);
 
 /* GET on liid's API; returns the HTTP status and sets *ret (NULL if no JSON). */
 long h_api_get(struct h_env *env, const char *path, json_object **ret);
+/* POST on liid's API (as root); returns the HTTP status and the answer. */
+long h_api_post(struct h_env *env, const char *path, json_object **ret);
 /* Runs liictl with the test's socket; returns its exit code. *ret_out (if
  * not NULL) gets its standard output. */
 int h_liictl(struct h_env *env, char **ret_out, const char *const *args);

@@ -136,6 +136,38 @@ START_TEST(dead_instance_waits_for_its_delay)
 }
 END_TEST
 
+START_TEST(pause_holds_changes_not_restarts)
+{
+        struct decide_input in = base();
+        in.paused = true;
+        in.current_spec = B;
+        in.current_alive = true;
+        ck_assert_int_eq(decide(&in), DECIDE_PAUSED);
+        in.want_spec = NULL;
+        ck_assert_int_eq(decide(&in), DECIDE_PAUSED);
+        /* A dead instance still comes back with the spec it ran. */
+        in.want_spec = B;
+        in.current_alive = false;
+        ck_assert_int_eq(decide(&in), DECIDE_ROLLOUT);
+        /* An operator's replace goes through a pause. */
+        in.current_alive = true;
+        in.force = true;
+        ck_assert_int_eq(decide(&in), DECIDE_ROLLOUT);
+}
+END_TEST
+
+START_TEST(replace_forces_a_rollout)
+{
+        struct decide_input in = base();
+        in.current_spec = A;
+        in.current_alive = true;
+        in.force = true;
+        ck_assert_int_eq(decide(&in), DECIDE_ROLLOUT);
+        in.running_rollouts = 4;
+        ck_assert_int_eq(decide(&in), DECIDE_QUEUE);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("decide");
@@ -151,6 +183,8 @@ int main(void)
         tcase_add_test(tc, absent_service_is_removed);
         tcase_add_test(tc, no_document_keeps_what_runs);
         tcase_add_test(tc, dead_instance_waits_for_its_delay);
+        tcase_add_test(tc, pause_holds_changes_not_restarts);
+        tcase_add_test(tc, replace_forces_a_rollout);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);

@@ -1,0 +1,206 @@
+/* What an operator does through the API: pause and resume, rollback and
+ * replace, sync. Each is checked where a user would look: the units that
+ * run, what they answer, and status. */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct h_env env;
+
+static void setup(void)
+{
+        const char *name = tcase_name();
+        h_setup(&env, name ? name : "operator");
+        h_start_liid(&env);
+}
+
+/* An HTTP source polled once an hour: only a sync makes liid look. */
+static void setup_slow_source(void)
+{
+        const char *name = tcase_name();
+        h_setup(&env, name ? name : "operator");
+        h_serve_over_http(&env, false, "1h", NULL);
+        h_start_liid(&env);
+}
+
+static void teardown(void)
+{
+        h_teardown(&env);
+}
+
+static bool runs_generation(json_object *svc, void *userdata)
+{
+        long long gen = *(long long *)userdata;
+        const char *state = h_json_str(svc, "state");
+        return state && strcmp(state, "running") == 0 && h_json_int(svc, "current.generation") == gen &&
+               json_object_get_boolean(h_json_path(svc, "current.healthy"));
+}
+
+static json_object *wait_generation(long long gen)
+{
+        char what[64];
+        snprintf(what, sizeof what, "hello to run generation %lld", gen);
+        return h_wait_service(&env, "hello", runs_generation, &gen, 30000, what);
+}
+
+static const struct h_service v1 = { .name = "hello", .artifact = 1 };
+static const struct h_service v2 = { .name = "hello", .artifact = 2 };
+
+static long post(const char *path, json_object **ret)
+{
+        json_object *o = NULL;
+        long code = h_api_post(&env, path, &o);
+        if (ret)
+                *ret = o;
+        else
+                json_object_put(o);
+        return code;
+}
+
+static bool serial_is(json_object *status, void *userdata)
+{
+        return h_json_int(status, "source.serial") == *(long long *)userdata;
+}
+
+START_TEST(pause_holds_new_rollouts)
+{
+        h_publish(&env, &v1, 1, 0);
+        json_object_put(wait_generation(1));
+        ck_assert_int_eq(post("/v1/pause", NULL), 200);
+
+        long long serial = h_publish(&env, &v2, 1, 0);
+        json_object *st = h_wait_status(&env, serial_is, &serial, 10000, "serial 2 to be accepted");
+        ck_assert(json_object_get_boolean(h_json_path(st, "paused")));
+        ck_assert_str_eq(h_json_str(st, "services.hello.state"), "pending");
+        ck_assert_int_eq(h_json_int(st, "services.hello.current.generation"), 1);
+        json_object_put(st);
+
+        /* Paused survives a restart of liid. */
+        h_kill_liid(&env, SIGTERM);
+        h_start_liid(&env);
+        st = h_wait_status(&env, serial_is, &serial, 10000, "serial 2 after the restart");
+        ck_assert(json_object_get_boolean(h_json_path(st, "paused")));
+        json_object_put(st);
+        const char *args[] = { "is-active", "--quiet", "lii-hello@2.service", NULL };
+        ck_assert_int_ne(h_systemctl(&env, NULL, args), 0);
+
+        ck_assert_int_eq(post("/v1/resume", NULL), 200);
+        json_object_put(wait_generation(2));
+}
+END_TEST
+
+static bool held_at(json_object *svc, void *userdata)
+{
+        return runs_generation(svc, userdata) && json_object_get_boolean(h_json_path(svc, "held"));
+}
+
+START_TEST(rollback_then_replace)
+{
+        h_publish(&env, &v1, 1, 0);
+        json_object *svc = wait_generation(1);
+        char spec1[65];
+        snprintf(spec1, sizeof spec1, "%s", h_json_str(svc, "current.spec_sha256"));
+        json_object_put(svc);
+        h_publish(&env, &v2, 1, 0);
+        svc = wait_generation(2);
+        char spec2[65];
+        snprintf(spec2, sizeof spec2, "%s", h_json_str(svc, "current.spec_sha256"));
+        json_object_put(svc);
+
+        json_object *answer = NULL;
+        ck_assert_int_eq(post("/v1/services/hello/rollback", &answer), 200);
+        ck_assert_ptr_nonnull(strstr(h_json_str(answer, "message"), "generation 1"));
+        json_object_put(answer);
+        long long gen = 3;
+        svc = h_wait_service(&env, "hello", held_at, &gen, 30000, "the rollback to run");
+        /* A fresh instance of the previous spec, held there although the
+         * document still asks for v2. */
+        ck_assert_str_eq(h_json_str(svc, "current.spec_sha256"), spec1);
+        ck_assert_str_eq(h_json_str(svc, "desired.spec_sha256"), spec2);
+        char *body = NULL;
+        ck_assert_int_eq(h_http_get((int)h_json_int(svc, "current.port"), "/version", &body), 200);
+        ck_assert_str_eq(body, "v1\n");
+        free(body);
+        json_object_put(svc);
+
+        /* A rollback's quarantine ends with replace: v2 comes back, fresh. */
+        ck_assert_int_eq(post("/v1/services/hello/replace", NULL), 200);
+        svc = wait_generation(4);
+        ck_assert_str_eq(h_json_str(svc, "current.spec_sha256"), spec2);
+        ck_assert(!json_object_get_boolean(h_json_path(svc, "held")));
+        json_object_put(svc);
+
+        /* Replace also restarts a service that runs its desired spec. */
+        ck_assert_int_eq(post("/v1/services/hello/replace", NULL), 200);
+        json_object_put(wait_generation(5));
+}
+END_TEST
+
+START_TEST(refusals)
+{
+        json_object *answer = NULL;
+        ck_assert_int_eq(post("/v1/services/nope/rollback", &answer), 404);
+        ck_assert_str_eq(h_json_str(answer, "error.code"), "not_found");
+        json_object_put(answer);
+        h_publish(&env, &v1, 1, 0);
+        json_object_put(wait_generation(1));
+        ck_assert_int_eq(post("/v1/services/hello/rollback", &answer), 409);
+        ck_assert_ptr_nonnull(strstr(h_json_str(answer, "error.message"), "no previous revision"));
+        json_object_put(answer);
+        ck_assert_int_eq(post("/v1/services/Bad_Name/replace", NULL), 404);
+}
+END_TEST
+
+START_TEST(sync_fetches_now)
+{
+        h_publish(&env, &v1, 1, 0);
+        /* Start-up fetched nothing yet (the document came after), and the
+         * next poll is an hour away: sync is the only way in. */
+        ck_assert_int_eq(post("/v1/sync", NULL), 200);
+        json_object_put(wait_generation(1));
+        h_publish(&env, &v2, 1, 0);
+        ck_assert_int_eq(post("/v1/sync", NULL), 200);
+        json_object_put(wait_generation(2));
+}
+END_TEST
+
+static Suite *suite(void)
+{
+        Suite *s = suite_create("operator");
+        const struct {
+                const char *name;
+                const TTest *test;
+                void (*setup)(void);
+        } tests[] = {
+                { "pause", pause_holds_new_rollouts, setup },
+                { "rollback", rollback_then_replace, setup },
+                { "refusals", refusals, setup },
+                { "sync", sync_fetches_now, setup_slow_source },
+        };
+        for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+                TCase *tc = tcase_create(tests[i].name);
+                tcase_add_checked_fixture(tc, tests[i].setup, teardown);
+                tcase_set_timeout(tc, 120);
+                tcase_add_test(tc, tests[i].test);
+                suite_add_tcase(s, tc);
+        }
+        return s;
+}
+
+int main(void)
+{
+        if (geteuid() != 0) {
+                fprintf(stderr, "integration tests need root (they run a private systemd manager)\n");
+                return 77;
+        }
+        SRunner *sr = srunner_create(suite());
+        srunner_run_all(sr, CK_NORMAL);
+        int failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
