@@ -7,6 +7,7 @@
 #include "desired.h"
 #include "engine.h"
 #include "health.h"
+#include "instance.h"
 #include "lii-proto.h"
 #include "minisign.h"
 #include "state.h"
@@ -35,6 +36,8 @@ struct service {
         bool backoff_pending;
         unsigned restarts;
         bool force; /* an operator asked for a fresh instance of the desired spec */
+        struct health_check *watch; /* the watch window after a promotion */
+        struct instance_env *watch_env;
 };
 
 /* Replacing a dead instance: the first after 1 s, doubling up to 5 min;
@@ -108,6 +111,11 @@ enum rollout_kind {
         ROLLOUT_REVERT,   /* back to the previous revision after a failed watch */
 };
 int rollout_start(struct service *svc, const struct service_spec *spec, enum rollout_kind kind);
+/* Step 5: a promoted instance that fails its watch window is replaced by a
+ * fresh instance of the previous spec; its own spec is quarantined. */
+void rollout_revert(struct service *svc, const char *reason);
+/* Ends a watch window early (a new rollout, a removal, shutdown). */
+void rollout_unwatch(struct service *svc);
 /* Called for unit changes of the rollout's new instance. */
 void rollout_on_unit(struct rollout *ro, const struct unit_status *st);
 /* Abandons a rollout at liid shutdown: the new instance is left to the next

@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 
 #include "api.h"
 #include "decide.h"
@@ -247,6 +248,7 @@ static void service_remove(struct engine *e, struct service *svc)
         }
         uv_timer_stop(&svc->backoff_timer);
         svc->backoff_pending = false;
+        rollout_unwatch(svc);
         if (!ss || !ss->current) {
                 service_forget(e, svc);
                 return;
@@ -377,6 +379,18 @@ static void reconcile_service(struct engine *e, struct service *svc)
         }
 }
 
+/* STATUS= for `systemctl status liid`: the gist of liictl status. */
+static void notify_status(struct engine *e)
+{
+        unsigned running = 0;
+        for (size_t i = 0; i < e->n_services; i++)
+                running += e->services[i]->state == LII_STATE_RUNNING;
+        sd_notifyf(0, "STATUS=%s%u of %zu services running, desired serial %llu%s%s",
+                   e->state->paused ? "paused; " : "", running, e->n_services,
+                   (unsigned long long)e->state->serial, e->source_error ? "; source: " : "",
+                   e->source_error ? e->source_error : "");
+}
+
 void engine_reconcile(struct engine *e)
 {
         if (!e->adopted || e->stopping || e->failed)
@@ -395,6 +409,7 @@ void engine_reconcile(struct engine *e)
                         reconcile_service(e, svc);
                 free(names[i]);
         }
+        notify_status(e);
 }
 
 /* ---- systemd events ---- */
@@ -452,6 +467,13 @@ static void on_unit(struct systemd *m, const char *unit, const struct unit_statu
         if (svc->active_since_usec &&
             now_realtime_usec() - svc->active_since_usec > RESTART_DELAY_MAX_USEC)
                 svc->restarts = 0;
+        if (svc->watch) {
+                _cleanup_free_ char *why = xasprintf(
+                        "exited during its watch window (%s%s%s)", st->active_state,
+                        st->result[0] ? ", " : "", st->result);
+                rollout_revert(svc, why);
+                return;
+        }
         if (!svc->rollout) {
                 svc->state = LII_STATE_FAILED;
                 if (!engine_schedule_restart(svc))
@@ -1097,6 +1119,7 @@ struct engine *engine_free(struct engine *e)
         for (size_t i = 0; i < e->n_services; i++) {
                 if (e->services[i]->rollout)
                         rollout_abandon(e->services[i]->rollout);
+                rollout_unwatch(e->services[i]);
                 service_free(e->services[i]);
         }
         free(e->services);

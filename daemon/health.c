@@ -14,6 +14,8 @@ struct health_check {
         char *target;
         uint64_t interval_usec, timeout_usec, deadline_mono_usec;
         unsigned passes_needed, passes;
+        bool watch;         /* watch mode: ok at the deadline, failed after passes_needed failures */
+        unsigned failures;  /* in a row, in watch mode */
         health_done_cb cb;
         void *userdata;
 
@@ -23,6 +25,8 @@ struct health_check {
         uv_connect_t connect;
         bool tcp_open;
         CURL *easy;
+        struct health_exec exec;
+        void *exec_handle; /* a running exec probe */
         bool probing;
         char last_error[512];
         unsigned open_handles; /* freed when the last one closes */
@@ -51,6 +55,10 @@ static void close_tcp(struct health_check *h)
 /* Releases everything; the memory goes when libuv has closed the handles. */
 static void health_check_release(struct health_check *h)
 {
+        if (h->exec_handle) {
+                h->exec.cancel(h->exec_handle);
+                h->exec_handle = NULL;
+        }
         if (h->easy) {
                 curlm_remove(h->curlm, h->easy);
                 curl_easy_cleanup(h->easy);
@@ -72,6 +80,9 @@ static void finish(struct health_check *h, bool ok)
         char reason[768];
         if (ok)
                 reason[0] = '\0';
+        else if (h->watch)
+                snprintf(reason, sizeof reason, "%s (%u probes in a row failed while watched)",
+                         h->last_error, h->failures);
         else
                 snprintf(reason, sizeof reason, "%s (%u in a row of %u needed, deadline passed)",
                          h->last_error[0] ? h->last_error : "no probe answered in time", h->passes,
@@ -86,7 +97,15 @@ static void on_timer(uv_timer_t *t)
 {
         struct health_check *h = t->data;
         if (now_monotonic_usec() >= h->deadline_mono_usec) {
-                finish(h, false);
+                /* The end of a watch window is a pass; of a check, a fail. */
+                finish(h, h->watch);
+                return;
+        }
+        if (h->watch && h->kind == HEALTH_NONE) {
+                uv_timer_start(&h->timer, on_timer,
+                               (h->deadline_mono_usec - now_monotonic_usec() + USEC_PER_MSEC - 1) /
+                                       USEC_PER_MSEC,
+                               0);
                 return;
         }
         probe_start(h);
@@ -97,7 +116,13 @@ static void on_timer(uv_timer_t *t)
 static void probe_done(struct health_check *h, bool ok)
 {
         h->probing = false;
-        if (ok) {
+        if (h->watch) {
+                h->failures = ok ? 0 : h->failures + 1;
+                if (h->failures >= h->passes_needed) {
+                        finish(h, false);
+                        return;
+                }
+        } else if (ok) {
                 h->last_error[0] = '\0';
                 if (++h->passes >= h->passes_needed) {
                         finish(h, true);
@@ -108,7 +133,7 @@ static void probe_done(struct health_check *h, bool ok)
         }
         uint64_t now = now_monotonic_usec();
         if (now >= h->deadline_mono_usec) {
-                finish(h, false);
+                finish(h, h->watch);
                 return;
         }
         uint64_t delay = h->interval_usec;
@@ -241,6 +266,26 @@ static void probe_tcp(struct health_check *h)
         uv_timer_start(&h->tcp_timer, on_tcp_timeout, h->timeout_usec / USEC_PER_MSEC, 0);
 }
 
+static void on_exec_done(void *probe, bool ok, const char *detail)
+{
+        struct health_check *h = probe;
+        h->exec_handle = NULL;
+        if (!ok)
+                snprintf(h->last_error, sizeof h->last_error, "exec check: %s", detail);
+        probe_done(h, ok);
+}
+
+static void probe_exec(struct health_check *h)
+{
+        _cleanup_free_ char *error = NULL;
+        h->exec_handle = h->exec.start(h->exec.userdata, h->timeout_usec, on_exec_done, h, &error);
+        if (!h->exec_handle) {
+                snprintf(h->last_error, sizeof h->last_error, "exec check: %s",
+                         error ? error : "cannot start");
+                probe_done(h, false);
+        }
+}
+
 static void probe_start(struct health_check *h)
 {
         h->probing = true;
@@ -251,6 +296,9 @@ static void probe_start(struct health_check *h)
         case HEALTH_TCP:
                 probe_tcp(h);
                 break;
+        case HEALTH_EXEC:
+                probe_exec(h);
+                break;
         default:
                 /* No health check: being active is being healthy. */
                 probe_done(h, true);
@@ -258,12 +306,12 @@ static void probe_start(struct health_check *h)
         }
 }
 
-int health_check_start(uv_loop_t *loop, struct curlm *curlm, const struct health_spec *spec,
-                       const char *target, uint64_t deadline_mono_usec, health_done_cb cb,
-                       void *userdata, struct health_check **ret)
+static int start(uv_loop_t *loop, struct curlm *curlm, const struct health_spec *spec,
+                 const char *target, const struct health_exec *exec, uint64_t deadline_mono_usec,
+                 bool watch, health_done_cb cb, void *userdata, struct health_check **ret)
 {
-        if (spec->kind == HEALTH_EXEC)
-                return -EOPNOTSUPP;
+        if (spec->kind == HEALTH_EXEC && (!exec || !exec->start || !exec->cancel))
+                return -EINVAL;
         struct health_check *h = xcalloc(1, sizeof *h);
         h->loop = loop;
         h->curlm = curlm;
@@ -273,6 +321,9 @@ int health_check_start(uv_loop_t *loop, struct curlm *curlm, const struct health
         h->timeout_usec = spec->timeout_usec ? spec->timeout_usec : 2 * USEC_PER_SEC;
         h->passes_needed = spec->kind == HEALTH_NONE ? 1 : (spec->passes ? spec->passes : 1);
         h->deadline_mono_usec = deadline_mono_usec;
+        h->watch = watch;
+        if (exec)
+                h->exec = *exec;
         h->cb = cb;
         h->userdata = userdata;
         uv_timer_init(loop, &h->timer);
@@ -284,4 +335,21 @@ int health_check_start(uv_loop_t *loop, struct curlm *curlm, const struct health
         uv_timer_start(&h->timer, on_timer, 0, 0);
         *ret = h;
         return 0;
+}
+
+int health_check_start(uv_loop_t *loop, struct curlm *curlm, const struct health_spec *spec,
+                       const char *target, const struct health_exec *exec,
+                       uint64_t deadline_mono_usec, health_done_cb cb, void *userdata,
+                       struct health_check **ret)
+{
+        return start(loop, curlm, spec, target, exec, deadline_mono_usec, false, cb, userdata,
+                     ret);
+}
+
+int health_watch_start(uv_loop_t *loop, struct curlm *curlm, const struct health_spec *spec,
+                       const char *target, const struct health_exec *exec,
+                       uint64_t until_mono_usec, health_done_cb cb, void *userdata,
+                       struct health_check **ret)
+{
+        return start(loop, curlm, spec, target, exec, until_mono_usec, true, cb, userdata, ret);
 }

@@ -15,8 +15,14 @@
 struct daemon {
         uv_loop_t loop;
         uv_signal_t sigterm, sigint;
+        uv_timer_t watchdog;
         struct engine *engine;
 };
+
+static void on_watchdog(uv_timer_t *t)
+{
+        sd_notify(0, "WATCHDOG=1");
+}
 
 static void help(void)
 {
@@ -126,6 +132,7 @@ static void on_signal(uv_signal_t *handle, int signum)
         d->engine = engine_free(d->engine);
         uv_close((uv_handle_t *)&d->sigterm, NULL);
         uv_close((uv_handle_t *)&d->sigint, NULL);
+        uv_close((uv_handle_t *)&d->watchdog, NULL);
 }
 
 int main(int argc, char **argv)
@@ -169,6 +176,12 @@ int main(int argc, char **argv)
         log_info("liid %s started: source %s, state %s, API on %s", LII_VERSION, cfg.source_url,
                  cfg.state_dir, cfg.socket_path);
         sd_notify(0, "READY=1");
+        /* With WatchdogSec= set, systemd restarts a liid whose loop hangs;
+         * pinging at half the interval proves the loop turns. */
+        uint64_t watchdog_usec = 0;
+        uv_timer_init(&d.loop, &d.watchdog);
+        if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec >= 2 * USEC_PER_MSEC)
+                uv_timer_start(&d.watchdog, on_watchdog, 0, watchdog_usec / 2 / USEC_PER_MSEC);
 
         uv_run(&d.loop, UV_RUN_DEFAULT);
         bool failed = engine_failed(d.engine);
@@ -176,6 +189,7 @@ int main(int argc, char **argv)
         if (!uv_is_closing((uv_handle_t *)&d.sigterm)) {
                 uv_close((uv_handle_t *)&d.sigterm, NULL);
                 uv_close((uv_handle_t *)&d.sigint, NULL);
+                uv_close((uv_handle_t *)&d.watchdog, NULL);
         }
         uv_run(&d.loop, UV_RUN_DEFAULT);
         r = uv_loop_close(&d.loop);

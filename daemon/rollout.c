@@ -10,7 +10,7 @@
 #include <sys/socket.h>
 
 #include "engine-internal.h"
-#include "expand.h"
+#include "instance.h"
 #include "log.h"
 
 enum phase { PHASE_FETCH, PHASE_START, PHASE_CHECK, PHASE_ABORT };
@@ -28,6 +28,8 @@ struct rollout {
         char *unit;
         bool restart; /* replaces a dead current instance with the same spec */
         enum rollout_kind kind;
+        char *revert_reason; /* ROLLOUT_REVERT: why the reverted instance failed */
+        struct instance_env *env; /* set once the artifact is unpacked */
 };
 
 static struct service_state *rollout_state(struct rollout *ro)
@@ -47,8 +49,10 @@ static void rollout_free(struct rollout *ro)
         if (ro->job)
                 store_job_cancel(ro->job);
         health_check_cancel(ro->health);
+        instance_env_free(ro->env);
         service_spec_free(ro->spec);
         free(ro->artifact_root);
+        free(ro->revert_reason);
         free(ro->unit);
         free(ro);
 }
@@ -121,6 +125,74 @@ static void rollout_fail(struct rollout *ro, const char *reason)
         rollout_detach(ro);
 }
 
+
+static void on_watch_done(struct health_check *h, bool ok, const char *reason, void *userdata)
+{
+        struct service *svc = userdata;
+        svc->watch = NULL;
+        svc->watch_env = instance_env_free(svc->watch_env);
+        if (ok) {
+                log_svc(LOG_INFO, svc->name, 0, "Watch window passed");
+                return;
+        }
+        _cleanup_free_ char *msg = xasprintf("failed its watch window: %s", reason);
+        rollout_revert(svc, msg);
+}
+
+/* The window counts from the promotion; the probes are the same as the
+ * rollout's, and so is the target. */
+static void watch_start(struct rollout *ro)
+{
+        struct service *svc = ro->svc;
+        struct engine *e = svc->engine;
+        rollout_unwatch(svc);
+        /* The window outlives the rollout: it gets its own copy. */
+        svc->watch_env = TAKE_PTR(ro->env);
+        _cleanup_free_ char *target = instance_env_health_target(svc->watch_env);
+        int r = health_watch_start(e->loop, e->curlm, &ro->spec->health, target,
+                                   &svc->watch_env->exec,
+                                   now_monotonic_usec() + ro->spec->health.watch_usec,
+                                   on_watch_done, svc, &svc->watch);
+        if (r < 0)
+                log_svc(LOG_WARNING, svc->name, ro->generation, "Cannot watch the new instance: %s",
+                        strerror(-r));
+}
+
+void rollout_unwatch(struct service *svc)
+{
+        health_check_cancel(svc->watch);
+        svc->watch = NULL;
+        svc->watch_env = instance_env_free(svc->watch_env);
+}
+
+void rollout_revert(struct service *svc, const char *reason)
+{
+        struct engine *e = svc->engine;
+        struct service_state *ss = state_find(e->state, svc->name);
+        rollout_unwatch(svc);
+        if (!ss || !ss->current || svc->rollout)
+                return;
+        log_svc(LOG_WARNING, svc->name, ss->current->generation, "Generation %llu %s; reverting",
+                (unsigned long long)ss->current->generation, reason);
+        _cleanup_(service_spec_freep) struct service_spec *spec = NULL;
+        _cleanup_free_ char *error = NULL;
+        if (!ss->previous ||
+            service_spec_parse(svc->name, ss->previous->spec_json, &spec, &error) < 0) {
+                log_svc(LOG_ERR, svc->name, 0, "Nothing to revert to%s%s", error ? ": " : "",
+                        error ? error : "");
+                return;
+        }
+        _cleanup_free_ char *why = xasprintf("generation %llu %s",
+                                             (unsigned long long)ss->current->generation, reason);
+        snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256, "%s",
+                 ss->current->spec_sha256);
+        rollout_record_set(&ss->last_rollout, LII_RESULT_FAILED, why, now_realtime_usec(), 0);
+        if (engine_save(e) < 0)
+                return;
+        if (rollout_start(svc, spec, ROLLOUT_REVERT) == 0 && svc->rollout)
+                svc->rollout->revert_reason = TAKE_PTR(why);
+}
+
 /* Step 4: the new instance passed. The state file says so before the old
  * instance is stopped, so a crash in between leaves the new one current and
  * the old one an orphan that start-up stops. */
@@ -141,10 +213,16 @@ static void rollout_commit(struct rollout *ro)
         ss->current = ss->pending;
         ss->pending = NULL;
         state_remember_artifact(ss, ss->current->artifact_sha256, e->cfg->keep_revisions);
-        /* A rollback keeps the spec it left quarantined: that is the hold. */
-        if (ro->kind != ROLLOUT_ROLLBACK)
+        /* A rollback keeps the spec it left quarantined: that is the hold;
+         * a revert keeps the spec that failed its watch quarantined. */
+        if (ro->kind == ROLLOUT_DESIRED)
                 ss->refused_spec_sha256[0] = '\0';
-        rollout_record_set(&ss->last_rollout, LII_RESULT_SUCCEEDED, NULL, ro->started_usec, now);
+        if (ro->kind == ROLLOUT_REVERT)
+                rollout_record_set(&ss->last_rollout, LII_RESULT_REVERTED, ro->revert_reason,
+                                   ro->started_usec, now);
+        else
+                rollout_record_set(&ss->last_rollout, LII_RESULT_SUCCEEDED, NULL, ro->started_usec,
+                                   now);
         /* Nothing may be retired on the strength of a state that did not
          * reach the disk; liid exits and its next start sorts it out. */
         if (engine_save(e) < 0)
@@ -164,6 +242,8 @@ static void rollout_commit(struct rollout *ro)
         if (retired)
                 engine_stop_unit(e, svc->name, retired->generation, retired->unit, STOP_RETIRED);
         engine_collect(e);
+        if (ro->kind != ROLLOUT_REVERT && ro->spec->health.watch_usec > 0 && ss->previous)
+                watch_start(ro);
         rollout_detach(ro);
 }
 
@@ -177,18 +257,6 @@ static void on_health_done(struct health_check *h, bool ok, const char *reason, 
         }
         _cleanup_free_ char *msg = xasprintf("health check failed: %s", reason);
         rollout_fail(ro, msg);
-}
-
-static char *health_target(const struct rollout *ro, const struct instance *inst)
-{
-        const struct health_spec *hs = &ro->spec->health;
-        if (!hs->target)
-                return NULL;
-        struct expand_vars vars = { .port = inst->port,
-                                    .service = ro->svc->name,
-                                    .generation = ro->generation,
-                                    .artifact_dir = ro->artifact_root };
-        return expand_template(hs->target, &vars);
 }
 
 static void on_started(struct systemd *m, int r, const char *result, void *userdata)
@@ -209,17 +277,15 @@ static void on_started(struct systemd *m, int r, const char *result, void *userd
                 return;
         }
         ro->phase = PHASE_CHECK;
-        svc->state = LII_STATE_CHECKING;
-        struct service_state *ss = rollout_state(ro);
-        _cleanup_free_ char *target = health_target(ro, ss->pending);
-        r = health_check_start(e->loop, e->curlm, &ro->spec->health, target,
+        if (ro->kind != ROLLOUT_REVERT)
+                svc->state = LII_STATE_CHECKING;
+        _cleanup_free_ char *target = instance_env_health_target(ro->env);
+        r = health_check_start(e->loop, e->curlm, &ro->spec->health, target, &ro->env->exec,
                                ro->start_mono_usec + ro->spec->health.deadline_usec,
                                on_health_done, ro, &ro->health);
         if (r < 0) {
                 _cleanup_free_ char *msg =
-                        xasprintf("cannot run the health check: %s",
-                                  r == -EOPNOTSUPP ? "exec checks are not supported yet"
-                                                   : strerror(-r));
+                        xasprintf("cannot run the health check: %s", strerror(-r));
                 rollout_fail(ro, msg);
         }
 }
@@ -244,57 +310,20 @@ void rollout_on_unit(struct rollout *ro, const struct unit_status *st)
         rollout_fail(ro, msg);
 }
 
-/* Builds the unit of the brief: the read-only artifact root as working
- * directory, the expanded command and environment, limits and sandbox. */
 static int start_unit(struct rollout *ro)
 {
-        struct service *svc = ro->svc;
-        struct engine *e = svc->engine;
+        struct engine *e = ro->svc->engine;
         struct service_state *ss = rollout_state(ro);
-        const struct service_spec *spec = ro->spec;
-        struct expand_vars vars = { .port = ss->pending->port,
-                                    .service = svc->name,
-                                    .generation = ro->generation,
-                                    .artifact_dir = ro->artifact_root };
-
-        _cleanup_strv_free_ char **argv = expand_strv(spec->exec, &vars);
-        char *exe = xasprintf("%s/%s", ro->artifact_root, argv[0]);
-        free(argv[0]);
-        argv[0] = exe;
-
-        size_t n_env = strv_length(spec->env);
-        _cleanup_strv_free_ char **env = xcalloc(n_env + 5, sizeof *env);
-        for (size_t i = 0; i < n_env; i++)
-                env[i] = expand_template(spec->env[i], &vars);
-        env[n_env++] = xasprintf("PORT=%d", vars.port);
-        env[n_env++] = xasprintf("LII_SERVICE=%s", svc->name);
-        env[n_env++] = xasprintf("LII_GENERATION=%llu", (unsigned long long)ro->generation);
-        env[n_env++] = xasprintf("LII_ARTIFACT_DIR=%s", ro->artifact_root);
-
-        _cleanup_free_ char *description =
-                xasprintf("lii %s generation %llu", svc->name, (unsigned long long)ro->generation);
-        _cleanup_free_ char *state_dir = xasprintf("lii/%s", svc->name);
-        struct transient_unit u = {
-                .name = ro->unit,
-                .description = description,
-                .slice = e->cfg->slice,
-                .argv = argv,
-                .working_directory = ro->artifact_root,
-                .environment = env,
-                .notify = spec->ready == READY_NOTIFY,
-                .timeout_stop_usec = spec->stop_timeout_usec,
-                .memory_max = spec->memory_max,
-                .cpu_quota_per_sec_usec = (uint64_t)spec->cpu_percent * 10000,
-                .tasks_max = spec->tasks_max,
-                .state_directory = state_dir,
-                .sandbox_strict = spec->sandbox == SANDBOX_STRICT,
-        };
+        ro->env = instance_env_new(e, ro->svc->name, ro->generation, ss->pending->port,
+                                   ro->artifact_root, ro->spec);
+        if (!ro->env)
+                return -EINVAL;
         int r = systemd_watch_unit(e->systemd, ro->unit);
         if (r < 0)
                 return r;
         ro->start_mono_usec = now_monotonic_usec();
         ss->pending->started_usec = now_realtime_usec();
-        return systemd_start_transient(e->systemd, &u, on_started, ro);
+        return instance_env_start(ro->env, ro->unit, on_started, ro);
 }
 
 static void on_fetched(const struct store_result *res, void *userdata)
@@ -311,7 +340,8 @@ static void on_fetched(const struct store_result *res, void *userdata)
         ss->pending->artifact_key_id = res->key_id ? xstrdup(res->key_id) : NULL;
         ss->pending->artifact_comment = res->trusted_comment ? xstrdup(res->trusted_comment) : NULL;
         ro->phase = PHASE_START;
-        ro->svc->state = LII_STATE_STARTING;
+        if (ro->kind != ROLLOUT_REVERT)
+                ro->svc->state = LII_STATE_STARTING;
         int r = start_unit(ro);
         if (r < 0) {
                 _cleanup_free_ char *msg =
@@ -365,7 +395,8 @@ int rollout_start(struct service *svc, const struct service_spec *spec, enum rol
         ro->restart = kind == ROLLOUT_DESIRED && ss->current && !svc->current_alive &&
                       strcmp(ss->current->spec_sha256, spec->spec_sha256) == 0;
         svc->rollout = ro;
-        svc->state = LII_STATE_FETCHING;
+        svc->state = kind == ROLLOUT_REVERT ? LII_STATE_REVERTING : LII_STATE_FETCHING;
+        rollout_unwatch(svc);
         svc->next_main_pid = 0;
         svc->next_active_since_usec = 0;
         e->running_rollouts++;

@@ -1180,7 +1180,12 @@ static int append_properties(sd_bus_message *msg, const struct transient_unit *u
         if (r >= 0 && u->slice)
                 r = append_prop_string(msg, "Slice", u->slice);
         if (r >= 0)
-                r = append_prop_string(msg, "Type", u->notify ? "notify" : "exec");
+                r = append_prop_string(msg, "Type",
+                                       u->oneshot ? "oneshot" : u->notify ? "notify" : "exec");
+        if (r >= 0 && u->timeout_start_usec > 0)
+                r = append_prop_u64(msg, "TimeoutStartUSec", u->timeout_start_usec);
+        if (r >= 0 && u->runtime_max_usec > 0)
+                r = append_prop_u64(msg, "RuntimeMaxUSec", u->runtime_max_usec);
         /* A notify service often reports readiness from a helper (a wrapper
          * script running systemd-notify) rather than from its main process.
          * The default NotifyAccess=main takes READY=1 only from the main PID,

@@ -56,6 +56,14 @@ struct transient_unit {
         uint64_t tasks_max;              /* 0: none */
         const char *state_directory;     /* "lii/hello", or NULL */
         bool sandbox_strict; /* DynamicUser, ProtectSystem=strict, NoNewPrivileges, PrivateTmp, … */
+        /* How long the start may take (TimeoutStartUSec); 0: the manager's
+         * default. For a notify unit this bounds the wait for READY=1. */
+        uint64_t timeout_start_usec;
+        /* Type=oneshot instead: the start job ends when the command exits,
+         * "done" for status 0 (used for exec health checks). */
+        bool oneshot;
+        /* RuntimeMaxUSec; 0: unlimited. */
+        uint64_t runtime_max_usec;
 };
 
 /* StartTransientUnit with mode "fail"; cb fires when the job is removed. */

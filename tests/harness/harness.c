@@ -397,7 +397,7 @@ unsigned h_publish(struct h_env *env, const struct h_service *svcs, size_t n, un
                         "\"size\":%lld},"
                         "\"exec\":[\"bin/hello\",\"--version-name\",\"v%d\"%s],"
                         "\"env\":{\"GREETING\":\"hi from ${LII_SERVICE}\"},"
-                        "\"health\":%s,\"stop_timeout\":\"5s\"}",
+                        "\"health\":%s,\"stop_timeout\":\"5s\"",
                         i ? "," : "", svcs[i].name, file, svcs[i].sha256 ? svcs[i].sha256 : sha,
                         size, svcs[i].artifact,
                         svcs[i].extra_args ? svcs[i].extra_args : "",
@@ -405,6 +405,13 @@ unsigned h_publish(struct h_env *env, const struct h_service *svcs, size_t n, un
                                        : "{\"http\":\"http://127.0.0.1:${PORT}/healthz\","
                                          "\"interval\":\"100ms\",\"timeout\":\"1s\",\"passes\":2,"
                                          "\"deadline\":\"10s\"}");
+                if (svcs[i].ready)
+                        fprintf(f, ",\"ready\":\"%s\"", svcs[i].ready);
+                if (svcs[i].port)
+                        fprintf(f, ",\"port\":%d", svcs[i].port);
+                if (svcs[i].sandbox)
+                        fprintf(f, ",\"sandbox\":\"%s\"", svcs[i].sandbox);
+                fputc('}', f);
         }
         fprintf(f, "}}\n");
         fclose(f);

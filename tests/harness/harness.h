@@ -51,6 +51,9 @@ struct h_service {
         const char *sha256;      /* override the artifact's real hash (to break it) */
         const char *artifact_file; /* another file in the published folder */
         long long size;          /* override the artifact's real size, when nonzero */
+        const char *ready;       /* "notify", or NULL for the default */
+        int port;                /* a fixed port, or 0 for "auto" */
+        const char *sandbox;     /* "none", or NULL for the default (strict) */
 };
 /* Writes desired.json with the next serial (or the one given, if nonzero)
  * and signs it with the test's desired-state key. Returns the serial. */

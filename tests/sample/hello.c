@@ -7,14 +7,23 @@
  *   --version-name S    what / and /version report (default: "dev")
  *   --healthy-after MS  /healthz answers 503 for the first MS milliseconds
  *   --never-healthy     /healthz always answers 503 (a broken build)
+ *   --unhealthy-after MS  /healthz answers 503 from MS milliseconds on
+ *   --healthz-500       /healthz answers 500
+ *   --hang              /healthz never answers (the connection stays open)
+ *   --exit-after MS     exit with status 3 after MS milliseconds
+ *   --notify            send READY=1 to $NOTIFY_SOCKET (after --healthy-after)
+ *   --ignore-sigterm    ignore SIGTERM (the stop timeout must end it)
  * It uses SO_REUSEPORT so that two generations may share a fixed port. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,13 +34,36 @@ static long long now_ms(void)
         return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
+/* READY=1 the way sd_notify() sends it, without linking libsystemd, so
+ * that the sample stays a plain binary. */
+static void notify_ready(void)
+{
+        const char *path = getenv("NOTIFY_SOCKET");
+        if (!path || (path[0] != '/' && path[0] != '@'))
+                return;
+        int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        strncpy(sa.sun_path, path, sizeof sa.sun_path - 1);
+        if (sa.sun_path[0] == '@')
+                sa.sun_path[0] = '\0';
+        socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+        if (sendto(fd, "READY=1", 7, 0, (struct sockaddr *)&sa, len) < 0)
+                perror("hello: notify");
+        close(fd);
+}
+
+static void on_alarm(int sig)
+{
+        _exit(3);
+}
+
 static void reply(int fd, int code, const char *body)
 {
         char buf[1024];
         int n = snprintf(buf, sizeof buf,
                          "HTTP/1.0 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
                          "Connection: close\r\n\r\n%s",
-                         code, code == 200 ? "OK" : code == 404 ? "Not Found" : "Service Unavailable",
+                         code, code == 200 ? "OK" : code == 404 ? "Not Found" : code == 500 ? "Internal Server Error" : "Service Unavailable",
                          strlen(body), body);
         if (n > 0 && write(fd, buf, (size_t)n) < 0)
                 perror("write");
@@ -41,8 +73,8 @@ int main(int argc, char **argv)
 {
         const char *port_s = getenv("PORT");
         const char *version = "dev";
-        long long healthy_after = 0;
-        int never_healthy = 0;
+        long long healthy_after = 0, unhealthy_after = -1, exit_after = -1;
+        int never_healthy = 0, healthz_500 = 0, hang = 0, notify = 0;
         for (int i = 1; i < argc; i++) {
                 if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
                         port_s = argv[++i];
@@ -52,6 +84,18 @@ int main(int argc, char **argv)
                         healthy_after = atoll(argv[++i]);
                 else if (strcmp(argv[i], "--never-healthy") == 0)
                         never_healthy = 1;
+                else if (strcmp(argv[i], "--unhealthy-after") == 0 && i + 1 < argc)
+                        unhealthy_after = atoll(argv[++i]);
+                else if (strcmp(argv[i], "--exit-after") == 0 && i + 1 < argc)
+                        exit_after = atoll(argv[++i]);
+                else if (strcmp(argv[i], "--healthz-500") == 0)
+                        healthz_500 = 1;
+                else if (strcmp(argv[i], "--hang") == 0)
+                        hang = 1;
+                else if (strcmp(argv[i], "--notify") == 0)
+                        notify = 1;
+                else if (strcmp(argv[i], "--ignore-sigterm") == 0)
+                        signal(SIGTERM, SIG_IGN);
                 else {
                         fprintf(stderr, "hello: unknown argument '%s'\n", argv[i]);
                         return 2;
@@ -77,7 +121,25 @@ int main(int argc, char **argv)
         }
         long long start = now_ms();
         fprintf(stderr, "hello %s listening on 127.0.0.1:%d\n", version, port);
+        if (exit_after >= 0) {
+                signal(SIGALRM, on_alarm);
+                struct itimerval it = { .it_value = { .tv_sec = exit_after / 1000,
+                                                      .tv_usec = (exit_after % 1000) * 1000 } };
+                if (exit_after == 0)
+                        _exit(3);
+                setitimer(ITIMER_REAL, &it, NULL);
+        }
+        int notified = 0;
         for (;;) {
+                if (notify && !notified) {
+                        long long wait = healthy_after - (now_ms() - start);
+                        if (wait > 0) {
+                                struct timespec ts = { wait / 1000, (wait % 1000) * 1000000 };
+                                nanosleep(&ts, NULL);
+                        }
+                        notify_ready();
+                        notified = 1;
+                }
                 int c = accept4(s, NULL, NULL, SOCK_CLOEXEC);
                 if (c < 0) {
                         if (errno == EINTR)
@@ -90,8 +152,17 @@ int main(int argc, char **argv)
                 req[n > 0 ? n : 0] = '\0';
                 char body[512];
                 if (strncmp(req, "GET /healthz", 12) == 0) {
-                        int ok = !never_healthy && now_ms() - start >= healthy_after;
-                        reply(c, ok ? 200 : 503, ok ? "ok\n" : "not yet\n");
+                        long long age = now_ms() - start;
+                        int ok = !never_healthy && age >= healthy_after &&
+                                 (unhealthy_after < 0 || age < unhealthy_after);
+                        if (hang) {
+                                /* The connection is left open, unanswered. */
+                                continue;
+                        }
+                        if (healthz_500)
+                                reply(c, 500, "broken\n");
+                        else
+                                reply(c, ok ? 200 : 503, ok ? "ok\n" : "not yet\n");
                 } else if (strncmp(req, "GET /version", 12) == 0) {
                         snprintf(body, sizeof body, "%s\n", version);
                         reply(c, 200, body);

@@ -1,0 +1,194 @@
+/* Instance and check units; see instance.h. */
+#include "instance.h"
+
+#include <string.h>
+
+#include "engine-internal.h"
+#include "expand.h"
+#include "util.h"
+
+static struct expand_vars vars_of(const struct instance_env *ie)
+{
+        return (struct expand_vars){ .port = ie->port,
+                                     .service = ie->service,
+                                     .generation = ie->generation,
+                                     .artifact_dir = ie->root };
+}
+
+/* The environment of the desired state plus lii's own variables, which
+ * come last so that they win over an entry of the same name. */
+static char **environment(const struct instance_env *ie)
+{
+        struct expand_vars vars = vars_of(ie);
+        size_t n = strv_length(ie->spec->env);
+        char **env = xcalloc(n + 5, sizeof *env);
+        for (size_t i = 0; i < n; i++)
+                env[i] = expand_template(ie->spec->env[i], &vars);
+        env[n++] = xasprintf("PORT=%d", ie->port);
+        env[n++] = xasprintf("LII_SERVICE=%s", ie->service);
+        env[n++] = xasprintf("LII_GENERATION=%llu", (unsigned long long)ie->generation);
+        env[n++] = xasprintf("LII_ARTIFACT_DIR=%s", ie->root);
+        return env;
+}
+
+/* argv with variables expanded; a relative command is found in the
+ * artifact root. */
+static char **command(const struct instance_env *ie, char *const *tpl)
+{
+        struct expand_vars vars = vars_of(ie);
+        char **argv = expand_strv(tpl, &vars);
+        if (argv[0] && argv[0][0] != '/') {
+                char *exe = xasprintf("%s/%s", ie->root, argv[0]);
+                free(argv[0]);
+                argv[0] = exe;
+        }
+        return argv;
+}
+
+/* The unit of the brief: the read-only artifact root as working directory,
+ * the expanded command and environment, limits and sandbox. */
+static void unit_of(const struct instance_env *ie, struct transient_unit *u, const char *name,
+                    const char *description, char *const *argv, char *const *env,
+                    const char *state_dir)
+{
+        const struct service_spec *spec = ie->spec;
+        *u = (struct transient_unit){
+                .name = name,
+                .description = description,
+                .slice = ie->engine->cfg->slice,
+                .argv = argv,
+                .working_directory = ie->root,
+                .environment = env,
+                .notify = spec->ready == READY_NOTIFY,
+                .timeout_stop_usec = spec->stop_timeout_usec,
+                .memory_max = spec->memory_max,
+                .cpu_quota_per_sec_usec = (uint64_t)spec->cpu_percent * 10000,
+                .tasks_max = spec->tasks_max,
+                .state_directory = state_dir,
+                .sandbox_strict = spec->sandbox == SANDBOX_STRICT,
+                /* A notify instance must be ready within the health deadline. */
+                .timeout_start_usec = spec->health.deadline_usec,
+        };
+}
+
+int instance_env_start(struct instance_env *ie, const char *unit, systemd_job_cb cb,
+                       void *userdata)
+{
+        _cleanup_strv_free_ char **argv = command(ie, ie->spec->exec);
+        _cleanup_strv_free_ char **env = environment(ie);
+        _cleanup_free_ char *description = xasprintf("lii %s generation %llu", ie->service,
+                                                     (unsigned long long)ie->generation);
+        _cleanup_free_ char *state_dir = xasprintf("lii/%s", ie->service);
+        struct transient_unit u;
+        unit_of(ie, &u, unit, description, argv, env, state_dir);
+        return systemd_start_transient(ie->engine->systemd, &u, cb, userdata);
+}
+
+char *instance_env_health_target(const struct instance_env *ie)
+{
+        if (!ie->spec->health.target)
+                return NULL;
+        struct expand_vars vars = vars_of(ie);
+        return expand_template(ie->spec->health.target, &vars);
+}
+
+/* One exec probe. It owns itself: the job's callback frees it, also after
+ * a cancel, which only stops the unit and silences the verdict. */
+struct exec_probe {
+        struct engine *engine;
+        char *unit;
+        char service[LII_SERVICE_NAME_MAX + 1];
+        uint64_t generation;
+        health_exec_done done;
+        void *probe;
+        bool cancelled;
+};
+
+static void on_check_done(struct systemd *m, int r, const char *result, void *userdata)
+{
+        struct exec_probe *p = userdata;
+        if (!p->cancelled) {
+                /* A oneshot's start job is "done" when the command exited 0;
+                 * "failed" for another status, "timeout" past the timeout. */
+                _cleanup_free_ char *detail =
+                        r == 0 ? NULL
+                               : xasprintf("%s %s", p->unit,
+                                           result && strcmp(result, "failed") == 0
+                                                   ? "exited with a failure status"
+                                                   : result ? result : "did not run");
+                p->done(p->probe, r == 0, detail);
+        }
+        free(p->unit);
+        free(p);
+}
+
+static void *exec_start(void *userdata, uint64_t timeout_usec, health_exec_done done, void *probe,
+                        char **ret_error)
+{
+        struct instance_env *ie = userdata;
+        struct exec_probe *p = xcalloc(1, sizeof *p);
+        p->engine = ie->engine;
+        p->unit = xasprintf("lii-%s@%llu-check-%u.service", ie->service,
+                            (unsigned long long)ie->generation, ++ie->checks);
+        snprintf(p->service, sizeof p->service, "%s", ie->service);
+        p->generation = ie->generation;
+        p->done = done;
+        p->probe = probe;
+
+        _cleanup_strv_free_ char **argv = command(ie, ie->spec->health.exec_argv);
+        _cleanup_strv_free_ char **env = environment(ie);
+        _cleanup_free_ char *description = xasprintf("lii %s generation %llu health check",
+                                                     ie->service,
+                                                     (unsigned long long)ie->generation);
+        _cleanup_free_ char *state_dir = xasprintf("lii/%s", ie->service);
+        struct transient_unit u;
+        unit_of(ie, &u, p->unit, description, argv, env, state_dir);
+        u.oneshot = true;
+        u.notify = false;
+        u.timeout_start_usec = timeout_usec;
+        u.runtime_max_usec = timeout_usec;
+        int r = systemd_start_transient(ie->engine->systemd, &u, on_check_done, p);
+        if (r < 0) {
+                *ret_error = xasprintf("cannot start %s: %s", p->unit, strerror(-r));
+                free(p->unit);
+                free(p);
+                return NULL;
+        }
+        return p;
+}
+
+static void exec_cancel(void *handle)
+{
+        struct exec_probe *p = handle;
+        p->cancelled = true;
+        engine_stop_unit(p->engine, p->service, p->generation, p->unit, STOP_LEFTOVER);
+}
+
+struct instance_env *instance_env_new(struct engine *e, const char *service, uint64_t generation,
+                                      int port, const char *root, const struct service_spec *spec)
+{
+        struct instance_env *ie = xcalloc(1, sizeof *ie);
+        _cleanup_free_ char *error = NULL;
+        if (service_spec_parse(service, spec->spec_json, &ie->spec, &error) < 0) {
+                free(ie);
+                return NULL;
+        }
+        ie->engine = e;
+        ie->service = xstrdup(service);
+        ie->generation = generation;
+        ie->port = port;
+        ie->root = xstrdup(root);
+        ie->exec = (struct health_exec){ .start = exec_start, .cancel = exec_cancel, .userdata = ie };
+        return ie;
+}
+
+struct instance_env *instance_env_free(struct instance_env *ie)
+{
+        if (ie) {
+                service_spec_free(ie->spec);
+                free(ie->service);
+                free(ie->root);
+                free(ie);
+        }
+        return NULL;
+}

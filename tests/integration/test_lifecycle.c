@@ -1,0 +1,279 @@
+/* The health gate and the rest of an instance's life: readiness, probes
+ * of every kind, instances that crash, hang or never get ready, the stop
+ * timeout, fixed ports and the watch window's automatic revert. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct h_env env;
+
+static void setup(void)
+{
+        const char *name = tcase_name();
+        h_setup(&env, name ? name : "lifecycle");
+        h_start_liid(&env);
+}
+
+static void teardown(void)
+{
+        h_teardown(&env);
+}
+
+static bool runs_generation(json_object *svc, void *userdata)
+{
+        long long gen = *(long long *)userdata;
+        const char *state = h_json_str(svc, "state");
+        return state && strcmp(state, "running") == 0 && h_json_int(svc, "current.generation") == gen &&
+               json_object_get_boolean(h_json_path(svc, "current.healthy"));
+}
+
+static json_object *wait_generation(long long gen)
+{
+        char what[64];
+        snprintf(what, sizeof what, "hello to run generation %lld", gen);
+        return h_wait_service(&env, "hello", runs_generation, &gen, 30000, what);
+}
+
+static bool refused_with(json_object *svc, void *userdata)
+{
+        const char *state = h_json_str(svc, "state");
+        const char *reason = h_json_str(svc, "last_rollout.reason");
+        return state && strcmp(state, "failed") == 0 && reason && strstr(reason, userdata);
+}
+
+/* The private user manager's notify socket is not writable for dynamic
+ * users (on a system manager it is), so instances that send READY=1 run
+ * without the strict sandbox here. */
+#define NOTIFY_SANDBOX "none"
+
+static int port_v1;
+
+static void deploy_v1(const char *extra_args, const char *health)
+{
+        struct h_service v1 = { .name = "hello", .artifact = 1, .extra_args = extra_args,
+                                .health = health };
+        h_publish(&env, &v1, 1, 0);
+        json_object *svc = wait_generation(1);
+        port_v1 = (int)h_json_int(svc, "current.port");
+        json_object_put(svc);
+}
+
+/* Whether the unit still has processes: active, or on its way down. */
+static bool unit_active(const char *unit)
+{
+        const char *args[] = { "is-active", unit, NULL };
+        char *out = NULL;
+        h_systemctl(&env, &out, args);
+        bool up = out && (strncmp(out, "active", 6) == 0 || strncmp(out, "deactivating", 12) == 0 ||
+                          strncmp(out, "activating", 10) == 0);
+        free(out);
+        return up;
+}
+
+/* Deploys v1, then a v2 that must be refused for `why`, checking the old
+ * instance serves throughout and the refused one is gone. */
+static void expect_v2_refused(const char *extra_args, const char *health, const char *ready,
+                              const char *why)
+{
+        deploy_v1(NULL, NULL);
+        struct h_service v2 = { .name = "hello", .artifact = 2, .extra_args = extra_args,
+                                .health = health, .ready = ready,
+                                .sandbox = ready ? NOTIFY_SANDBOX : NULL };
+        h_publish(&env, &v2, 1, 0);
+        json_object *svc = h_wait_service(&env, "hello", refused_with, (void *)why, 30000, why);
+        ck_assert_int_eq(h_json_int(svc, "current.generation"), 1);
+        json_object_put(svc);
+        char *body = NULL;
+        ck_assert_int_eq(h_http_get(port_v1, "/version", &body), 200);
+        ck_assert_str_eq(body, "v1\n");
+        free(body);
+        for (int i = 0; i < 250 && unit_active("lii-hello@2.service"); i++)
+                usleep(20000);
+        ck_assert(!unit_active("lii-hello@2.service"));
+}
+
+
+#define HTTP_CHECK(extra)                                                                          \
+        "{\"http\":\"http://127.0.0.1:${PORT}/healthz\",\"interval\":\"100ms\","                  \
+        "\"timeout\":\"500ms\",\"deadline\":\"3s\"" extra "}"
+
+START_TEST(crash_at_once_refused)
+{
+        expect_v2_refused(",\"--exit-after\",\"0\"", HTTP_CHECK(""), NULL, "lii-hello@2.service");
+}
+END_TEST
+
+START_TEST(crash_after_ready_refused)
+{
+        expect_v2_refused(",\"--notify\",\"--exit-after\",\"400\"",
+                          HTTP_CHECK(",\"passes\":20"), "notify", "exited with status 3");
+}
+END_TEST
+
+START_TEST(never_ready_refused)
+{
+        expect_v2_refused("", HTTP_CHECK(""), "notify", "did not start lii-hello@2.service");
+}
+END_TEST
+
+START_TEST(answers_500_refused)
+{
+        expect_v2_refused(",\"--healthz-500\"", HTTP_CHECK(""), NULL, "HTTP 500");
+}
+END_TEST
+
+START_TEST(hang_refused)
+{
+        expect_v2_refused(",\"--hang\"", HTTP_CHECK(""), NULL, "Timeout");
+}
+END_TEST
+
+START_TEST(exec_check_failing_refused)
+{
+        expect_v2_refused("", "{\"exec\":[\"/bin/false\"],\"interval\":\"100ms\","
+                              "\"deadline\":\"3s\"}",
+                          NULL, "exec check");
+}
+END_TEST
+
+START_TEST(notify_exec_and_tcp_checks_pass)
+{
+        /* READY=1 from the instance, an exec check run as its own unit in
+         * the instance's sandbox, then a TCP check. */
+        struct h_service v1 = { .name = "hello", .artifact = 1, .extra_args = ",\"--notify\"",
+                                .ready = "notify", .sandbox = NOTIFY_SANDBOX,
+                                .health = "{\"exec\":[\"/usr/bin/curl\",\"-sf\","
+                                          "\"http://127.0.0.1:${PORT}/healthz\"],"
+                                          "\"interval\":\"200ms\",\"timeout\":\"2s\","
+                                          "\"deadline\":\"10s\"}" };
+        h_publish(&env, &v1, 1, 0);
+        json_object_put(wait_generation(1));
+        const char *show[] = { "show", "-p", "Type", "lii-hello@1.service", NULL };
+        char *out = NULL;
+        ck_assert_int_eq(h_systemctl(&env, &out, show), 0);
+        ck_assert_str_eq(out, "Type=notify\n");
+        free(out);
+        struct h_service v2 = { .name = "hello", .artifact = 2,
+                                .health = "{\"tcp\":\"127.0.0.1:${PORT}\",\"interval\":\"100ms\"}" };
+        h_publish(&env, &v2, 1, 0);
+        json_object_put(wait_generation(2));
+}
+END_TEST
+
+START_TEST(sigterm_ignored_is_killed_after_stop_timeout)
+{
+        deploy_v1(",\"--ignore-sigterm\"", NULL);
+        struct h_service v2 = { .name = "hello", .artifact = 2 };
+        h_publish(&env, &v2, 1, 0);
+        json_object_put(wait_generation(2));
+        /* The harness gives every instance stop_timeout 5s. */
+        for (int i = 0; i < 500 && unit_active("lii-hello@1.service"); i++)
+                usleep(20000);
+        ck_assert(!unit_active("lii-hello@1.service"));
+        char *body = NULL;
+        ck_assert_int_eq(h_http_get(port_v1, "/version", &body), 0);
+        free(body);
+}
+END_TEST
+
+START_TEST(fixed_port_shared_by_generations)
+{
+        /* Both generations bind the same port with SO_REUSEPORT; the new
+         * one serves before the old one goes. */
+        struct h_service v1 = { .name = "hello", .artifact = 1, .port = 18431 };
+        h_publish(&env, &v1, 1, 0);
+        json_object *svc = wait_generation(1);
+        ck_assert_int_eq(h_json_int(svc, "current.port"), 18431);
+        json_object_put(svc);
+        struct h_service v2 = { .name = "hello", .artifact = 2, .port = 18431 };
+        h_publish(&env, &v2, 1, 0);
+        json_object_put(wait_generation(2));
+        for (int i = 0; i < 250 && unit_active("lii-hello@1.service"); i++)
+                usleep(20000);
+        char *body = NULL;
+        ck_assert_int_eq(h_http_get(18431, "/version", &body), 200);
+        ck_assert_str_eq(body, "v2\n");
+        free(body);
+}
+END_TEST
+
+static bool reverted(json_object *svc, void *userdata)
+{
+        const char *result = h_json_str(svc, "last_rollout.result");
+        return result && strcmp(result, "reverted") == 0 && h_json_int(svc, "current.generation") == 3 &&
+               json_object_get_boolean(h_json_path(svc, "current.healthy"));
+}
+
+START_TEST(watch_window_reverts)
+{
+        deploy_v1(NULL, NULL);
+        json_object *o = NULL;
+        ck_assert_int_eq(h_api_get(&env, "/v1/services/hello", &o), 200);
+        char spec1[65];
+        snprintf(spec1, sizeof spec1, "%s", h_json_str(o, "current.spec_sha256"));
+        json_object_put(o);
+
+        /* v2 passes its checks, is promoted, then turns unhealthy within
+         * its watch window: a fresh instance of v1 replaces it. */
+        struct h_service v2 = { .name = "hello", .artifact = 2,
+                                .extra_args = ",\"--unhealthy-after\",\"1500\"",
+                                .health = HTTP_CHECK(",\"passes\":2,\"watch\":\"20s\"") };
+        h_publish(&env, &v2, 1, 0);
+        json_object_put(wait_generation(2));
+        json_object *svc = h_wait_service(&env, "hello", reverted, NULL, 30000, "the revert");
+        ck_assert_str_eq(h_json_str(svc, "current.spec_sha256"), spec1);
+        ck_assert_ptr_nonnull(strstr(h_json_str(svc, "last_rollout.reason"), "watch window"));
+        /* v2's spec is quarantined: not retried. */
+        ck_assert_str_eq(h_json_str(svc, "state"), "failed");
+        char *body = NULL;
+        ck_assert_int_eq(h_http_get((int)h_json_int(svc, "current.port"), "/version", &body), 200);
+        ck_assert_str_eq(body, "v1\n");
+        free(body);
+        json_object_put(svc);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+        Suite *s = suite_create("lifecycle");
+        const struct {
+                const char *name;
+                const TTest *test;
+        } tests[] = {
+                { "crash_at_once", crash_at_once_refused },
+                { "crash_after_ready", crash_after_ready_refused },
+                { "never_ready", never_ready_refused },
+                { "answers_500", answers_500_refused },
+                { "hang", hang_refused },
+                { "exec_failing", exec_check_failing_refused },
+                { "checks_pass", notify_exec_and_tcp_checks_pass },
+                { "stop_timeout", sigterm_ignored_is_killed_after_stop_timeout },
+                { "fixed_port", fixed_port_shared_by_generations },
+                { "watch_revert", watch_window_reverts },
+        };
+        for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+                TCase *tc = tcase_create(tests[i].name);
+                tcase_add_checked_fixture(tc, setup, teardown);
+                tcase_set_timeout(tc, 120);
+                tcase_add_test(tc, tests[i].test);
+                suite_add_tcase(s, tc);
+        }
+        return s;
+}
+
+int main(void)
+{
+        if (geteuid() != 0) {
+                fprintf(stderr, "integration tests need root (they run a private systemd manager)\n");
+                return 77;
+        }
+        SRunner *sr = srunner_create(suite());
+        srunner_run_all(sr, CK_NORMAL);
+        int failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
