@@ -47,9 +47,11 @@ void state_remember_artifact(struct service_state *ss, const char *sha256, unsig
         v[k++] = xstrdup(sha256);
         for (size_t i = 0; i < n; i++) {
                 if (k < keep && strcmp(ss->artifacts[i], sha256) != 0)
-                        v[k++] = TAKE_PTR(ss->artifacts[i]);
+                        v[k++] = ss->artifacts[i];
+                else
+                        free(ss->artifacts[i]);
         }
-        strv_free(ss->artifacts);
+        free(ss->artifacts);
         ss->artifacts = v;
 }
 
