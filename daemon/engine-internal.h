@@ -84,6 +84,9 @@ struct engine {
         bool stopping;
         bool failed; /* a fatal error stopped the loop */
         struct stop *stops; /* stop jobs in flight, freed with the engine */
+        uv_timer_t reconnect_timer; /* after losing systemd */
+        bool has_reconnect_timer;   /* initialised: the engine is freed when it closes */
+        uint64_t reconnect_delay_usec;
 };
 
 struct service *engine_service(struct engine *e, const char *name);

@@ -162,7 +162,8 @@ static void on_stopped(struct systemd *m, int r, const char *result, void *userd
 {
         struct stop *st = userdata;
         struct engine *e = st->engine;
-        systemd_unwatch_unit(e->systemd, st->unit);
+        if (e->systemd)
+                systemd_unwatch_unit(e->systemd, st->unit);
         if (r < 0)
                 log_svc(LOG_WARNING, st->service, st->generation, "Failed to stop %s: %s", st->unit,
                         result ? result : strerror(-r));
@@ -202,7 +203,7 @@ void engine_stop_unit(struct engine *e, const char *service, uint64_t generation
         if (st->next)
                 st->next->prev = st;
         e->stops = st;
-        int r = systemd_stop_unit(e->systemd, unit, on_stopped, st);
+        int r = e->systemd ? systemd_stop_unit(e->systemd, unit, on_stopped, st) : -ENOTCONN;
         if (r < 0)
                 on_stopped(e->systemd, r, strerror(-r), st);
 }
@@ -456,7 +457,8 @@ static void on_unit(struct systemd *m, const char *unit, const struct unit_statu
                 svc->current_alive = true;
                 return;
         }
-        if (!svc->current_alive)
+        /* See rollout_on_unit(): a unit announced removed is not a dead one. */
+        if (!svc->current_alive || !st->loaded)
                 return;
         svc->current_alive = false;
         svc->healthy = false;
@@ -482,15 +484,67 @@ static void on_unit(struct systemd *m, const char *unit, const struct unit_statu
         }
 }
 
-/* Without systemd liid can neither watch nor change anything. Exiting lets
- * systemd restart liid, which then adopts what runs; instances are not
- * affected. */
+static void on_units_listed(struct systemd *m, int r, char *const *names, void *userdata);
+static void on_systemd_lost(struct systemd *m, int r, const char *reason, void *userdata);
+
+#define RECONNECT_DELAY_FIRST_USEC (100 * USEC_PER_MSEC)
+#define RECONNECT_DELAY_MAX_USEC (5 * USEC_PER_SEC)
+
+/* Connects to systemd and sorts out what it runs, as at start-up. */
+static int connect_systemd(struct engine *e)
+{
+        int r = systemd_new(e->loop, e->cfg->bus, on_unit, e, &e->systemd);
+        if (r < 0)
+                return r;
+        systemd_set_disconnect_cb(e->systemd, on_systemd_lost, e);
+        r = systemd_list_units(e->systemd, "lii-", on_units_listed, e);
+        if (r < 0)
+                e->systemd = systemd_free(e->systemd);
+        return r;
+}
+
+static void on_reconnect(uv_timer_t *t)
+{
+        struct engine *e = t->data;
+        int r = connect_systemd(e);
+        if (r >= 0) {
+                log_notice("Connected to systemd again; adopting what it runs");
+                return;
+        }
+        e->reconnect_delay_usec = e->reconnect_delay_usec * 2 > RECONNECT_DELAY_MAX_USEC
+                                          ? RECONNECT_DELAY_MAX_USEC
+                                          : e->reconnect_delay_usec * 2;
+        log_debug_errno(r, "Cannot reach systemd yet (%m); trying again in %llu ms",
+                        (unsigned long long)(e->reconnect_delay_usec / USEC_PER_MSEC));
+        uv_timer_start(&e->reconnect_timer, on_reconnect, e->reconnect_delay_usec / USEC_PER_MSEC,
+                       0);
+}
+
+/* systemd went away (daemon-reexec, a restart of the manager). Instances
+ * belong to systemd and keep running; what liid was doing is abandoned as
+ * if liid had been restarted, and the reconnection adopts and reconciles,
+ * which stops what rollouts left half-way and starts them again. */
 static void on_systemd_lost(struct systemd *m, int r, const char *reason, void *userdata)
 {
         struct engine *e = userdata;
-        log_error("Lost the connection to systemd: %s; exiting so that liid is restarted",
-                  reason ? reason : strerror(-r));
-        engine_fail(e);
+        log_warning("Lost the connection to systemd: %s; reconnecting",
+                    reason ? reason : strerror(-r));
+        e->adopted = false;
+        e->n_adopting = 0;
+        for (size_t i = 0; i < e->n_services; i++) {
+                struct service *svc = e->services[i];
+                if (svc->rollout)
+                        rollout_abandon(svc->rollout);
+                rollout_unwatch(svc);
+                svc->adopting = false;
+                svc->removing = false;
+        }
+        e->systemd = systemd_free(e->systemd);
+        while (e->stops)
+                stop_free(e, e->stops);
+        e->reconnect_delay_usec = RECONNECT_DELAY_FIRST_USEC;
+        uv_timer_start(&e->reconnect_timer, on_reconnect,
+                       RECONNECT_DELAY_FIRST_USEC / USEC_PER_MSEC, 0);
 }
 
 /* Start-up: every lii unit systemd knows is either the current instance of
@@ -907,6 +961,9 @@ static json_object *operable(struct engine *e, const char *name, struct service 
         struct service_state *ss = state_find(e->state, name);
         if (!svc || !ss)
                 return NULL;
+        if (!e->adopted)
+                return lii_error_new(LII_ERR_CONFLICT,
+                                     "liid is (re)connecting to systemd; try again in a moment");
         if (svc->rollout)
                 return lii_error_new(LII_ERR_CONFLICT, "a rollout of this service is under way");
         if (svc->removing)
@@ -1065,12 +1122,9 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
                 log_error_errno(r, "Failed to open the store in %s: %m", cfg->state_dir);
                 goto fail;
         }
-        r = systemd_new(loop, cfg->bus, on_unit, e, &e->systemd);
-        if (r < 0) {
-                log_error_errno(r, "Failed to connect to systemd (bus %s): %m", cfg->bus);
-                goto fail;
-        }
-        systemd_set_disconnect_cb(e->systemd, on_systemd_lost, e);
+        uv_timer_init(loop, &e->reconnect_timer);
+        e->reconnect_timer.data = e;
+        e->has_reconnect_timer = true;
 
         struct api_config acfg = { .socket_path = cfg->socket_path };
         if (lookup_gid(cfg->read_group, &acfg.read_gid) < 0)
@@ -1094,9 +1148,9 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
                 log_error_errno(r, "Failed to set up the source %s: %m", cfg->source_url);
                 goto fail;
         }
-        r = systemd_list_units(e->systemd, "lii-", on_units_listed, e);
+        r = connect_systemd(e);
         if (r < 0) {
-                log_error_errno(r, "Failed to list units: %m");
+                log_error_errno(r, "Failed to connect to systemd (bus %s): %m", cfg->bus);
                 goto fail;
         }
         r = source_start(e->source);
@@ -1109,6 +1163,11 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
 fail:
         engine_free(e);
         return -EINVAL;
+}
+
+static void on_engine_closed(uv_handle_t *h)
+{
+        free(h->data);
 }
 
 struct engine *engine_free(struct engine *e)
@@ -1144,6 +1203,9 @@ struct engine *engine_free(struct engine *e)
         free(e->source_error);
         free(e->desired_key_id);
         free(e->desired_comment);
-        free(e);
+        if (e->has_reconnect_timer)
+                uv_close((uv_handle_t *)&e->reconnect_timer, on_engine_closed);
+        else
+                free(e);
         return NULL;
 }

@@ -294,8 +294,12 @@ void rollout_on_unit(struct rollout *ro, const struct unit_status *st)
 {
         if (ro->phase != PHASE_CHECK)
                 return;
-        if (st->loaded && strcmp(st->active_state, "failed") != 0 &&
-            strcmp(st->active_state, "inactive") != 0)
+        /* Only a unit that is there and down counts: systemd announces units
+         * removed while it reloads or re-executes, and an instance that
+         * really exits is reported inactive or failed before it is
+         * collected. */
+        if (!st->loaded || (strcmp(st->active_state, "failed") != 0 &&
+                            strcmp(st->active_state, "inactive") != 0))
                 return;
         _cleanup_free_ char *msg = NULL;
         if (st->exec_main_code == CLD_EXITED)

@@ -400,6 +400,43 @@ START_TEST(store_keeps_only_what_revisions_need)
 }
 END_TEST
 
+static bool runs_spec_of_v2(json_object *svc, void *userdata)
+{
+        const char *state = h_json_str(svc, "state");
+        const char *cur = h_json_str(svc, "current.spec_sha256");
+        const char *des = h_json_str(svc, "desired.spec_sha256");
+        return state && strcmp(state, "running") == 0 && cur && des && strcmp(cur, des) == 0 &&
+               h_json_int(svc, "current.generation") >= 2;
+}
+
+START_TEST(systemd_reexec_during_rollout)
+{
+        h_publish(&env, &hello_v1, 1, 0);
+        json_object *svc = wait_generation("hello", 1);
+        int port = (int)h_json_int(svc, "current.port");
+        json_object_put(svc);
+
+        struct h_service v2 = hello_v2;
+        v2.extra_args = ",\"--healthy-after\",\"1500\"";
+        h_publish(&env, &v2, 1, 0);
+        json_object_put(h_wait_service(&env, "hello", checking_generation_2, NULL, 20000,
+                                       "generation 2 to be checked"));
+        /* The manager re-executes itself: every client loses its connection. */
+        const char *reexec[] = { "daemon-reexec", NULL };
+        ck_assert_int_eq(h_systemctl(&env, NULL, reexec), 0);
+        assert_answers(port, "v1");
+
+        /* liid reconnects, adopts v1, and finishes the change to v2. */
+        svc = h_wait_service(&env, "hello", runs_spec_of_v2, NULL, 30000,
+                             "v2 to run after the re-exec");
+        int new_port = (int)h_json_int(svc, "current.port");
+        json_object_put(svc);
+        assert_answers(new_port, "v2");
+        ck_assert_int_ne(env.liid_pid, 0);
+        ck_assert_int_eq(kill(env.liid_pid, 0), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("rollout");
@@ -416,6 +453,7 @@ static Suite *suite(void)
                 { "removal", removed_service_is_stopped_and_can_return },
                 { "replace_dead", dead_instance_is_replaced },
                 { "store_gc", store_keeps_only_what_revisions_need },
+                { "reexec", systemd_reexec_during_rollout },
         };
         for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
                 TCase *tc = tcase_create(tests[i].name);
