@@ -35,6 +35,16 @@ void log_open(void)
                          st.st_dev == dev && st.st_ino == ino;
 }
 
+static void emit(int level, int error, const char *event, const char *service,
+                 unsigned long long generation, const char *msg);
+
+void log_event(const char *type, const char *service, unsigned long long generation,
+               const char *message)
+{
+        if (LOG_INFO <= log_max_level)
+                emit(LOG_INFO, 0, type, service, generation, message);
+}
+
 int log_internal(int level, int error, const char *service, unsigned long long generation,
                  const char *fmt, ...)
 {
@@ -51,14 +61,24 @@ int log_internal(int level, int error, const char *service, unsigned long long g
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
 
+        emit(level, error, NULL, service, generation, msg);
+        errno = saved;
+        return -error;
+}
+
+static void emit(int level, int error, const char *event, const char *service,
+                 unsigned long long generation, const char *msg)
+{
         if (log_to_journal) {
-                char f[5][2200];
-                struct iovec iov[5];
+                char f[6][2200];
+                struct iovec iov[6];
                 size_t n = 0;
                 snprintf(f[n++], sizeof f[0], "MESSAGE=%s", msg);
                 snprintf(f[n++], sizeof f[0], "PRIORITY=%d", level);
                 if (service)
                         snprintf(f[n++], sizeof f[0], "LII_SERVICE=%s", service);
+                if (event)
+                        snprintf(f[n++], sizeof f[0], "LII_EVENT=%s", event);
                 if (generation)
                         snprintf(f[n++], sizeof f[0], "LII_GENERATION=%llu", generation);
                 if (error)
@@ -66,11 +86,8 @@ int log_internal(int level, int error, const char *service, unsigned long long g
                 for (size_t i = 0; i < n; i++)
                         iov[i] = (struct iovec){ .iov_base = f[i], .iov_len = strlen(f[i]) };
                 sd_journal_sendv(iov, (int)n);
-        } else if (service) {
-                fprintf(stderr, "liid: %s: %s: %s\n", level_names[level], service, msg);
         } else {
-                fprintf(stderr, "liid: %s: %s\n", level_names[level], msg);
+                fprintf(stderr, "liid: %s: %s%s%s%s%s\n", level_names[level], service ? service : "",
+                        service ? ": " : "", event ? event : "", event ? ": " : "", msg);
         }
-        errno = saved;
-        return -error;
 }

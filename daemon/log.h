@@ -17,6 +17,11 @@ void log_open(void);
  * fields LII_SERVICE and LII_GENERATION so that `journalctl LII_SERVICE=x` works. */
 int log_internal(int level, int error, const char *service, unsigned long long generation,
                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* An event (see events.h): logged at info with LII_EVENT=<type> besides the
+ * service and generation fields, so that `journalctl LII_EVENT=rollout.failed`
+ * finds every refused rollout. */
+void log_event(const char *type, const char *service, unsigned long long generation,
+               const char *message);
 
 #define log_full_errno(level, error, ...) log_internal(level, error, NULL, 0, __VA_ARGS__)
 #define log_error(...) log_full_errno(LOG_ERR, 0, __VA_ARGS__)
