@@ -1,6 +1,7 @@
 /* liictl's transport: one HTTP request to liid over its Unix socket with
- * libcurl, the reply capped and parsed, and the mapping of failures and
- * API errors to liictl's exit codes. */
+ * libcurl, the reply capped and parsed (or, for the event stream, cut into
+ * lines as it arrives), and the mapping of failures and API errors to
+ * liictl's exit codes. */
 #include "liictl.h"
 
 #include <string.h>
@@ -10,25 +11,72 @@
 struct sink {
         struct client_reply *reply;
         bool too_large;
+        /* Set for client_stream(): a 2xx body goes to on_line, line by
+         * line, with the incomplete last line kept in line. */
+        CURL *curl;
+        int (*on_line)(char *line, size_t len, void *userdata);
+        void *userdata;
+        char *line;
+        size_t line_len;
+        int line_error; /* what on_line returned when it stopped the transfer */
 };
+
+static bool append(char **buf, size_t *size, const char *p, size_t len)
+{
+        char *b = realloc(*buf, *size + len + 1);
+        if (!b)
+                return false;
+        memcpy(b + *size, p, len);
+        *size += len;
+        b[*size] = '\0';
+        *buf = b;
+        return true;
+}
+
+/* Hands every complete line of the data to on_line; keeps the rest. */
+static size_t on_lines(struct sink *s, char *p, size_t len)
+{
+        size_t done = 0;
+        while (done < len) {
+                char *nl = memchr(p + done, '\n', len - done);
+                size_t take = nl ? (size_t)(nl - (p + done)) : len - done;
+                if (take > CLIENT_LINE_MAX - s->line_len) {
+                        s->too_large = true;
+                        return 0;
+                }
+                if (!append(&s->line, &s->line_len, p + done, take))
+                        return 0;
+                done += take;
+                if (!nl)
+                        break;
+                done++; /* the newline */
+                int r = s->on_line(s->line, s->line_len, s->userdata);
+                s->line_len = 0;
+                s->line[0] = '\0';
+                if (r < 0) {
+                        s->line_error = r;
+                        return 0;
+                }
+        }
+        return len;
+}
 
 static size_t on_data(char *p, size_t size, size_t n, void *userdata)
 {
         struct sink *s = userdata;
         struct client_reply *r = s->reply;
         size_t len = size * n;
+        if (s->on_line) {
+                long status = 0;
+                curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &status);
+                if (status >= 200 && status <= 299)
+                        return on_lines(s, p, len);
+        }
         if (len > CLIENT_REPLY_MAX - r->size) {
                 s->too_large = true;
                 return 0; /* makes curl stop with CURLE_WRITE_ERROR */
         }
-        char *b = realloc(r->body, r->size + len + 1);
-        if (!b)
-                return 0;
-        memcpy(b + r->size, p, len);
-        r->body = b;
-        r->size += len;
-        r->body[r->size] = '\0';
-        return len;
+        return append(&r->body, &r->size, p, len) ? len : 0;
 }
 
 /* One JSON value and nothing after it but whitespace. */
@@ -58,8 +106,11 @@ void client_reply_done(struct client_reply *r)
         *r = (struct client_reply){0};
 }
 
-int client_request(struct ctl *ctl, const char *method, const char *route, uint64_t timeout_usec,
-                   struct client_reply *ret)
+/* The request both client_request() and client_stream() send; a
+ * timeout_usec of USEC_INFINITY sets no limit on the whole transfer, only
+ * on connecting. */
+static int perform(struct ctl *ctl, const char *method, const char *route, uint64_t timeout_usec,
+                   struct sink *sink)
 {
         if (!ctl->curl) {
                 ctl->curl = curl_easy_init();
@@ -70,21 +121,26 @@ int client_request(struct ctl *ctl, const char *method, const char *route, uint6
         /* Settings of an earlier request (a POST body) must not leak into
          * this one; the open connection survives the reset. */
         curl_easy_reset(c);
+        sink->curl = c;
 
-        struct client_reply r = {0};
-        struct sink sink = {.reply = &r};
+        struct client_reply *r = sink->reply;
         _cleanup_free_ char *url = xasprintf("%s%s", LII_API_HOST, route);
-        long timeout_ms = (long)(timeout_usec / USEC_PER_MSEC);
 
         curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, ctl->socket_path);
         curl_easy_setopt(c, CURLOPT_URL, url);
         curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
         curl_easy_setopt(c, CURLOPT_USERAGENT, "liictl/" LII_VERSION);
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 1L);
+        if (timeout_usec == USEC_INFINITY) {
+                curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+                                 (long)(CLIENT_REQUEST_TIMEOUT_USEC / USEC_PER_MSEC));
+        } else {
+                long timeout_ms = (long)(timeout_usec / USEC_PER_MSEC);
+                curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 1L);
+        }
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
-        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, r.error);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, sink);
+        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, r->error);
         if (strcmp(method, "POST") == 0) {
                 curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
                 curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, 0L);
@@ -93,41 +149,82 @@ int client_request(struct ctl *ctl, const char *method, const char *route, uint6
         }
 
         CURLcode cc = curl_easy_perform(c);
-        /* The error buffer lives in r, which is copied out below. */
+        /* The error buffer lives in r, which the caller may copy. */
         curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
-        int err = 0;
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
         switch (cc) {
         case CURLE_OK:
-                break;
+                return 0;
         case CURLE_COULDNT_CONNECT: {
                 long os_errno = 0;
                 curl_easy_getinfo(c, CURLINFO_OS_ERRNO, &os_errno);
-                r.connect_failed = true;
-                err = os_errno > 0 ? -(int)os_errno : -ECONNREFUSED;
-                break;
+                r->connect_failed = true;
+                return os_errno > 0 ? -(int)os_errno : -ECONNREFUSED;
         }
         case CURLE_OPERATION_TIMEDOUT:
-                err = -ETIMEDOUT;
-                break;
+                return -ETIMEDOUT;
         case CURLE_WRITE_ERROR:
-                err = sink.too_large ? -EFBIG : -ENOMEM;
+                if (sink->line_error < 0)
+                        return sink->line_error;
+                return sink->too_large ? -EFBIG : -ENOMEM;
+        case CURLE_PARTIAL_FILE:
+        case CURLE_RECV_ERROR:
+                /* The answer had begun; liid went away in the middle. */
+                if (r->status != 0) {
+                        if (!r->error[0])
+                                snprintf(r->error, sizeof r->error, "%s", curl_easy_strerror(cc));
+                        return -ECONNRESET;
+                }
                 break;
         default:
-                if (!r.error[0])
-                        snprintf(r.error, sizeof r.error, "%s", curl_easy_strerror(cc));
-                err = -EIO;
                 break;
         }
+        if (!r->error[0])
+                snprintf(r->error, sizeof r->error, "%s", curl_easy_strerror(cc));
+        return -EIO;
+}
+
+/* Only the failure details are handed back. */
+static void reply_failed(struct client_reply *r, struct client_reply *ret)
+{
+        struct client_reply failed = {.connect_failed = r->connect_failed, .status = r->status};
+        memcpy(failed.error, r->error, sizeof failed.error);
+        client_reply_done(r);
+        *ret = failed;
+}
+
+int client_request(struct ctl *ctl, const char *method, const char *route, uint64_t timeout_usec,
+                   struct client_reply *ret)
+{
+        struct client_reply r = {0};
+        struct sink sink = {.reply = &r};
+        int err = perform(ctl, method, route, timeout_usec, &sink);
+        if (err == -ECONNRESET)
+                err = -EIO;
         if (err < 0) {
-                /* Only the failure details are handed back. */
-                struct client_reply failed = {.connect_failed = r.connect_failed};
-                memcpy(failed.error, r.error, sizeof failed.error);
-                client_reply_done(&r);
-                *ret = failed;
+                reply_failed(&r, ret);
                 return err;
         }
+        r.doc = parse_json(r.body, r.size);
+        *ret = r;
+        return 0;
+}
 
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+int client_stream(struct ctl *ctl, const char *route, uint64_t timeout_usec,
+                  int (*on_line)(char *line, size_t len, void *userdata), void *userdata,
+                  struct client_reply *ret)
+{
+        struct client_reply r = {0};
+        struct sink sink = {.reply = &r, .on_line = on_line, .userdata = userdata};
+        int err = perform(ctl, "GET", route, timeout_usec, &sink);
+        /* A last line without its newline is still a line. */
+        if (err == 0 && sink.line_len > 0 && r.status >= 200 && r.status <= 299)
+                err = on_line(sink.line, sink.line_len, userdata);
+        free(sink.line);
+        if (err < 0) {
+                reply_failed(&r, ret);
+                return err;
+        }
         r.doc = parse_json(r.body, r.size);
         *ret = r;
         return 0;

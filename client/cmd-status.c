@@ -74,11 +74,14 @@ static void print_header(const struct ctl *ctl, json_object *doc)
 
         print_field("Node:", "", node, "");
         print_field("Version:", "", version, "");
-        if (is_paused)
-                print_field("Paused:", ctl_color(ctl, COLOR_YELLOW), "yes, new rollouts are held",
-                            reset);
-        else
+        if (is_paused) {
+                /* A paused node silently runs stale specs: say it so that
+                 * nobody misses it. */
+                printf("%s%s%-9s yes: new rollouts are held until `liictl resume`%s\n",
+                       ctl_color(ctl, COLOR_BOLD), ctl_color(ctl, COLOR_YELLOW), "Paused:", reset);
+        } else {
                 print_field("Paused:", "", "no", "");
+        }
         print_field("Source:", "", url, "");
         print_field("Serial:", "", serial, "");
         print_field("Fetched:", "", fetched_text, "");
@@ -135,8 +138,25 @@ static void print_row(const struct ctl *ctl, char *const cells[static _COL_MAX],
         }
 }
 
+/* The state as the table shows it: with "held" when an operator rollback
+ * keeps the service on its previous revision, and "paused" when a pending
+ * rollout waits for `liictl resume`, since either explains why the
+ * service does not run its desired spec. */
+static char *state_text(json_object *svc, bool paused)
+{
+        _cleanup_free_ char *state = member_text(svc, LII_F_STATE);
+        json_object *held = json_get(svc, LII_F_HELD, json_type_boolean);
+        bool is_held = held && json_object_get_boolean(held);
+        bool waits = paused && strcmp(state, "pending") == 0;
+        if (!is_held && !waits)
+                return TAKE_PTR(state);
+        return xasprintf("%s (%s)", state, is_held ? "held" : "paused");
+}
+
 static void print_services(const struct ctl *ctl, json_object *doc)
 {
+        json_object *paused = json_get(doc, LII_F_PAUSED, json_type_boolean);
+        bool is_paused = paused && json_object_get_boolean(paused);
         json_object *services = json_get(doc, LII_F_SERVICES, json_type_object);
         size_t n = services ? (size_t)json_object_object_length(services) : 0;
         if (n == 0) {
@@ -161,7 +181,7 @@ static void print_services(const struct ctl *ctl, json_object *doc)
                 struct row *r = &rows[i];
                 json_object *cur = json_get(r->svc, LII_F_CURRENT, json_type_object);
                 r->cells[COL_SERVICE] = ctl_printable(r->name);
-                r->cells[COL_STATE] = member_text(r->svc, LII_F_STATE);
+                r->cells[COL_STATE] = state_text(r->svc, is_paused);
                 r->cells[COL_GEN] = member_text(cur, LII_F_GENERATION);
                 r->cells[COL_UNIT] = member_text(cur, LII_F_UNIT);
                 r->cells[COL_HEALTHY] = member_text(cur, LII_F_HEALTHY);
@@ -207,6 +227,17 @@ static bool is_section(const char *key, json_object *v)
         return json_object_is_type(v, json_type_object);
 }
 
+/* Who signed an artifact: "key ID, trusted comment: TEXT". */
+static char *signature_text(json_object *sig)
+{
+        _cleanup_free_ char *key = member_text(sig, LII_F_KEY_ID);
+        const char *comment = json_get_string(sig, LII_F_TRUSTED_COMMENT);
+        if (!comment)
+                return xasprintf("key %s", key);
+        _cleanup_free_ char *c = ctl_printable(comment);
+        return xasprintf("key %s, trusted comment: %s", key, c);
+}
+
 static void print_section(const struct ctl *ctl, const char *key, json_object *o)
 {
         if (!o || !json_object_is_type(o, json_type_object)) {
@@ -224,7 +255,9 @@ static void print_section(const struct ctl *ctl, const char *key, json_object *o
         json_object_object_foreach(o, k2, v)
         {
                 _cleanup_free_ char *kt = ctl_printable(k2);
-                _cleanup_free_ char *vt = value_text(v);
+                bool is_signature =
+                    strcmp(k2, LII_F_SIGNATURE) == 0 && json_object_is_type(v, json_type_object);
+                _cleanup_free_ char *vt = is_signature ? signature_text(v) : value_text(v);
                 printf("  %s:%*s %s\n", kt, width - (int)strlen(k2), "", vt);
         }
 }
@@ -239,10 +272,20 @@ static void print_service(const struct ctl *ctl, const char *name, json_object *
         printf("service: %s\n", name);
         printf("state: %s%s%s\n", ctl_state_color(ctl, state), state_text,
                state && *ctl_state_color(ctl, state) ? ctl_color(ctl, COLOR_RESET) : "");
+        /* Instances that died and were replaced in a row: a service that
+         * keeps crashing shows it here before its health does. */
+        json_object *restarts = json_get(svc, LII_F_RESTARTS, json_type_int);
+        if (restarts) {
+                int64_t n = json_object_get_int64(restarts);
+                const char *on = n > 0 ? ctl_color(ctl, COLOR_YELLOW) : "";
+                printf("restarts: %s%lld%s\n", on, (long long)n,
+                       *on ? ctl_color(ctl, COLOR_RESET) : "");
+        }
 
         json_object_object_foreach(svc, key, v)
         {
-                if (strcmp(key, LII_F_STATE) == 0 || strcmp(key, "name") == 0 || is_section(key, v))
+                if (strcmp(key, LII_F_STATE) == 0 || strcmp(key, "name") == 0 ||
+                    (strcmp(key, LII_F_RESTARTS) == 0 && restarts) || is_section(key, v))
                         continue;
                 _cleanup_free_ char *kt = ctl_printable(key);
                 _cleanup_free_ char *vt = value_text(v);
@@ -263,21 +306,6 @@ static void print_service(const struct ctl *ctl, const char *name, json_object *
                         print_section(ctl, kt, v2);
                 }
         }
-}
-
-/* liid's document unchanged: byte for byte when a program reads it,
- * indented when a person does. */
-static void print_json(const struct ctl *ctl, const struct client_reply *reply)
-{
-        if (ctl->tty) {
-                printf("%s\n", json_object_to_json_string_ext(
-                                   reply->doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
-                return;
-        }
-        fwrite(reply->body, 1, reply->size, stdout);
-        if (reply->size == 0 || reply->body[reply->size - 1] != '\n')
-                putchar('\n');
 }
 
 static int run(struct ctl *ctl, int argc, char **argv)
@@ -303,7 +331,7 @@ static int run(struct ctl *ctl, int argc, char **argv)
                 return client_fail(ctl, r, &reply);
 
         if (ctl->json)
-                print_json(ctl, &reply);
+                ctl_print_json(ctl, &reply);
         else if (name)
                 print_service(ctl, name, reply.doc);
         else

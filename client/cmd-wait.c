@@ -8,9 +8,9 @@
 #include <string.h>
 #include <time.h>
 
-/* liid has no event stream yet, so wait polls the status document. Once
- * GET /v1/events?follow=1 exists, wait should follow it instead and only
- * re-read the status when an event concerns a service it waits for. */
+/* wait polls the status document. Following GET /v1/events?follow=1 and
+ * re-reading the status only when an event concerns a service it waits
+ * for would make that unnecessary; that is still to be done. */
 #define WAIT_POLL_USEC (100 * USEC_PER_MSEC)
 
 enum verdict {

@@ -11,9 +11,8 @@
 #include "lii-version.h"
 
 static const struct cmd *const commands[] = {
-    &cmd_status,
-    &cmd_wait,
-    &cmd_verify,
+    &cmd_status, &cmd_events,   &cmd_wait,    &cmd_sync,   &cmd_pause,
+    &cmd_resume, &cmd_rollback, &cmd_replace, &cmd_verify,
 };
 
 static void help(void)
@@ -161,11 +160,28 @@ const char *ctl_state_color(const struct ctl *ctl, const char *state)
                 return "";
         if (strcmp(state, "running") == 0)
                 return ctl_color(ctl, COLOR_GREEN);
-        if (strcmp(state, "failed") == 0)
+        /* A reverting service had a rollout go wrong: as worth a look as a
+         * failed one. */
+        if (strcmp(state, "failed") == 0 || strcmp(state, "reverting") == 0)
                 return ctl_color(ctl, COLOR_RED);
-        if (strcmp(state, "stopped") == 0)
+        /* Going away on purpose (removed from the desired state) needs no
+         * attention. */
+        if (strcmp(state, "stopping") == 0 || strcmp(state, "stopped") == 0)
                 return "";
         return ctl_color(ctl, COLOR_YELLOW);
+}
+
+void ctl_print_json(const struct ctl *ctl, const struct client_reply *reply)
+{
+        if (ctl->tty && reply->doc) {
+                printf("%s\n", json_object_to_json_string_ext(
+                                   reply->doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+                return;
+        }
+        fwrite(reply->body, 1, reply->size, stdout);
+        if (reply->size == 0 || reply->body[reply->size - 1] != '\n')
+                putchar('\n');
 }
 
 char *ctl_printable(const char *s)

@@ -14,6 +14,8 @@
 /* liid's answers are small; this only stops a broken or hostile peer from
  * filling liictl's memory. */
 #define CLIENT_REPLY_MAX ((size_t)16 << 20)
+/* An event is about a kilobyte; a longer line is not one of liid's. */
+#define CLIENT_LINE_MAX ((size_t)64 << 10)
 /* How long one request may take before liid counts as unreachable. */
 #define CLIENT_REQUEST_TIMEOUT_USEC (30 * USEC_PER_SEC)
 
@@ -37,7 +39,13 @@ struct cmd {
 };
 
 extern const struct cmd cmd_status;
+extern const struct cmd cmd_events;
 extern const struct cmd cmd_wait;
+extern const struct cmd cmd_sync;
+extern const struct cmd cmd_pause;
+extern const struct cmd cmd_resume;
+extern const struct cmd cmd_rollback;
+extern const struct cmd cmd_replace;
 extern const struct cmd cmd_verify;
 
 struct client_reply {
@@ -57,6 +65,19 @@ int client_request(struct ctl *ctl, const char *method, const char *route, uint6
                    struct client_reply *ret);
 void client_reply_done(struct client_reply *r);
 
+/* Sends a GET whose answer is a stream of lines (NDJSON) and hands each
+ * line, without its newline and NUL-terminated, to on_line as soon as it
+ * is complete; on_line may modify it. An answer that is not 2xx is
+ * collected in ret instead, as by client_request(). timeout_usec may be
+ * USEC_INFINITY for a stream that lasts until liid ends it. Returns 0 when
+ * liid ended the answer properly; -ECONNRESET when the stream broke off
+ * after it had begun (liid stopped, or cut off a reader that fell behind);
+ * what on_line returned if that was negative (it stops the transfer);
+ * -EFBIG for a line over CLIENT_LINE_MAX; otherwise as client_request(). */
+int client_stream(struct ctl *ctl, const char *route, uint64_t timeout_usec,
+                  int (*on_line)(char *line, size_t len, void *userdata), void *userdata,
+                  struct client_reply *ret);
+
 /* Says on stderr why a request failed or what error liid answered, and
  * returns the exit code for it. r is client_request()'s result. */
 int client_fail(const struct ctl *ctl, int r, const struct client_reply *reply);
@@ -75,8 +96,14 @@ const char *ctl_color(const struct ctl *ctl, const char *sgr);
 /* Copies s with control characters replaced, so that text from liid (error
  * reasons, URLs) cannot move the cursor or recolour the terminal. */
 char *ctl_printable(const char *s);
-/* Colour for a service state: green running, red failed, yellow changing. */
+/* Colour for a service state: green running, red failed or reverting,
+ * yellow on its way (pending, fetching, starting, checking), none for
+ * stopping and stopped. */
 const char *ctl_state_color(const struct ctl *ctl, const char *state);
+
+/* Prints liid's JSON answer unchanged: byte for byte when a program reads
+ * it, indented when a person does. */
+void ctl_print_json(const struct ctl *ctl, const struct client_reply *reply);
 
 /* Prints "liictl: <message>" and where to find help (for cmd, or global
  * when cmd is NULL) on stderr. */

@@ -3,7 +3,8 @@
  * epoll fd watched by a uv_poll_t, MHD_get_timeout() on a uv_timer_t). This
  * file owns the socket (activation or creation), peer authorization on
  * every request and the route table; what the answers say comes from the
- * daemon through struct api_ops. */
+ * daemon through struct api_ops, and from the event ring for the NDJSON of
+ * GET /v1/events, whose followers it streams to. */
 #include "api.h"
 
 #include <libgen.h>
@@ -15,6 +16,7 @@
 #include <sys/un.h>
 #include <systemd/sd-daemon.h>
 
+#include "events.h"
 #include "lii-proto.h"
 #include "log.h"
 
@@ -28,9 +30,17 @@
  * is also the header size limit (MHD answers 431 beyond it). */
 #define API_CONNECTION_MEMORY_LIMIT ((size_t)64 * 1024)
 /* Idle connections are closed after this, so slow clients cannot hold one
- * of the API_CONNECTION_LIMIT slots for long. */
+ * of the API_CONNECTION_LIMIT slots for long. An event follower with
+ * nothing to send is suspended, which MHD never times out, so a quiet
+ * stream lives on; one whose client stops reading what it is sent is
+ * closed like any other. */
 #define API_CONNECTION_TIMEOUT_SEC 10u
 #define API_CONNECTION_LIMIT       64u
+/* Followers hold a connection each for as long as they like, so they get
+ * only half of the slots and the other requests always find one. */
+#define API_FOLLOWERS_MAX 32u
+/* What one call of a follower's content reader may hand to MHD. */
+#define API_FOLLOW_BLOCK ((size_t)16 * 1024)
 /* NGROUPS_MAX of Linux: a peer cannot be in more groups than that. */
 #define API_PEER_GROUPS_MAX 65536
 
@@ -44,7 +54,10 @@ enum role {
         ROLE_ADMIN,
 };
 
+struct follower;
+
 struct api {
+        uv_loop_t *loop;
         uv_poll_t poll;
         uv_timer_t timer;
         unsigned n_handles_open;
@@ -52,9 +65,18 @@ struct api {
         struct MHD_Daemon *mhd;
         const struct api_ops *ops;
         void *userdata;
+        struct events *events;
         gid_t read_gid;
         gid_t admin_gid;
         bool started;
+        /* api_free() has begun: nothing may arm the timer again. */
+        bool stopping;
+        /* A connection was resumed while MHD_run() ran, so the timer that
+         * makes MHD serve it again must not be re-armed for later. */
+        bool kicked;
+
+        struct follower *followers;
+        unsigned n_followers;
 
         /* Set only when liid created the socket, so that api_free() removes
          * that socket and nothing else. */
@@ -65,6 +87,9 @@ struct api {
 
 struct request;
 typedef json_object *(*route_handler_t)(struct api *a, const struct request *req);
+/* For answers that are not one JSON document: queues its own response. */
+typedef enum MHD_Result (*route_responder_t)(struct api *a, struct MHD_Connection *c,
+                                             const struct request *req);
 
 struct route {
         const char *method;
@@ -74,6 +99,7 @@ struct route {
         const char *suffix;
         enum role role;
         route_handler_t handler;
+        route_responder_t responder; /* instead of handler */
 };
 
 /* Per-request state of a request that waits for its body (POST). */
@@ -81,6 +107,33 @@ struct request {
         const struct route *route;
         char name[LII_SERVICE_NAME_MAX + 1];
         size_t body_size;
+        bool head;
+};
+
+/* A client of GET /v1/events?follow=1. It holds no copy of the events:
+ * the ring is the backlog, and the follower only remembers how far it got.
+ * While it has sent everything the connection is suspended, so MHD neither
+ * calls it nor times it out, and a new event resumes it. A follower so
+ * slow that the ring dropped events it had not sent yet is cut off: its
+ * client sees the stream break instead of silently missing events. It is
+ * owned by its MHD response and freed with it. */
+struct follower {
+        struct api *api;
+        struct follower *prev, *next;
+        struct MHD_Connection *conn;
+        struct events_sub *sub;
+        /* While suspended, MHD does not watch the socket, so this does:
+         * a client that goes away frees its slot without waiting for an
+         * event. Allocated per suspension, freed in its close callback. */
+        uv_poll_t *hangup;
+        uint64_t cursor;            /* seq of the last event put into line */
+        char *line;                 /* that event's NDJSON line… */
+        size_t line_len, line_sent; /* …and how much of it MHD has */
+        bool suspended;
+        bool counted; /* holds one of the API_FOLLOWERS_MAX slots */
+        bool gone;    /* the client hung up */
+        bool lagged;  /* fell behind the ring */
+        bool ending;  /* liid stops serving */
 };
 
 static void mhd_response_destroyp(struct MHD_Response **r)
@@ -162,17 +215,308 @@ static json_object *handle_replace(struct api *a, const struct request *req)
         return service_action(a, req, a->ops->replace);
 }
 
-/* Later endpoints (events, metrics) are new rows. The first row whose path
- * and method match serves a request; the rows that match the path alone
- * make the Allow header of a 405. */
+static enum MHD_Result respond_error(struct MHD_Connection *c, const char *code,
+                                     const char *message, const char *allow);
+static void api_kick(struct api *a);
+
+/* A body that is not JSON. Takes body (malloc'ed) in every case. */
+static enum MHD_Result respond_text(struct MHD_Connection *c, unsigned status,
+                                    const char *content_type, char *body, size_t len)
+{
+        _cleanup_(mhd_response_destroyp) struct MHD_Response *r =
+            MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+        if (!r) {
+                free(body);
+                return MHD_NO;
+        }
+        if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) != MHD_YES)
+                return MHD_NO;
+        return MHD_queue_response(c, status, r);
+}
+
+static enum MHD_Result respond_metrics(struct api *a, struct MHD_Connection *c,
+                                       const struct request *req)
+{
+        if (!a->ops->metrics)
+                return respond_error(c, LII_ERR_NOT_IMPLEMENTED,
+                                     "this liid does not implement that yet", NULL);
+        char *text = a->ops->metrics(a->userdata);
+        if (!text)
+                return respond_error(c, LII_ERR_INTERNAL, "the metrics could not be rendered",
+                                     NULL);
+        return respond_text(c, MHD_HTTP_OK, LII_CONTENT_TYPE_METRICS, text, strlen(text));
+}
+
+/* One NDJSON line: compact JSON and a newline. */
+static char *event_line(const struct event *e)
+{
+        _cleanup_json_ json_object *o = event_to_json(e);
+        return xasprintf("%s\n", json_object_to_json_string_ext(
+                                     o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+static void on_hangup_closed(uv_handle_t *h)
+{
+        free(h);
+}
+
+static void follower_unwatch(struct follower *f)
+{
+        if (!f->hangup)
+                return;
+        /* uv_close() takes the fd out of libuv's epoll set at once, while
+         * MHD still has the socket open. */
+        uv_close((uv_handle_t *)f->hangup, on_hangup_closed);
+        f->hangup = NULL;
+}
+
+/* Hands the connection back to MHD and makes sure MHD runs soon: resuming
+ * only queues the connection, and this may be called from inside one of
+ * MHD's own callbacks (an action that emits an event), where MHD_run()
+ * must not be called. */
+static void follower_resume(struct follower *f)
+{
+        if (!f->suspended)
+                return;
+        follower_unwatch(f);
+        f->suspended = false;
+        MHD_resume_connection(f->conn);
+        api_kick(f->api);
+}
+
+static void follower_uncount(struct follower *f)
+{
+        if (!f->counted)
+                return;
+        f->counted = false;
+        f->api->n_followers--;
+}
+
+/* The slot is given back at once: MHD closes the connection only when it
+ * runs next, and a client that reconnects right away must find it free. */
+static void on_follower_hangup(uv_poll_t *h, int status, int events)
+{
+        struct follower *f = h->data;
+        f->gone = true;
+        follower_uncount(f);
+        follower_resume(f);
+}
+
+static void follower_watch(struct follower *f)
+{
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(f->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!ci)
+                return;
+        uv_poll_t *h = xcalloc(1, sizeof *h);
+        int r = uv_poll_init(f->api->loop, h, ci->connect_fd);
+        if (r < 0) {
+                free(h);
+                log_debug_errno(r, "Cannot watch an idle event follower for hangups: %m");
+                return;
+        }
+        h->data = f;
+        r = uv_poll_start(h, UV_DISCONNECT, on_follower_hangup);
+        if (r < 0) {
+                uv_close((uv_handle_t *)h, on_hangup_closed);
+                log_debug_errno(r, "Cannot watch an idle event follower for hangups: %m");
+                return;
+        }
+        f->hangup = h;
+}
+
+static void on_follower_event(const struct event *e, void *userdata)
+{
+        follower_resume(userdata);
+}
+
+/* Puts the next event into f->line; false when there is none (or the
+ * follower fell behind). */
+static bool follower_next_line(struct follower *f)
+{
+        const struct event *e = events_next(f->api->events, f->cursor);
+        if (!e)
+                return false;
+        if (e->seq != f->cursor + 1) {
+                f->lagged = true;
+                return false;
+        }
+        free(f->line);
+        f->line = event_line(e);
+        f->line_len = strlen(f->line);
+        f->line_sent = 0;
+        f->cursor = e->seq;
+        return true;
+}
+
+/* MHD's content reader: whole lines as far as they fit, possibly the rest
+ * of a line that did not fit last time. With nothing to send the
+ * connection is suspended until an event, a hangup or api_free(). */
+static ssize_t follower_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+        struct follower *f = cls;
+        size_t n = 0;
+        while (n < max && !f->gone && !f->ending) {
+                if (f->line_sent == f->line_len && !follower_next_line(f))
+                        break;
+                size_t k = f->line_len - f->line_sent;
+                if (k > max - n)
+                        k = max - n;
+                memcpy(buf + n, f->line + f->line_sent, k);
+                f->line_sent += k;
+                n += k;
+        }
+        if (n > 0)
+                return (ssize_t)n;
+        if (f->lagged) {
+                log_debug("Ending an event stream whose client fell more than %d events "
+                          "behind.",
+                          EVENTS_KEEP);
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+        if (f->gone || f->ending)
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+        MHD_suspend_connection(f->conn);
+        f->suspended = true;
+        follower_watch(f);
+        return 0;
+}
+
+static void follower_free(void *cls)
+{
+        struct follower *f = cls;
+        struct api *a = f->api;
+        events_unsubscribe(f->sub);
+        follower_unwatch(f);
+        if (f->prev)
+                f->prev->next = f->next;
+        else
+                a->followers = f->next;
+        if (f->next)
+                f->next->prev = f->prev;
+        follower_uncount(f);
+        free(f->line);
+        free(f);
+}
+
+static enum MHD_Result respond_follow(struct api *a, struct MHD_Connection *c, uint64_t after)
+{
+        if (a->n_followers >= API_FOLLOWERS_MAX)
+                return respond_error(c, LII_ERR_UNAVAILABLE, "too many followers", NULL);
+
+        struct follower *f = xcalloc(1, sizeof *f);
+        f->api = a;
+        f->conn = c;
+        /* Starting at the oldest kept event is not falling behind: the
+         * client asked for what there is. */
+        const struct event *first = events_next(a->events, after);
+        f->cursor = first ? first->seq - 1 : after;
+        f->next = a->followers;
+        if (a->followers)
+                a->followers->prev = f;
+        a->followers = f;
+        a->n_followers++;
+        f->counted = true;
+        f->sub = events_subscribe(a->events, on_follower_event, f);
+
+        /* From here the response owns f and frees it with follower_free(). */
+        _cleanup_(mhd_response_destroyp) struct MHD_Response *r = MHD_create_response_from_callback(
+            MHD_SIZE_UNKNOWN, API_FOLLOW_BLOCK, follower_read, f, follower_free);
+        if (!r) {
+                follower_free(f);
+                return MHD_NO;
+        }
+        if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, LII_CONTENT_TYPE_NDJSON) !=
+            MHD_YES)
+                return MHD_NO;
+        return MHD_queue_response(c, MHD_HTTP_OK, r);
+}
+
+static void ndjson_add(const struct event *e, void *userdata)
+{
+        _cleanup_free_ char *line = event_line(e);
+        fputs(line, userdata);
+}
+
+/* "follow" alone, =1 or =true follows; =0 or =false does not. */
+static int parse_follow(struct MHD_Connection *c, bool *ret)
+{
+        const char *v = NULL;
+        size_t len = 0;
+        if (MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, LII_QUERY_FOLLOW,
+                                          strlen(LII_QUERY_FOLLOW), &v, &len) != MHD_YES) {
+                *ret = false;
+                return 0;
+        }
+        if (!v || strcmp(v, "") == 0 || strcmp(v, "1") == 0 || strcmp(v, "true") == 0)
+                *ret = true;
+        else if (strcmp(v, "0") == 0 || strcmp(v, "false") == 0)
+                *ret = false;
+        else
+                return -EINVAL;
+        return 0;
+}
+
+static int parse_after(struct MHD_Connection *c, uint64_t *ret)
+{
+        const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, LII_QUERY_AFTER);
+        if (!v) {
+                *ret = 0;
+                return 0;
+        }
+        if (strspn(v, "0123456789") != strlen(v) || !*v || strlen(v) > 20)
+                return -EINVAL;
+        errno = 0;
+        unsigned long long n = strtoull(v, NULL, 10);
+        if (errno != 0)
+                return -EINVAL;
+        *ret = n;
+        return 0;
+}
+
+static enum MHD_Result respond_events(struct api *a, struct MHD_Connection *c,
+                                      const struct request *req)
+{
+        if (!a->events)
+                return respond_error(c, LII_ERR_NOT_IMPLEMENTED,
+                                     "this liid does not implement that yet", NULL);
+        uint64_t after;
+        if (parse_after(c, &after) < 0)
+                return respond_error(c, LII_ERR_BAD_REQUEST,
+                                     LII_QUERY_AFTER ": not an event sequence number", NULL);
+        bool follow;
+        if (parse_follow(c, &follow) < 0)
+                return respond_error(c, LII_ERR_BAD_REQUEST,
+                                     LII_QUERY_FOLLOW ": neither 1, true, 0 nor false", NULL);
+        /* A HEAD gets the headers of the plain answer, not a stream. */
+        if (follow && !req->head)
+                return respond_follow(a, c, after);
+
+        char *text = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&text, &size);
+        if (!f)
+                return respond_error(c, LII_ERR_INTERNAL, "out of memory", NULL);
+        events_foreach(a->events, after, ndjson_add, f);
+        if (fclose(f) != 0) {
+                free(text);
+                return respond_error(c, LII_ERR_INTERNAL, "out of memory", NULL);
+        }
+        return respond_text(c, MHD_HTTP_OK, LII_CONTENT_TYPE_NDJSON, text, size);
+}
+
+/* The first row whose path and method match serves a request; the rows
+ * that match the path alone make the Allow header of a 405. */
 static const struct route routes[] = {
-    {"GET", LII_ROUTE_STATUS, NULL, ROLE_READER, handle_status},
-    {"GET", LII_ROUTE_SERVICES, "", ROLE_READER, handle_service},
-    {"POST", LII_ROUTE_SYNC, NULL, ROLE_ADMIN, handle_sync},
-    {"POST", LII_ROUTE_PAUSE, NULL, ROLE_ADMIN, handle_pause},
-    {"POST", LII_ROUTE_RESUME, NULL, ROLE_ADMIN, handle_resume},
-    {"POST", LII_ROUTE_SERVICES, LII_ROUTE_ROLLBACK_SUFFIX, ROLE_ADMIN, handle_rollback},
-    {"POST", LII_ROUTE_SERVICES, LII_ROUTE_REPLACE_SUFFIX, ROLE_ADMIN, handle_replace},
+    {"GET", LII_ROUTE_STATUS, NULL, ROLE_READER, .handler = handle_status},
+    {"GET", LII_ROUTE_SERVICES, "", ROLE_READER, .handler = handle_service},
+    {"GET", LII_ROUTE_EVENTS, NULL, ROLE_READER, .responder = respond_events},
+    {"GET", LII_ROUTE_METRICS, NULL, ROLE_READER, .responder = respond_metrics},
+    {"POST", LII_ROUTE_SYNC, NULL, ROLE_ADMIN, .handler = handle_sync},
+    {"POST", LII_ROUTE_PAUSE, NULL, ROLE_ADMIN, .handler = handle_pause},
+    {"POST", LII_ROUTE_RESUME, NULL, ROLE_ADMIN, .handler = handle_resume},
+    {"POST", LII_ROUTE_SERVICES, LII_ROUTE_ROLLBACK_SUFFIX, ROLE_ADMIN, .handler = handle_rollback},
+    {"POST", LII_ROUTE_SERVICES, LII_ROUTE_REPLACE_SUFFIX, ROLE_ADMIN, .handler = handle_replace},
 };
 
 /* Matches url against the route's path, ignoring the method. A {name} that
@@ -223,6 +567,7 @@ static unsigned status_for_code(const char *code)
             {LII_ERR_CONFLICT, MHD_HTTP_CONFLICT},
             {LII_ERR_INTERNAL, MHD_HTTP_INTERNAL_SERVER_ERROR},
             {LII_ERR_NOT_IMPLEMENTED, MHD_HTTP_NOT_IMPLEMENTED},
+            {LII_ERR_UNAVAILABLE, MHD_HTTP_SERVICE_UNAVAILABLE},
         };
         for (size_t i = 0; code && i < ELEMENTSOF(table); i++)
                 if (strcmp(table[i].code, code) == 0)
@@ -275,6 +620,8 @@ static enum MHD_Result respond_error(struct MHD_Connection *c, const char *code,
 static enum MHD_Result respond_handler(struct api *a, struct MHD_Connection *c,
                                        const struct request *req)
 {
+        if (req->route->responder)
+                return req->route->responder(a, c, req);
         _cleanup_json_ json_object *doc = req->route->handler(a, req);
         if (!doc)
                 return respond_error(c, LII_ERR_INTERNAL, "no answer from liid", NULL);
@@ -403,7 +750,7 @@ static enum MHD_Result request_begin(struct api *a, struct MHD_Connection *c, co
         if (declared > API_BODY_MAX && (is_get || expect || declared > API_BODY_DRAIN_MAX))
                 return respond_error(c, LII_ERR_TOO_LARGE, "request body too large", NULL);
 
-        struct request req = {.route = route};
+        struct request req = {.route = route, .head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0};
         memcpy(req.name, name, sizeof req.name);
 
         /* A GET is answered now; its body, if a client sent one, is ignored
@@ -472,8 +819,11 @@ static void on_timer(uv_timer_t *t);
 /* Lets MHD do what is due and arms the timer for its next deadline. */
 static void api_run(struct api *a)
 {
+        a->kicked = false;
         if (MHD_run(a->mhd) != MHD_YES)
                 log_debug("libmicrohttpd could not process its connections.");
+        if (a->kicked)
+                return;
 
         MHD_UNSIGNED_LONG_LONG ms;
         if (MHD_get_timeout(a->mhd, &ms) == MHD_YES)
@@ -490,6 +840,18 @@ static void on_poll(uv_poll_t *p, int status, int events)
 static void on_timer(uv_timer_t *t)
 {
         api_run(t->data);
+}
+
+/* Makes MHD run on the next turn of the loop. MHD_resume_connection() only
+ * marks the connection: in this external epoll mode nothing makes MHD's
+ * epoll fd readable for it (libmicrohttpd 0.9.75 leaves a resumed follower
+ * waiting until some other connection stirs), so the timer does. */
+static void api_kick(struct api *a)
+{
+        if (a->stopping)
+                return;
+        a->kicked = true;
+        uv_timer_start(&a->timer, on_timer, 0, 0);
 }
 
 static int socket_from_systemd(int *ret_fd)
@@ -670,8 +1032,10 @@ int api_new(uv_loop_t *loop, const struct api_config *cfg, const struct api_ops 
             void *userdata, struct api **ret)
 {
         struct api *a = xcalloc(1, sizeof *a);
+        a->loop = loop;
         a->ops = ops;
         a->userdata = userdata;
+        a->events = cfg->events;
         a->read_gid = cfg->read_gid;
         a->admin_gid = cfg->admin_gid;
 
@@ -684,13 +1048,13 @@ int api_new(uv_loop_t *loop, const struct api_config *cfg, const struct api_ops 
 
         /* From here MHD owns fd: it closes it on failure too (0.9.75). The
          * logger comes first so that MHD's checks of the options use it. */
-        a->mhd =
-            MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, a,
-                             MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, a, MHD_OPTION_LISTEN_SOCKET,
-                             fd, MHD_OPTION_CONNECTION_MEMORY_LIMIT, API_CONNECTION_MEMORY_LIMIT,
-                             MHD_OPTION_CONNECTION_LIMIT, API_CONNECTION_LIMIT,
-                             MHD_OPTION_CONNECTION_TIMEOUT, API_CONNECTION_TIMEOUT_SEC,
-                             MHD_OPTION_NOTIFY_COMPLETED, on_request_completed, a, MHD_OPTION_END);
+        a->mhd = MHD_start_daemon(
+            MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request,
+            a, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, a, MHD_OPTION_LISTEN_SOCKET, fd,
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, API_CONNECTION_MEMORY_LIMIT,
+            MHD_OPTION_CONNECTION_LIMIT, API_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+            API_CONNECTION_TIMEOUT_SEC, MHD_OPTION_NOTIFY_COMPLETED, on_request_completed, a,
+            MHD_OPTION_END);
         if (!a->mhd) {
                 api_release(a);
                 return log_error_errno(EIO, "Cannot start the API server.");
@@ -732,6 +1096,16 @@ struct api *api_free(struct api *a)
 {
         if (!a)
                 return NULL;
+        /* MHD must not stop with suspended connections, and the followers
+         * must not be called by an events object that may go first. The
+         * connections close with the daemon, which frees the followers. */
+        a->stopping = true;
+        for (struct follower *f = a->followers; f; f = f->next) {
+                f->ending = true;
+                events_unsubscribe(f->sub);
+                f->sub = NULL;
+                follower_resume(f);
+        }
         /* libuv must stop watching the epoll fd before MHD closes it. */
         uv_close((uv_handle_t *)&a->poll, on_handle_closed);
         uv_close((uv_handle_t *)&a->timer, on_handle_closed);

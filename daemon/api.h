@@ -10,6 +10,7 @@
 #include <uv.h>
 
 struct api;
+struct events;
 
 /* What the API asks of the daemon. Each returns a new reference the API
  * puts; NULL from service() means no such service (404).
@@ -29,12 +30,18 @@ struct api_ops {
         json_object *(*resume)(void *userdata);
         json_object *(*rollback)(void *userdata, const char *name);
         json_object *(*replace)(void *userdata, const char *name);
+        /* GET /v1/metrics: Prometheus' text format, malloc'ed (the API
+         * frees it); NULL is an internal error (500). */
+        char *(*metrics)(void *userdata);
 };
 
 struct api_config {
         const char *socket_path;
         gid_t read_gid;  /* (gid_t)-1: none */
         gid_t admin_gid; /* (gid_t)-1: none */
+        /* Served by GET /v1/events (NULL: 501). Must outlive the api:
+         * api_free() ends the followers and drops their subscriptions. */
+        struct events *events;
 };
 
 /* Takes the socket passed by systemd (sd_listen_fds) when there is one,
@@ -47,9 +54,10 @@ struct api_config {
  * cfg is copied; ops and userdata must outlive the api. */
 int api_new(uv_loop_t *loop, const struct api_config *cfg, const struct api_ops *ops,
             void *userdata, struct api **ret);
-/* Stops serving and closes the socket; the path is removed only when liid
- * created it and it is still the socket liid bound. Accepts NULL, returns
- * NULL. The libuv handles are closed here but their memory is released in
- * their close callbacks: the owner must keep running the loop (uv_run
- * until it returns 0) after api_free() for that to happen. */
+/* Stops serving and closes the socket, ending the streams of GET
+ * /v1/events?follow=1 (their clients see the connection close). The path
+ * is removed only when liid created it and it is still the socket liid
+ * bound. Accepts NULL, returns NULL. The libuv handles are closed here but their memory is released
+ * in their close callbacks: the owner must keep running the loop (uv_run until it returns 0) after
+ * api_free() for that to happen. */
 struct api *api_free(struct api *a);

@@ -27,6 +27,14 @@
 #define LII_ROUTE_ROLLBACK_SUFFIX "/rollback"
 #define LII_ROUTE_REPLACE_SUFFIX "/replace"
 
+/* Query parameters of GET /v1/events: only events with a greater seq;
+ * keep the answer open and stream new events as they happen. */
+#define LII_QUERY_AFTER "after"
+#define LII_QUERY_FOLLOW "follow"
+/* Content types of the answers that are not JSON. */
+#define LII_CONTENT_TYPE_NDJSON "application/x-ndjson"
+#define LII_CONTENT_TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
+
 #define LII_DEFAULT_SOCKET "/run/lii/liid.sock"
 #define LII_SOCKET_ENV "LIID_SOCKET"
 
@@ -67,6 +75,13 @@
 #define LII_F_RESTARTS "restarts"               /* dead instances replaced in a row */
 #define LII_F_HELD "held"                       /* an operator rollback holds the service */
 
+/* Event fields of GET /v1/events (one JSON object per line); generation
+ * and message are the LII_F_* above. */
+#define LII_F_SEQ "seq"
+#define LII_F_TIME "time"
+#define LII_F_TYPE "type"
+#define LII_F_SERVICE "service"
+
 /* The longest name service_name_is_valid() accepts. */
 #define LII_SERVICE_NAME_MAX 48
 
@@ -104,6 +119,7 @@ const char *lii_result_to_string(enum lii_result r); /* NULL for NONE */
 #define LII_ERR_CONFLICT "conflict"                     /* 409 */
 #define LII_ERR_INTERNAL "internal"                     /* 500 */
 #define LII_ERR_NOT_IMPLEMENTED "not_implemented"       /* 501 */
+#define LII_ERR_UNAVAILABLE "unavailable"               /* 503 */
 
 /* Builds the error document. Never returns NULL. */
 json_object *lii_error_new(const char *code, const char *message);

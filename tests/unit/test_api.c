@@ -1,13 +1,15 @@
 /* The local API as a client sees it: routes, status codes, JSON bodies,
- * peer authorization by uid and groups, and how the socket is created and
- * guarded. The API runs on a libuv loop in a second thread; requests come
- * from libcurl in the test thread, or from a forked child that first drops
- * to another uid and set of groups. */
+ * the event log and its followers, metrics, peer authorization by uid and
+ * groups, and how the socket is created and guarded. The API runs on a
+ * libuv loop in a second thread; requests come from libcurl in the test
+ * thread, or from a forked child that first drops to another uid and set
+ * of groups. Events are emitted on the loop thread, as liid does. */
 #include <check.h>
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -16,7 +18,9 @@
 #include <sys/wait.h>
 
 #include "api.h"
+#include "events.h"
 #include "lii-proto.h"
+#include "log.h"
 #include "util.h"
 
 #define READ_GID  ((gid_t)4242)
@@ -24,6 +28,8 @@
 #define NOBODY    ((uid_t)65534)
 
 static atomic_int n_sync_calls;
+
+#define METRICS_TEXT "# TYPE lii_paused gauge\nlii_paused 0\n"
 
 static json_object *hello_doc(void)
 {
@@ -49,19 +55,42 @@ static json_object *op_service(void *userdata, const char *name)
         return strcmp(name, "hello") == 0 ? hello_doc() : NULL;
 }
 
-static json_object *op_sync(void *userdata)
-{
-        atomic_fetch_add(&n_sync_calls, 1);
-        json_object *doc = json_object_new_object();
-        json_object_object_add(doc, "ok", json_object_new_boolean(true));
-        return doc;
-}
-
 static json_object *op_rollback(void *userdata, const char *name)
 {
         if (strcmp(name, "hello") != 0)
                 return NULL;
         return lii_error_new(LII_ERR_CONFLICT, "hello has no previous revision");
+}
+
+struct server {
+        struct events *events;
+        char dir[64];
+        char sock[100];
+        uv_loop_t loop;
+        uv_async_t stop;
+        uv_async_t emit;
+        unsigned n_emit;  /* how many events on_emit() emits… */
+        size_t emit_size; /* …with messages this long (0: short) */
+        sem_t emitted;
+        pthread_t thread;
+        struct api *api;
+};
+
+static json_object *op_sync(void *userdata)
+{
+        struct server *s = userdata;
+        atomic_fetch_add(&n_sync_calls, 1);
+        /* As liid does: an action leaves an event, emitted from inside the
+         * request that asked for it. */
+        events_emit(s->events, EVENT_OPERATOR, NULL, 0, "sync requested");
+        json_object *doc = json_object_new_object();
+        json_object_object_add(doc, "ok", json_object_new_boolean(true));
+        return doc;
+}
+
+static char *op_metrics(void *userdata)
+{
+        return xstrdup(METRICS_TEXT);
 }
 
 /* pause, resume and replace are left out on purpose: they answer 501. */
@@ -70,15 +99,7 @@ static const struct api_ops ops = {
     .service = op_service,
     .sync = op_sync,
     .rollback = op_rollback,
-};
-
-struct server {
-        char dir[64];
-        char sock[100];
-        uv_loop_t loop;
-        uv_async_t stop;
-        pthread_t thread;
-        struct api *api;
+    .metrics = op_metrics,
 };
 
 static void on_stop(uv_async_t *h)
@@ -86,6 +107,33 @@ static void on_stop(uv_async_t *h)
         struct server *s = h->data;
         s->api = api_free(s->api);
         uv_close((uv_handle_t *)h, NULL);
+        uv_close((uv_handle_t *)&s->emit, NULL);
+}
+
+static void on_emit(uv_async_t *h)
+{
+        struct server *s = h->data;
+        for (unsigned i = 0; i < s->n_emit; i++) {
+                uint64_t seq = events_last_seq(s->events) + 1;
+                if (s->emit_size == 0) {
+                        events_emit(s->events, EVENT_INSTANCE_STARTED, "hello", seq, "event %llu",
+                                    (unsigned long long)seq);
+                } else {
+                        events_emit(s->events, EVENT_INSTANCE_STARTED, "hello", seq, "%0*llu",
+                                    (int)s->emit_size, (unsigned long long)seq);
+                }
+        }
+        sem_post(&s->emitted);
+}
+
+/* Emits n events on the loop thread and returns when they were. */
+static void server_emit(struct server *s, unsigned n, size_t message_size)
+{
+        s->n_emit = n;
+        s->emit_size = message_size;
+        ck_assert_int_eq(uv_async_send(&s->emit), 0);
+        while (sem_wait(&s->emitted) < 0)
+                ck_assert_int_eq(errno, EINTR);
 }
 
 static void *loop_thread(void *p)
@@ -108,21 +156,27 @@ static void server_dir(struct server *s)
 
 static int server_try_start(struct server *s)
 {
+        ck_assert_int_eq(events_new(&s->events), 0);
         const struct api_config cfg = {
             .socket_path = s->sock,
             .read_gid = READ_GID,
             .admin_gid = ADMIN_GID,
+            .events = s->events,
         };
         ck_assert_int_eq(uv_loop_init(&s->loop), 0);
-        int r = api_new(&s->loop, &cfg, &ops, NULL, &s->api);
+        int r = api_new(&s->loop, &cfg, &ops, s, &s->api);
         if (r < 0) {
                 /* Nothing may be left on the loop after a failure. */
                 ck_assert_int_eq(uv_run(&s->loop, UV_RUN_DEFAULT), 0);
                 ck_assert_int_eq(uv_loop_close(&s->loop), 0);
+                s->events = events_free(s->events);
                 return r;
         }
         ck_assert_int_eq(uv_async_init(&s->loop, &s->stop, on_stop), 0);
         s->stop.data = s;
+        ck_assert_int_eq(uv_async_init(&s->loop, &s->emit, on_emit), 0);
+        s->emit.data = s;
+        ck_assert_int_eq(sem_init(&s->emitted, 0, 0), 0);
         ck_assert_int_eq(pthread_create(&s->thread, NULL, loop_thread, s), 0);
         return 0;
 }
@@ -140,6 +194,9 @@ static void server_stop(struct server *s)
         ck_assert_int_eq(uv_async_send(&s->stop), 0);
         ck_assert_int_eq(pthread_join(s->thread, NULL), 0);
         ck_assert_int_eq(uv_loop_close(&s->loop), 0);
+        /* The api is gone, so nothing holds a subscription any more. */
+        s->events = events_free(s->events);
+        sem_destroy(&s->emitted);
 }
 
 static void server_cleanup(struct server *s)
@@ -553,6 +610,14 @@ START_TEST(read_group_may_read_only)
         ck_assert_int_eq(r.status, 200);
         reply_done(&r);
 
+        /* Readers may watch what happens, too. */
+        http_as(&s, &primary, "GET", LII_ROUTE_EVENTS, &r);
+        ck_assert_int_eq(r.status, 200);
+        reply_done(&r);
+        http_as(&s, &primary, "GET", LII_ROUTE_METRICS, &r);
+        ck_assert_int_eq(r.status, 200);
+        reply_done(&r);
+
         http_as(&s, &primary, "POST", LII_ROUTE_SYNC, &r);
         ck_assert_int_eq(r.status, 403);
         ck_assert_str_eq(error_code(&r), LII_ERR_FORBIDDEN);
@@ -746,6 +811,358 @@ START_TEST(free_keeps_a_successors_socket)
 }
 END_TEST
 
+/* ---- events and metrics ---- */
+
+/* A transfer driven with curl's multi interface, so that the test can
+ * hold streams open while it does other requests. */
+struct stream {
+        CURL *c;
+        char *body;
+        size_t size;
+        bool done;
+        CURLcode result;
+};
+
+static size_t on_stream_body(char *p, size_t size, size_t n, void *userdata)
+{
+        struct stream *st = userdata;
+        st->body = realloc(st->body, st->size + size * n + 1);
+        ck_assert_ptr_nonnull(st->body);
+        memcpy(st->body + st->size, p, size * n);
+        st->size += size * n;
+        st->body[st->size] = '\0';
+        return size * n;
+}
+
+static void stream_open(CURLM *m, const struct server *s, const char *path, struct stream *st)
+{
+        *st = (struct stream){.c = curl_easy_init()};
+        ck_assert_ptr_nonnull(st->c);
+        char url[256];
+        snprintf(url, sizeof url, "%s%s", LII_API_HOST, path);
+        curl_easy_setopt(st->c, CURLOPT_UNIX_SOCKET_PATH, s->sock);
+        curl_easy_setopt(st->c, CURLOPT_URL, url);
+        curl_easy_setopt(st->c, CURLOPT_WRITEFUNCTION, on_stream_body);
+        curl_easy_setopt(st->c, CURLOPT_WRITEDATA, st);
+        curl_easy_setopt(st->c, CURLOPT_PRIVATE, st);
+        ck_assert_int_eq(curl_multi_add_handle(m, st->c), CURLM_OK);
+}
+
+static void multi_drive(CURLM *m)
+{
+        int running, left;
+        ck_assert_int_eq(curl_multi_perform(m, &running), CURLM_OK);
+        CURLMsg *msg;
+        while ((msg = curl_multi_info_read(m, &left))) {
+                if (msg->msg != CURLMSG_DONE)
+                        continue;
+                struct stream *st = NULL;
+                curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&st);
+                st->done = true;
+                st->result = msg->data.result;
+        }
+}
+
+static size_t count_lines(const struct stream *st)
+{
+        size_t n = 0;
+        for (size_t i = 0; i < st->size; i++)
+                n += st->body[i] == '\n';
+        return n;
+}
+
+/* Drives the transfers until st has n lines or has ended; curl_multi_poll()
+ * returns as soon as one of them has something. */
+static void stream_wait_lines(CURLM *m, struct stream *st, size_t n)
+{
+        uint64_t deadline = now_monotonic_usec() + 10 * USEC_PER_SEC;
+        for (;;) {
+                multi_drive(m);
+                if (count_lines(st) >= n || st->done)
+                        return;
+                ck_assert_msg(now_monotonic_usec() < deadline, "only %zu of %zu lines: %.200s",
+                              count_lines(st), n, st->body ? st->body : "");
+                ck_assert_int_eq(curl_multi_poll(m, NULL, 0, 1000, NULL), CURLM_OK);
+        }
+}
+
+static void stream_wait_done(CURLM *m, struct stream *st)
+{
+        stream_wait_lines(m, st, SIZE_MAX);
+        ck_assert(st->done);
+}
+
+static long stream_status(const struct stream *st)
+{
+        long status = 0;
+        curl_easy_getinfo(st->c, CURLINFO_RESPONSE_CODE, &status);
+        return status;
+}
+
+static void stream_close(CURLM *m, struct stream *st)
+{
+        curl_multi_remove_handle(m, st->c);
+        curl_easy_cleanup(st->c);
+        free(st->body);
+        *st = (struct stream){0};
+}
+
+/* The n-th line (from 0) of an NDJSON body, parsed. */
+static json_object *ndjson_line(const char *body, size_t n)
+{
+        const char *p = body;
+        for (size_t i = 0; i < n; i++) {
+                p = strchr(p, '\n');
+                ck_assert_ptr_nonnull(p);
+                p++;
+        }
+        size_t len = strcspn(p, "\n");
+        ck_assert_int_eq(p[len], '\n');
+        char *line = strndup(p, len);
+        json_object *o = json_tokener_parse(line);
+        ck_assert_msg(json_object_is_type(o, json_type_object), "not an object: %s", line);
+        free(line);
+        return o;
+}
+
+static int64_t line_seq(const char *body, size_t n)
+{
+        json_object *o = ndjson_line(body, n), *seq;
+        ck_assert(json_object_object_get_ex(o, LII_F_SEQ, &seq));
+        int64_t v = json_object_get_int64(seq);
+        json_object_put(o);
+        return v;
+}
+
+static size_t body_lines(const struct reply *r)
+{
+        size_t n = 0;
+        for (size_t i = 0; i < r->size; i++)
+                n += r->body[i] == '\n';
+        return n;
+}
+
+START_TEST(events_as_ndjson)
+{
+        struct server s;
+        server_start(&s);
+        server_emit(&s, 3, 0);
+
+        struct reply r;
+        http(&s, "GET", LII_ROUTE_EVENTS, 0, &r);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_str_eq(r.content_type, LII_CONTENT_TYPE_NDJSON);
+        ck_assert_uint_eq(body_lines(&r), 3);
+        ck_assert_int_eq(r.body[r.size - 1], '\n');
+        for (size_t i = 0; i < 3; i++) {
+                ck_assert_int_eq(line_seq(r.body, i), (int64_t)i + 1);
+                json_object *o = ndjson_line(r.body, i), *v;
+                ck_assert(json_object_object_get_ex(o, LII_F_TYPE, &v));
+                ck_assert_str_eq(json_object_get_string(v), EVENT_INSTANCE_STARTED);
+                ck_assert(json_object_object_get_ex(o, LII_F_SERVICE, &v));
+                ck_assert_str_eq(json_object_get_string(v), "hello");
+                ck_assert(json_object_object_get_ex(o, LII_F_MESSAGE, &v));
+                char want[32];
+                snprintf(want, sizeof want, "event %zu", i + 1);
+                ck_assert_str_eq(json_object_get_string(v), want);
+                json_object_put(o);
+        }
+        reply_done(&r);
+
+        http(&s, "GET", LII_ROUTE_EVENTS "?after=1", 0, &r);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_uint_eq(body_lines(&r), 2);
+        ck_assert_int_eq(line_seq(r.body, 0), 2);
+        ck_assert_int_eq(line_seq(r.body, 1), 3);
+        reply_done(&r);
+
+        /* Nothing newer: an empty answer, not an error. */
+        http(&s, "GET", LII_ROUTE_EVENTS "?after=3", 0, &r);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_uint_eq(r.size, 0);
+        reply_done(&r);
+
+        /* Explicitly not following is the plain answer. */
+        http(&s, "GET", LII_ROUTE_EVENTS "?follow=0&after=2", 0, &r);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_uint_eq(body_lines(&r), 1);
+        reply_done(&r);
+
+        assert_error(&s, "GET", LII_ROUTE_EVENTS "?after=x", 400, LII_ERR_BAD_REQUEST);
+        assert_error(&s, "GET", LII_ROUTE_EVENTS "?after=-1", 400, LII_ERR_BAD_REQUEST);
+        assert_error(&s, "GET", LII_ROUTE_EVENTS "?after=99999999999999999999999", 400,
+                     LII_ERR_BAD_REQUEST);
+        assert_error(&s, "GET", LII_ROUTE_EVENTS "?follow=maybe", 400, LII_ERR_BAD_REQUEST);
+        assert_error(&s, "POST", LII_ROUTE_EVENTS, 405, LII_ERR_METHOD_NOT_ALLOWED);
+
+        /* HEAD follows nothing: headers of the plain answer, at once. */
+        http(&s, "HEAD", LII_ROUTE_EVENTS "?follow=1", 0, &r);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_uint_eq(r.size, 0);
+        reply_done(&r);
+
+        server_stop(&s);
+        server_cleanup(&s);
+}
+END_TEST
+
+START_TEST(follow_streams_new_events)
+{
+        struct server s;
+        server_start(&s);
+        server_emit(&s, 1, 0);
+
+        CURLM *m = curl_multi_init();
+        struct stream all, later;
+        stream_open(m, &s, LII_ROUTE_EVENTS "?follow=1", &all);
+        /* The kept event comes first, then the stream waits. */
+        stream_wait_lines(m, &all, 1);
+        ck_assert(!all.done);
+        ck_assert_int_eq(stream_status(&all), 200);
+        char *ct = NULL;
+        curl_easy_getinfo(all.c, CURLINFO_CONTENT_TYPE, &ct);
+        ck_assert_str_eq(ct, LII_CONTENT_TYPE_NDJSON);
+        ck_assert_int_eq(line_seq(all.body, 0), 1);
+
+        /* An event from the loop, as the engine emits them… */
+        server_emit(&s, 1, 0);
+        stream_wait_lines(m, &all, 2);
+        ck_assert(!all.done);
+        ck_assert_int_eq(line_seq(all.body, 1), 2);
+
+        /* …and one emitted from inside another request's handler, while
+         * MHD is running: the follower must still be woken. */
+        stream_open(m, &s, LII_ROUTE_EVENTS "?follow=1&after=2", &later);
+        struct reply r;
+        http(&s, "POST", LII_ROUTE_SYNC, 0, &r);
+        ck_assert_int_eq(r.status, 200);
+        reply_done(&r);
+        stream_wait_lines(m, &all, 3);
+        stream_wait_lines(m, &later, 1);
+        json_object *o = ndjson_line(all.body, 2), *v;
+        ck_assert(json_object_object_get_ex(o, LII_F_TYPE, &v));
+        ck_assert_str_eq(json_object_get_string(v), EVENT_OPERATOR);
+        json_object_put(o);
+        /* after= applies to a stream too: only the sync event. */
+        ck_assert_int_eq(line_seq(later.body, 0), 3);
+        ck_assert_uint_eq(count_lines(&later), 1);
+
+        /* Stopping the API ends the streams instead of waiting for them. */
+        server_stop(&s);
+        stream_wait_done(m, &all);
+        stream_wait_done(m, &later);
+        ck_assert_uint_eq(count_lines(&all), 3);
+        stream_close(m, &all);
+        stream_close(m, &later);
+        curl_multi_cleanup(m);
+        server_cleanup(&s);
+}
+END_TEST
+
+#define FOLLOWERS_MAX 32
+
+START_TEST(followers_are_limited)
+{
+        struct server s;
+        server_start(&s);
+        server_emit(&s, 1, 0);
+
+        CURLM *m = curl_multi_init();
+        struct stream st[FOLLOWERS_MAX + 1];
+        for (size_t i = 0; i < FOLLOWERS_MAX; i++) {
+                stream_open(m, &s, LII_ROUTE_EVENTS "?follow=1", &st[i]);
+                stream_wait_lines(m, &st[i], 1);
+                ck_assert(!st[i].done);
+        }
+        stream_open(m, &s, LII_ROUTE_EVENTS "?follow=1", &st[FOLLOWERS_MAX]);
+        stream_wait_done(m, &st[FOLLOWERS_MAX]);
+        ck_assert_int_eq(stream_status(&st[FOLLOWERS_MAX]), 503);
+        json_object *doc = json_tokener_parse(st[FOLLOWERS_MAX].body), *err, *v;
+        ck_assert(json_object_object_get_ex(doc, LII_F_ERROR, &err));
+        ck_assert(json_object_object_get_ex(err, LII_F_CODE, &v));
+        ck_assert_str_eq(json_object_get_string(v), LII_ERR_UNAVAILABLE);
+        ck_assert(json_object_object_get_ex(err, LII_F_MESSAGE, &v));
+        ck_assert_str_eq(json_object_get_string(v), "too many followers");
+        json_object_put(doc);
+        stream_close(m, &st[FOLLOWERS_MAX]);
+
+        /* Other requests still get through. */
+        struct reply r;
+        http(&s, "GET", LII_ROUTE_EVENTS, 0, &r);
+        ck_assert_int_eq(r.status, 200);
+        reply_done(&r);
+
+        /* Idle followers that hang up give their slots back without an
+         * event to notice it: liid watches their sockets. The status
+         * round trip lets liid see the hangups before the next follower. */
+        for (size_t i = 0; i < FOLLOWERS_MAX; i++)
+                stream_close(m, &st[i]);
+        http(&s, "GET", LII_ROUTE_STATUS, 0, &r);
+        reply_done(&r);
+        stream_open(m, &s, LII_ROUTE_EVENTS "?follow=1", &st[0]);
+        stream_wait_lines(m, &st[0], 1);
+        ck_assert_int_eq(stream_status(&st[0]), 200);
+        ck_assert(!st[0].done);
+        stream_close(m, &st[0]);
+
+        curl_multi_cleanup(m);
+        server_stop(&s);
+        server_cleanup(&s);
+}
+END_TEST
+
+/* A follower that falls so far behind that the ring dropped events it has
+ * not received is cut off, rather than quietly skipping them or making
+ * liid buffer for it. */
+START_TEST(lagging_follower_is_cut_off)
+{
+        struct server s;
+        server_start(&s);
+        server_emit(&s, 1, 0);
+
+        CURLM *m = curl_multi_init();
+        struct stream st;
+        stream_open(m, &s, LII_ROUTE_EVENTS "?follow=1", &st);
+        stream_wait_lines(m, &st, 1);
+
+        /* More than the ring keeps, in one turn of liid's loop. */
+        server_emit(&s, EVENTS_KEEP + 1, 200);
+        stream_wait_done(m, &st);
+        ck_assert_int_ne(st.result, CURLE_OK);
+        ck_assert_uint_eq(count_lines(&st), 1);
+        stream_close(m, &st);
+
+        /* A fresh follower starts at the oldest kept event. */
+        stream_open(m, &s, LII_ROUTE_EVENTS "?follow=1", &st);
+        stream_wait_lines(m, &st, EVENTS_KEEP);
+        ck_assert_int_eq(line_seq(st.body, 0), 3);
+        ck_assert_int_eq(line_seq(st.body, EVENTS_KEEP - 1), EVENTS_KEEP + 2);
+        stream_close(m, &st);
+
+        curl_multi_cleanup(m);
+        server_stop(&s);
+        server_cleanup(&s);
+}
+END_TEST
+
+START_TEST(metrics_as_prometheus_text)
+{
+        struct server s;
+        server_start(&s);
+
+        struct reply r;
+        http(&s, "GET", LII_ROUTE_METRICS, 0, &r);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_str_eq(r.content_type, "text/plain; version=0.0.4; charset=utf-8");
+        ck_assert_str_eq(r.body, METRICS_TEXT);
+        reply_done(&r);
+        assert_error(&s, "POST", LII_ROUTE_METRICS, 405, LII_ERR_METHOD_NOT_ALLOWED);
+
+        server_stop(&s);
+        server_cleanup(&s);
+}
+END_TEST
+
 static Suite *api_suite(void)
 {
         Suite *s = suite_create("api");
@@ -767,11 +1184,21 @@ static Suite *api_suite(void)
         tcase_add_test(tc, live_socket_is_not_stolen);
         tcase_add_test(tc, free_keeps_a_successors_socket);
         suite_add_tcase(s, tc);
+        TCase *events = tcase_create("events");
+        tcase_set_timeout(events, 30);
+        tcase_add_test(events, events_as_ndjson);
+        tcase_add_test(events, follow_streams_new_events);
+        tcase_add_test(events, followers_are_limited);
+        tcase_add_test(events, lagging_follower_is_cut_off);
+        tcase_add_test(events, metrics_as_prometheus_text);
+        suite_add_tcase(s, events);
         return s;
 }
 
 int main(void)
 {
+        /* The lagging follower test emits a thousand events. */
+        log_max_level = LOG_WARNING;
         curl_global_init(CURL_GLOBAL_DEFAULT);
         SRunner *sr = srunner_create(api_suite());
         srunner_run_all(sr, CK_NORMAL);
