@@ -168,7 +168,9 @@ void events_emit(struct events *ev, const char *type, const char *service, uint6
 
         struct record *r = record_new(++ev->last_seq, type, service, generation, message);
         ring_push(ev, r);
-        log_svc(LOG_INFO, service, generation, "%s: %s", type, r->e.message);
+        /* In the journal with LII_EVENT=<type>, LII_SERVICE and
+         * LII_GENERATION, so that journalctl can select events. */
+        log_event(r->e.type, r->e.service, generation, r->e.message);
 
         /* Subscribers added meanwhile are appended and skip this event by
          * their seq; removed ones are only marked until the walk ends. */
