@@ -184,6 +184,8 @@ static void sign(struct h_env *env, const char *key, const char *file)
 
 static void write_config(struct h_env *env, const char *poll_interval, const char *ca_file)
 {
+        snprintf(env->poll_interval, sizeof env->poll_interval, "%s", poll_interval);
+        snprintf(env->ca_file, sizeof env->ca_file, "%s", ca_file ? ca_file : "");
         char conf[8192];
         snprintf(conf, sizeof conf,
                  "; written by the lii test harness\n"
@@ -193,11 +195,22 @@ static void write_config(struct h_env *env, const char *poll_interval, const cha
                  "[paths]\nstate_dir = %s\nsocket = %s\n"
                  "[rollout]\nkeep_revisions = 1\n"
                  "[systemd]\nbus = %s\n"
-                 "[api]\nread_group =\n"
+                 "[api]\nread_group = %s\nadmin_group = %s\n"
                  "[log]\nlevel = debug\n",
                  env->source_url, poll_interval, ca_file ? ca_file : "", env->dir, env->dir,
-                 env->state_dir, env->socket, env->bus);
+                 env->state_dir, env->socket, env->bus, env->read_group, env->admin_group);
         write_file(env->config, conf);
+}
+
+void h_set_api_groups(struct h_env *env, const char *read_group, const char *admin_group)
+{
+        snprintf(env->read_group, sizeof env->read_group, "%s", read_group ? read_group : "");
+        snprintf(env->admin_group, sizeof env->admin_group, "%s", admin_group ? admin_group : "");
+        /* Copies: write_config() stores its arguments into env. */
+        char poll_interval[sizeof env->poll_interval], ca_file[sizeof env->ca_file];
+        snprintf(poll_interval, sizeof poll_interval, "%s", env->poll_interval);
+        snprintf(ca_file, sizeof ca_file, "%s", env->ca_file);
+        write_config(env, poll_interval, ca_file[0] ? ca_file : NULL);
 }
 
 void h_setup(struct h_env *env, const char *name)

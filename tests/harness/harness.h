@@ -22,6 +22,12 @@ struct h_env {
         unsigned serial;
         struct h_nginx nginx; /* after h_serve_over_http() */
         char source_url[700];
+        /* What the configuration was last written with, so that it can be
+         * written again with one part changed. */
+        char poll_interval[32];
+        char ca_file[600];
+        char read_group[64]; /* [api], empty unless h_set_api_groups() */
+        char admin_group[64];
 };
 
 /* Creates the folder, keys and configuration and starts the manager. */
@@ -37,6 +43,10 @@ void h_serve_over_http(struct h_env *env, bool https, const char *poll_interval,
                        const char *extra_locations);
 /* Signs a file with the test's artifact key (FILE.minisig). */
 void h_sign_artifact(struct h_env *env, const char *path);
+
+/* Rewrites the configuration with these [api] groups (NULL or "" for
+ * none). Call before h_start_liid(). */
+void h_set_api_groups(struct h_env *env, const char *read_group, const char *admin_group);
 
 /* Starts liid and returns once it told systemd-style readiness (READY=1). */
 void h_start_liid(struct h_env *env);
