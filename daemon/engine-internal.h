@@ -8,7 +8,9 @@
 #include "engine.h"
 #include "health.h"
 #include "instance.h"
+#include "events.h"
 #include "lii-proto.h"
+#include "metrics.h"
 #include "minisign.h"
 #include "state.h"
 #include "store.h"
@@ -68,6 +70,8 @@ struct engine {
         struct curlm *curlm;
         struct source *source;
         struct api *api;
+        struct events *events;
+        struct metrics metrics;
         struct minisign_keyring *desired_keys;
         struct minisign_keyring *artifact_keys;
 

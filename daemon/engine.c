@@ -170,7 +170,8 @@ static void on_stopped(struct systemd *m, int r, const char *result, void *userd
         switch (st->kind) {
         case STOP_RETIRED:
                 if (r >= 0)
-                        log_svc(LOG_INFO, st->service, st->generation, "Retired %s", st->unit);
+                        events_emit(e->events, EVENT_INSTANCE_STOPPED, st->service, st->generation,
+                                    "retired %s", st->unit);
                 break;
         case STOP_REFUSED: {
                 /* The refused instance is gone: its pending record can go. */
@@ -232,7 +233,8 @@ static void removal_done(struct engine *e, const char *name, int r, const char *
                 engine_reconcile(e);
                 return;
         }
-        log_svc(LOG_INFO, name, 0, "Stopped: no longer in the desired state");
+        events_emit(e->events, EVENT_SERVICE_REMOVED, name, 0,
+                    "stopped: no longer in the desired state");
         service_forget(e, svc);
         engine_collect(e);
 }
@@ -462,8 +464,8 @@ static void on_unit(struct systemd *m, const char *unit, const struct unit_statu
                 return;
         svc->current_alive = false;
         svc->healthy = false;
-        log_svc(LOG_WARNING, name, gen, "Current instance %s is no longer running (%s%s%s)", unit,
-                st->active_state, st->result[0] ? ", " : "", st->result);
+        events_emit(e->events, EVENT_INSTANCE_EXITED, name, gen, "%s is no longer running (%s%s%s)",
+                    unit, st->active_state, st->result[0] ? ", " : "", st->result);
         /* An instance that had run longer than the longest delay died of
          * something new: its replacements count from the start. */
         if (svc->active_since_usec &&
@@ -508,7 +510,8 @@ static void on_reconnect(uv_timer_t *t)
         struct engine *e = t->data;
         int r = connect_systemd(e);
         if (r >= 0) {
-                log_notice("Connected to systemd again; adopting what it runs");
+                events_emit(e->events, EVENT_DAEMON, NULL, 0,
+                            "connected to systemd again; adopting what it runs");
                 return;
         }
         e->reconnect_delay_usec = e->reconnect_delay_usec * 2 > RECONNECT_DELAY_MAX_USEC
@@ -527,7 +530,7 @@ static void on_reconnect(uv_timer_t *t)
 static void on_systemd_lost(struct systemd *m, int r, const char *reason, void *userdata)
 {
         struct engine *e = userdata;
-        log_warning("Lost the connection to systemd: %s; reconnecting",
+        events_emit(e->events, EVENT_DAEMON, NULL, 0, "lost the connection to systemd: %s; reconnecting",
                     reason ? reason : strerror(-r));
         e->adopted = false;
         e->n_adopting = 0;
@@ -624,7 +627,7 @@ static void finish_adoption(struct engine *e)
 static void set_source_error(struct engine *e, const char *error)
 {
         if (error && (!e->source_error || strcmp(error, e->source_error) != 0))
-                log_error("Desired state refused: %s", error);
+                events_emit(e->events, EVENT_SOURCE_REFUSED, NULL, 0, "%s", error);
         free(e->source_error);
         e->source_error = error ? xstrdup(error) : NULL;
 }
@@ -669,10 +672,15 @@ static void on_source(struct source *s, const struct source_result *res, void *u
 {
         struct engine *e = userdata;
         if (res->r < 0) {
+                e->metrics.fetches_failed++;
                 set_source_error(e, res->error);
                 return;
         }
         uint64_t now = now_realtime_usec();
+        if (res->unchanged)
+                e->metrics.fetches_unchanged++;
+        else
+                e->metrics.fetches_ok++;
         if (res->unchanged) {
                 /* A 304 stands for the bytes delivered last (the source
                  * forgets its ETag after a failed fetch), so their verdict
@@ -708,12 +716,14 @@ static void on_source(struct source *s, const struct source_result *res, void *u
 
         _cleanup_free_ char *error = NULL, *key_id = NULL, *comment = NULL;
         if (verify_document(e, res, &key_id, &comment, &error) < 0) {
+                e->metrics.documents_refused++;
                 set_source_error(e, error);
                 return;
         }
         _cleanup_(desired_freep) struct desired *d = NULL;
         _cleanup_free_ char *perror = NULL;
         if (desired_parse(res->doc, res->doc_len, e->cfg->source_url, &d, &perror) < 0) {
+                e->metrics.documents_refused++;
                 _cleanup_free_ char *msg = xasprintf("document: %s", perror);
                 set_source_error(e, msg);
                 return;
@@ -726,6 +736,7 @@ static void on_source(struct source *s, const struct source_result *res, void *u
                 _cleanup_free_ char *msg = xasprintf(
                         "document: serial %llu is lower than the applied serial %llu (rollback refused)",
                         (unsigned long long)d->serial, (unsigned long long)st->serial);
+                e->metrics.documents_refused++;
                 set_source_error(e, msg);
                 return;
         }
@@ -733,6 +744,7 @@ static void on_source(struct source *s, const struct source_result *res, void *u
                 _cleanup_free_ char *msg = xasprintf(
                         "document: serial %llu was already applied with other content (refused)",
                         (unsigned long long)d->serial);
+                e->metrics.documents_refused++;
                 set_source_error(e, msg);
                 return;
         }
@@ -740,6 +752,7 @@ static void on_source(struct source *s, const struct source_result *res, void *u
                 char when[RFC3339_MAX];
                 format_rfc3339(d->expires_usec, when);
                 _cleanup_free_ char *msg = xasprintf("document: expired at %s", when);
+                e->metrics.documents_refused++;
                 set_source_error(e, msg);
                 return;
         }
@@ -757,8 +770,11 @@ static void on_source(struct source *s, const struct source_result *res, void *u
         e->desired = TAKE_PTR(d);
         e->fetched_at_usec = now;
         set_source_error(e, NULL);
-        log_info("Accepted desired state serial %llu (%zu services)",
-                 (unsigned long long)e->desired->serial, e->desired->n_services);
+        events_emit(e->events, EVENT_SOURCE_ACCEPTED, NULL, 0,
+                    "accepted desired state serial %llu (%zu services)%s%s",
+                    (unsigned long long)e->desired->serial, e->desired->n_services,
+                    e->desired_key_id ? ", signed by key " : "",
+                    e->desired_key_id ? e->desired_key_id : "");
         engine_reconcile(e);
 }
 
@@ -923,7 +939,7 @@ static json_object *api_sync(void *userdata)
 {
         struct engine *e = userdata;
         source_sync(e->source);
-        log_info("Operator: sync");
+        events_emit(e->events, EVENT_OPERATOR, NULL, 0, "sync");
         return message("fetching the desired state from %s now", e->cfg->source_url);
 }
 
@@ -933,7 +949,7 @@ static json_object *set_paused(struct engine *e, bool paused)
                 e->state->paused = paused;
                 if (engine_save(e) < 0)
                         return lii_error_new(LII_ERR_INTERNAL, "cannot write the state file");
-                log_info("Operator: %s", paused ? "pause" : "resume");
+                events_emit(e->events, EVENT_OPERATOR, NULL, 0, "%s", paused ? "pause" : "resume");
         }
         if (!paused)
                 engine_reconcile(e);
@@ -1001,8 +1017,8 @@ static json_object *api_rollback(void *userdata, const char *name)
         uint64_t to = ss->previous->generation;
         if (engine_save(e) < 0)
                 return lii_error_new(LII_ERR_INTERNAL, "cannot write the state file");
-        log_svc(LOG_NOTICE, name, 0, "Operator: rollback to the spec of generation %llu",
-                (unsigned long long)to);
+        events_emit(e->events, EVENT_OPERATOR, name, 0, "rollback to the spec of generation %llu",
+                    (unsigned long long)to);
         if (rollout_start(svc, spec, ROLLOUT_ROLLBACK) < 0)
                 return lii_error_new(LII_ERR_INTERNAL, "the rollback could not start; see the log");
         return message("rolling %s back to the spec of generation %llu", name,
@@ -1029,9 +1045,18 @@ static json_object *api_replace(void *userdata, const char *name)
         svc->force = true;
         if (engine_save(e) < 0)
                 return lii_error_new(LII_ERR_INTERNAL, "cannot write the state file");
-        log_svc(LOG_NOTICE, name, 0, "Operator: replace");
+        events_emit(e->events, EVENT_OPERATOR, name, 0, "replace");
         engine_reconcile(e);
         return message("starting a fresh instance of %s's desired spec", name);
+}
+
+static char *api_metrics(void *userdata)
+{
+        struct engine *e = userdata;
+        unsigned healthy = 0;
+        for (size_t i = 0; i < e->n_services; i++)
+                healthy += e->services[i]->current_alive && e->services[i]->healthy;
+        return metrics_render(&e->metrics, healthy, (unsigned)e->n_services, e->state->paused);
 }
 
 static const struct api_ops engine_api_ops = {
@@ -1042,6 +1067,7 @@ static const struct api_ops engine_api_ops = {
         .resume = api_resume,
         .rollback = api_rollback,
         .replace = api_replace,
+        .metrics = api_metrics,
 };
 
 /* ---- life cycle ---- */
@@ -1126,7 +1152,12 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
         e->reconnect_timer.data = e;
         e->has_reconnect_timer = true;
 
-        struct api_config acfg = { .socket_path = cfg->socket_path };
+        r = events_new(&e->events);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up events: %m");
+                goto fail;
+        }
+        struct api_config acfg = { .socket_path = cfg->socket_path, .events = e->events };
         if (lookup_gid(cfg->read_group, &acfg.read_gid) < 0)
                 log_warning("Group '%s' (read_group) does not exist: only root may read",
                             cfg->read_group);
@@ -1203,6 +1234,7 @@ struct engine *engine_free(struct engine *e)
         free(e->source_error);
         free(e->desired_key_id);
         free(e->desired_comment);
+        events_free(e->events);
         if (e->has_reconnect_timer)
                 uv_close((uv_handle_t *)&e->reconnect_timer, on_engine_closed);
         else

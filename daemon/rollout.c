@@ -103,8 +103,10 @@ static void rollout_fail(struct rollout *ro, const char *reason)
         struct service_state *ss = rollout_state(ro);
         bool started = ro->phase != PHASE_FETCH;
 
-        log_svc(LOG_ERR, svc->name, ro->generation, "Rollout of generation %llu refused: %s",
-                (unsigned long long)ro->generation, reason);
+        uint64_t now = now_realtime_usec();
+        events_emit(e->events, EVENT_ROLLOUT_FAILED, svc->name, ro->generation,
+                    "generation %llu refused: %s", (unsigned long long)ro->generation, reason);
+        metrics_rollout(&e->metrics, LII_RESULT_FAILED, now - ro->started_usec);
         bool retry = ro->restart && engine_schedule_restart(svc);
         if (!retry)
                 snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256, "%s",
@@ -114,7 +116,7 @@ static void rollout_fail(struct rollout *ro, const char *reason)
         if (ro->kind == ROLLOUT_ROLLBACK)
                 ss->held = false;
         rollout_record_set(&ss->last_rollout, LII_RESULT_FAILED, reason, ro->started_usec,
-                           now_realtime_usec());
+                           now);
         if (!started)
                 ss->pending = instance_free(ss->pending);
         if (engine_save(e) < 0)
@@ -132,7 +134,8 @@ static void on_watch_done(struct health_check *h, bool ok, const char *reason, v
         svc->watch = NULL;
         svc->watch_env = instance_env_free(svc->watch_env);
         if (ok) {
-                log_svc(LOG_INFO, svc->name, 0, "Watch window passed");
+                events_emit(svc->engine->events, EVENT_INSTANCE_HEALTHY, svc->name, 0,
+                            "passed its watch window");
                 return;
         }
         _cleanup_free_ char *msg = xasprintf("failed its watch window: %s", reason);
@@ -234,10 +237,17 @@ static void rollout_commit(struct rollout *ro)
         svc->active_since_usec = svc->next_active_since_usec;
         if (!ro->restart)
                 svc->restarts = 0;
-        log_svc(LOG_INFO, svc->name, ro->generation,
-                "Generation %llu passed its checks and is now current (%llu ms)",
-                (unsigned long long)ro->generation,
-                (unsigned long long)((now - ro->started_usec) / USEC_PER_MSEC));
+        enum lii_result result =
+                ro->kind == ROLLOUT_REVERT ? LII_RESULT_REVERTED : LII_RESULT_SUCCEEDED;
+        metrics_rollout(&e->metrics, result, now - ro->started_usec);
+        events_emit(e->events,
+                    result == LII_RESULT_REVERTED ? EVENT_ROLLOUT_REVERTED : EVENT_ROLLOUT_SUCCEEDED,
+                    svc->name, ro->generation,
+                    "generation %llu passed its checks and is now current (%llu ms)%s%s",
+                    (unsigned long long)ro->generation,
+                    (unsigned long long)((now - ro->started_usec) / USEC_PER_MSEC),
+                    ro->revert_reason ? "; reverted because " : "",
+                    ro->revert_reason ? ro->revert_reason : "");
 
         if (retired)
                 engine_stop_unit(e, svc->name, retired->generation, retired->unit, STOP_RETIRED);
@@ -279,6 +289,8 @@ static void on_started(struct systemd *m, int r, const char *result, void *userd
         ro->phase = PHASE_CHECK;
         if (ro->kind != ROLLOUT_REVERT)
                 svc->state = LII_STATE_CHECKING;
+        events_emit(e->events, EVENT_INSTANCE_STARTED, svc->name, ro->generation,
+                    "%s is active; checking its health", ro->unit);
         _cleanup_free_ char *target = instance_env_health_target(ro->env);
         r = health_check_start(e->loop, e->curlm, &ro->spec->health, target, &ro->env->exec,
                                ro->start_mono_usec + ro->spec->health.deadline_usec,
@@ -339,6 +351,7 @@ static void on_fetched(const struct store_result *res, void *userdata)
                 return;
         }
         ro->artifact_root = xstrdup(res->root);
+        ro->svc->engine->metrics.bytes_downloaded += res->bytes_fetched;
         /* Who signed what runs is part of the instance's record. */
         struct service_state *ss = rollout_state(ro);
         ss->pending->artifact_key_id = res->key_id ? xstrdup(res->key_id) : NULL;
@@ -404,8 +417,13 @@ int rollout_start(struct service *svc, const struct service_spec *spec, enum rol
         svc->next_main_pid = 0;
         svc->next_active_since_usec = 0;
         e->running_rollouts++;
-        log_svc(LOG_INFO, svc->name, ro->generation, "Rolling out generation %llu (spec %.12s)",
-                (unsigned long long)ro->generation, spec->spec_sha256);
+        events_emit(e->events, EVENT_ROLLOUT_STARTED, svc->name, ro->generation,
+                    "%s generation %llu (spec %.12s, artifact %.12s)",
+                    kind == ROLLOUT_ROLLBACK ? "rolling back with"
+                    : kind == ROLLOUT_REVERT ? "reverting with"
+                    : ro->restart           ? "replacing the dead instance with"
+                                            : "rolling out",
+                    (unsigned long long)ro->generation, spec->spec_sha256, spec->artifact_sha256);
         r = store_ensure(e->store, ro->spec, on_fetched, ro, &ro->job);
         if (r < 0) {
                 _cleanup_free_ char *msg = xasprintf("cannot fetch the artifact: %s", strerror(-r));

@@ -768,7 +768,7 @@ static void job_finish(struct store_job *j, int r, const char *error)
 {
         job_unlink(j);
         j->done = true;
-        struct store_result res = {.r = r};
+        struct store_result res = {.r = r, .bytes_fetched = j->sink.received};
         if (r < 0)
                 res.error = error ? error : strerror(-r);
         else {

@@ -36,6 +36,7 @@ struct store_result {
         const char
             *key_id; /* r == 0: the key that signed it (minisign's 16 hex), NULL when unsigned */
         const char *trusted_comment; /* r == 0: its trusted comment, NULL when unsigned */
+        uint64_t bytes_fetched;      /* artifact bytes this job fetched (0: from the store) */
 };
 /* Errors name the artifact URL and the reason, e.g.
  *   "artifact file:///x/hello.tar.gz: SHA-256 mismatch: expected …, got …"

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "util.h"
 
 #define MINISIGN "minisign"
@@ -269,6 +270,9 @@ void h_setup(struct h_env *env, const char *name)
                  * manager (which then stops its units) must go with it. */
                 prctl(PR_SET_PDEATHSIG, SIGTERM);
                 setsid();
+                char cgroup[64];
+                snprintf(cgroup, sizeof cgroup, "lii-itest-%d", (int)getppid());
+                h_cgroup_enter(cgroup);
                 char script[2048];
                 snprintf(script, sizeof script,
                          "mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system && "
@@ -329,6 +333,9 @@ void h_teardown(struct h_env *env)
                 int status;
                 waitpid(env->manager_pid, &status, 0);
                 env->manager_pid = 0;
+                char cgroup[64];
+                snprintf(cgroup, sizeof cgroup, "lii-itest-%d", (int)getpid());
+                h_cgroup_remove(cgroup);
         }
         h_nginx_stop(&env->nginx);
         unlink(env->socket);

@@ -169,6 +169,66 @@ START_TEST(sync_fetches_now)
 }
 END_TEST
 
+/* Reads NDJSON lines from a stream until one has the type and generation
+ * asked for; returns whether it came. */
+static bool stream_has(FILE *f, const char *type, long long gen)
+{
+        char line[4096];
+        while (fgets(line, sizeof line, f)) {
+                json_object *o = json_tokener_parse(line);
+                bool hit = o && h_json_str(o, "type") && strcmp(h_json_str(o, "type"), type) == 0 &&
+                           h_json_int(o, "generation") == gen;
+                json_object_put(o);
+                if (hit)
+                        return true;
+        }
+        return false;
+}
+
+START_TEST(events_and_metrics)
+{
+        h_publish(&env, &v1, 1, 0);
+        json_object_put(wait_generation(1));
+
+        /* The recent events, as NDJSON. */
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "curl -sf --unix-socket '%s' http://lii/v1/events", env.socket);
+        FILE *f = popen(cmd, "r");
+        ck_assert_ptr_nonnull(f);
+        ck_assert(stream_has(f, "rollout.succeeded", 1));
+        pclose(f);
+
+        /* A follower sees the next rollout as it happens. --max-time bounds
+         * the test should the event never come. */
+        snprintf(cmd, sizeof cmd,
+                 "curl -sfN --max-time 60 --unix-socket '%s' 'http://lii/v1/events?follow=1'",
+                 env.socket);
+        f = popen(cmd, "r");
+        ck_assert_ptr_nonnull(f);
+        h_publish(&env, &v2, 1, 0);
+        ck_assert(stream_has(f, "rollout.started", 2));
+        ck_assert(stream_has(f, "rollout.succeeded", 2));
+        pclose(f);
+
+        char *out = NULL;
+        const char *ev[] = { "events", NULL };
+        ck_assert_int_eq(h_liictl(&env, &out, ev), 0);
+        ck_assert_ptr_nonnull(strstr(out, "rollout.succeeded"));
+        free(out);
+
+        snprintf(cmd, sizeof cmd, "curl -sf --unix-socket '%s' http://lii/v1/metrics", env.socket);
+        f = popen(cmd, "r");
+        ck_assert_ptr_nonnull(f);
+        char text[65536];
+        size_t n = fread(text, 1, sizeof text - 1, f);
+        text[n] = '\0';
+        pclose(f);
+        ck_assert_ptr_nonnull(strstr(text, "lii_rollouts_total{result=\"succeeded\"} 2\n"));
+        ck_assert_ptr_nonnull(strstr(text, "lii_healthy_instances 1\n"));
+        ck_assert_ptr_nonnull(strstr(text, "lii_rollout_duration_seconds_count 2\n"));
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("operator");
@@ -181,6 +241,7 @@ static Suite *suite(void)
                 { "rollback", rollback_then_replace, setup },
                 { "refusals", refusals, setup },
                 { "sync", sync_fetches_now, setup_slow_source },
+                { "events", events_and_metrics, setup },
         };
         for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
                 TCase *tc = tcase_create(tests[i].name);

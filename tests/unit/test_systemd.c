@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "systemd.h"
 #include "util.h"
 
@@ -66,60 +67,6 @@ static void copy_file(const char *from, const char *to, mode_t mode)
         ck_assert_int_eq(fchmod(out, mode), 0);
 }
 
-/* Calls f for each cgroup hierarchy: the one of a pure cgroup v2 mount, or
- * each of a v1/hybrid one. */
-static void cgroup_for_each_hierarchy(void (*f)(const char *hierarchy))
-{
-        struct dirent *de;
-        DIR *d;
-
-        if (access("/sys/fs/cgroup/cgroup.procs", F_OK) == 0) {
-                f("/sys/fs/cgroup");
-                return;
-        }
-        d = opendir("/sys/fs/cgroup");
-        if (!d)
-                return;
-        while ((de = readdir(d)))
-                if (de->d_type == DT_DIR && de->d_name[0] != '.') {
-                        _cleanup_free_ char *h = xasprintf("/sys/fs/cgroup/%s", de->d_name);
-                        f(h);
-                }
-        closedir(d);
-}
-
-/* A manager takes the cgroup it starts in as its root, so managers started
- * side by side from one cgroup (other test runs on the machine) would share
- * unit cgroups such as session.slice/dbus.service, and stopping a unit in
- * one kills its namesake's processes in the other. The manager gets a
- * cgroup of its own. Best effort: a hierarchy that refuses (v1 cpuset wants
- * its cpus set first) is left as it is. Runs in the forked child. */
-static void cgroup_enter(const char *hierarchy)
-{
-        _cleanup_free_ char *dir = xasprintf("%s/%s", hierarchy, cgroup_name);
-        _cleanup_free_ char *procs = xasprintf("%s/cgroup.procs", dir);
-        _cleanup_close_ int fd = -1;
-
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-                return;
-        fd = open(procs, O_WRONLY | O_CLOEXEC);
-        if (fd >= 0)
-                (void)!write(fd, "0\n", 2);
-}
-
-static int rmdir_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-        if (flag == FTW_DP)
-                (void)rmdir(path);
-        return 0;
-}
-
-static void cgroup_remove(const char *hierarchy)
-{
-        _cleanup_free_ char *dir = xasprintf("%s/%s", hierarchy, cgroup_name);
-        nftw(dir, rmdir_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static bool manager_answers(const char *socket_path)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -166,7 +113,7 @@ static void manager_start(void)
                 if (log_fd < 0 || null_fd < 0 || setsid() < 0 || dup2(null_fd, 0) < 0 ||
                     dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0)
                         _exit(127);
-                cgroup_for_each_hierarchy(cgroup_enter);
+                h_cgroup_enter(cgroup_name);
                 execlp("unshare", "unshare", "-m", "--propagation", "private", "sh", "-c", script,
                        (char *)NULL);
                 _exit(127);
@@ -207,7 +154,7 @@ static void manager_stop(void)
                 manager_pid = 0;
         }
         if (cgroup_name)
-                cgroup_for_each_hierarchy(cgroup_remove);
+                h_cgroup_remove(cgroup_name);
         cgroup_name = mfree_str(cgroup_name);
         if (top_dir)
                 nftw(top_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
