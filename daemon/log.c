@@ -70,8 +70,8 @@ static void emit(int level, int error, const char *event, const char *service,
                  unsigned long long generation, const char *msg)
 {
         if (log_to_journal) {
-                char f[6][2200];
-                struct iovec iov[6];
+                char f[7][2200];
+                struct iovec iov[7];
                 size_t n = 0;
                 snprintf(f[n++], sizeof f[0], "MESSAGE=%s", msg);
                 snprintf(f[n++], sizeof f[0], "PRIORITY=%d", level);
@@ -81,6 +81,11 @@ static void emit(int level, int error, const char *event, const char *service,
                         snprintf(f[n++], sizeof f[0], "LII_EVENT=%s", event);
                 if (generation)
                         snprintf(f[n++], sizeof f[0], "LII_GENERATION=%llu", generation);
+                /* The instance's unit, so that its lines and lii's about it
+                 * can be read together. */
+                if (service && generation)
+                        snprintf(f[n++], sizeof f[0], "LII_UNIT=lii-%s@%llu.service", service,
+                                 generation);
                 if (error)
                         snprintf(f[n++], sizeof f[0], "ERRNO=%d", error);
                 for (size_t i = 0; i < n; i++)

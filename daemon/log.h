@@ -14,7 +14,8 @@ int log_level_from_string(const char *s);
 void log_open(void);
 
 /* service may be NULL; generation 0 means none. Both become the journal
- * fields LII_SERVICE and LII_GENERATION so that `journalctl LII_SERVICE=x` works. */
+ * fields LII_SERVICE and LII_GENERATION (and with both, LII_UNIT) so that
+ * `journalctl LII_SERVICE=x` works. */
 int log_internal(int level, int error, const char *service, unsigned long long generation,
                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* An event (see events.h): logged at info with LII_EVENT=<type> besides the

@@ -149,7 +149,7 @@ static void make_key(const char *dir, const char *name)
 }
 
 static void sign(struct h_env *env, const char *key, const char *file);
-static void write_config(struct h_env *env, const char *poll_interval, const char *ca_file);
+static void write_config(struct h_env *env);
 
 void h_sign_artifact(struct h_env *env, const char *path)
 {
@@ -168,7 +168,9 @@ void h_serve_over_http(struct h_env *env, bool https, const char *poll_interval,
         else
                 snprintf(env->source_url, sizeof env->source_url,
                          "http://127.0.0.1:%d/desired.json", env->nginx.http_port);
-        write_config(env, poll_interval, https ? env->nginx.ca_file : NULL);
+        snprintf(env->poll_interval, sizeof env->poll_interval, "%s", poll_interval);
+        snprintf(env->ca_file, sizeof env->ca_file, "%s", https ? env->nginx.ca_file : "");
+        write_config(env);
 }
 
 static void sign(struct h_env *env, const char *key, const char *file)
@@ -183,10 +185,9 @@ static void sign(struct h_env *env, const char *key, const char *file)
                 fail_now("minisign -S %s failed (%d)", file, rc);
 }
 
-static void write_config(struct h_env *env, const char *poll_interval, const char *ca_file)
+/* liid's configuration, from what env says. */
+static void write_config(struct h_env *env)
 {
-        snprintf(env->poll_interval, sizeof env->poll_interval, "%s", poll_interval);
-        snprintf(env->ca_file, sizeof env->ca_file, "%s", ca_file ? ca_file : "");
         char conf[8192];
         snprintf(conf, sizeof conf,
                  "; written by the lii test harness\n"
@@ -194,12 +195,13 @@ static void write_config(struct h_env *env, const char *poll_interval, const cha
                  "[trust]\ndesired_keys = %s/keys/desired.d\nartifact_keys = %s/keys/artifact.d\n"
                  "[node]\nname = itest\n"
                  "[paths]\nstate_dir = %s\nsocket = %s\n"
-                 "[rollout]\nkeep_revisions = 1\n"
+                 "[rollout]\nkeep_revisions = 1\nmax_parallel = %u\n"
                  "[systemd]\nbus = %s\n"
                  "[api]\nread_group = %s\nadmin_group = %s\n"
                  "[log]\nlevel = debug\n",
-                 env->source_url, poll_interval, ca_file ? ca_file : "", env->dir, env->dir,
-                 env->state_dir, env->socket, env->bus, env->read_group, env->admin_group);
+                 env->source_url, env->poll_interval, env->ca_file, env->dir, env->dir,
+                 env->state_dir, env->socket, env->max_parallel, env->bus, env->read_group,
+                 env->admin_group);
         write_file(env->config, conf);
 }
 
@@ -207,11 +209,13 @@ void h_set_api_groups(struct h_env *env, const char *read_group, const char *adm
 {
         snprintf(env->read_group, sizeof env->read_group, "%s", read_group ? read_group : "");
         snprintf(env->admin_group, sizeof env->admin_group, "%s", admin_group ? admin_group : "");
-        /* Copies: write_config() stores its arguments into env. */
-        char poll_interval[sizeof env->poll_interval], ca_file[sizeof env->ca_file];
-        snprintf(poll_interval, sizeof poll_interval, "%s", env->poll_interval);
-        snprintf(ca_file, sizeof ca_file, "%s", env->ca_file);
-        write_config(env, poll_interval, ca_file[0] ? ca_file : NULL);
+        write_config(env);
+}
+
+void h_set_max_parallel(struct h_env *env, unsigned n)
+{
+        env->max_parallel = n;
+        write_config(env);
 }
 
 void h_setup(struct h_env *env, const char *name)
@@ -246,7 +250,9 @@ void h_setup(struct h_env *env, const char *name)
         make_key(artifact_d, "artifact");
 
         snprintf(env->source_url, sizeof env->source_url, "file://%s/desired.json", env->www);
-        write_config(env, "30s", NULL);
+        snprintf(env->poll_interval, sizeof env->poll_interval, "30s");
+        env->max_parallel = 4;
+        write_config(env);
 
         /* The artifacts, published beside the document and signed. */
         for (int v = 1; v <= 3; v++) {

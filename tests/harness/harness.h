@@ -25,6 +25,7 @@ struct h_env {
         /* What the configuration was last written with, so that it can be
          * written again with one part changed. */
         char poll_interval[32];
+        unsigned max_parallel;
         char ca_file[600];
         char read_group[64]; /* [api], empty unless h_set_api_groups() */
         char admin_group[64];
@@ -47,6 +48,8 @@ void h_sign_artifact(struct h_env *env, const char *path);
 /* Rewrites the configuration with these [api] groups (NULL or "" for
  * none). Call before h_start_liid(). */
 void h_set_api_groups(struct h_env *env, const char *read_group, const char *admin_group);
+/* Sets [rollout] max_parallel (4 unless set). Call before h_start_liid(). */
+void h_set_max_parallel(struct h_env *env, unsigned n);
 
 /* Starts liid and returns once it told systemd-style readiness (READY=1). */
 void h_start_liid(struct h_env *env);

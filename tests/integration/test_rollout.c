@@ -437,6 +437,48 @@ START_TEST(systemd_reexec_during_rollout)
 }
 END_TEST
 
+static void setup_one_at_a_time(void)
+{
+        h_setup(&env, "max_parallel");
+        h_set_max_parallel(&env, 1);
+        h_start_liid(&env);
+}
+
+START_TEST(max_parallel_is_respected)
+{
+        const char *slow = ",\"--healthy-after\",\"500\"";
+        const struct h_service three[] = { { .name = "a", .artifact = 1, .extra_args = slow },
+                                           { .name = "b", .artifact = 1, .extra_args = slow },
+                                           { .name = "c", .artifact = 1, .extra_args = slow } };
+        h_publish(&env, three, 3, 0);
+        bool saw_queue = false;
+        for (int i = 0; i < 1500; i++) {
+                json_object *st = NULL;
+                ck_assert_int_eq(h_api_get(&env, "/v1/status", &st), 200);
+                int in_flight = 0, running = 0;
+                json_object *svcs = h_json_path(st, "services");
+                json_object_object_foreach(svcs, name, svc)
+                {
+                        (void)name;
+                        const char *state = h_json_str(svc, "state");
+                        in_flight += h_json_path(svc, "next") != NULL;
+                        running += state && strcmp(state, "running") == 0;
+                        saw_queue |= state && strcmp(state, "pending") == 0;
+                }
+                json_object_put(st);
+                ck_assert_int_le(in_flight, 1);
+                if (running == 3)
+                        break;
+                usleep(10000);
+        }
+        ck_assert(saw_queue);
+        for (const char *n = "abc"; *n; n++) {
+                char name[2] = { *n, 0 };
+                json_object_put(wait_generation(name, 1));
+        }
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("rollout");
@@ -454,10 +496,14 @@ static Suite *suite(void)
                 { "replace_dead", dead_instance_is_replaced },
                 { "store_gc", store_keeps_only_what_revisions_need },
                 { "reexec", systemd_reexec_during_rollout },
+                { "max_parallel", max_parallel_is_respected },
         };
         for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
                 TCase *tc = tcase_create(tests[i].name);
-                tcase_add_checked_fixture(tc, setup, teardown);
+                tcase_add_checked_fixture(tc, tests[i].test == max_parallel_is_respected
+                                                      ? setup_one_at_a_time
+                                                      : setup,
+                                          teardown);
                 tcase_set_timeout(tc, 120);
                 tcase_add_test(tc, tests[i].test);
                 suite_add_tcase(s, tc);
