@@ -8,53 +8,74 @@ static bool same(const char *a, const char *b)
         return a && b && *a && strcmp(a, b) == 0;
 }
 
-static enum decision decide_unpaused(const struct decide_input *in);
+/* Starts d if a rollout slot is free. */
+static enum decision slot(const struct decide_input *in, enum decision d)
+{
+        return in->running_rollouts < in->max_parallel ? d : DECIDE_QUEUE;
+}
 
-/* Pause holds changes: new specs and removals wait. Bringing back a dead
- * instance with the spec it ran is not a change, and goes on; nor does an
- * operator's explicit replace. */
+/* A current instance that died, when the document's own spec cannot run:
+ * its recorded spec comes back, unless that spec was refused; then the
+ * previous revision does (a revert that a crash interrupted, or a spec that
+ * ran out of restarts). A service that had a healthy instance is not left
+ * without one while anything it ran before may still run. */
+static enum decision bring_back(const struct decide_input *in)
+{
+        if (in->backoff_pending)
+                return DECIDE_WAIT;
+        if (!same(in->refused_spec, in->current_spec))
+                return slot(in, DECIDE_RESTORE);
+        if (in->previous_spec && !same(in->refused_spec, in->previous_spec))
+                return slot(in, DECIDE_REVERT);
+        return DECIDE_REFUSED;
+}
+
+static enum decision decide_unpaused(const struct decide_input *in)
+{
+        bool dead = in->current_spec && !in->current_alive;
+        if (in->rollout_in_flight || in->removing)
+                return DECIDE_WAIT;
+        if (!in->have_document) {
+                /* Without a document (the source may be down at start-up)
+                 * what ran keeps running, and what died comes back. */
+                if (!in->current_spec)
+                        return DECIDE_NOTHING;
+                return dead ? bring_back(in) : DECIDE_RUNNING;
+        }
+        if (!in->want_spec)
+                return DECIDE_REMOVE;
+        if (in->force)
+                return slot(in, DECIDE_ROLLOUT);
+        if (in->current_alive && same(in->current_spec, in->want_spec))
+                return DECIDE_RUNNING;
+        if (same(in->refused_spec, in->want_spec))
+                return dead ? bring_back(in) : DECIDE_REFUSED;
+        /* A dead instance of the wanted spec waits out its restart delay;
+         * another spec is rolled out at once. */
+        if (dead && in->backoff_pending && same(in->want_spec, in->current_spec))
+                return DECIDE_WAIT;
+        return slot(in, DECIDE_ROLLOUT);
+}
+
+/* Pause holds changes: new specs and removals wait. Keeping a service up is
+ * not a change: a dead instance still comes back (its own spec, or the
+ * previous revision), and an operator's explicit replace goes through. */
 enum decision decide(const struct decide_input *in)
 {
         enum decision d = decide_unpaused(in);
         if (!in->paused || in->force)
                 return d;
-        bool same_spec_again = !in->current_alive && in->current_spec &&
-                               (!in->have_document || same(in->want_spec, in->current_spec));
-        if ((d == DECIDE_ROLLOUT && !same_spec_again) || d == DECIDE_REMOVE)
+        if (d == DECIDE_REMOVE)
                 return DECIDE_PAUSED;
-        return d;
-}
-
-static enum decision decide_unpaused(const struct decide_input *in)
-{
-        if (in->rollout_in_flight || in->removing)
-                return DECIDE_WAIT;
-        /* A dead instance waits out its restart delay, unless the document
-         * asks for something else (another spec, or no service at all),
-         * which happens at once. */
-        if (in->backoff_pending && !in->current_alive &&
-            (!in->have_document || same(in->want_spec, in->current_spec)))
-                return DECIDE_WAIT;
-        if (!in->have_document) {
-                /* Without a document (the source may be down at start-up)
-                 * what ran keeps running, and an instance that died is
-                 * brought back from its recorded spec: a service that had a
-                 * healthy instance is never left without one. */
-                if (!in->current_spec || in->current_alive)
-                        return in->current_spec ? DECIDE_RUNNING : DECIDE_NOTHING;
-                if (same(in->refused_spec, in->current_spec))
-                        return DECIDE_REFUSED;
-                return in->running_rollouts < in->max_parallel ? DECIDE_RESTORE : DECIDE_QUEUE;
-        }
-        if (!in->want_spec)
-                return DECIDE_REMOVE;
-        if (in->force)
-                return in->running_rollouts < in->max_parallel ? DECIDE_ROLLOUT : DECIDE_QUEUE;
-        if (in->current_alive && same(in->current_spec, in->want_spec))
-                return DECIDE_RUNNING;
-        if (same(in->refused_spec, in->want_spec))
-                return DECIDE_REFUSED;
-        return in->running_rollouts < in->max_parallel ? DECIDE_ROLLOUT : DECIDE_QUEUE;
+        if (d != DECIDE_ROLLOUT)
+                return d;
+        bool dead = in->current_spec && !in->current_alive;
+        if (!dead)
+                return DECIDE_PAUSED;
+        if (same(in->want_spec, in->current_spec))
+                return d;
+        enum decision back = bring_back(in);
+        return back == DECIDE_REFUSED ? DECIDE_PAUSED : back;
 }
 
 const char *decision_to_string(enum decision d)
@@ -64,7 +85,7 @@ const char *decision_to_string(enum decision d)
                 [DECIDE_RUNNING] = "running", [DECIDE_REFUSED] = "refused",
                 [DECIDE_QUEUE] = "queue",     [DECIDE_ROLLOUT] = "rollout",
                 [DECIDE_RESTORE] = "restore", [DECIDE_REMOVE] = "remove",
-                [DECIDE_PAUSED] = "paused",
+                [DECIDE_PAUSED] = "paused",   [DECIDE_REVERT] = "revert",
         };
         return (unsigned)d < sizeof names / sizeof names[0] ? names[d] : "?";
 }

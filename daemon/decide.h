@@ -8,6 +8,7 @@ struct decide_input {
         bool have_document;        /* a desired-state document has been accepted */
         const char *want_spec;     /* its spec SHA-256 for the service; NULL when absent */
         const char *current_spec;  /* the promoted instance's spec; NULL when none */
+        const char *previous_spec; /* the revision before it; NULL when none */
         bool current_alive;        /* systemd reports it active */
         const char *refused_spec;  /* the quarantined spec; "" or NULL when none */
         bool rollout_in_flight;
@@ -28,6 +29,7 @@ enum decision {
         DECIDE_RESTORE,  /* no document yet and the current instance died: start its spec again */
         DECIDE_REMOVE,   /* the document no longer lists the service: stop it */
         DECIDE_PAUSED,   /* a change is due, but an operator paused rollouts */
+        DECIDE_REVERT,   /* the current spec is refused and its instance dead: the previous revision */
 };
 
 enum decision decide(const struct decide_input *in);

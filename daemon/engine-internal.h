@@ -58,6 +58,7 @@ enum stop_kind {
         STOP_LEFTOVER, /* found at start-up, belongs to nothing */
 };
 struct stop;
+struct exec_probe;
 
 struct engine {
         uv_loop_t *loop;
@@ -88,6 +89,7 @@ struct engine {
         bool stopping;
         bool failed; /* a fatal error stopped the loop */
         struct stop *stops; /* stop jobs in flight, freed with the engine */
+        struct exec_probe *probes; /* exec health probes in flight (instance.c) */
         uv_timer_t reconnect_timer; /* after losing systemd */
         bool has_reconnect_timer;   /* initialised: the engine is freed when it closes */
         uint64_t reconnect_delay_usec;

@@ -335,6 +335,7 @@ static void reconcile_service(struct engine *e, struct service *svc)
                 .have_document = e->desired != NULL,
                 .want_spec = want ? want->spec_sha256 : NULL,
                 .current_spec = ss && ss->current ? ss->current->spec_sha256 : NULL,
+                .previous_spec = ss && ss->previous ? ss->previous->spec_sha256 : NULL,
                 .current_alive = svc->current_alive,
                 .refused_spec = ss ? ss->refused_spec_sha256 : NULL,
                 .rollout_in_flight = svc->rollout != NULL,
@@ -368,6 +369,9 @@ static void reconcile_service(struct engine *e, struct service *svc)
         case DECIDE_ROLLOUT:
                 svc->force = false;
                 rollout_start(svc, want, ROLLOUT_DESIRED);
+                return;
+        case DECIDE_REVERT:
+                rollout_revert(svc, "cannot be kept running and its spec is refused");
                 return;
         case DECIDE_RESTORE: {
                 _cleanup_(service_spec_freep) struct service_spec *kept = NULL;
@@ -480,9 +484,23 @@ static void on_unit(struct systemd *m, const char *unit, const struct unit_statu
         }
         if (!svc->rollout) {
                 svc->state = LII_STATE_FAILED;
-                if (!engine_schedule_restart(svc))
-                        log_svc(LOG_ERR, name, gen, "Giving up after %u replacements in a row",
+                if (!engine_schedule_restart(svc)) {
+                        /* Out of restarts: the spec is refused like a failed
+                         * rollout (which brings back the previous revision,
+                         * if there is one). A hold keeps its own refusal. */
+                        _cleanup_free_ char *why = xasprintf(
+                                "gave up after %u replacements of dead instances in a row",
                                 RESTART_LIMIT);
+                        events_emit(e->events, EVENT_ROLLOUT_FAILED, name, gen, "%s", why);
+                        if (!ss->held)
+                                snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256,
+                                         "%s", ss->current->spec_sha256);
+                        uint64_t now = now_realtime_usec();
+                        rollout_record_set(&ss->last_rollout, LII_RESULT_FAILED, why, now, now);
+                        if (engine_save(e) < 0)
+                                return;
+                        engine_reconcile(e);
+                }
         }
 }
 
@@ -541,10 +559,15 @@ static void on_systemd_lost(struct systemd *m, int r, const char *reason, void *
                 rollout_unwatch(svc);
                 svc->adopting = false;
                 svc->removing = false;
+                /* Nothing is known of the instances until adoption asks
+                 * again: one may die while liid is not listening. */
+                svc->current_alive = svc->healthy = false;
+                svc->main_pid = 0;
         }
         e->systemd = systemd_free(e->systemd);
         while (e->stops)
                 stop_free(e, e->stops);
+        instance_probes_free(e);
         e->reconnect_delay_usec = RECONNECT_DELAY_FIRST_USEC;
         uv_timer_start(&e->reconnect_timer, on_reconnect,
                        RECONNECT_DELAY_FIRST_USEC / USEC_PER_MSEC, 0);
@@ -1008,6 +1031,8 @@ static json_object *api_rollback(void *userdata, const char *name)
         /* The spec being left is quarantined like a failed one, and the
          * service held where it goes, until the desired spec changes or an
          * operator asks for replace. */
+        char refused[sizeof ss->refused_spec_sha256];
+        memcpy(refused, ss->refused_spec_sha256, sizeof refused);
         if (ss->current)
                 snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256, "%s",
                          ss->current->spec_sha256);
@@ -1019,8 +1044,12 @@ static json_object *api_rollback(void *userdata, const char *name)
                 return lii_error_new(LII_ERR_INTERNAL, "cannot write the state file");
         events_emit(e->events, EVENT_OPERATOR, name, 0, "rollback to the spec of generation %llu",
                     (unsigned long long)to);
-        if (rollout_start(svc, spec, ROLLOUT_ROLLBACK) < 0)
+        if (rollout_start(svc, spec, ROLLOUT_ROLLBACK) < 0) {
+                ss->held = false;
+                snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256, "%s", refused);
+                engine_save(e);
                 return lii_error_new(LII_ERR_INTERNAL, "the rollback could not start; see the log");
+        }
         return message("rolling %s back to the spec of generation %llu", name,
                        (unsigned long long)to);
 }
@@ -1220,6 +1249,7 @@ struct engine *engine_free(struct engine *e)
         systemd_free(e->systemd);
         while (e->stops)
                 stop_free(e, e->stops);
+        instance_probes_free(e);
         /* The store aborts its downloads on curl multi: it goes first. */
         store_free(e->store);
         curlm_free(e->curlm);

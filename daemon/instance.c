@@ -92,10 +92,13 @@ char *instance_env_health_target(const struct instance_env *ie)
         return expand_template(ie->spec->health.target, &vars);
 }
 
-/* One exec probe. It owns itself: the job's callback frees it, also after
- * a cancel, which only stops the unit and silences the verdict. */
+/* One exec probe. Its job's callback frees it, also after a cancel, which
+ * only stops the unit and silences the verdict. When systemd goes away no
+ * callback comes: the engine keeps every probe on a list and frees what is
+ * left (instance_probes_free()). */
 struct exec_probe {
         struct engine *engine;
+        struct exec_probe *prev, *next;
         char *unit;
         char service[LII_SERVICE_NAME_MAX + 1];
         uint64_t generation;
@@ -104,9 +107,33 @@ struct exec_probe {
         bool cancelled;
 };
 
+static void probe_free(struct exec_probe *p)
+{
+        struct engine *e = p->engine;
+        if (p->prev)
+                p->prev->next = p->next;
+        else
+                e->probes = p->next;
+        if (p->next)
+                p->next->prev = p->prev;
+        free(p->unit);
+        free(p);
+}
+
+void instance_probes_free(struct engine *e)
+{
+        while (e->probes)
+                probe_free(e->probes);
+}
+
 static void on_check_done(struct systemd *m, int r, const char *result, void *userdata)
 {
         struct exec_probe *p = userdata;
+        /* Losing systemd says nothing about the instance: no verdict. The
+         * check is torn down with everything else, and the probe freed
+         * from the list. */
+        if (r == -ENOTCONN)
+                return;
         if (!p->cancelled) {
                 /* A oneshot's start job is "done" when the command exited 0;
                  * "failed" for another status, "timeout" past the timeout. */
@@ -118,8 +145,7 @@ static void on_check_done(struct systemd *m, int r, const char *result, void *us
                                                    : result ? result : "did not run");
                 p->done(p->probe, r == 0, detail);
         }
-        free(p->unit);
-        free(p);
+        probe_free(p);
 }
 
 static void *exec_start(void *userdata, uint64_t timeout_usec, health_exec_done done, void *probe,
@@ -134,6 +160,10 @@ static void *exec_start(void *userdata, uint64_t timeout_usec, health_exec_done 
         p->generation = ie->generation;
         p->done = done;
         p->probe = probe;
+        p->next = ie->engine->probes;
+        if (p->next)
+                p->next->prev = p;
+        ie->engine->probes = p;
 
         _cleanup_strv_free_ char **argv = command(ie, ie->spec->health.exec_argv);
         _cleanup_strv_free_ char **env = environment(ie);
@@ -150,8 +180,7 @@ static void *exec_start(void *userdata, uint64_t timeout_usec, health_exec_done 
         int r = systemd_start_transient(ie->engine->systemd, &u, on_check_done, p);
         if (r < 0) {
                 *ret_error = xasprintf("cannot start %s: %s", p->unit, strerror(-r));
-                free(p->unit);
-                free(p);
+                probe_free(p);
                 return NULL;
         }
         return p;

@@ -31,5 +31,7 @@ struct instance_env *instance_env_free(struct instance_env *ie);
 /* Starts the instance's own unit. */
 int instance_env_start(struct instance_env *ie, const char *unit, systemd_job_cb cb,
                        void *userdata);
+/* Frees the exec probes whose jobs will never report (systemd is gone). */
+void instance_probes_free(struct engine *e);
 /* The health target with the instance's variables expanded, or NULL. */
 char *instance_env_health_target(const struct instance_env *ie);

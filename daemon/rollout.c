@@ -107,8 +107,9 @@ static void rollout_fail(struct rollout *ro, const char *reason)
         events_emit(e->events, EVENT_ROLLOUT_FAILED, svc->name, ro->generation,
                     "generation %llu refused: %s", (unsigned long long)ro->generation, reason);
         metrics_rollout(&e->metrics, LII_RESULT_FAILED, now - ro->started_usec);
+        /* A hold keeps its own refusal (the spec the operator left). */
         bool retry = ro->restart && engine_schedule_restart(svc);
-        if (!retry)
+        if (!retry && !ss->held)
                 snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256, "%s",
                          ro->spec->spec_sha256);
         /* A rollback that fails leaves the service where it was, no longer
@@ -209,7 +210,12 @@ static void rollout_commit(struct rollout *ro)
         /* With no current instance (a first deploy, or a service that came
          * back after a removal) the previous one stays what it was. */
         struct instance *retired = ss->current;
-        if (retired) {
+        _cleanup_(instance_freep) struct instance *same_spec = NULL;
+        if (retired && strcmp(retired->spec_sha256, ss->pending->spec_sha256) == 0) {
+                /* A replacement of the same spec: the revision before stays
+                 * the previous one, for rollback and revert. */
+                same_spec = retired;
+        } else if (retired) {
                 instance_free(ss->previous);
                 ss->previous = retired;
         }
@@ -252,7 +258,8 @@ static void rollout_commit(struct rollout *ro)
         if (retired)
                 engine_stop_unit(e, svc->name, retired->generation, retired->unit, STOP_RETIRED);
         engine_collect(e);
-        if (ro->kind != ROLLOUT_REVERT && ro->spec->health.watch_usec > 0 && ss->previous)
+        if (ro->kind != ROLLOUT_REVERT && ro->spec->health.watch_usec > 0 && ss->previous &&
+            strcmp(ss->previous->spec_sha256, ss->current->spec_sha256) != 0)
                 watch_start(ro);
         rollout_detach(ro);
 }

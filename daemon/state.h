@@ -76,6 +76,10 @@ void state_remove(struct state *s, const char *name);
 struct instance *instance_new(const char *service, uint64_t generation, const char *spec_json,
                               const char *spec_sha256, const char *artifact_sha256, int port);
 struct instance *instance_free(struct instance *i);
+static inline void instance_freep(struct instance **i)
+{
+        instance_free(*i);
+}
 /* Puts sha256 first in the service's artifact history, at most keep long. */
 void state_remember_artifact(struct service_state *ss, const char *sha256, unsigned keep);
 void rollout_record_set(struct rollout_record *r, enum lii_result result, const char *reason,

@@ -161,6 +161,12 @@ START_TEST(replacement_waits_for_health)
 }
 END_TEST
 
+static bool current_is_generation(json_object *svc, void *userdata)
+{
+        return h_json_int(svc, "current.generation") == *(long long *)userdata &&
+               json_object_get_boolean(h_json_path(svc, "current.healthy"));
+}
+
 START_TEST(failing_health_keeps_old)
 {
         h_publish(&env, &hello_v1, 1, 0);
@@ -203,6 +209,16 @@ START_TEST(failing_health_keeps_old)
         ck_assert_int_eq(h_liictl(&env, &out, status), 0);
         ck_assert_ptr_nonnull(strstr(out, "health check failed"));
         free(out);
+
+        /* v2 dies while v3 stays refused: v2 comes back, not nothing. */
+        const char *kill[] = { "kill", "--signal=KILL", "lii-hello@2.service", NULL };
+        ck_assert_int_eq(h_systemctl(&env, NULL, kill), 0);
+        svc = h_wait_service(&env, "hello", current_is_generation, (long long[]){ 4 }, 20000,
+                             "v2 to come back after it died");
+        ck_assert(json_object_get_boolean(h_json_path(svc, "current.healthy")));
+        port = (int)h_json_int(svc, "current.port");
+        json_object_put(svc);
+        assert_answers(port, "v2");
 }
 END_TEST
 

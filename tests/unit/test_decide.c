@@ -168,6 +168,45 @@ START_TEST(replace_forces_a_rollout)
 }
 END_TEST
 
+START_TEST(dead_instance_comes_back_when_the_wanted_spec_is_refused)
+{
+        /* v2 was refused while v1 ran; then v1 died: v1 comes back. */
+        struct decide_input in = base();
+        in.want_spec = B;
+        in.refused_spec = B;
+        in.current_spec = A;
+        in.current_alive = false;
+        ck_assert_int_eq(decide(&in), DECIDE_RESTORE);
+        in.backoff_pending = true;
+        ck_assert_int_eq(decide(&in), DECIDE_WAIT);
+        /* Also while paused: keeping a service up is not a change. */
+        in.backoff_pending = false;
+        in.paused = true;
+        ck_assert_int_eq(decide(&in), DECIDE_RESTORE);
+        in.want_spec = "cccc";
+        in.refused_spec = NULL;
+        ck_assert_int_eq(decide(&in), DECIDE_RESTORE);
+}
+END_TEST
+
+START_TEST(refused_current_falls_back_to_previous)
+{
+        /* A revert interrupted by a crash, or a spec out of restarts: its
+         * instance is dead and its spec refused; the previous revision runs. */
+        struct decide_input in = base();
+        in.want_spec = B;
+        in.current_spec = B;
+        in.refused_spec = B;
+        in.previous_spec = A;
+        in.current_alive = false;
+        ck_assert_int_eq(decide(&in), DECIDE_REVERT);
+        in.previous_spec = B;
+        ck_assert_int_eq(decide(&in), DECIDE_REFUSED);
+        in.previous_spec = NULL;
+        ck_assert_int_eq(decide(&in), DECIDE_REFUSED);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("decide");
@@ -185,6 +224,8 @@ int main(void)
         tcase_add_test(tc, dead_instance_waits_for_its_delay);
         tcase_add_test(tc, pause_holds_changes_not_restarts);
         tcase_add_test(tc, replace_forces_a_rollout);
+        tcase_add_test(tc, dead_instance_comes_back_when_the_wanted_spec_is_refused);
+        tcase_add_test(tc, refused_current_falls_back_to_previous);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
