@@ -13,9 +13,10 @@ endif
 DEPS := cmake make gcc pkg-config tar gzip curl ca-certificates \
         libuv1-dev libsystemd-dev libjson-c-dev libssl-dev libcurl4-openssl-dev \
         libarchive-dev libmicrohttpd-dev libinih-dev check \
-        systemd minisign nginx-light openssl util-linux coreutils
+        systemd minisign nginx-light openssl util-linux coreutils \
+        scdoc dpkg-dev file binutils mmdebstrap systemd-container procps jq
 
-.PHONY: all build deps check check-unit check-integration demo clean
+.PHONY: all build deps check check-unit check-integration check-system deb demo clean
 
 all: build
 
@@ -47,6 +48,15 @@ check-unit: build
 
 check-integration: build
 	cd $(BUILD) && ctest --output-on-failure -L integration
+
+# The system test: the .deb installed, used and upgraded on a booted
+# Debian bookworm (systemd-nspawn); part of `make check` too.
+check-system: build
+	cd $(BUILD) && ctest --output-on-failure -L system
+
+# lii_<version>_amd64.deb in $(BUILD)/deb/, the same bytes for the same commit.
+deb: build
+	cmake --build $(BUILD) --target deb
 
 demo: build
 	tests/demo.sh $(BUILD)
