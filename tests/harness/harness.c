@@ -618,3 +618,37 @@ long long h_json_int(json_object *o, const char *path)
         json_object *v = h_json_path(o, path);
         return v && json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : -1;
 }
+
+bool h_runs_generation(json_object *svc, void *gen)
+{
+        const char *state = h_json_str(svc, "state");
+        return state && strcmp(state, "running") == 0 &&
+               h_json_int(svc, "current.generation") == *(long long *)gen &&
+               json_object_get_boolean(h_json_path(svc, "current.healthy"));
+}
+
+bool h_source_error_mentions(json_object *status, void *text)
+{
+        const char *error = h_json_str(status, "source.error");
+        return error && strstr(error, text);
+}
+
+json_object *h_wait_generation(struct h_env *env, const char *service, long long gen)
+{
+        char what[128];
+        snprintf(what, sizeof what, "%s to run generation %lld", service, gen);
+        return h_wait_service(env, service, h_runs_generation, &gen, 30000, what);
+}
+
+int h_main(Suite *s)
+{
+        if (geteuid() != 0) {
+                fprintf(stderr, "integration tests need root (they run a private systemd manager)\n");
+                return 77;
+        }
+        SRunner *sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        int failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

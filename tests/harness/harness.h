@@ -97,6 +97,18 @@ json_object *h_wait_service(struct h_env *env, const char *service, h_pred pred,
 json_object *h_wait_status(struct h_env *env, h_pred pred, void *userdata, int timeout_ms,
                            const char *what);
 
+/* Predicates for h_wait_*: the service runs generation *(long long *)gen,
+ * healthy; the source's error mentions the text. */
+bool h_runs_generation(json_object *svc, void *gen);
+bool h_source_error_mentions(json_object *status, void *text);
+/* Waits (30 s at most) until service runs generation gen, healthy. */
+json_object *h_wait_generation(struct h_env *env, const char *service, long long gen);
+
+/* Runs an integration suite: as root (it starts a private systemd
+ * manager), or skipped with exit 77 otherwise. Returns main()'s status. */
+#include <check.h>
+int h_main(Suite *s);
+
 /* Small JSON accessors: "current.generation" style paths. */
 json_object *h_json_path(json_object *o, const char *path);
 const char *h_json_str(json_object *o, const char *path);

@@ -33,19 +33,9 @@ static void teardown(void)
         h_teardown(&env);
 }
 
-static bool runs_generation(json_object *svc, void *userdata)
-{
-        long long gen = *(long long *)userdata;
-        const char *state = h_json_str(svc, "state");
-        return state && strcmp(state, "running") == 0 && h_json_int(svc, "current.generation") == gen &&
-               json_object_get_boolean(h_json_path(svc, "current.healthy"));
-}
-
 static json_object *wait_generation(long long gen)
 {
-        char what[64];
-        snprintf(what, sizeof what, "hello to run generation %lld", gen);
-        return h_wait_service(&env, "hello", runs_generation, &gen, 30000, what);
+        return h_wait_generation(&env, "hello", gen);
 }
 
 static const struct h_service v1 = { .name = "hello", .artifact = 1 };
@@ -96,7 +86,7 @@ END_TEST
 
 static bool held_at(json_object *svc, void *userdata)
 {
-        return runs_generation(svc, userdata) && json_object_get_boolean(h_json_path(svc, "held"));
+        return h_runs_generation(svc, userdata) && json_object_get_boolean(h_json_path(svc, "held"));
 }
 
 START_TEST(rollback_then_replace)
@@ -255,13 +245,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-        if (geteuid() != 0) {
-                fprintf(stderr, "integration tests need root (they run a private systemd manager)\n");
-                return 77;
-        }
-        SRunner *sr = srunner_create(suite());
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return h_main(suite());
 }

@@ -26,31 +26,15 @@ static void teardown(void)
 
 /* ---- predicates ---- */
 
-static bool runs_generation(json_object *svc, void *userdata)
-{
-        long long gen = *(long long *)userdata;
-        const char *state = h_json_str(svc, "state");
-        return state && strcmp(state, "running") == 0 && h_json_int(svc, "current.generation") == gen &&
-               json_object_get_boolean(h_json_path(svc, "current.healthy"));
-}
-
 static bool is_state(json_object *svc, void *userdata)
 {
         const char *state = h_json_str(svc, "state");
         return state && strcmp(state, userdata) == 0;
 }
 
-static bool source_error_mentions(json_object *status, void *userdata)
-{
-        const char *error = h_json_str(status, "source.error");
-        return error && strstr(error, userdata);
-}
-
 static json_object *wait_generation(const char *service, long long gen)
 {
-        char what[128];
-        snprintf(what, sizeof what, "%s to run generation %lld", service, gen);
-        return h_wait_service(&env, service, runs_generation, &gen, 30000, what);
+        return h_wait_generation(&env, service, gen);
 }
 
 static const struct h_service hello_v1 = { .name = "hello", .artifact = 1 };
@@ -288,7 +272,7 @@ START_TEST(invalid_document_changes_nothing)
         struct h_service bad = hello_v2;
         bad.sha256 = "not-a-hash";
         h_publish(&env, &bad, 1, 0);
-        json_object *st = h_wait_status(&env, source_error_mentions,
+        json_object *st = h_wait_status(&env, h_source_error_mentions,
                                         "services.hello.artifact.sha256", 10000,
                                         "the invalid document to be refused");
         ck_assert_int_eq(h_json_int(st, "source.serial"), 1);
@@ -309,7 +293,7 @@ START_TEST(invalid_document_changes_nothing)
         fputs("{\"format\":\"lii.desired/1\",\"serial\":99,\"services\":{}}\n", f);
         fclose(f);
         ck_assert_int_eq(rename(tmp, path), 0);
-        st = h_wait_status(&env, source_error_mentions, "signature", 10000,
+        st = h_wait_status(&env, h_source_error_mentions, "signature", 10000,
                            "the unsigned document to be refused");
         ck_assert_int_eq(h_json_int(st, "services.hello.current.generation"), 1);
         json_object_put(st);
@@ -353,7 +337,7 @@ END_TEST
 
 static bool restarted(json_object *svc, void *userdata)
 {
-        return runs_generation(svc, userdata) && h_json_int(svc, "restarts") == 1;
+        return h_runs_generation(svc, userdata) && h_json_int(svc, "restarts") == 1;
 }
 
 START_TEST(dead_instance_is_replaced)
@@ -529,13 +513,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-        if (geteuid() != 0) {
-                fprintf(stderr, "integration tests need root (they run a private systemd manager)\n");
-                return 77;
-        }
-        SRunner *sr = srunner_create(suite());
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return h_main(suite());
 }
