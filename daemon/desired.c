@@ -1110,6 +1110,11 @@ static int parse_services(json_object *o, const char *base_url, struct desired *
                         return fail(err, p, "invalid service name (want [a-z0-9][a-z0-9-]{0,47})");
                 }
                 _cleanup_free_ char *p = path_join("services", name);
+                /* Instances keep their data in StateDirectory=lii/<service>,
+                 * beside lii's own store in the default state folder: a
+                 * service of that name would be handed the store. */
+                if (strcmp(name, DESIRED_RESERVED_NAME) == 0)
+                        return fail(err, p, "reserved name (lii keeps its artifact store under it)");
                 int r = service_parse_json(json_object_iter_peek_value(&it), name, p, base_url,
                                            &d->services[d->n_services], err);
                 if (r < 0)

@@ -21,6 +21,9 @@
 #define DESIRED_MAX_CPU_PERCENT   10000
 #define DESIRED_MAX_TASKS         4194304 /* the kernel's own ceiling on PIDs */
 
+/* The one service name that is refused although it fits the grammar. */
+#define DESIRED_RESERVED_NAME "store"
+
 enum artifact_type { ARTIFACT_TAR, ARTIFACT_FILE };
 enum ready_kind { READY_STARTED, READY_NOTIFY };
 enum health_kind { HEALTH_NONE, HEALTH_HTTP, HEALTH_TCP, HEALTH_EXEC };

@@ -928,6 +928,21 @@ START_TEST(test_url_errors)
 }
 END_TEST
 
+START_TEST(reserved_name_refused)
+{
+        const char *doc = "{\"format\":\"lii.desired/1\",\"serial\":1,\"services\":{\"store\":{"
+                          "\"artifact\":{\"url\":\"a.tar.gz\",\"sha256\":"
+                          "\"0000000000000000000000000000000000000000000000000000000000000000\","
+                          "\"size\":1},\"exec\":[\"bin/x\"]}}}";
+        struct desired *d = NULL;
+        char *error = NULL;
+        ck_assert_int_lt(desired_parse(doc, strlen(doc), "file:///srv/d.json", &d, &error), 0);
+        ck_assert_str_eq(error,
+                         "services.store: reserved name (lii keeps its artifact store under it)");
+        free(error);
+}
+END_TEST
+
 static Suite *desired_suite(void)
 {
         Suite *s = suite_create("desired");
@@ -955,6 +970,7 @@ static Suite *desired_suite(void)
         tcase_add_test(tc, test_spec_parse_errors);
         tcase_add_loop_test(tc, test_relative_urls, 0, ELEMENTSOF(urls));
         tcase_add_test(tc, test_url_errors);
+        tcase_add_test(tc, reserved_name_refused);
         suite_add_tcase(s, tc);
         return s;
 }
