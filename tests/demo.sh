@@ -118,6 +118,7 @@ say "Publishing hello v2: liid starts it beside v1, checks it, then retires v1"
 publish 2
 liictl wait --timeout 30s --serial "$serial" hello
 liictl status
+liictl status hello
 port=$(liictl --json status hello | sed -n 's/.*"port": *\([0-9]*\).*/\1/p' | head -n1)
 echo
 echo "hello answers: $(curl -s "http://127.0.0.1:$port/")"
