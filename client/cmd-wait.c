@@ -6,12 +6,11 @@
 
 #include <getopt.h>
 #include <string.h>
-#include <time.h>
 
-/* wait polls the status document. Following GET /v1/events?follow=1 and
- * re-reading the status only when an event concerns a service it waits
- * for would make that unnecessary; that is still to be done. */
-#define WAIT_POLL_USEC (100 * USEC_PER_MSEC)
+/* wait reads the status, then follows /v1/events from the newest event that
+ * status knew of, and reads the status again when something happens. A
+ * stream also ends after this long without events, as a safety net. */
+#define WAIT_FOLLOW_MAX_USEC (10 * USEC_PER_SEC)
 
 enum verdict {
         VERDICT_READY,
@@ -129,14 +128,11 @@ static enum verdict status_verdict(json_object *doc, char **names, size_t n_name
         return any_pending ? VERDICT_PENDING : VERDICT_READY;
 }
 
-static void sleep_usec(uint64_t usec)
+/* Any event is a reason to look at the status again: the stream stops at
+ * the first one. */
+static int on_event(char *line, size_t len, void *userdata)
 {
-        struct timespec ts = {
-            .tv_sec = (time_t)(usec / USEC_PER_SEC),
-            .tv_nsec = (long)(usec % USEC_PER_SEC) * 1000,
-        };
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
+        return -EAGAIN;
 }
 
 static int timed_out(uint64_t timeout, const char *pending)
@@ -228,7 +224,19 @@ static int run(struct ctl *ctl, int argc, char **argv)
                 now = now_monotonic_usec();
                 if (now >= deadline)
                         return timed_out(timeout, pending);
-                sleep_usec(deadline - now < WAIT_POLL_USEC ? deadline - now : WAIT_POLL_USEC);
+                json_object *seq = json_get(reply.doc, LII_F_EVENT_SEQ, json_type_int);
+                _cleanup_free_ char *route =
+                        xasprintf("%s?follow=1&after=%llu", LII_ROUTE_EVENTS,
+                                  seq ? (unsigned long long)json_object_get_uint64(seq) : 0ULL);
+                uint64_t wait = deadline - now < WAIT_FOLLOW_MAX_USEC ? deadline - now
+                                                                      : WAIT_FOLLOW_MAX_USEC;
+                _cleanup_reply_ struct client_reply stream = {0};
+                r = client_stream(ctl, route, wait, on_event, NULL, &stream);
+                /* An event, the safety-net timeout, or a broken stream (liid
+                 * restarted): the status says what is true now. */
+                if (r == -EAGAIN || r == -ETIMEDOUT || r == -ECONNRESET || r == 0)
+                        continue;
+                return client_fail(ctl, r, &stream);
         }
 }
 

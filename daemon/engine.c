@@ -642,6 +642,8 @@ static void finish_adoption(struct engine *e)
                         svc->state = svc->current_alive ? LII_STATE_RUNNING : LII_STATE_FAILED;
         }
         e->adopted = true;
+        events_emit(e->events, EVENT_DAEMON, NULL, 0, "adopted what systemd runs (%zu services)",
+                    e->n_services);
         engine_reconcile(e);
 }
 
@@ -917,6 +919,10 @@ static json_object *api_status(void *userdata)
         json_object_object_add(o, LII_F_NODE, json_object_new_string(e->node_name));
         json_object_object_add(o, LII_F_VERSION, json_object_new_string(LII_VERSION));
         json_object_object_add(o, LII_F_PAUSED, json_object_new_boolean(e->state->paused));
+        /* Lets a client follow /v1/events?after=<this> and miss nothing
+         * that happens after this status. */
+        json_object_object_add(o, LII_F_EVENT_SEQ,
+                               json_object_new_uint64(events_last_seq(e->events)));
 
         json_object *src = json_object_new_object();
         json_object_object_add(src, LII_F_URL, json_object_new_string(e->cfg->source_url));

@@ -74,6 +74,7 @@
 #define LII_F_SIGNATURE "signature"             /* {key_id, trusted_comment} of an artifact */
 #define LII_F_RESTARTS "restarts"               /* dead instances replaced in a row */
 #define LII_F_HELD "held"                       /* an operator rollback holds the service */
+#define LII_F_EVENT_SEQ "event_seq" /* the newest event's seq when status was made */
 
 /* Event fields of GET /v1/events (one JSON object per line); generation
  * and message are the LII_F_* above. */

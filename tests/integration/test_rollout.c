@@ -100,6 +100,18 @@ START_TEST(first_deploy)
         free(out);
         const char *wait[] = { "wait", "--timeout", "5s", "hello", NULL };
         ck_assert_int_eq(h_liictl(&env, NULL, wait), 0);
+
+        /* A publisher waits for its own document to be running: liictl
+         * follows liid's events until it is. */
+        char serial[16];
+        snprintf(serial, sizeof serial, "%u", h_publish(&env, &hello_v2, 1, 0));
+        const char *wait2[] = { "wait", "--timeout", "30s", "--serial", serial, "hello", NULL };
+        ck_assert_int_eq(h_liictl(&env, NULL, wait2), 0);
+        json_object *o = NULL;
+        ck_assert_int_eq(h_api_get(&env, "/v1/services/hello", &o), 200);
+        ck_assert_int_eq(h_json_int(o, "current.generation"), 2);
+        ck_assert_str_eq(h_json_str(o, "state"), "running");
+        json_object_put(o);
 }
 END_TEST
 
