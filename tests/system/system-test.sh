@@ -335,6 +335,19 @@ expect_running 2 2
 ! in_ct systemctl is-active --quiet lii-hello@1.service || fail "generation 1 still runs"
 say "Replaced it with hello v2 ($unit)"
 
+# liid's journal lines carry structured fields, so operators can select by
+# service, instance and event. journald may still be writing the last lines.
+in_ct journalctl --sync >/dev/null 2>&1 || true
+journal_has() { # FIELD=VALUE… TEXT
+	local text=${*: -1}
+	in_ct journalctl --no-pager -o cat "${@:1:$#-1}" | grep -qF "$text"
+}
+journal_has LII_SERVICE=hello LII_EVENT=rollout.succeeded "generation 2 passed its checks" ||
+	fail "journalctl LII_SERVICE=hello LII_EVENT=rollout.succeeded does not find generation 2"
+journal_has LII_UNIT=lii-hello@1.service "retired lii-hello@1.service" ||
+	fail "journalctl LII_UNIT=lii-hello@1.service does not find its retirement"
+say "The journal answers journalctl LII_SERVICE=hello LII_EVENT=rollout.succeeded"
+
 # ---- HTTP from the host's nginx ----------------------------------------------
 http_port=
 for p in $(shuf -i 20000-40000 -n 50); do
