@@ -123,6 +123,9 @@ int rollout_start(struct service *svc, const struct service_spec *spec, enum rol
 /* Step 5: a promoted instance that fails its watch window is replaced by a
  * fresh instance of the previous spec; its own spec is quarantined. */
 void rollout_revert(struct service *svc, const char *reason);
+/* After a restart or a reconnect: watches on for what is left of the
+ * current instance's watch window, if any. */
+void rollout_rewatch(struct service *svc);
 /* Ends a watch window early (a new rollout, a removal, shutdown). */
 void rollout_unwatch(struct service *svc);
 /* Called for unit changes of the rollout's new instance. */

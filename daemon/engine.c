@@ -640,6 +640,7 @@ static void finish_adoption(struct engine *e)
                 struct service_state *ss = state_find(e->state, svc->name);
                 if (ss && ss->current)
                         svc->state = svc->current_alive ? LII_STATE_RUNNING : LII_STATE_FAILED;
+                rollout_rewatch(svc);
         }
         e->adopted = true;
         events_emit(e->events, EVENT_DAEMON, NULL, 0, "adopted what systemd runs (%zu services)",

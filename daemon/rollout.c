@@ -145,21 +145,48 @@ static void on_watch_done(struct health_check *h, bool ok, const char *reason, v
 
 /* The window counts from the promotion; the probes are the same as the
  * rollout's, and so is the target. */
-static void watch_start(struct rollout *ro)
+/* Watches the current instance until until_mono_usec; env becomes the
+ * service's (the window outlives any rollout). */
+static void watch_begin(struct service *svc, struct instance_env *env, uint64_t until_mono_usec)
 {
-        struct service *svc = ro->svc;
         struct engine *e = svc->engine;
         rollout_unwatch(svc);
-        /* The window outlives the rollout: it gets its own copy. */
-        svc->watch_env = TAKE_PTR(ro->env);
-        _cleanup_free_ char *target = instance_env_health_target(svc->watch_env);
-        int r = health_watch_start(e->loop, e->curlm, &ro->spec->health, target,
-                                   &svc->watch_env->exec,
-                                   now_monotonic_usec() + ro->spec->health.watch_usec,
-                                   on_watch_done, svc, &svc->watch);
-        if (r < 0)
-                log_svc(LOG_WARNING, svc->name, ro->generation, "Cannot watch the new instance: %s",
+        svc->watch_env = env;
+        _cleanup_free_ char *target = instance_env_health_target(env);
+        int r = health_watch_start(e->loop, e->curlm, &env->spec->health, target, &env->exec,
+                                   until_mono_usec, on_watch_done, svc, &svc->watch);
+        if (r < 0) {
+                log_svc(LOG_WARNING, svc->name, env->generation, "Cannot watch the instance: %s",
                         strerror(-r));
+                svc->watch_env = instance_env_free(svc->watch_env);
+        }
+}
+
+static void watch_start(struct rollout *ro)
+{
+        watch_begin(ro->svc, TAKE_PTR(ro->env), now_monotonic_usec() + ro->spec->health.watch_usec);
+}
+
+void rollout_rewatch(struct service *svc)
+{
+        struct engine *e = svc->engine;
+        struct service_state *ss = state_find(e->state, svc->name);
+        uint64_t now = now_realtime_usec();
+        if (!ss || !ss->current || !svc->current_alive || ss->watch_until_usec <= now)
+                return;
+        _cleanup_(service_spec_freep) struct service_spec *spec = NULL;
+        _cleanup_free_ char *error = NULL;
+        if (service_spec_parse(svc->name, ss->current->spec_json, &spec, &error) < 0)
+                return;
+        _cleanup_free_ char *root = store_artifact_path(e->store, ss->current->artifact_sha256);
+        struct instance_env *env = instance_env_new(e, svc->name, ss->current->generation,
+                                                    ss->current->port, root, spec);
+        if (!env)
+                return;
+        log_svc(LOG_INFO, svc->name, ss->current->generation,
+                "Watching on for the %llu ms left of the watch window",
+                (unsigned long long)((ss->watch_until_usec - now) / USEC_PER_MSEC));
+        watch_begin(svc, env, now_monotonic_usec() + (ss->watch_until_usec - now));
 }
 
 void rollout_unwatch(struct service *svc)
@@ -232,6 +259,11 @@ static void rollout_commit(struct rollout *ro)
         else
                 rollout_record_set(&ss->last_rollout, LII_RESULT_SUCCEEDED, NULL, ro->started_usec,
                                    now);
+        /* A watch window needs something different to revert to. */
+        bool watching = ro->kind != ROLLOUT_REVERT && ro->spec->health.watch_usec > 0 &&
+                        ss->previous &&
+                        strcmp(ss->previous->spec_sha256, ss->current->spec_sha256) != 0;
+        ss->watch_until_usec = watching ? now + ro->spec->health.watch_usec : 0;
         /* Nothing may be retired on the strength of a state that did not
          * reach the disk; liid exits and its next start sorts it out. */
         if (engine_save(e) < 0)
@@ -258,8 +290,7 @@ static void rollout_commit(struct rollout *ro)
         if (retired)
                 engine_stop_unit(e, svc->name, retired->generation, retired->unit, STOP_RETIRED);
         engine_collect(e);
-        if (ro->kind != ROLLOUT_REVERT && ro->spec->health.watch_usec > 0 && ss->previous &&
-            strcmp(ss->previous->spec_sha256, ss->current->spec_sha256) != 0)
+        if (watching)
                 watch_start(ro);
         rollout_detach(ro);
 }

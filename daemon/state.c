@@ -172,6 +172,8 @@ static json_object *state_to_json(const struct state *s)
                                        json_object_new_string(ss->refused_spec_sha256));
                 json_object_object_add(o, "removed", json_object_new_boolean(ss->removed));
                 json_object_object_add(o, "held", json_object_new_boolean(ss->held));
+                json_object_object_add(o, "watch_until_usec",
+                                       json_object_new_uint64(ss->watch_until_usec));
                 json_object *arts = json_object_new_array();
                 for (char **a = ss->artifacts; a && *a; a++)
                         json_object_array_add(arts, json_object_new_string(*a));
@@ -276,6 +278,7 @@ static int service_from_json(struct state *s, const char *name, json_object *o)
                 ss->removed = json_object_get_boolean(v);
         if (json_object_object_get_ex(o, "held", &v))
                 ss->held = json_object_get_boolean(v);
+        get_u64(o, "watch_until_usec", &ss->watch_until_usec);
         if (json_object_object_get_ex(o, "artifacts", &v)) {
                 if (!json_object_is_type(v, json_type_array) ||
                     json_object_array_length(v) > STATE_MAX_ARTIFACTS)

@@ -50,6 +50,9 @@ struct service_state {
         /* An operator rollback holds the service at its current spec while
          * the desired spec is still the one it left (refused_spec_sha256). */
         bool held;
+        /* The current instance's watch window ends then (realtime; 0: none),
+         * so that a restarted liid watches on for what is left of it. */
+        uint64_t watch_until_usec;
 };
 
 struct state {

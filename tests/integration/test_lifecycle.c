@@ -2,6 +2,7 @@
  * of every kind, instances that crash, hang or never get ready, the stop
  * timeout, fixed ports and the watch window's automatic revert. */
 #include <check.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,6 +228,23 @@ START_TEST(watch_window_reverts)
 }
 END_TEST
 
+START_TEST(watch_window_survives_a_restart)
+{
+        deploy_v1(NULL, NULL);
+        struct h_service v2 = { .name = "hello", .artifact = 2,
+                                .extra_args = ",\"--unhealthy-after\",\"2500\"",
+                                .health = HTTP_CHECK(",\"passes\":2,\"watch\":\"30s\"") };
+        h_publish(&env, &v2, 1, 0);
+        json_object_put(wait_generation(2));
+        /* liid dies within the window; the one that starts watches on. */
+        h_kill_liid(&env, SIGKILL);
+        h_start_liid(&env);
+        json_object *svc = h_wait_service(&env, "hello", reverted, NULL, 30000, "the revert");
+        ck_assert_ptr_nonnull(strstr(h_json_str(svc, "last_rollout.reason"), "watch window"));
+        json_object_put(svc);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("lifecycle");
@@ -244,6 +262,7 @@ static Suite *suite(void)
                 { "stop_timeout", sigterm_ignored_is_killed_after_stop_timeout },
                 { "fixed_port", fixed_port_shared_by_generations },
                 { "watch_revert", watch_window_reverts },
+                { "watch_restart", watch_window_survives_a_restart },
         };
         for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
                 TCase *tc = tcase_create(tests[i].name);
