@@ -883,7 +883,8 @@ static int socket_is_live(const struct sockaddr_un *sa)
 
 /* Decides whether the path may be bound: free, or a stale socket of ours.
  * The errors name the reason: -ELOOP a symlink, -EEXIST not a socket,
- * -EPERM another user's socket, -EADDRINUSE a live socket. */
+ * -EOWNERDEAD another user's socket (an errno nothing else here returns, so
+ * that the message can say what it means), -EADDRINUSE a live socket. */
 static int socket_path_prepare(const struct sockaddr_un *sa)
 {
         struct stat st;
@@ -894,7 +895,7 @@ static int socket_path_prepare(const struct sockaddr_un *sa)
         if (!S_ISSOCK(st.st_mode))
                 return -EEXIST;
         if (st.st_uid != geteuid())
-                return -EPERM;
+                return -EOWNERDEAD;
         int r = socket_is_live(sa);
         if (r < 0)
                 return r;
@@ -966,8 +967,12 @@ static const char *socket_error_reason(int r)
                 return "it is a symbolic link, refusing to replace it";
         case -EEXIST:
                 return "a file that is not a socket is there, refusing to replace it";
-        case -EPERM:
+        case -EOWNERDEAD:
                 return "a socket owned by another user is there, refusing to replace it";
+        case -EPERM:
+                /* bind() and chmod() of our own socket do not fail so: it is
+                 * the chown to read_group, which needs CAP_CHOWN. */
+                return "cannot give it to read_group (liid needs CAP_CHOWN for that)";
         case -EADDRINUSE:
                 return "another process is listening on it";
         default:
