@@ -133,6 +133,13 @@ bool engine_schedule_restart(struct service *svc)
         return true;
 }
 
+/* A removal or an operator's action replaces whatever restart was waiting. */
+static void cancel_backoff(struct service *svc)
+{
+        uv_timer_stop(&svc->backoff_timer);
+        svc->backoff_pending = false;
+}
+
 /* ---- stopping units ---- */
 
 struct stop {
@@ -249,8 +256,7 @@ static void service_remove(struct engine *e, struct service *svc)
                 if (engine_save(e) < 0)
                         return;
         }
-        uv_timer_stop(&svc->backoff_timer);
-        svc->backoff_pending = false;
+        cancel_backoff(svc);
         rollout_unwatch(svc);
         if (!ss || !ss->current) {
                 service_forget(e, svc);
@@ -997,16 +1003,13 @@ static json_object *api_resume(void *userdata)
         return set_paused(userdata, false);
 }
 
-/* Checks that an operator action on name can start now; returns an error
- * document (or NULL for "no such service", a 404) when it cannot. */
-static json_object *operable(struct engine *e, const char *name, struct service **ret_svc,
-                             struct service_state **ret_ss, bool *ret_ok)
+/* Finds the service an operator action is about. Returns NULL with
+ * *ret_svc set when the action can start now, else the error to answer. */
+static json_object *operable(struct engine *e, const char *name, struct service **ret_svc)
 {
-        *ret_ok = false;
         struct service *svc = find_service(e, name);
-        struct service_state *ss = state_find(e->state, name);
-        if (!svc || !ss)
-                return NULL;
+        if (!svc || !state_find(e->state, name))
+                return lii_error_new(LII_ERR_NOT_FOUND, "no such service");
         if (!e->adopted)
                 return lii_error_new(LII_ERR_CONFLICT,
                                      "liid is (re)connecting to systemd; try again in a moment");
@@ -1015,8 +1018,6 @@ static json_object *operable(struct engine *e, const char *name, struct service 
         if (svc->removing)
                 return lii_error_new(LII_ERR_CONFLICT, "this service is being removed");
         *ret_svc = svc;
-        *ret_ss = ss;
-        *ret_ok = true;
         return NULL;
 }
 
@@ -1024,11 +1025,10 @@ static json_object *api_rollback(void *userdata, const char *name)
 {
         struct engine *e = userdata;
         struct service *svc;
-        struct service_state *ss;
-        bool ok;
-        json_object *err = operable(e, name, &svc, &ss, &ok);
-        if (!ok)
+        json_object *err = operable(e, name, &svc);
+        if (err)
                 return err;
+        struct service_state *ss = state_find(e->state, name);
         if (!ss->previous)
                 return lii_error_new(LII_ERR_CONFLICT, "no previous revision to roll back to");
         _cleanup_(service_spec_freep) struct service_spec *spec = NULL;
@@ -1044,8 +1044,7 @@ static json_object *api_rollback(void *userdata, const char *name)
                 snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256, "%s",
                          ss->current->spec_sha256);
         ss->held = true;
-        uv_timer_stop(&svc->backoff_timer);
-        svc->backoff_pending = false;
+        cancel_backoff(svc);
         uint64_t to = ss->previous->generation;
         if (engine_save(e) < 0)
                 return lii_error_new(LII_ERR_INTERNAL, "cannot write the state file");
@@ -1065,19 +1064,17 @@ static json_object *api_replace(void *userdata, const char *name)
 {
         struct engine *e = userdata;
         struct service *svc;
-        struct service_state *ss;
-        bool ok;
-        json_object *err = operable(e, name, &svc, &ss, &ok);
-        if (!ok)
+        json_object *err = operable(e, name, &svc);
+        if (err)
                 return err;
+        struct service_state *ss = state_find(e->state, name);
         if (!e->desired || !desired_find(e->desired, name))
                 return lii_error_new(LII_ERR_CONFLICT, "this service is not in the desired state");
         /* A fresh start: quarantine, hold and restart count are cleared. */
         ss->refused_spec_sha256[0] = '\0';
         ss->held = false;
         svc->restarts = 0;
-        uv_timer_stop(&svc->backoff_timer);
-        svc->backoff_pending = false;
+        cancel_backoff(svc);
         svc->force = true;
         if (engine_save(e) < 0)
                 return lii_error_new(LII_ERR_INTERNAL, "cannot write the state file");
