@@ -61,5 +61,11 @@ deb: build
 demo: build
 	tests/demo.sh $(BUILD)
 
+# The benchmark suite (tests/bench): writes BENCHMARKS.md; QUICK=1 runs each
+# scenario once and small, into $(BUILD)/bench/BENCHMARKS.quick.md (for CI).
+.PHONY: bench
+bench: build
+	tests/bench/run --build $(BUILD) $(if $(filter 1,$(QUICK)),--quick)
+
 clean:
 	rm -rf build build-sanitize compile_commands.json

@@ -1,0 +1,620 @@
+# shellcheck shell=bash
+# BENCHMARKS.md from the run's results (B_RESULTS): the machine, the
+# targets, one section per scenario, the profiles and the analysis.
+# Sourced by tests/bench/run.
+
+b_facts_start() {
+	record fact.date "$(date -u +'%Y-%m-%d %H:%M UTC')"
+	record fact.cores "$(nproc)"
+	record fact.cpu "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+	record fact.kernel "$(uname -sr)"
+	record fact.memory "$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+	record fact.fs "$(findmnt -n -o FSTYPE,SOURCE -T "$B_BUILD" | tr -s ' ')"
+	record fact.os "$(. /etc/os-release && echo "$PRETTY_NAME")"
+	record fact.systemd "$(systemctl --version | head -n1)"
+	record fact.nginx "$(nginx -v 2>&1 | sed 's/^nginx version: //')"
+	record fact.curl "$(curl --version | head -n1 | cut -d' ' -f1-2)"
+	record fact.openssl "$(openssl version | cut -d' ' -f1-2)"
+	record fact.liid "$("$B_BUILD/liid" --version 2>&1 | head -n1)"
+	local bt
+	bt=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$B_BUILD/CMakeCache.txt")
+	record fact.build_type "${bt:-RelWithDebInfo (the project default)}"
+	record fact.commit "$(git -C "$B_SRC" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+	record fact.load_before "$(cut -d' ' -f1-3 /proc/loadavg)"
+	record fact.perf "${B_PERF:+yes}"
+	record fact.mode "$B_MODE"
+}
+
+b_facts_end() {
+	record fact.load_after "$(cut -d' ' -f1-3 /proc/loadavg)"
+	record fact.elapsed "$B_ELAPSED"
+}
+
+fact() {
+	values "fact.$1" | head -n1
+}
+
+# A number as a table shows it: 3 significant digits or so.
+num() {
+	awk -v x="$1" 'BEGIN {
+		if (x == "") { print "–"; exit }
+		a = x < 0 ? -x : x
+		if (a >= 100) printf "%.0f", x; else if (a >= 10) printf "%.1f", x; else printf "%.2f", x }'
+}
+
+# "median (min–max)" of KEY, or "median" alone for a single value.
+cell() {
+	local m lo hi n
+	read -r m lo hi n <<<"$(stats "$1")"
+	if [[ -z ${m:-} ]]; then
+		echo "–"
+	elif ((n == 1)); then
+		num "$m"
+	else
+		echo "$(num "$m") ($(num "$lo")–$(num "$hi"))"
+	fi
+}
+
+count() {
+	stats "$1" | awk '{ print $4 + 0 }'
+}
+
+# Arithmetic on medians and numbers: calc 'EXPR' with a, b, c … bound.
+calc() {
+	local expr=$1
+	shift
+	awk -v a="${1:-0}" -v b="${2:-0}" -v c="${3:-0}" -v d="${4:-0}" -v e="${5:-0}" -v f="${6:-0}" \
+		"BEGIN { x = $expr; print x }"
+}
+
+pos() { # max(0, x)
+	awk -v x="$1" 'BEGIN { print x < 0 ? 0 : x }'
+}
+
+ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "–"; else printf "%.2f×", a / b }'
+}
+
+verdict() { # verdict CONDITION(awk expr over a, b) A B
+	awk -v a="$2" -v b="${3:-0}" "BEGIN { exit !($1) }" && echo "**met**" || echo "**missed**"
+}
+
+report() {
+	local m
+	# ---- the limit of scenario 1, from the medians of its components ----
+	local dl hash unpack start healthz stop noop limit total script overhead
+	dl=$(median limit.download)
+	hash=$(pos "$(calc 'a - b' "$(median tool.openssl.file)" "$(median tool.openssl.empty)")")
+	unpack=$(pos "$(calc 'a - b' "$(median tool.tar.file)" "$(median tool.tar.empty)")")
+	noop=$(median tool.systemctl_noop)
+	start=$(pos "$(calc 'a - b' "$(median tool.systemd_run)" "$noop")")
+	healthz=$(median limit.healthz)
+	stop=$(pos "$(calc 'a - b' "$(median tool.systemctl_stop)" "$noop")")
+	limit=$(calc 'a + b + c + d + e + f' "$dl" "$hash" "$unpack" "$start" "$healthz" "$stop")
+	total=$(median liid.total)
+	script=$(median script.total)
+	overhead=$(calc 'a - b' "$total" "$limit")
+	local prep prep_tmpfs prep_limit
+	prep=$(calc 'a + b + c + d' "$(median liid.noticed)" "$(median liid.planned)" \
+		"$(median liid.fetched)" "$(median liid.unpacked)")
+	prep_tmpfs=$(calc 'a + b + c + d' "$(median tmpfs.noticed)" "$(median tmpfs.planned)" \
+		"$(median tmpfs.fetched)" "$(median tmpfs.unpacked)")
+	prep_limit=$(calc 'a + b + c' "$dl" "$hash" "$unpack")
+	local syncs state_write durable
+	syncs=$(median disk.syncs_per_rollout)
+	state_write=$(median disk.state_write)
+	durable=$(calc 'a * b / 2' "${syncs:-0}" "${state_write:-0}")
+
+	# ---- large ----
+	local l_curl l_liid l_sha mib
+	l_curl=$(median large.curl)
+	l_liid=$(median large.liid.total)
+	l_sha=$(median large.curl_sha256)
+	mib=$(median large.mib)
+	local floor
+	floor=$(calc 'a + b + c' "$l_curl" "$(median large.step.untar)" "$(median large.step.sync)")
+
+	# ---- scale ----
+	local sizes largest small
+	sizes=$(cut -f1 "$B_RESULTS" | sed -n 's/^scale\.\([0-9]*\)\.converge$/\1/p' | sort -un | tr '\n' ' ')
+	largest=$(tr ' ' '\n' <<<"$sizes" | sed '/^$/d' | tail -n1)
+	small=$(tr ' ' '\n' <<<"$sizes" | sed '/^$/d' | awk '$1 >= 10' | head -n1 || true)
+	: "${small:=$largest}"
+	local api_sizes api_large
+	api_sizes=$(cut -f1 "$B_RESULTS" | sed -n 's/^api\.\([0-9]*\)\.liictl$/\1/p' | sort -un | tr '\n' ' ')
+	api_large=$(tr ' ' '\n' <<<"$api_sizes" | sed '/^$/d' | tail -n1)
+
+	cat <<EOF
+# Benchmarks
+
+Written by \`make bench\` ([tests/bench/run](tests/bench/run)) on $(fact date), commit
+\`$(fact commit)\`, $(fact mode) run. Every figure comes from this one run, measured side by side
+with its baseline; cells read **median (min–max)** over the repeats, in milliseconds unless
+marked. This run took $(fact elapsed) s. Re-run with \`make bench\`, or \`make bench QUICK=1\` (each
+scenario once and small, for CI; it writes \`build/bench/BENCHMARKS.quick.md\`).
+
+## Machine
+
+| | |
+|---|---|
+| cores | $(fact cores) × $(fact cpu) |
+| kernel | $(fact kernel) ($(fact os)) |
+| memory | $(fact memory) |
+| file system of the state folder | $(fact fs) |
+| systemd (private user manager) | $(fact systemd) |
+| nginx / curl / OpenSSL | $(fact nginx) / $(fact curl) / $(fact openssl) |
+| liid | $(fact liid), CMake build type $(fact build_type) |
+| load average before / after | $(fact load_before) / $(fact load_after) |
+| perf (idle counts, profiles) | $(fact perf || true) |
+| starting a small program (\`true\`) | $(cell "api.$small.true") ms, $(num "$(median "api.$small.true.faults")") page faults, $(num "$(calc 'a * 1000 / b' "$(median "api.$small.true.cpu")" "$(median "api.$small.true.faults")")") µs of CPU per fault |
+| one durable small-file replace (write, fsync, rename, fsync folder) | $(cell disk.state_write) ms |
+
+This is a 2-core virtual machine shared with other work: process start-up and page faults
+are several times dearer here than on bare metal (last two rows), which weighs on every
+row that starts a process.
+
+## Targets
+
+| # | target | measured | |
+|---|---|---|---|
+| 1 | liid's overhead (total − physical limit) under 20 ms at the median | $(num "$total") − $(num "$limit") = **$(num "$overhead") ms** | $(verdict 'a < 20' "$overhead") |
+| 2 | liid at least as fast as the hand-written script at the median | liid $(num "$total") ms, script $(num "$script") ms (script / liid = $(ratio "$script" "$total")) | $(verdict 'a <= b' "$total" "$script") |
+| 3 | ${mib} MiB artifact within 1.2× of the plain download | liid $(num "$l_liid") ms, curl $(num "$l_curl") ms: **$(ratio "$l_liid" "$l_curl")** (download, unpack and sync by hand, the floor once unpacking waits for the signature check: $(ratio "$floor" "$l_curl")) | $(verdict 'a <= 1.2 * b' "$l_liid" "$l_curl") |
+EOF
+	if [[ -n $largest ]]; then
+		local hwm anon t_small t_large c_small c_large exp_t exp_c
+		hwm=$(median "scale.$largest.hwm")
+		anon=$(median "scale.$largest.anon_peak")
+		t_small=$(median "scale.$small.per_service")
+		t_large=$(median "scale.$largest.per_service")
+		c_small=$(calc 'a / b' "$(median "scale.$small.cpu")" "$small")
+		c_large=$(calc 'a / b' "$(median "scale.$largest.cpu")" "$largest")
+		cat <<EOF
+| 4a | peak RSS under 16 MiB at $largest services | VmHWM **$(num "$(calc 'a / 1024' "$hwm")") MiB** (private part, RssAnon: $(num "$(calc 'a / 1024' "$anon")") MiB; the rest is shared libraries) | $(verdict 'a < 16 * 1024' "$hwm") |
+| 4b | linear growth | per service: $(num "$t_small") ms of time and $(num "$c_small") ms of liid CPU at $small services, $(num "$t_large") ms and $(num "$c_large") ms at $largest ($(ratio "$c_large" "$c_small") the CPU per service) | $(verdict 'a <= 1.5 * b' "$c_large" "$c_small") |
+EOF
+		local idle_line= n
+		for n in $(cut -f1 "$B_RESULTS" | sed -n 's/^idle\.\([0-9]*\)\.ctxsw$/\1/p' | sort -un); do
+			idle_line+="$n services: $(median "idle.$n.ctxsw") context switches ($(median "idle.$n.ctxsw_main") on the loop's thread)"
+			[[ -z $(values "idle.$n.epoll_waits") ]] || idle_line+=", $(median "idle.$n.epoll_waits") epoll waits"
+			idle_line+=" in $(median "idle.$n.seconds") s; "
+		done
+		local wakeups
+		wakeups=$(cut -f1 "$B_RESULTS" | grep -E '^idle\.[0-9]+\.(ctxsw|epoll_waits)$' | sort -u |
+			while read -r k; do median "$k"; done | awk '{ s += $1 } END { print s + 0 }')
+		cat <<EOF
+| 4c | no wake-ups while idle beyond the poll timer (60 s here) | ${idle_line%; } | $(verdict 'a == 0' "$wakeups") |
+EOF
+	fi
+	if [[ -n $api_large ]]; then
+		cat <<EOF
+| 5 | \`liictl status\` under 10 ms at $api_large services | **$(num "$(median "api.$api_large.liictl")") ms** (\`liictl --version\` alone: $(num "$(median "api.$api_large.liictl_version")") ms) | $(verdict 'a < 10' "$(median "api.$api_large.liictl")") |
+EOF
+	fi
+	cat <<EOF
+
+The gaps are explained under [Where the time goes](#where-the-time-goes), with profiles.
+
+## 1. Replacement latency, phase by phase
+
+One replacement of the sample service (\`hello\`, a 12 KiB tar.gz with its signature, served by
+nginx on loopback; liid's source is the same nginx, health check \`http\` every 10 ms with
+\`passes: 1\`, \`sandbox: strict\`), $(count liid.total) times, each with a new artifact so that every
+rollout downloads and unpacks. The clock starts when \`POST /v1/sync\` is sent (the publisher
+telling liid the document changed) and stops when liid reports the old unit gone. The marks
+come from liid's own log lines (\`source.accepted\`, \`rollout.started\`, \`instance.started\`,
+\`rollout.succeeded\`, \`instance.stopped\`, time-stamped as they reach a pipe) and from the
+store's folders (inotify: a private folder appears in \`store/tmp\` once the download is verified;
+the finished tree is renamed into \`store/sha256\`). The second column repeats the replacement
+$(count tmpfs.total) times with liid's state folder (store and state file) on a tmpfs, where \`fsync\` is free
+and nothing is written back to the disk: the difference is what durability costs.
+
+| phase | ms | state folder on a tmpfs, ms | what liid does |
+|---|---|---|---|
+| change noticed | $(cell liid.noticed) | $(cell tmpfs.noticed) | answer the sync, fetch document and signature (conditional GET), verify, persist the serial (state file, fsync) |
+| ↳ until nginx served document and signature | $(cell liid.noticed.served) | $(cell tmpfs.noticed.served) | (nginx's \`\$msec\`, 1 ms resolution) |
+| ↳ then until accepted | $(cell liid.noticed.after) | $(cell tmpfs.noticed.after) | verify, persist the serial |
+| rollout planned | $(cell liid.planned) | $(cell tmpfs.planned) | reconcile, record the new generation (state file, fsync) |
+| artifact fetched and verified | $(cell liid.fetched) | $(cell tmpfs.fetched) | store lookup (thread pool), fetch the signature, check its key, download while hashing (SHA-256 and BLAKE2b-512), verify |
+| ↳ until the artifact's signature was served | $(cell liid.fetched.sig) | $(cell tmpfs.fetched.sig) | store lookup on the thread pool, the signature's GET |
+| ↳ the artifact served | $(cell liid.fetched.artifact) | $(cell tmpfs.fetched.artifact) | check the signature's key, the artifact's GET |
+| ↳ then until verified | $(cell liid.fetched.verified) | $(cell tmpfs.fetched.verified) | finish the hashes, verify, queue the unpacking |
+| unpacked | $(cell liid.unpacked) | $(cell tmpfs.unpacked) | libarchive with lii's policy, make read-only, record the signature (2 fsyncs), syncfs, rename |
+| new unit active | $(cell liid.active) | $(cell tmpfs.active) | fsync the tree and the store folder, \`StartTransientUnit\` with the sandbox, wait for the job |
+| first passing probe | $(cell liid.probed) | $(cell tmpfs.probed) | probe \`/healthz\` (every 10 ms until it passes), commit (state file, fsync) |
+| ↳ probing until a pass | $(cell liid.probed.probing) | $(cell tmpfs.probed.probing) | until the state write that commits begins (inotify on the state folder) |
+| ↳ commit | $(cell liid.probed.commit) | $(cell tmpfs.probed.commit) | the state file written and synced, \`rollout.succeeded\` |
+| old unit gone | $(cell liid.retired) | $(cell tmpfs.retired) | \`StopUnit\` on the old generation, wait for the job |
+| **total** | **$(cell liid.total)** | **$(cell tmpfs.total)** | |
+
+**The physical limit**, built from the same run's components on the same machine, each
+timed $(count limit.download) times. A tool's own start-up is taken out (the same tool on empty
+input, or for systemd a \`systemctl show-environment\` call), so that the limit is the work
+itself and not the cost of starting processes, which liid does not pay.
+
+| component | tool, as run | tool start-up | the work (limit) |
+|---|---|---|---|
+| loopback download of document, signature, artifact signature, artifact (one curl, one connection; curl's own \`time_total\`) | – | – | $(num "$dl") |
+| hashing: \`openssl dgst -sha256\` and \`-blake2b512\` | $(cell tool.openssl.file) | $(cell tool.openssl.empty) | $(num "$hash") |
+| unpacking: \`tar -xzf\` | $(cell tool.tar.file) | $(cell tool.tar.empty) | $(num "$unpack") |
+| \`systemd-run\` of the same command with liid's sandbox on the same manager, until active | $(cell tool.systemd_run) | $(cell tool.systemctl_noop) | $(num "$start") |
+| the application's own time to answer \`/healthz\` once active (probed every 200 µs) | – | – | $(num "$healthz") |
+| \`systemctl stop\` of that unit | $(cell tool.systemctl_stop) | $(cell tool.systemctl_noop) | $(num "$stop") |
+| **limit** | | | **$(num "$limit")** |
+
+Starting the unit, split by the manager's own timestamps of the unit (\`ExecMainStartTimestamp\`
+when it forked the main process, \`ActiveEnterTimestamp\` when that process had exec'd), liid
+beside \`systemd-run\` (whose first part includes starting the \`systemd-run\` process):
+
+| | liid | liid, state on a tmpfs | \`systemd-run\` |
+|---|---|---|---|
+| until the manager forks the main process | $(cell liid.active.before) | $(cell tmpfs.active.before) | $(cell tool.systemd_run.before) |
+| fork → exec: the child sets up the sandbox | $(cell liid.active.exec) | $(cell tmpfs.active.exec) | $(cell tool.systemd_run.exec) |
+| until the caller knows | $(cell liid.active.after) | $(cell tmpfs.active.after) | $(cell tool.systemd_run.after) |
+
+Where liid's time goes against the limit, part by part (sums of the phases' medians, so the
+rows add up only roughly to the medians of the totals):
+
+| part | liid | liid, state on a tmpfs | the limit's work | liid − limit |
+|---|---|---|---|---|
+| document to verified, unpacked tree (noticed … unpacked) | $(num "$prep") | $(num "$prep_tmpfs") | $(num "$prep_limit") (download, hashes, unpack) | $(num "$(calc 'a - b' "$prep" "$prep_limit")") |
+| new unit active | $(num "$(median liid.active)") | $(num "$(median tmpfs.active)") | $(num "$start") (\`systemd-run\`) | $(num "$(calc 'a - b' "$(median liid.active)" "$start")") |
+| first passing probe and commit | $(num "$(median liid.probed)") | $(num "$(median tmpfs.probed)") | $(num "$healthz") (the app's answer) | $(num "$(calc 'a - b' "$(median liid.probed)" "$healthz")") |
+| old unit gone | $(num "$(median liid.retired)") | $(num "$(median tmpfs.retired)") | $(num "$stop") (\`systemctl stop\`) | $(num "$(calc 'a - b' "$(median liid.retired)" "$stop")") |
+
+**liid's overhead: $(num "$total") − $(num "$limit") = $(num "$overhead") ms at the median** (total / limit
+= $(ratio "$total" "$limit")). Of it, durability is a known part: liid made $(num "${syncs:-0}") \`fsync\`/\`syncfs\`
+calls per rollout (counted with strace on an extra rollout), about $(num "$durable") ms at this
+disk's $(num "$(calc 'a / 2' "${state_write:-0}")") ms per sync; nothing in the limit writes to the disk durably.
+
+What the manager did for it: its CPU time per replacement by liid, beside one \`systemd-run\`
+start plus one \`systemctl stop\` (the limit's) and the hand-written script's replacement; and
+the D-Bus messages each side exchanged with it (sendmsg/recvmsg calls, counted with strace on
+one more replacement).
+
+| | manager CPU ms | bus messages |
+|---|---|---|
+| liid's replacement | $(cell liid.manager_cpu) | $(median bus.liid_msgs) |
+| \`systemd-run\` + \`systemctl stop\` | $(cell tool.manager_cpu) | $(median bus.tools_msgs) |
+| the hand-written script | $(cell script.manager_cpu) | |
+
+## 2. The hand-written baseline
+
+[handwritten-deploy.sh](tests/bench/handwritten-deploy.sh) does what a team would script: \`curl\`
+the artifact and its signature, \`sha256sum --check\`, \`minisign -V\`, \`tar -xzf\`, \`systemd-run\`
+(with the same sandbox options as liid, on the same manager), a \`curl\` loop on \`/healthz\`
+every 10 ms, \`systemctl stop\` of the old unit. It runs in the same repeats as liid, in
+alternating order, each with a new artifact. The script checks less than liid: no signed
+document, no anti-rollback serial, no durable record, no unpacking policy.
+
+| | ms | ratio to liid |
+|---|---|---|
+| liid (every check on) | $(cell liid.total) | 1.00× |
+| hand-written script | $(cell script.total) | $(ratio "$script" "$total") |
+
+Most of the script's time is starting about $(grep -cE '^\s*(curl|echo|minisign|mkdir|tar|systemd-run|systemctl|sha256sum)|for _ in' "$B_SRC/tests/bench/handwritten-deploy.sh") processes and a
+health loop that spawns \`curl\` and \`sleep\` (see the process start-up cost under Machine).
+
+## 3. Large artifact
+
+A ${mib} MiB uncompressed tar (random data, the \`hello\` binary and a \`VERSION\` file; \`type:
+"tar"\`) served by nginx on loopback, $(count large.liid.total) times, each a new artifact, alternating with
+the curl runs. The page cache is written back (\`sync\`) before each, so that each run pays only
+for its own bytes. liid's marks: \`rollout.started\` → verified download (a private folder appears
+in \`store/tmp\`) → tree renamed into \`store/sha256\`.
+
+| | ms | MiB/s | ratio to \`curl -o /dev/null\` |
+|---|---|---|---|
+| \`curl -o /dev/null\` | $(cell large.curl) | $(num "$(calc 'a * 1000 / b' "$mib" "$l_curl")") | 1.00× |
+| \`curl \| sha256sum\` | $(cell large.curl_sha256) | $(num "$(calc 'a * 1000 / b' "$mib" "$l_sha")") | $(ratio "$l_sha" "$l_curl") |
+| by hand, durable, step by step (sum) | $(cell large.by_hand) | $(num "$(calc 'a * 1000 / b' "$mib" "$(median large.by_hand)")") | $(ratio "$(median large.by_hand)" "$l_curl") |
+| ↳ \`curl -o FILE\` | $(cell large.step.download) | $(num "$(calc 'a * 1000 / b' "$mib" "$(median large.step.download)")") | |
+| ↳ \`openssl dgst -sha256\` | $(cell large.step.sha256) | $(num "$(calc 'a * 1000 / b' "$mib" "$(median large.step.sha256)")") | |
+| ↳ \`openssl dgst -blake2b512\` (minisign's prehash) | $(cell large.step.blake2b) | $(num "$(calc 'a * 1000 / b' "$mib" "$(median large.step.blake2b)")") | |
+| ↳ \`minisign -V\` (hashes the file again) | $(cell large.step.minisign) | | |
+| ↳ \`tar -xf\` | $(cell large.step.untar) | $(num "$(calc 'a * 1000 / b' "$mib" "$(median large.step.untar)")") | |
+| ↳ \`sync -f\` | $(cell large.step.sync) | | |
+| **floor under the design's rules**: download (hashes overlapped with it), then unpack, then sync | $(num "$floor") | $(num "$(calc 'a * 1000 / b' "$mib" "$floor")") | $(ratio "$floor" "$l_curl") |
+| liid: download, hashing both ways, signature check | $(cell large.liid.fetch) | $(num "$(calc 'a * 1000 / b' "$mib" "$(median large.liid.fetch)")") | $(ratio "$(median large.liid.fetch)" "$l_curl") |
+| liid: unpack, read-only, record, syncfs, rename | $(cell large.liid.unpack) | | $(ratio "$(median large.liid.unpack)" "$l_curl") |
+| **liid: all of it** | **$(cell large.liid.total)** | $(num "$(calc 'a * 1000 / b' "$mib" "$l_liid")") | **$(ratio "$l_liid" "$l_curl")** |
+| liid's CPU time for it | $(cell large.liid.cpu) | | |
+
+EOF
+	if [[ -n $largest ]]; then
+		cat <<EOF
+## 4. Scale
+
+N services, each with its own artifact (the sample service with its own \`VERSION\`), first
+deployed and then all changed at once in one document, the change timed from \`POST
+/v1/sync\` until the N-th old unit is gone. Real instances: every service runs the \`hello\`
+server under the strict sandbox on the same private manager (not a stub), with
+\`max_parallel = $(median scale.max_parallel)\` and an HTTP check every 10 ms. Each size starts a fresh
+liid with an empty state folder, so its peak memory is its own. The ports are fixed, one
+per service and generation (see the auto-port race under Where the time goes).
+
+| services | first deploy ms | changes | converge ms | per service ms | liid CPU ms | liid CPU per service ms | manager CPU ms | VmHWM KiB | RssAnon peak KiB |
+|---|---|---|---|---|---|---|---|---|---|
+EOF
+		for n in $sizes; do
+			echo "| $n | $(cell "scale.$n.deploy") | $(count "scale.$n.converge") | $(cell "scale.$n.converge") | $(cell "scale.$n.per_service") | $(cell "scale.$n.cpu") | $(num "$(calc 'a / b' "$(median "scale.$n.cpu")" "$n")") | $(cell "scale.$n.manager_cpu") | $(num "$(median "scale.$n.hwm")") | $(num "$(median "scale.$n.anon_peak")") |"
+		done
+		cat <<EOF
+
+Growth from $small to $largest services ($(calc 'a / b' "$largest" "$small")× the services): converge time
+$(ratio "$(median "scale.$largest.converge")" "$(median "scale.$small.converge")"), liid CPU $(ratio "$(median "scale.$largest.cpu")" "$(median "scale.$small.cpu")"), the manager's CPU $(ratio "$(median "scale.$largest.manager_cpu")" "$(median "scale.$small.manager_cpu")"). Linear
+growth would be $(calc 'a / b' "$largest" "$small").00× for all three. "liid CPU" is the CPU time of all of
+liid's threads over the change (the scheduler's counters, /proc/PID/task/*/schedstat); "manager
+CPU" the private systemd manager's. "First deploy" runs from liid's start with an empty state
+folder until the N-th instance passed its check.
+
+**Idle.** After the last change, liid is left alone (poll interval 60 s, no requests) and its
+wake-ups are counted: context switches of its threads (/proc/PID/task/*/status), then, in a
+second window of the same length, with perf, its \`epoll_wait\`/\`epoll_pwait\` calls.
+
+| services | seconds | context switches, all threads | of them, the loop's thread | epoll waits (next window) |
+|---|---|---|---|---|
+EOF
+		for n in $(cut -f1 "$B_RESULTS" | sed -n 's/^idle\.\([0-9]*\)\.ctxsw$/\1/p' | sort -un); do
+			echo "| $n | $(median "idle.$n.seconds") | $(median "idle.$n.ctxsw") | $(median "idle.$n.ctxsw_main") | $(values "idle.$n.epoll_waits" | head -n1 | grep . || echo "not counted (no perf)") |"
+		done
+	fi
+	if [[ -n $api_large ]]; then
+		cat <<EOF
+
+## 5. API
+
+\`liictl status\` from process start to exit (human table, stdout not a terminal), and its
+\`--json\` form, beside \`curl\` fetching the same \`GET /v1/status\` and the floors: \`true\` and
+\`liictl --version\` (which asks nothing). Each $(count "api.$api_large.liictl") times with posix_spawn from
+[liibench](tests/bench/liibench.c), which also reports the page faults.
+
+| services | status JSON bytes | \`true\` | \`liictl --version\` | \`liictl status\` | \`liictl --json status\` | \`curl\` | page faults of \`liictl status\` |
+|---|---|---|---|---|---|---|---|
+EOF
+		for n in $api_sizes; do
+			echo "| $n | $(median "api.$n.status_bytes") | $(cell "api.$n.true") | $(cell "api.$n.liictl_version") | $(cell "api.$n.liictl") | $(cell "api.$n.liictl_json") | $(cell "api.$n.curl") | $(num "$(median "api.$n.liictl.faults")") (\`--version\`: $(num "$(median "api.$n.liictl_version.faults")")) |"
+		done
+		cat <<EOF
+
+**Requests per second** on \`GET /v1/status\`: liibench's load generator (4 threads, one
+connection each, HTTP/1.1 with keep-alive, a Unix socket; wrk and ab do not speak Unix
+sockets) for $(median "api.$api_large.load_seconds") s per row, against liid and against nginx (one worker)
+serving the same bytes as a static file on a Unix socket. The generator shares the 2 cores.
+
+| services | liid req/s | p50 / p99 µs | liid CPU per request µs | connections opened | nginx req/s (same bytes) | nginx p50 µs | liid / nginx |
+|---|---|---|---|---|---|---|---|
+EOF
+		for n in $api_sizes; do
+			echo "| $n | $(median "api.$n.rps") | $(median "api.$n.p50_us") / $(median "api.$n.p99_us") | $(median "api.$n.cpu_per_req_us") | $(median "api.$n.connections") for $(median "api.$n.requests") requests | $(median "api.$n.nginx_rps") | $(median "api.$n.nginx_p50_us") | $(ratio "$(median "api.$n.rps")" "$(median "api.$n.nginx_rps")") |"
+		done
+	fi
+	cat <<EOF
+
+## Where the time goes
+
+EOF
+	local p
+	for p in large scale api liictl; do
+		[[ -s $B_PROFILES/profile-$p.txt ]] || continue
+		case $p in
+		large) echo "**Profile: liid during one ${mib} MiB rollout** (perf, 199 Hz, DWARF call stacks; an extra rollout, not one of the timed ones)" ;;
+		scale) echo "**Profile: liid during one change of $(median scale.profiled) services** (an extra change after the timed ones)" ;;
+		api) echo "**Profile: liid answering GET /v1/status at $(median api.profiled) services under load**" ;;
+		liictl) echo "**Profile: one \`liictl status\` at $(median api.profiled) services** (5 kHz)" ;;
+		esac
+		echo
+		echo '```'
+		cat "$B_PROFILES/profile-$p.txt"
+		echo '```'
+		echo
+	done
+	ls "$B_PROFILES"/profile-*.txt >/dev/null 2>&1 ||
+		echo "(No profiles in this run: perf did not work, or it was a quick run.)"
+	echo
+	analysis
+}
+
+# The verdict on target 1 in words: OVERHEAD PROBE_EXCESS DURABILITY.
+verdict_text() {
+	awk -v o="$1" -v p="$2" -v d="$3" 'BEGIN {
+		if (o < 20) { printf "So the 20 ms target is met, with %.1f ms to spare.\n", 20 - o; exit }
+		printf "So the 20 ms target is missed by %.1f ms. ", o - 20
+		if (o - p < 20)
+			print "Retrying refused probes sooner would on its own bring liid under it."
+		else if (o - p - d < 20)
+			print "Retrying refused probes sooner and fewer syncs on the critical path would bring liid under it."
+		else
+			print "Even without the probe wait and the syncs liid would stay above it."
+	}'
+}
+
+# What the tables and profiles say, with this run's numbers. The causes
+# named here were found by reading liid's code at the commit this file
+# was last changed in; the numbers come from the run.
+analysis() {
+	local total dl limit overhead durability probing healthz rest
+	total=$(median liid.total)
+	dl=$(median limit.download)
+	limit=$(calc 'a + b + c + d + e + f' "$dl" \
+		"$(pos "$(calc 'a - b' "$(median tool.openssl.file)" "$(median tool.openssl.empty)")")" \
+		"$(pos "$(calc 'a - b' "$(median tool.tar.file)" "$(median tool.tar.empty)")")" \
+		"$(pos "$(calc 'a - b' "$(median tool.systemd_run)" "$(median tool.systemctl_noop)")")" \
+		"$(median limit.healthz)" \
+		"$(pos "$(calc 'a - b' "$(median tool.systemctl_stop)" "$(median tool.systemctl_noop)")")")
+	overhead=$(calc 'a - b' "$total" "$limit")
+	probing=$(median liid.probed.probing)
+	healthz=$(median limit.healthz)
+	local prep_tmpfs prep_limit
+	prep_tmpfs=$(calc 'a + b + c + d' "$(median tmpfs.noticed)" "$(median tmpfs.planned)" \
+		"$(median tmpfs.fetched)" "$(median tmpfs.unpacked)")
+	prep_limit=$(calc 'a + b + c' "$dl" \
+		"$(pos "$(calc 'a - b' "$(median tool.openssl.file)" "$(median tool.openssl.empty)")")" \
+		"$(pos "$(calc 'a - b' "$(median tool.tar.file)" "$(median tool.tar.empty)")")")
+	# Durability: what the state on a tmpfs saves before the unit starts
+	# and at the commit (the unit's start is the noisiest phase and has
+	# no sync of liid's in it after the store's).
+	durability=$(calc '(a - b) + (c - d)' "$(calc 'a + b + c + d' "$(median liid.noticed)" \
+		"$(median liid.planned)" "$(median liid.fetched)" "$(median liid.unpacked)")" "$prep_tmpfs" \
+		"$(median liid.probed.commit)" "$(median tmpfs.probed.commit)")
+	rest=$(calc 'a - b - (c - d)' "$overhead" "$durability" "$probing" "$healthz")
+	local mib l_curl sha b2 untar syncs fetch unpack fetch_floor
+	mib=$(median large.mib)
+	l_curl=$(median large.curl)
+	sha=$(median large.step.sha256)
+	b2=$(median large.step.blake2b)
+	untar=$(median large.step.untar)
+	syncs=$(median large.step.sync)
+	fetch=$(median large.liid.fetch)
+	unpack=$(median large.liid.unpack)
+	fetch_floor=$(calc 'a > b ? (a > c ? a : c) : (b > c ? b : c)' "$l_curl" "$sha" "$b2")
+	local sizes small largest
+	sizes=$(cut -f1 "$B_RESULTS" | sed -n 's/^scale\.\([0-9]*\)\.converge$/\1/p' | sort -un | tr '\n' ' ')
+	largest=$(tr ' ' '\n' <<<"$sizes" | sed '/^$/d' | tail -n1)
+	small=$(tr ' ' '\n' <<<"$sizes" | sed '/^$/d' | awk '$1 >= 10' | head -n1 || true)
+	: "${small:=$largest}"
+	local api_large
+	api_large=$(cut -f1 "$B_RESULTS" | sed -n 's/^api\.\([0-9]*\)\.liictl$/\1/p' | sort -un | tail -n1)
+
+	cat <<EOF
+### 1. Replacement: $(num "$overhead") ms over the limit
+
+The limit counts the work only; liid pays two more things on the critical path, both visible
+in the tables, and little else:
+
+- **Durability, about $(num "$durability") ms** (disk minus tmpfs, before the unit starts and at the commit).
+  liid makes $(num "$(median disk.syncs_per_rollout)") \`fsync\`/\`syncfs\` calls per rollout, one after the other: the state
+  file is replaced durably when the document is accepted (serial), when the generation is
+  recorded, and at the commit, 2 syncs each (\`state_save()\`: file, then folder); the store
+  syncs the two record files, the whole file system (\`syncfs\`), the new tree and the store
+  folder. The state-file syncs run on the event loop thread itself (\`engine_save()\` →
+  \`state_save()\`), so everything else waits for them too. This is what the design asks for
+  (every transition on disk before its side effect); only their number and placement are
+  liid's choice: the serial and the new generation could go to disk in one write, and the
+  store's record files could be covered by its \`syncfs\` instead of an \`fsync\` each.
+- **Probe cadence, about $(num "$(calc 'a - b' "$probing" "$healthz")") ms.** The first probe goes out the moment systemd
+  reports the unit active, which for \`Type=exec\` is right after \`exec\`, before the
+  application has bound its port. It is refused, and the next probe waits a whole interval
+  (10 ms here): liid's "probing until a pass" is $(num "$probing") ms where the application itself
+  answers $(num "$healthz") ms after \`systemd-run\` returns. Retrying a refused connection sooner
+  (say from 1 ms, doubling up to the interval) would remove most of it without probing a
+  live application more often; \`ready: "notify"\` avoids it for applications that notify.
+- **The rest, about $(num "$rest") ms**, is mostly before the unit starts: with the state on a
+  tmpfs, getting from the sync to a verified, unpacked tree still takes $(num "$prep_tmpfs") ms for
+  $(num "$prep_limit") ms of work (the document and the artifact each fetched over a new connection,
+  the store's lookup and its unpacking handed to the thread pool and back, the signature's
+  key checked between two GETs). Starting the unit costs liid about what it costs
+  \`systemd-run\`: the manager's child spends $(num "$(median liid.active.exec)") ms (liid) and $(num "$(median tool.systemd_run.exec)") ms (\`systemd-run\`)
+  between fork and exec setting up the sandbox, which is most of the limit; and liid's stop
+  is no slower than \`systemctl stop\`. (The tmpfs column is measured after the disk one and
+  is noisier; its differences to the disk column are estimates.)
+
+$(verdict_text "$overhead" "$(calc 'a - b' "$probing" "$healthz")" "$durability")
+
+A lesson about the measuring itself: an earlier version of this harness waited for liid's
+log lines with a \`tail | grep\` loop every 20 ms. On 2 cores that loop took CPU from the
+manager's child while it set up the sandbox and added about 15 ms to liid's "new unit
+active" phase (and to nothing in the limit, where the harness just waits for \`systemd-run\`).
+The harness now waits through inotify (\`liibench waitlog\`) and samples memory from C.
+
+### 2. The script is $(ratio "$(median script.total)" "$total") slower
+
+Not because its steps are slow but because each is a process: \`curl\` twice,
+\`sha256sum\`, \`minisign\`, \`tar\` (and \`gzip\`), \`systemd-run\`, \`curl\` and \`sleep\` per health
+probe, \`systemctl\`, each paying process start-up ($(num "$(median tool.openssl.empty)") ms for an \`openssl\` that hashes nothing,
+$(num "$(median tool.systemctl_noop)") ms for a \`systemctl\` that asks one thing) on a machine where a page fault costs
+tens of µs. liid pays none of that and checks more.
+
+### 3. Large artifact: $(ratio "$(median large.liid.total)" "$l_curl") of the plain download
+
+- **Download phase, $(num "$fetch") ms against curl's $(num "$l_curl") ms.** liid hashes every chunk as it arrives
+  with SHA-256 and then BLAKE2b-512 (minisign's prehash) and writes it to the temporary
+  file, all in curl's write callback on the loop thread (\`on_artifact_data\` → \`sink_write\`
+  and \`minisign_hasher_update\` in the profile above, on the loop thread). The
+  transfer therefore runs at the speed of the two hashes and the write in series: on this
+  CPU \`openssl dgst\` needs $(num "$sha") ms for SHA-256 and $(num "$b2") ms for BLAKE2b-512 over the same
+  bytes, $(num "$(calc 'a + b' "$sha" "$b2")") ms together. "No second pass over the bytes" holds for the hashes; what
+  is missing is overlap: with the hashes on pool threads (pipelined chunks) the phase
+  would approach the slowest of download and hashes, about $(num "$fetch_floor") ms here.
+- **Unpack phase, $(num "$unpack") ms**, is the second pass that a tar needs (the design
+  unpacks only what is verified, so it cannot overlap the download), writing the tree, and
+  the \`syncfs\` that puts both the tree and the still-open temporary download on the disk.
+  By hand, \`tar -xf\` and \`sync -f\` take $(num "$untar") ms and $(num "$syncs") ms.
+- **The 1.2× target cannot be met under the design's own rules.** Verifying before unpacking
+  and a durable store mean download, then unpack, then sync: by hand that floor is already
+  $(ratio "$(calc 'a + b + c' "$l_curl" "$untar" "$syncs")" "$l_curl") of the plain download on this disk. Within the rules, overlapping the hashes
+  would take liid from $(ratio "$(median large.liid.total)" "$l_curl") to roughly $(ratio "$(calc 'a + b' "$fetch_floor" "$unpack")" "$l_curl"). Getting to 1.2× would need a
+  design change: unpack into a private folder while downloading and rename it into the store
+  only once the signature verifies (nothing unverified is ever run), and let the data reach
+  the disk in the background rather than syncing before the start.
+
+### 4. Scale: quadratic in liid, linear in systemd
+
+The manager's CPU per service stays flat (about $(num "$(calc 'a / b' "$(median "scale.$largest.manager_cpu")" "$largest")") ms at $largest services). liid's grows:
+$(num "$(calc 'a / b' "$(median "scale.$small.cpu")" "$small")") ms per service at $small, $(num "$(calc 'a / b' "$(median "scale.$largest.cpu")" "$largest")") ms at $largest. The profile of the change of
+$(median scale.profiled) services shows why:
+
+- \`engine_save()\` → \`state_save()\` serializes the state of **every** service to JSON
+  (json-c: build the tree, print it, free it) and syncs it, for every transition of **any**
+  service: two saves per service and change (the new generation, the commit), each O(N),
+  so O(N²) per change, and each with 2 syncs on the loop thread. Saving per service (a file each, or an append-only journal of
+  transitions) would make each transition O(1).
+- \`engine_collect()\` runs after every commit and walks the whole store, checking each entry
+  against a keep list with \`strcmp\` (\`store_collect()\` → \`strv_contains()\`, and
+  \`keep_add()\` deduplicating the same way): O(N²) per collect, O(N³) per change; the \`strcmp\`
+  samples in the profile are these. Collecting once after a batch of commits, with a hash
+  set, removes it.
+- Reconciling walks every service per event, and \`state_find()\` is a linear search.
+
+**Memory.** VmHWM counts the pages of shared libraries liid maps: at one service it is
+already $(num "$(calc 'a / 1024' "$(median scale.1.hwm)")") MiB, of which liid's own (RssAnon) is $(num "$(calc 'a / 1024' "$(median scale.1.anon_peak)")") MiB; the rest is libcrypto,
+GnuTLS (pulled in by libmicrohttpd), libstdc++ and ICU (pulled in by libarchive's libxml2),
+libsystemd, libcurl's dependency tree, and so on, shared with every other process using
+them. So the 16 MiB target for VmHWM is out of reach with these libraries linked; liid's
+private memory at $largest services peaks at $(num "$(calc 'a / 1024' "$(median "scale.$largest.anon_peak")")") MiB, and grows by about $(num "$(calc '(a - b) / (c - 1)' "$(median "scale.$largest.anon_peak")" "$(median scale.1.anon_peak)" "$largest")") KiB per
+service (state and spec copies, the rollouts in flight, json-c trees while saving). A
+target on RssAnon (or PSS) would measure what liid controls.
+
+**Idle:** met, at every size: nothing wakes liid between polls.
+
+**A correctness bug found on the way: \`"port": "auto"\` can give two instances the same
+port.** \`pick_free_port()\` binds port 0, reads the number and closes the socket; the port
+goes back to the kernel, which may hand it to the next rollout or to any outgoing connection
+(liid's own probes and downloads) before the instance binds it. With $(median scale.max_parallel) rollouts at once, a
+prototype of this benchmark at 300 services saw \`s21\` and \`s23\` both given port 38839;
+\`s23\`'s instance exited with status 1 (its \`bind\` failed: \`SO_REUSEPORT\` needs the same
+user, and each service has its own \`DynamicUser\`) and liid reported "systemd did not start
+lii-s23@1.service: failed", which also hides the real cause. liid could remember the ports it
+has handed out (and retry on a collision); the scale scenario gives every service and
+generation a fixed port meanwhile.
+
+### 5. API
+
+- **\`liictl status\`** spends $(num "$(median "api.$api_large.liictl_version")") ms before it asks anything (\`liictl --version\`): loading libcurl and its
+  dependency tree ($(ldd "$B_BUILD/liictl" 2>/dev/null | grep -c '=>') shared objects, $(num "$(median "api.$api_large.liictl_version.faults")") page faults, \`_dl_relocate_object\` in the profile)
+  on a machine where starting \`true\` costs $(num "$(calc 'a * 1000 / b' "$(median "api.$api_large.true.cpu")" "$(median "api.$api_large.true.faults")")") µs of CPU per page fault. At $api_large services it then waits for
+  liid's answer (\`curl\` fetching the same answer takes $(num "$(median "api.$api_large.curl")") ms in all)
+  and parses $(num "$(calc 'a / 1024' "$(median "api.$api_large.status_bytes")")") KiB of JSON with json-c (\`parse_json\`, a third of the samples, mostly \`malloc\`).
+  Under 10 ms would need a lighter client (a plain socket and a streaming parser) and a
+  smaller answer (status without the per-service detail unless asked).
+- **liid's \`GET /v1/status\`** costs $(num "$(median "api.$api_large.cpu_per_req_us")") µs of CPU at $api_large services: it builds a json-c tree of every
+  service (\`service_json\`, with \`state_find()\` searching linearly for each), prints it and
+  frees it, for every request. Caching the document between changes, or writing it straight
+  out, would cut it to a copy.
+- **No keep-alive:** every answer carries \`Connection: close\` (see \`curl -v\`), so the load
+  generator opened $(median "api.$api_large.connections") connections for as many requests where nginx used 4; each request
+  pays connect, accept and teardown. liid's code does not ask for the close, so it is
+  libmicrohttpd's decision in liid's configuration, worth finding.
+
+### How these were measured
+
+Marks come from liid's log lines as they reach a pipe (\`liibench stamp\`), the store's and
+state folder's inotify events (\`liibench watch\`), nginx's access log and the manager's own
+unit timestamps, all on \`CLOCK_REALTIME\`. The harness waits without polling. The limit and
+the baselines run in the same repeats as liid, in alternating order, with a new artifact each
+time. Profiles: \`perf record -F 199 --call-graph dwarf\` on liid (the build has no frame
+pointers), on an extra rollout or change that is not among the timed ones. This machine is a
+shared 2-core VM: load averages are in the first table, and single runs vary by tens of
+percent; the medians over repeats are what to compare.
+EOF
+}
