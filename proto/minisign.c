@@ -64,7 +64,9 @@ void minisign_key_id_to_string(const uint8_t key_id[MINISIGN_KEY_ID_SIZE],
         uint64_t v = 0;
         for (size_t i = MINISIGN_KEY_ID_SIZE; i > 0; i--)
                 v = (v << 8) | key_id[i - 1];
-        snprintf(out, MINISIGN_KEY_ID_STRING_MAX, "%016" PRIX64, v);
+        /* minisign prints the id without zero padding; so does lii, so that
+         * the id in an error can be found verbatim in the .pub file. */
+        snprintf(out, MINISIGN_KEY_ID_STRING_MAX, "%" PRIX64, v);
 }
 
 struct line {
