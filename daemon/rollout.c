@@ -4,14 +4,12 @@
  * A failure at any step stops only the new instance; the old one is never
  * touched, and the refused spec is quarantined until the desired spec
  * changes. Every transition is persisted before its side effect. */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "engine-internal.h"
 #include "instance.h"
 #include "log.h"
+#include "port.h"
 
 enum phase { PHASE_FETCH, PHASE_START, PHASE_CHECK, PHASE_ABORT };
 
@@ -74,22 +72,6 @@ void rollout_abandon(struct rollout *ro)
         ro->svc->rollout = NULL;
         ro->svc->engine->running_rollouts--;
         rollout_free(ro);
-}
-
-/* A free loopback port for "port": "auto". Another process may take it
- * before the instance binds it; the health check then fails and the
- * rollout reports it, which is the honest outcome. */
-static int pick_free_port(void)
-{
-        _cleanup_close_ int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return -errno;
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof sa;
-        if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
-            getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
-                return -errno;
-        return ntohs(sa.sin_port);
 }
 
 /* A refusal is a verdict on the spec, unless the service's current
@@ -423,7 +405,7 @@ int rollout_start(struct service *svc, const struct service_spec *spec, enum rol
         }
         int port = spec->port;
         if (port == 0) {
-                port = pick_free_port();
+                port = port_pick_free(e->state);
                 if (port < 0) {
                         log_svc(LOG_ERR, svc->name, 0, "Cannot find a free port: %s",
                                 strerror(-port));
