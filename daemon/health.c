@@ -28,6 +28,11 @@ struct health_check {
         struct health_exec exec;
         void *exec_handle; /* a running exec probe */
         bool probing;
+        /* Before the instance first accepts a connection, a refused probe
+         * is retried sooner than the interval: from 1 ms, doubling. */
+        bool refused;          /* the last probe found nothing listening */
+        bool accepted_once;    /* some probe found something listening */
+        uint64_t retry_usec;   /* the next early retry's delay */
         char last_error[512];
         unsigned open_handles; /* freed when the last one closes */
 };
@@ -111,11 +116,29 @@ static void on_timer(uv_timer_t *t)
         probe_start(h);
 }
 
-/* Schedules the next probe one interval after this one, unless the deadline
- * comes first; then the timer fires at the deadline and ends the check. */
+/* The delay until the next probe: one interval, except while a fresh
+ * instance has not bound its port yet. Then a refused connection (cheap,
+ * on loopback) is retried from 1 ms, doubling up to the interval, so that
+ * the instance is found about when it starts listening and not up to one
+ * interval later. */
+static uint64_t next_delay(struct health_check *h)
+{
+        if (!h->refused || h->accepted_once || h->watch)
+                return h->interval_usec;
+        uint64_t delay = h->retry_usec ? h->retry_usec : USEC_PER_MSEC;
+        if (delay >= h->interval_usec)
+                return h->interval_usec;
+        h->retry_usec = delay * 2;
+        return delay;
+}
+
+/* Schedules the next probe (see next_delay()), unless the deadline comes
+ * first; then the timer fires at the deadline and ends the check. */
 static void probe_done(struct health_check *h, bool ok)
 {
         h->probing = false;
+        if (!h->refused)
+                h->accepted_once = true;
         if (h->watch) {
                 h->failures = ok ? 0 : h->failures + 1;
                 if (h->failures >= h->passes_needed) {
@@ -136,7 +159,7 @@ static void probe_done(struct health_check *h, bool ok)
                 finish(h, h->watch);
                 return;
         }
-        uint64_t delay = h->interval_usec;
+        uint64_t delay = next_delay(h);
         if (now + delay > h->deadline_mono_usec)
                 delay = h->deadline_mono_usec - now;
         uv_timer_start(&h->timer, on_timer, (delay + USEC_PER_MSEC - 1) / USEC_PER_MSEC, 0);
@@ -147,6 +170,7 @@ static void on_http_done(CURL *easy, CURLcode result, void *userdata)
         struct health_check *h = userdata;
         long code = 0;
         bool ok = false;
+        h->refused = result == CURLE_COULDNT_CONNECT;
         if (result != CURLE_OK) {
                 snprintf(h->last_error, sizeof h->last_error, "GET %s: %s", h->target,
                          curl_easy_strerror(result));
@@ -210,6 +234,7 @@ static void on_tcp_connected(uv_connect_t *req, int status)
         if (status == UV_ECANCELED)
                 return;
         uv_timer_stop(&h->tcp_timer);
+        h->refused = status == UV_ECONNREFUSED;
         if (status < 0)
                 snprintf(h->last_error, sizeof h->last_error, "connect %s: %s", h->target,
                          uv_strerror(status));
@@ -289,6 +314,7 @@ static void probe_exec(struct health_check *h)
 static void probe_start(struct health_check *h)
 {
         h->probing = true;
+        h->refused = false;
         switch (h->kind) {
         case HEALTH_HTTP:
                 probe_http(h);

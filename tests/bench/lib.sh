@@ -399,6 +399,7 @@ b_profile_threads() {
 B_MOUNTS=()
 
 b_cleanup() {
+	local status=$?
 	set +e
 	[[ -n ${B_WATCH_PID:-} ]] && kill "$B_WATCH_PID" 2>/dev/null
 	b_anon_sampler_stop
@@ -421,5 +422,14 @@ b_cleanup() {
 		umount "$m" 2>/dev/null
 	done
 	rm -f "${B_SOCK:-}" "${B_NGINX_SOCK:-}"
-	[[ -n ${B_KEEP:-} ]] || rm -rf "$B_DIR"
+	if ((status != 0)); then
+		# A failed run keeps its folder and shows what liid said last.
+		if [[ -n ${B_LOG:-} && -f $B_LOG ]]; then
+			echo "bench: the end of $B_LOG:" >&2
+			tail -n 30 "$B_LOG" >&2
+		fi
+		echo "bench: kept $B_DIR for inspection" >&2
+	elif [[ -z ${B_KEEP:-} ]]; then
+		rm -rf "$B_DIR"
+	fi
 }
