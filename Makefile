@@ -15,13 +15,15 @@ DEPS := cmake make gcc pkg-config tar gzip curl ca-certificates \
         libarchive-dev libmicrohttpd-dev libinih-dev check \
         systemd minisign nginx-light openssl util-linux coreutils \
         scdoc dpkg-dev file binutils mmdebstrap systemd-container procps jq
+BENCH_DEPS := linux-perf
 
-.PHONY: all build deps check check-unit check-integration check-system deb demo clean
+.PHONY: all build deps bench-deps check check-unit check-integration check-system deb demo clean
 
 all: build
 
-deps:
-	@missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+# Installs the packages of $(1) that are missing (apt-get, as root).
+define install_missing
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 		grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "Installing:" $$missing; \
@@ -32,6 +34,14 @@ deps:
 		|| { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 			--no-install-recommends $$missing; }; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(DEPS))
+
+# perf counts liid's idle wake-ups and takes the profiles in BENCHMARKS.md.
+bench-deps: deps
+	$(call install_missing,$(BENCH_DEPS))
 
 $(BUILD)/CMakeCache.txt: | deps
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
@@ -64,7 +74,7 @@ demo: build
 # The benchmark suite (tests/bench): writes BENCHMARKS.md; QUICK=1 runs each
 # scenario once and small, into $(BUILD)/bench/BENCHMARKS.quick.md (for CI).
 .PHONY: bench
-bench: build
+bench: bench-deps build
 	tests/bench/run --build $(BUILD) $(if $(filter 1,$(QUICK)),--quick)
 
 clean:
