@@ -37,11 +37,19 @@ bool engine_failed(const struct engine *e)
         return e && e->failed;
 }
 
+/* e->services is kept sorted by name: a lookup is a binary search. */
+static size_t search_service(const struct engine *e, const char *name, bool *ret_found)
+{
+        return sorted_by_name_search((void *const *)e->services, e->n_services,
+                                     offsetof(struct service, name), name, ret_found);
+}
+
 struct service *engine_service(struct engine *e, const char *name)
 {
-        for (size_t i = 0; i < e->n_services; i++)
-                if (strcmp(e->services[i]->name, name) == 0)
-                        return e->services[i];
+        bool found;
+        size_t i = search_service(e, name, &found);
+        if (found)
+                return e->services[i];
         struct service **v = realloc(e->services, (e->n_services + 1) * sizeof *v);
         if (!v)
                 abort();
@@ -52,16 +60,17 @@ struct service *engine_service(struct engine *e, const char *name)
         svc->state = LII_STATE_PENDING;
         uv_timer_init(e->loop, &svc->backoff_timer);
         svc->backoff_timer.data = svc;
-        e->services[e->n_services++] = svc;
+        memmove(&v[i + 1], &v[i], (e->n_services - i) * sizeof *v);
+        v[i] = svc;
+        e->n_services++;
         return svc;
 }
 
 static struct service *find_service(struct engine *e, const char *name)
 {
-        for (size_t i = 0; i < e->n_services; i++)
-                if (strcmp(e->services[i]->name, name) == 0)
-                        return e->services[i];
-        return NULL;
+        bool found;
+        size_t i = search_service(e, name, &found);
+        return found ? e->services[i] : NULL;
 }
 
 static void on_service_closed(uv_handle_t *h)
@@ -79,13 +88,13 @@ static void service_free(struct service *svc)
 
 static void service_forget(struct engine *e, struct service *svc)
 {
-        for (size_t i = 0; i < e->n_services; i++)
-                if (e->services[i] == svc) {
-                        memmove(&e->services[i], &e->services[i + 1],
-                                (e->n_services - i - 1) * sizeof *e->services);
-                        e->n_services--;
-                        break;
-                }
+        bool found;
+        size_t i = search_service(e, svc->name, &found);
+        if (found) {
+                memmove(&e->services[i], &e->services[i + 1],
+                        (e->n_services - i - 1) * sizeof *e->services);
+                e->n_services--;
+        }
         service_free(svc);
 }
 
@@ -271,38 +280,43 @@ static void service_remove(struct engine *e, struct service *svc)
 
 /* ---- the store ---- */
 
-static void keep_add(char ***keep, size_t *n, const char *sha)
+static int compare_strings(const void *a, const void *b)
 {
-        if (!sha || !*sha)
-                return;
-        for (size_t i = 0; i < *n; i++)
-                if (strcmp((*keep)[i], sha) == 0)
-                        return;
-        char **v = realloc(*keep, (*n + 2) * sizeof *v);
-        if (!v)
-                abort();
-        v[(*n)++] = (char *)sha;
-        v[*n] = NULL;
-        *keep = v;
+        return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static void keep_add(char **keep, size_t *n, const char *sha)
+{
+        if (sha && *sha)
+                keep[(*n)++] = (char *)sha;
+}
+
+/* The artifacts that some revision or the document still needs, sorted and
+ * without repeats, go to the store, which removes the rest. */
 void engine_collect(struct engine *e)
 {
-        _cleanup_free_ char **keep = NULL;
+        size_t max = e->desired ? e->desired->n_services : 0;
+        for (size_t i = 0; i < e->state->n_services; i++)
+                max += 3 + strv_length(e->state->services[i]->artifacts);
+        _cleanup_free_ char **keep = xcalloc(max + 1, sizeof *keep);
         size_t n = 0;
         for (size_t i = 0; i < e->state->n_services; i++) {
                 const struct service_state *ss = e->state->services[i];
                 const struct instance *insts[] = { ss->current, ss->previous, ss->pending };
                 for (size_t j = 0; j < ELEMENTSOF(insts); j++)
                         if (insts[j])
-                                keep_add(&keep, &n, insts[j]->artifact_sha256);
+                                keep_add(keep, &n, insts[j]->artifact_sha256);
                 for (char **a = ss->artifacts; a && *a; a++)
-                        keep_add(&keep, &n, *a);
+                        keep_add(keep, &n, *a);
         }
         for (size_t i = 0; e->desired && i < e->desired->n_services; i++)
-                keep_add(&keep, &n, e->desired->services[i].artifact_sha256);
-        if (!keep)
-                keep = xcalloc(1, sizeof *keep);
+                keep_add(keep, &n, e->desired->services[i].artifact_sha256);
+        qsort(keep, n, sizeof *keep, compare_strings);
+        size_t unique = 0;
+        for (size_t i = 0; i < n; i++)
+                if (unique == 0 || strcmp(keep[unique - 1], keep[i]) != 0)
+                        keep[unique++] = keep[i];
+        keep[unique] = NULL;
         int r = store_collect(e->store, keep);
         if (r < 0)
                 log_warning_errno(r, "Failed to collect old artifacts: %m");

@@ -56,7 +56,8 @@ static void rollout_free(struct rollout *ro)
 }
 
 /* Ends the rollout's life in the service; the caller has recorded the
- * outcome. */
+ * outcome. The store is swept once the last rollout running has ended,
+ * not after each of a batch (a sweep walks every service and the store). */
 static void rollout_detach(struct rollout *ro)
 {
         struct service *svc = ro->svc;
@@ -64,6 +65,8 @@ static void rollout_detach(struct rollout *ro)
         svc->rollout = NULL;
         e->running_rollouts--;
         rollout_free(ro);
+        if (e->running_rollouts == 0)
+                engine_collect(e);
         engine_reconcile(e);
 }
 
@@ -271,7 +274,6 @@ static void rollout_commit(struct rollout *ro)
 
         if (retired)
                 engine_stop_unit(e, svc->name, retired->generation, retired->unit, STOP_RETIRED);
-        engine_collect(e);
         if (watching)
                 watch_start(ro);
         rollout_detach(ro);

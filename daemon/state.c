@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <libgen.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -90,39 +91,46 @@ struct state *state_free(struct state *s)
         return NULL;
 }
 
+/* s->services is kept sorted by name: a lookup is a binary search. */
+static size_t search(const struct state *s, const char *name, bool *ret_found)
+{
+        return sorted_by_name_search((void *const *)s->services, s->n_services,
+                                     offsetof(struct service_state, name), name, ret_found);
+}
+
 struct service_state *state_find(const struct state *s, const char *name)
 {
-        for (size_t i = 0; i < s->n_services; i++)
-                if (strcmp(s->services[i]->name, name) == 0)
-                        return s->services[i];
-        return NULL;
+        bool found;
+        size_t i = search(s, name, &found);
+        return found ? s->services[i] : NULL;
 }
 
 struct service_state *state_get(struct state *s, const char *name)
 {
-        struct service_state *ss = state_find(s, name);
-        if (ss)
-                return ss;
+        bool found;
+        size_t i = search(s, name, &found);
+        if (found)
+                return s->services[i];
         struct service_state **v = realloc(s->services, (s->n_services + 1) * sizeof *v);
         if (!v)
                 abort();
         s->services = v;
-        ss = xcalloc(1, sizeof *ss);
-        ss->name = xstrdup(name);
-        s->services[s->n_services++] = ss;
-        return ss;
+        memmove(&v[i + 1], &v[i], (s->n_services - i) * sizeof *v);
+        v[i] = xcalloc(1, sizeof *v[i]);
+        v[i]->name = xstrdup(name);
+        s->n_services++;
+        return v[i];
 }
 
 void state_remove(struct state *s, const char *name)
 {
-        for (size_t i = 0; i < s->n_services; i++)
-                if (strcmp(s->services[i]->name, name) == 0) {
-                        service_state_free(s->services[i]);
-                        memmove(&s->services[i], &s->services[i + 1],
-                                (s->n_services - i - 1) * sizeof *s->services);
-                        s->n_services--;
-                        return;
-                }
+        bool found;
+        size_t i = search(s, name, &found);
+        if (!found)
+                return;
+        service_state_free(s->services[i]);
+        memmove(&s->services[i], &s->services[i + 1], (s->n_services - i - 1) * sizeof *s->services);
+        s->n_services--;
 }
 
 /* ---- JSON form ---- */

@@ -19,6 +19,27 @@ char **strv_free(char **v)
         return NULL;
 }
 
+size_t sorted_by_name_search(void *const *v, size_t n, size_t name_offset, const char *name,
+                             bool *ret_found)
+{
+        size_t lo = 0, hi = n;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                const char *mid_name = *(char *const *)((const char *)v[mid] + name_offset);
+                int c = strcmp(name, mid_name);
+                if (c == 0) {
+                        *ret_found = true;
+                        return mid;
+                }
+                if (c < 0)
+                        hi = mid;
+                else
+                        lo = mid + 1;
+        }
+        *ret_found = false;
+        return lo;
+}
+
 size_t strv_length(char *const *v)
 {
         size_t n = 0;

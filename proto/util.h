@@ -67,6 +67,12 @@ static inline void strv_freep(char ***v)
 #define _cleanup_strv_free_ _cleanup_(strv_freep)
 size_t strv_length(char *const *v);
 
+/* Arrays of pointers to structs that hold a `char *` name at name_offset,
+ * kept sorted by name so that finding one is a binary search. Returns the
+ * index of name when *ret_found, else the index where it belongs. */
+size_t sorted_by_name_search(void *const *v, size_t n, size_t name_offset, const char *name,
+                             bool *ret_found);
+
 /* Parses "250ms", "30s", "5m", "1h" (a bare number is seconds) into
  * microseconds. Returns 0, or -EINVAL for anything else, -ERANGE on overflow. */
 int parse_duration(const char *s, uint64_t *ret_usec);

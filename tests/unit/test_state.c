@@ -97,6 +97,29 @@ static void expect_refused(const char *text)
         free(error);
 }
 
+START_TEST(services_found_by_name_in_any_order)
+{
+        struct state *s = NULL;
+        char *error = NULL;
+        ck_assert_int_eq(state_load(path, &s, &error), 0);
+        const char *names[] = { "web", "api", "zeta", "cache", "b" };
+        for (size_t i = 0; i < 5; i++)
+                state_get(s, names[i])->last_generation = i + 1;
+        ck_assert_uint_eq(s->n_services, 5);
+        for (size_t i = 0; i < 5; i++) {
+                ck_assert_ptr_eq(state_get(s, names[i]), state_find(s, names[i]));
+                ck_assert_uint_eq(state_find(s, names[i])->last_generation, i + 1);
+        }
+        ck_assert_ptr_null(state_find(s, "nope"));
+        state_remove(s, "cache");
+        state_remove(s, "nope");
+        ck_assert_uint_eq(s->n_services, 4);
+        ck_assert_ptr_null(state_find(s, "cache"));
+        ck_assert_uint_eq(state_find(s, "zeta")->last_generation, 3);
+        state_free(s);
+}
+END_TEST
+
 START_TEST(damaged_files_are_refused)
 {
         expect_refused("");
@@ -150,6 +173,7 @@ int main(void)
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_add_test(tc, missing_file_is_empty_state);
         tcase_add_test(tc, round_trip);
+        tcase_add_test(tc, services_found_by_name_in_any_order);
         tcase_add_test(tc, damaged_files_are_refused);
         tcase_add_test(tc, artifact_history);
         suite_add_tcase(s, tc);

@@ -65,6 +65,34 @@ START_TEST(rfc3339)
 }
 END_TEST
 
+struct named {
+        int other;
+        char *name;
+};
+
+START_TEST(sorted_by_name)
+{
+        struct named a = { .name = "alpha" }, m = { .name = "mid" }, z = { .name = "zulu" };
+        void *v[] = { &a, &m, &z };
+        const size_t off = offsetof(struct named, name);
+        bool found;
+
+        ck_assert_uint_eq(sorted_by_name_search(v, 3, off, "mid", &found), 1);
+        ck_assert(found);
+        ck_assert_uint_eq(sorted_by_name_search(v, 3, off, "zulu", &found), 2);
+        ck_assert(found);
+        /* Where a missing name belongs: before, between, after. */
+        ck_assert_uint_eq(sorted_by_name_search(v, 3, off, "a", &found), 0);
+        ck_assert(!found);
+        ck_assert_uint_eq(sorted_by_name_search(v, 3, off, "beta", &found), 1);
+        ck_assert(!found);
+        ck_assert_uint_eq(sorted_by_name_search(v, 3, off, "zz", &found), 3);
+        ck_assert(!found);
+        ck_assert_uint_eq(sorted_by_name_search(v, 0, off, "any", &found), 0);
+        ck_assert(!found);
+}
+END_TEST
+
 START_TEST(service_names)
 {
         ck_assert(service_name_is_valid("hello"));
@@ -107,6 +135,7 @@ int main(void)
         tcase_add_test(tc, rfc3339);
         tcase_add_test(tc, service_names);
         tcase_add_test(tc, hex);
+        tcase_add_test(tc, sorted_by_name);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
