@@ -29,8 +29,9 @@
 /* MHD keeps the request line and headers in this per-connection pool, so it
  * is also the header size limit (MHD answers 431 beyond it). */
 #define API_CONNECTION_MEMORY_LIMIT ((size_t)64 * 1024)
-/* Idle connections are closed after this, so slow clients cannot hold one
- * of the API_CONNECTION_LIMIT slots for long. An event follower with
+/* Idle connections are closed after this, so slow clients, and clients
+ * that keep a connection open between requests, cannot hold one of the
+ * API_CONNECTION_LIMIT slots for long. An event follower with
  * nothing to send is suspended, which MHD never times out, so a quiet
  * stream lives on; one whose client stops reading what it is sent is
  * closed like any other. */
@@ -102,9 +103,17 @@ struct route {
         route_responder_t responder; /* instead of handler */
 };
 
-/* Per-request state of a request that waits for its body (POST). */
+/* Per-request state, from the first call of a request (headers read) to
+ * its answer in the last (body read). libmicrohttpd 0.9.75 treats an
+ * answer queued in the first call as queued "early": it stops reading the
+ * connection, sends "Connection: close" and closes it after the answer. So
+ * everything but a refusal that must not read the body is answered in the
+ * last call, and the connection stays open for the client's next request. */
 struct request {
-        const struct route *route;
+        const struct route *route; /* NULL: answer with error_code instead */
+        const char *error_code;
+        const char *error_message;
+        char allow[64]; /* the Allow header of a 405 */
         char name[LII_SERVICE_NAME_MAX + 1];
         size_t body_size;
         bool head;
@@ -687,8 +696,46 @@ static int peer_role(const struct api *a, int fd, enum role *ret)
         return 0;
 }
 
-/* First call of a request: authorize, route, check the size, then answer
- * or start collecting the body. */
+/* Finds the route of a request, or says in req why there is none. */
+static void request_route(struct request *req, enum role role, const char *url, const char *method)
+{
+        for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
+                char n[LII_SERVICE_NAME_MAX + 1] = "";
+                if (!route_match_path(&routes[i], url, n))
+                        continue;
+                if (method_matches(routes[i].method, method) && !req->route) {
+                        req->route = &routes[i];
+                        memcpy(req->name, n, sizeof req->name);
+                }
+                size_t used = strlen(req->allow);
+                snprintf(req->allow + used, sizeof req->allow - used, "%s%s", used ? ", " : "",
+                         routes[i].method);
+                if (strcmp(routes[i].method, MHD_HTTP_METHOD_GET) == 0) {
+                        used = strlen(req->allow);
+                        snprintf(req->allow + used, sizeof req->allow - used, ", %s",
+                                 MHD_HTTP_METHOD_HEAD);
+                }
+        }
+        /* Only a 405 sends the Allow header. */
+        if (!req->route && req->allow[0]) {
+                req->error_code = LII_ERR_METHOD_NOT_ALLOWED;
+                req->error_message = "method not allowed";
+                return;
+        }
+        req->allow[0] = '\0';
+        if (!req->route) {
+                req->error_code = LII_ERR_NOT_FOUND;
+                req->error_message = "no such endpoint";
+        } else if (role < req->route->role) {
+                req->route = NULL;
+                req->error_code = LII_ERR_FORBIDDEN;
+                req->error_message = "permission denied: this needs root or the admin group";
+        }
+}
+
+/* First call of a request: authorize, route and check the declared size.
+ * Refusals that must not read the body are answered now (and close the
+ * connection); everything else waits for the last call. */
 static enum MHD_Result request_begin(struct api *a, struct MHD_Connection *c, const char *url,
                                      const char *method, void **con_cls)
 {
@@ -698,36 +745,10 @@ static enum MHD_Result request_begin(struct api *a, struct MHD_Connection *c, co
         int r = ci ? peer_role(a, ci->connect_fd, &role) : -EBADF;
         if (r < 0)
                 log_debug_errno(r, "Could not identify an API peer, refusing it: %m");
-        /* Without a role nothing else is revealed, not even which routes exist. */
+        /* Without a role nothing else is revealed, not even which routes
+         * exist, and the connection is not kept for another try. */
         if (role == ROLE_NONE)
                 return respond_error(c, LII_ERR_FORBIDDEN, "permission denied", NULL);
-
-        const struct route *route = NULL;
-        char name[LII_SERVICE_NAME_MAX + 1] = "";
-        char allow[64] = "";
-        for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
-                char n[LII_SERVICE_NAME_MAX + 1] = "";
-                if (!route_match_path(&routes[i], url, n))
-                        continue;
-                if (method_matches(routes[i].method, method) && !route) {
-                        route = &routes[i];
-                        memcpy(name, n, sizeof name);
-                }
-                size_t used = strlen(allow);
-                snprintf(allow + used, sizeof allow - used, "%s%s", used ? ", " : "",
-                         routes[i].method);
-                if (strcmp(routes[i].method, MHD_HTTP_METHOD_GET) == 0) {
-                        used = strlen(allow);
-                        snprintf(allow + used, sizeof allow - used, ", %s", MHD_HTTP_METHOD_HEAD);
-                }
-        }
-        if (!route && allow[0])
-                return respond_error(c, LII_ERR_METHOD_NOT_ALLOWED, "method not allowed", allow);
-        if (!route)
-                return respond_error(c, LII_ERR_NOT_FOUND, "no such endpoint", NULL);
-        if (role < route->role)
-                return respond_error(c, LII_ERR_FORBIDDEN,
-                                     "permission denied: this needs root or the admin group", NULL);
 
         const char *cl =
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -739,28 +760,22 @@ static enum MHD_Result request_begin(struct api *a, struct MHD_Connection *c, co
                 if (errno != 0 || end == cl || *end != '\0')
                         return respond_error(c, LII_ERR_BAD_REQUEST, "bad Content-Length", NULL);
         }
-        bool is_get = strcmp(route->method, MHD_HTTP_METHOD_GET) == 0;
+        bool head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+        bool is_get = head || strcmp(method, MHD_HTTP_METHOD_GET) == 0;
         /* An answer that comes while the client is still sending makes it
          * fail on write before it reads the answer. So a body somewhat over
          * the limit is read and dropped before the 413, and only a client
-         * that waits for "100 Continue" (curl does above 1 MiB) or declares
-         * a huge body gets it at once. */
+         * that waits for "100 Continue" (curl does above 1 MiB), sends a
+         * GET with a large body or declares a huge one gets it at once. */
         const char *expect =
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
         if (declared > API_BODY_MAX && (is_get || expect || declared > API_BODY_DRAIN_MAX))
                 return respond_error(c, LII_ERR_TOO_LARGE, "request body too large", NULL);
 
-        struct request req = {.route = route, .head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0};
-        memcpy(req.name, name, sizeof req.name);
-
-        /* A GET is answered now; its body, if a client sent one, is ignored
-         * and discarded by MHD. */
-        if (is_get)
-                return respond_handler(a, c, &req);
-
-        struct request *p = xcalloc(1, sizeof *p);
-        *p = req;
-        *con_cls = p;
+        struct request *req = xcalloc(1, sizeof *req);
+        req->head = head;
+        request_route(req, role, url, method);
+        *con_cls = req;
         return MHD_YES;
 }
 
@@ -790,6 +805,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         }
         if (req->body_size > API_BODY_MAX)
                 return respond_error(c, LII_ERR_TOO_LARGE, "request body too large", NULL);
+        if (!req->route)
+                return respond_error(c, req->error_code, req->error_message,
+                                     req->allow[0] ? req->allow : NULL);
         return respond_handler(a, c, req);
 }
 

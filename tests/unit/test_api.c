@@ -218,6 +218,7 @@ struct reply {
         long status;
         char content_type[128];
         char allow[128];
+        bool connection_close; /* the answer said "Connection: close" */
         char *body;
         size_t size;
         json_object *doc;
@@ -250,7 +251,17 @@ static size_t on_header(char *p, size_t size, size_t n, void *userdata)
         line[strcspn(line, "\r\n")] = '\0';
         if (strncasecmp(line, "Allow: ", 7) == 0)
                 snprintf(r->allow, sizeof r->allow, "%s", line + 7);
+        if (strcasecmp(line, "Connection: close") == 0)
+                r->connection_close = true;
         return len;
+}
+
+/* Collects the body until it holds a line, then stops the transfer. */
+static size_t on_first_line(char *p, size_t size, size_t n, void *userdata)
+{
+        struct reply *r = userdata;
+        on_body(p, size, n, r);
+        return strchr(r->body, '\n') ? 0 : size * n;
 }
 
 static void parse_body(struct reply *r)
@@ -259,13 +270,13 @@ static void parse_body(struct reply *r)
                 r->doc = json_tokener_parse(r->body);
 }
 
-/* One request with libcurl over the socket, as liictl and curl users do. */
-static void http(const struct server *s, const char *method, const char *path, size_t body_size,
-                 struct reply *r)
+/* One request with libcurl over the socket on the handle c, which keeps
+ * its connection for the next request when the server lets it. */
+static void http_on(CURL *c, const struct server *s, const char *method, const char *path,
+                    size_t body_size, struct reply *r)
 {
         *r = (struct reply){0};
-        CURL *c = curl_easy_init();
-        ck_assert_ptr_nonnull(c);
+        curl_easy_reset(c);
         char url[256];
         snprintf(url, sizeof url, "%s%s", LII_API_HOST, path);
         char *body = NULL;
@@ -292,9 +303,18 @@ static void http(const struct server *s, const char *method, const char *path, s
         const char *ct = NULL;
         curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
         snprintf(r->content_type, sizeof r->content_type, "%s", ct ? ct : "");
-        curl_easy_cleanup(c);
         free(body);
         parse_body(r);
+}
+
+/* One request on a connection of its own, as liictl and curl users do. */
+static void http(const struct server *s, const char *method, const char *path, size_t body_size,
+                 struct reply *r)
+{
+        CURL *c = curl_easy_init();
+        ck_assert_ptr_nonnull(c);
+        http_on(c, s, method, path, body_size, r);
+        curl_easy_cleanup(c);
 }
 
 static const char *error_code(const struct reply *r)
@@ -492,6 +512,70 @@ START_TEST(stalled_client_does_not_block_others)
         reply_done(&r);
 
         close(fd);
+        server_stop(&s);
+        server_cleanup(&s);
+}
+END_TEST
+
+/* Automation and load generators send many requests on one connection:
+ * every ordinary answer, errors included, leaves it open for the next. */
+START_TEST(connection_is_kept_between_requests)
+{
+        struct server s;
+        server_start(&s);
+        server_emit(&s, 2, 0);
+
+        static const struct {
+                const char *method;
+                const char *path;
+                size_t body_size;
+                long status;
+        } requests[] = {
+            {"GET", LII_ROUTE_STATUS, 0, 200},    {"GET", LII_ROUTE_SERVICES "hello", 0, 200},
+            {"HEAD", LII_ROUTE_STATUS, 0, 200},   {"GET", LII_ROUTE_SERVICES "nosuch", 0, 404},
+            {"DELETE", LII_ROUTE_STATUS, 0, 405}, {"POST", LII_ROUTE_SYNC, 10, 200},
+            {"GET", LII_ROUTE_EVENTS, 0, 200},    {"GET", LII_ROUTE_METRICS, 0, 200},
+            {"GET", LII_ROUTE_STATUS, 0, 200},
+        };
+        CURL *c = curl_easy_init();
+        ck_assert_ptr_nonnull(c);
+        for (size_t i = 0; i < ELEMENTSOF(requests); i++) {
+                struct reply r;
+                http_on(c, &s, requests[i].method, requests[i].path, requests[i].body_size, &r);
+                ck_assert_msg(r.status == requests[i].status, "%s %s: HTTP %ld", requests[i].method,
+                              requests[i].path, r.status);
+                ck_assert_msg(!r.connection_close, "%s %s: the answer closes the connection",
+                              requests[i].method, requests[i].path);
+                /* How many connections curl had to open for this request. */
+                long opened = -1;
+                curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &opened);
+                ck_assert_msg(opened == (i == 0 ? 1 : 0), "%s %s: %ld new connections",
+                              requests[i].method, requests[i].path, opened);
+                reply_done(&r);
+        }
+
+        /* The event stream still works, on a connection that served
+         * others before. */
+        struct reply r = {0};
+        char url[256];
+        snprintf(url, sizeof url, "%s%s?%s=1", LII_API_HOST, LII_ROUTE_EVENTS, LII_QUERY_FOLLOW);
+        curl_easy_reset(c);
+        curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, s.sock);
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_first_line);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+        /* on_first_line stops the transfer once the backlog's first event
+         * is in. */
+        ck_assert_int_eq(curl_easy_perform(c), CURLE_WRITE_ERROR);
+        long opened = -1;
+        curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &opened);
+        ck_assert_int_eq(opened, 0);
+        ck_assert_ptr_nonnull(r.body);
+        ck_assert_ptr_nonnull(strstr(r.body, "\"event 1\""));
+        reply_done(&r);
+        curl_easy_cleanup(c);
+
         server_stop(&s);
         server_cleanup(&s);
 }
@@ -1174,6 +1258,7 @@ static Suite *api_suite(void)
         tcase_add_test(tc, actions_as_root);
         tcase_add_test(tc, oversized_body_is_refused);
         tcase_add_test(tc, stalled_client_does_not_block_others);
+        tcase_add_test(tc, connection_is_kept_between_requests);
         tcase_add_test(tc, stranger_is_forbidden);
         tcase_add_test(tc, read_group_may_read_only);
         tcase_add_test(tc, admin_group_may_act);
