@@ -63,7 +63,6 @@ struct exec_probe;
 struct engine {
         uv_loop_t *loop;
         const struct config *cfg;
-        char *state_path;
         char *node_name;
         struct state *state;
         struct systemd *systemd;
@@ -96,10 +95,12 @@ struct engine {
 };
 
 struct service *engine_service(struct engine *e, const char *name);
-/* Persists the state. A failure is logged and is fatal: a state that did
- * not reach the disk is never trusted, so liid exits and its restart sorts
- * things out from what is on disk and what systemd runs. */
-int engine_save(struct engine *e);
+/* Persist the node's part of the state, or one service's. A failure is
+ * logged and is fatal: a state that did not reach the disk is never
+ * trusted, so liid exits and its restart sorts things out from what is on
+ * disk and what systemd runs. */
+int engine_save_node(struct engine *e);
+int engine_save_service(struct engine *e, const struct service_state *ss);
 void engine_fail(struct engine *e);
 /* Stops a unit and acts on the outcome as kind says. */
 void engine_stop_unit(struct engine *e, const char *service, uint64_t generation, const char *unit,

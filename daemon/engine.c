@@ -16,15 +16,26 @@
 #include "log.h"
 #include "source.h"
 
-int engine_save(struct engine *e)
+static int saved(struct engine *e, int r, const char *what)
 {
-        int r = state_save(e->state, e->state_path);
         if (r < 0) {
-                log_error_errno(r, "Failed to write the state file %s: %m; exiting", e->state_path);
+                log_error_errno(r, "Failed to write the state of %s in %s: %m; exiting", what,
+                                e->cfg->state_dir);
                 engine_fail(e);
         }
         return r;
 }
+
+int engine_save_node(struct engine *e)
+{
+        return saved(e, state_save_node(e->state, e->cfg->state_dir), "the node");
+}
+
+int engine_save_service(struct engine *e, const struct service_state *ss)
+{
+        return saved(e, state_save_service(ss, e->cfg->state_dir), ss->name);
+}
+
 
 void engine_fail(struct engine *e)
 {
@@ -194,7 +205,7 @@ static void on_stopped(struct systemd *m, int r, const char *result, void *userd
                 struct service_state *ss = state_find(e->state, st->service);
                 if (ss && ss->pending && ss->pending->generation == st->generation) {
                         ss->pending = instance_free(ss->pending);
-                        engine_save(e);
+                        engine_save_service(e, ss);
                 }
                 break;
         }
@@ -243,7 +254,7 @@ static void removal_done(struct engine *e, const char *name, int r, const char *
          * rollback should the service come back. */
         instance_free(ss->previous);
         ss->previous = TAKE_PTR(ss->current);
-        if (engine_save(e) < 0)
+        if (engine_save_service(e, ss) < 0)
                 return;
         if (e->desired && desired_find(e->desired, name)) {
                 engine_reconcile(e);
@@ -262,7 +273,7 @@ static void service_remove(struct engine *e, struct service *svc)
         struct service_state *ss = state_find(e->state, svc->name);
         if (ss && !ss->removed) {
                 ss->removed = true;
-                if (engine_save(e) < 0)
+                if (engine_save_service(e, ss) < 0)
                         return;
         }
         cancel_backoff(svc);
@@ -333,7 +344,7 @@ static void reconcile_service(struct engine *e, struct service *svc)
         if (want && ss && ss->removed) {
                 /* Back in the desired state after a removal. */
                 ss->removed = false;
-                if (engine_save(e) < 0)
+                if (engine_save_service(e, ss) < 0)
                         return;
         }
         /* After an operator rollback the service stays where it was rolled
@@ -347,7 +358,7 @@ static void reconcile_service(struct engine *e, struct service *svc)
                         want = held;
                 } else {
                         ss->held = false;
-                        if (engine_save(e) < 0)
+                        if (engine_save_service(e, ss) < 0)
                                 return;
                 }
         }
@@ -517,7 +528,7 @@ static void on_unit(struct systemd *m, const char *unit, const struct unit_statu
                                          "%s", ss->current->spec_sha256);
                         uint64_t now = now_realtime_usec();
                         rollout_record_set(&ss->last_rollout, LII_RESULT_FAILED, why, now, now);
-                        if (engine_save(e) < 0)
+                        if (engine_save_service(e, ss) < 0)
                                 return;
                         engine_reconcile(e);
                 }
@@ -624,29 +635,28 @@ static void on_units_listed(struct systemd *m, int r, char *const *names, void *
                 log_svc(LOG_NOTICE, name, gen, "Stopping %s: left over from before a restart", *u);
                 engine_stop_unit(e, name, gen, *u, STOP_LEFTOVER);
         }
-        bool dirty = false;
         for (size_t i = 0; i < e->state->n_services; i++) {
                 struct service_state *ss = e->state->services[i];
+                bool dirty = false;
                 if (ss->pending) {
                         ss->pending = instance_free(ss->pending);
                         dirty = true;
                 }
-                if (ss->removed) {
-                        /* A removal that a crash interrupted: its unit was
-                         * stopped above as a leftover. */
-                        if (ss->current) {
-                                instance_free(ss->previous);
-                                ss->previous = TAKE_PTR(ss->current);
-                                dirty = true;
-                        }
-                        continue;
+                /* A removal that a crash interrupted: its unit was stopped
+                 * above as a leftover. */
+                if (ss->removed && ss->current) {
+                        instance_free(ss->previous);
+                        ss->previous = TAKE_PTR(ss->current);
+                        dirty = true;
                 }
+                if (dirty && engine_save_service(e, ss) < 0)
+                        return;
+                if (ss->removed)
+                        continue;
                 struct service *svc = engine_service(e, ss->name);
                 if (ss->current && !svc->adopting)
                         svc->state = LII_STATE_FAILED;
         }
-        if (dirty && engine_save(e) < 0)
-                return;
         if (e->n_adopting == 0)
                 finish_adoption(e);
 }
@@ -806,7 +816,7 @@ static void on_source(struct source *s, const struct source_result *res, void *u
         st->serial = d->serial;
         snprintf(st->doc_sha256, sizeof st->doc_sha256, "%s", sha);
         st->clock_high_water_usec = clock;
-        if (engine_save(e) < 0)
+        if (engine_save_node(e) < 0)
                 return;
         free(e->desired_key_id);
         free(e->desired_comment);
@@ -997,7 +1007,7 @@ static json_object *set_paused(struct engine *e, bool paused)
 {
         if (e->state->paused != paused) {
                 e->state->paused = paused;
-                if (engine_save(e) < 0)
+                if (engine_save_node(e) < 0)
                         return lii_error_new(LII_ERR_INTERNAL, "cannot write the state file");
                 events_emit(e->events, EVENT_OPERATOR, NULL, 0, "%s", paused ? "pause" : "resume");
         }
@@ -1060,14 +1070,14 @@ static json_object *api_rollback(void *userdata, const char *name)
         ss->held = true;
         cancel_backoff(svc);
         uint64_t to = ss->previous->generation;
-        if (engine_save(e) < 0)
+        if (engine_save_service(e, ss) < 0)
                 return lii_error_new(LII_ERR_INTERNAL, "cannot write the state file");
         events_emit(e->events, EVENT_OPERATOR, name, 0, "rollback to the spec of generation %llu",
                     (unsigned long long)to);
         if (rollout_start(svc, spec, ROLLOUT_ROLLBACK) < 0) {
                 ss->held = false;
                 snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256, "%s", refused);
-                engine_save(e);
+                engine_save_service(e, ss);
                 return lii_error_new(LII_ERR_INTERNAL, "the rollback could not start; see the log");
         }
         return message("rolling %s back to the spec of generation %llu", name,
@@ -1090,7 +1100,7 @@ static json_object *api_replace(void *userdata, const char *name)
         svc->restarts = 0;
         cancel_backoff(svc);
         svc->force = true;
-        if (engine_save(e) < 0)
+        if (engine_save_service(e, ss) < 0)
                 return lii_error_new(LII_ERR_INTERNAL, "cannot write the state file");
         events_emit(e->events, EVENT_OPERATOR, name, 0, "replace");
         engine_reconcile(e);
@@ -1174,11 +1184,18 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
                 log_error_errno(errno, "Failed to create %s: %m", cfg->state_dir);
                 goto fail;
         }
-        e->state_path = xasprintf("%s/state.json", cfg->state_dir);
-        r = state_load(e->state_path, &e->state, &error);
+        r = state_load(cfg->state_dir, &e->state, &error);
         if (r < 0) {
                 log_error("Failed to load the state: %s", error);
                 goto fail;
+        }
+        if (e->state->legacy) {
+                log_info("Writing the state in %s in the format %s", cfg->state_dir, STATE_FORMAT);
+                r = state_save_all(e->state, cfg->state_dir);
+                if (r < 0) {
+                        log_error_errno(r, "Failed to write the state in %s: %m", cfg->state_dir);
+                        goto fail;
+                }
         }
         r = curlm_new(loop, &e->curlm);
         if (r < 0) {
@@ -1277,7 +1294,6 @@ struct engine *engine_free(struct engine *e)
         desired_free(e->desired);
         minisign_keyring_free(e->desired_keys);
         minisign_keyring_free(e->artifact_keys);
-        free(e->state_path);
         free(e->node_name);
         free(e->source_error);
         free(e->desired_key_id);

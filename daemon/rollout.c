@@ -105,7 +105,7 @@ static void rollout_fail(struct rollout *ro, const char *reason)
                            now);
         if (!started)
                 ss->pending = instance_free(ss->pending);
-        if (engine_save(e) < 0)
+        if (engine_save_service(e, ss) < 0)
                 return;
         svc->state = LII_STATE_FAILED;
         if (started)
@@ -203,7 +203,7 @@ void rollout_revert(struct service *svc, const char *reason)
         snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256, "%s",
                  ss->current->spec_sha256);
         rollout_record_set(&ss->last_rollout, LII_RESULT_FAILED, why, now_realtime_usec(), 0);
-        if (engine_save(e) < 0)
+        if (engine_save_service(e, ss) < 0)
                 return;
         if (rollout_start(svc, spec, ROLLOUT_REVERT) == 0 && svc->rollout)
                 svc->rollout->revert_reason = TAKE_PTR(why);
@@ -251,7 +251,7 @@ static void rollout_commit(struct rollout *ro)
         ss->watch_until_usec = watching ? now + ro->spec->health.watch_usec : 0;
         /* Nothing may be retired on the strength of a state that did not
          * reach the disk; liid exits and its next start sorts it out. */
-        if (engine_save(e) < 0)
+        if (engine_save_service(e, ss) < 0)
                 return;
         svc->state = LII_STATE_RUNNING;
         svc->current_alive = true;
@@ -423,7 +423,7 @@ int rollout_start(struct service *svc, const struct service_spec *spec, enum rol
         ss->pending = instance_new(svc->name, ro->generation, spec->spec_json, spec->spec_sha256,
                                    spec->artifact_sha256, port);
         ro->unit = xstrdup(ss->pending->unit);
-        r = engine_save(e);
+        r = engine_save_service(e, ss);
         if (r < 0) {
                 ss->pending = instance_free(ss->pending);
                 rollout_free(ro);

@@ -1,8 +1,9 @@
-/* The state file: its JSON form and its atomic replacement; see state.h. */
+/* The state files: their JSON form and their atomic replacement; see state.h. */
 #include "state.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -156,7 +157,8 @@ static json_object *instance_to_json(const struct instance *i)
         return o;
 }
 
-static json_object *state_to_json(const struct state *s)
+/* The node's file: the source's anti-rollback facts and the pause. */
+static json_object *node_to_json(const struct state *s)
 {
         json_object *root = json_object_new_object();
         json_object_object_add(root, "format", json_object_new_string(STATE_FORMAT));
@@ -167,40 +169,39 @@ static json_object *state_to_json(const struct state *s)
                                json_object_new_uint64(s->clock_high_water_usec));
         json_object_object_add(root, "source", src);
         json_object_object_add(root, "paused", json_object_new_boolean(s->paused));
-        json_object *svcs = json_object_new_object();
-        for (size_t i = 0; i < s->n_services; i++) {
-                const struct service_state *ss = s->services[i];
-                json_object *o = json_object_new_object();
-                json_object_object_add(o, "last_generation",
-                                       json_object_new_uint64(ss->last_generation));
-                json_object_object_add(o, "current", instance_to_json(ss->current));
-                json_object_object_add(o, "previous", instance_to_json(ss->previous));
-                json_object_object_add(o, "pending", instance_to_json(ss->pending));
-                json_object_object_add(o, "refused_spec_sha256",
-                                       json_object_new_string(ss->refused_spec_sha256));
-                json_object_object_add(o, "removed", json_object_new_boolean(ss->removed));
-                json_object_object_add(o, "held", json_object_new_boolean(ss->held));
-                json_object_object_add(o, "watch_until_usec",
-                                       json_object_new_uint64(ss->watch_until_usec));
-                json_object *arts = json_object_new_array();
-                for (char **a = ss->artifacts; a && *a; a++)
-                        json_object_array_add(arts, json_object_new_string(*a));
-                json_object_object_add(o, "artifacts", arts);
-                json_object *lr = json_object_new_object();
-                json_object_object_add(lr, "result", json_object_new_int(ss->last_rollout.result));
-                json_object_object_add(lr, "reason",
-                                       ss->last_rollout.reason
-                                               ? json_object_new_string(ss->last_rollout.reason)
-                                               : NULL);
-                json_object_object_add(lr, "started_usec",
-                                       json_object_new_uint64(ss->last_rollout.started_usec));
-                json_object_object_add(lr, "finished_usec",
-                                       json_object_new_uint64(ss->last_rollout.finished_usec));
-                json_object_object_add(o, "last_rollout", lr);
-                json_object_object_add(svcs, ss->name, o);
-        }
-        json_object_object_add(root, "services", svcs);
         return root;
+}
+
+/* One service's file. */
+static json_object *service_to_json(const struct service_state *ss)
+{
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "format", json_object_new_string(STATE_FORMAT));
+        json_object_object_add(o, "last_generation", json_object_new_uint64(ss->last_generation));
+        json_object_object_add(o, "current", instance_to_json(ss->current));
+        json_object_object_add(o, "previous", instance_to_json(ss->previous));
+        json_object_object_add(o, "pending", instance_to_json(ss->pending));
+        json_object_object_add(o, "refused_spec_sha256",
+                               json_object_new_string(ss->refused_spec_sha256));
+        json_object_object_add(o, "removed", json_object_new_boolean(ss->removed));
+        json_object_object_add(o, "held", json_object_new_boolean(ss->held));
+        json_object_object_add(o, "watch_until_usec", json_object_new_uint64(ss->watch_until_usec));
+        json_object *arts = json_object_new_array();
+        for (char **a = ss->artifacts; a && *a; a++)
+                json_object_array_add(arts, json_object_new_string(*a));
+        json_object_object_add(o, "artifacts", arts);
+        json_object *lr = json_object_new_object();
+        json_object_object_add(lr, "result", json_object_new_int(ss->last_rollout.result));
+        json_object_object_add(lr, "reason",
+                               ss->last_rollout.reason
+                                       ? json_object_new_string(ss->last_rollout.reason)
+                                       : NULL);
+        json_object_object_add(lr, "started_usec",
+                               json_object_new_uint64(ss->last_rollout.started_usec));
+        json_object_object_add(lr, "finished_usec",
+                               json_object_new_uint64(ss->last_rollout.finished_usec));
+        json_object_object_add(o, "last_rollout", lr);
+        return o;
 }
 
 /* Reading the state file trusts its shape only as far as it checks it: a
@@ -317,79 +318,152 @@ static int service_from_json(struct state *s, const char *name, json_object *o)
         return 0;
 }
 
-int state_load(const char *path, struct state **ret, char **ret_error)
+/* Parses a whole file that must be one JSON object of lii's format.
+ * Returns NULL when it is not. */
+static json_object *parse_file(const char *path, size_t max, char **ret_error, int *ret_r)
 {
-        struct state *s = xcalloc(1, sizeof *s);
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-                if (errno == ENOENT) {
-                        *ret = s;
-                        return 0;
-                }
-                int r = -errno;
-                *ret_error = xasprintf("%s: %s", path, strerror(errno));
-                state_free(s);
-                return r;
-        }
         _cleanup_free_ char *buf = NULL;
-        size_t len = 0, cap = 0;
-        for (;;) {
-                if (len == cap) {
-                        cap = cap ? cap * 2 : 65536;
-                        if (cap > STATE_MAX_BYTES + 1)
-                                cap = STATE_MAX_BYTES + 1;
-                        char *nb = realloc(buf, cap);
-                        if (!nb)
-                                abort();
-                        buf = nb;
-                }
-                ssize_t n = read(fd, buf + len, cap - len);
-                if (n < 0) {
-                        int r = -errno;
-                        *ret_error = xasprintf("%s: %s", path, strerror(errno));
-                        state_free(s);
-                        return r;
-                }
-                if (n == 0)
-                        break;
-                len += (size_t)n;
-                if (len > STATE_MAX_BYTES) {
-                        *ret_error = xasprintf("%s: larger than %u bytes", path, STATE_MAX_BYTES);
-                        state_free(s);
-                        return -EFBIG;
-                }
+        size_t len = 0;
+        int r = read_file_capped(path, max, &buf, &len);
+        if (r < 0) {
+                *ret_r = r;
+                if (r == -EFBIG)
+                        *ret_error = xasprintf("%s: larger than %zu bytes", path, max);
+                else
+                        *ret_error = xasprintf("%s: %s", path, read_file_strerror(r));
+                return NULL;
         }
-        _cleanup_json_ json_object *root = NULL;
         json_tokener *tok = json_tokener_new();
-        root = json_tokener_parse_ex(tok, buf, (int)len);
+        json_object *root = json_tokener_parse_ex(tok, buf, (int)len);
         bool complete = json_tokener_get_error(tok) == json_tokener_success &&
                         (size_t)json_tokener_get_parse_end(tok) == len;
         json_tokener_free(tok);
-        json_object *src, *svcs;
-        const char *format = root ? get_string(root, "format") : NULL;
-        if (!complete || !format || strcmp(format, STATE_FORMAT) != 0 ||
-            !json_object_object_get_ex(root, "source", &src) ||
-            !json_object_object_get_ex(root, "services", &svcs) ||
-            !json_object_is_type(svcs, json_type_object))
-                goto invalid;
+        if (!complete || !json_object_is_type(root, json_type_object)) {
+                json_object_put(root);
+                *ret_r = -EBADMSG;
+                *ret_error = xasprintf("%s: not JSON", path);
+                return NULL;
+        }
+        return root;
+}
+
+static int invalid(const char *path, char **ret_error)
+{
+        *ret_error = xasprintf("%s: not a valid %s state file", path, STATE_FORMAT);
+        return -EBADMSG;
+}
+
+static int load_node(struct state *s, const char *path, json_object *root, char **ret_error)
+{
+        json_object *src, *paused;
+        if (!json_object_object_get_ex(root, "source", &src))
+                return invalid(path, ret_error);
         const char *doc_sha = get_string(src, "doc_sha256");
         if (!get_u64(src, "serial", &s->serial) || !copy_sha(s->doc_sha256, doc_sha, true))
-                goto invalid;
+                return invalid(path, ret_error);
         get_u64(src, "clock_high_water_usec", &s->clock_high_water_usec);
-        json_object *paused;
         if (json_object_object_get_ex(root, "paused", &paused))
                 s->paused = json_object_get_boolean(paused);
+        return 0;
+}
+
+/* Format 1 kept every service in state.json; it is read once and written
+ * back in format 2 (see state_save_all()). */
+static int load_legacy_services(struct state *s, const char *path, json_object *root,
+                                char **ret_error)
+{
+        json_object *svcs;
+        if (!json_object_object_get_ex(root, "services", &svcs) ||
+            !json_object_is_type(svcs, json_type_object))
+                return invalid(path, ret_error);
         json_object_object_foreach(svcs, name, o)
         {
                 if (service_from_json(s, name, o) < 0)
-                        goto invalid;
+                        return invalid(path, ret_error);
+        }
+        s->legacy = true;
+        return 0;
+}
+
+static bool has_suffix(const char *s, const char *suffix)
+{
+        size_t n = strlen(s), m = strlen(suffix);
+        return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static int load_services(struct state *s, const char *dir, char **ret_error)
+{
+        _cleanup_free_ char *sdir = xasprintf("%s/" STATE_SERVICES_DIR, dir);
+        DIR *d = opendir(sdir);
+        if (!d) {
+                if (errno == ENOENT)
+                        return 0;
+                int r = -errno;
+                *ret_error = xasprintf("%s: %s", sdir, strerror(errno));
+                return r;
+        }
+        int r = 0;
+        struct dirent *de;
+        while (r == 0 && (errno = 0, de = readdir(d))) {
+                const char *f = de->d_name;
+                /* A temporary file is a save that a crash cut short: the
+                 * file it was to replace still holds the last saved state. */
+                if (f[0] == '.' || has_suffix(f, ".json.tmp"))
+                        continue;
+                _cleanup_free_ char *path = xasprintf("%s/%s", sdir, f);
+                _cleanup_free_ char *name = has_suffix(f, ".json")
+                                                    ? strndup(f, strlen(f) - strlen(".json"))
+                                                    : NULL;
+                if (!name || !service_name_is_valid(name)) {
+                        *ret_error = xasprintf("%s: not a service's state file "
+                                               "(expected <service>.json)",
+                                               path);
+                        r = -EBADMSG;
+                        break;
+                }
+                _cleanup_json_ json_object *root = parse_file(path, STATE_MAX_BYTES, ret_error, &r);
+                if (!root)
+                        break;
+                const char *format = get_string(root, "format");
+                if (!format || strcmp(format, STATE_FORMAT) != 0 ||
+                    service_from_json(s, name, root) < 0)
+                        r = invalid(path, ret_error);
+        }
+        if (r == 0 && errno != 0) {
+                r = -errno;
+                *ret_error = xasprintf("%s: %s", sdir, strerror(errno));
+        }
+        closedir(d);
+        return r;
+}
+
+int state_load(const char *dir, struct state **ret, char **ret_error)
+{
+        struct state *s = xcalloc(1, sizeof *s);
+        _cleanup_free_ char *path = xasprintf("%s/" STATE_NODE_FILE, dir);
+        int r = 0;
+        _cleanup_json_ json_object *root = parse_file(path, STATE_MAX_BYTES, ret_error, &r);
+        if (!root && r == -ENOENT) {
+                free(*ret_error);
+                *ret_error = NULL;
+                r = 0;
+        } else if (root) {
+                const char *format = get_string(root, "format");
+                if (format && strcmp(format, STATE_FORMAT) == 0)
+                        r = load_node(s, path, root, ret_error);
+                else if (format && strcmp(format, STATE_FORMAT_1) == 0)
+                        r = load_node(s, path, root, ret_error) ?: load_legacy_services(s, path, root, ret_error);
+                else
+                        r = invalid(path, ret_error);
+        }
+        if (r == 0 && !s->legacy)
+                r = load_services(s, dir, ret_error);
+        if (r < 0) {
+                state_free(s);
+                return r;
         }
         *ret = s;
         return 0;
-invalid:
-        *ret_error = xasprintf("%s: not a valid %s state file", path, STATE_FORMAT);
-        state_free(s);
-        return -EBADMSG;
 }
 
 static int write_all(int fd, const char *buf, size_t len)
@@ -407,15 +481,22 @@ static int write_all(int fd, const char *buf, size_t len)
         return 0;
 }
 
-int state_save(const struct state *s, const char *path)
+static int fsync_dir(const char *dir)
 {
-        _cleanup_json_ json_object *root = state_to_json(s);
-        const char *text = json_object_to_json_string_ext(
-                root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
-        _cleanup_free_ char *tmp = xasprintf("%s.tmp", path);
-        _cleanup_free_ char *dir_buf = xstrdup(path);
-        const char *dir = dirname(dir_buf);
+        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0 || fsync(dfd) < 0)
+                return -errno;
+        return 0;
+}
 
+/* Replaces dir/name with the JSON of o: temp file, fsync, rename, fsync of
+ * the folder. */
+static int write_json_atomic(const char *dir, const char *name, json_object *o)
+{
+        const char *text = json_object_to_json_string_ext(
+                o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+        _cleanup_free_ char *path = xasprintf("%s/%s", dir, name);
+        _cleanup_free_ char *tmp = xasprintf("%s.tmp", path);
         _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return -errno;
@@ -424,19 +505,47 @@ int state_save(const struct state *s, const char *path)
                 r = write_all(fd, "\n", 1);
         if (r == 0 && fsync(fd) < 0)
                 r = -errno;
+        if (r == 0 && rename(tmp, path) < 0)
+                r = -errno;
         if (r < 0) {
                 unlink(tmp);
                 return r;
         }
-        if (rename(tmp, path) < 0) {
-                r = -errno;
-                unlink(tmp);
+        return fsync_dir(dir);
+}
+
+int state_save_node(const struct state *s, const char *dir)
+{
+        _cleanup_json_ json_object *o = node_to_json(s);
+        return write_json_atomic(dir, STATE_NODE_FILE, o);
+}
+
+int state_save_service(const struct service_state *ss, const char *dir)
+{
+        _cleanup_free_ char *sdir = xasprintf("%s/" STATE_SERVICES_DIR, dir);
+        _cleanup_free_ char *name = xasprintf("%s.json", ss->name);
+        _cleanup_json_ json_object *o = service_to_json(ss);
+        int r = write_json_atomic(sdir, name, o);
+        if (r != -ENOENT)
                 return r;
+        /* The first save makes the folder, durably. */
+        if (mkdir(sdir, 0700) < 0 && errno != EEXIST)
+                return -errno;
+        r = fsync_dir(dir);
+        return r < 0 ? r : write_json_atomic(sdir, name, o);
+}
+
+int state_save_all(struct state *s, const char *dir)
+{
+        /* The services first: a format 1 file is replaced only once every
+         * service it held has a file of its own. */
+        for (size_t i = 0; i < s->n_services; i++) {
+                int r = state_save_service(s->services[i], dir);
+                if (r < 0)
+                        return r;
         }
-        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0)
-                return -errno;
-        if (fsync(dfd) < 0)
-                return -errno;
-        return 0;
+        int r = state_save_node(s, dir);
+        if (r == 0)
+                s->legacy = false;
+        return r;
 }

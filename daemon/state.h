@@ -2,7 +2,13 @@
  * which was previous, which new one is in flight, what was refused, and the
  * source's anti-rollback facts. Written atomically (temp file, fsync,
  * rename, fsync of the folder) before every side effect, so that a liid
- * killed at any instant can finish or abort what it was doing. */
+ * killed at any instant can finish or abort what it was doing.
+ *
+ * On disk, in the state folder: state.json holds the node's part (source
+ * facts, pause) and state.d/<service>.json each service's part, so that a
+ * transition of one service rewrites one small file, whatever the number
+ * of services. ("state.d" is no valid service name, so it cannot meet a
+ * service's StateDirectory in the same folder.) */
 #pragma once
 
 #include <stdbool.h>
@@ -10,7 +16,10 @@
 
 #include "lii-proto.h"
 
-#define STATE_FORMAT "lii.state/1"
+#define STATE_FORMAT "lii.state/2"
+#define STATE_FORMAT_1 "lii.state/1" /* everything in state.json; read, then rewritten */
+#define STATE_NODE_FILE "state.json"
+#define STATE_SERVICES_DIR "state.d"
 #define STATE_MAX_BYTES (64U << 20)
 #define STATE_MAX_ARTIFACTS 100 /* keep_revisions' upper bound */
 
@@ -61,14 +70,19 @@ struct state {
         uint64_t clock_high_water_usec; /* newest time liid has seen */
         bool paused; /* an operator holds new rollouts */
         size_t n_services;
-        struct service_state **services;
+        struct service_state **services; /* sorted by name */
+        bool legacy; /* read from format 1: state_save_all() before anything else */
 };
 
-/* Loads the state file; a missing file gives an empty state. A file that
- * cannot be parsed is an error (liid must not forget what it runs). */
-int state_load(const char *path, struct state **ret, char **ret_error);
-/* Writes the whole state atomically. Any failure, fsync included, is an error. */
-int state_save(const struct state *s, const char *path);
+/* Loads the state from the state folder dir; no files give an empty
+ * state. A file that cannot be parsed is an error that names it (liid must
+ * not forget what it runs). */
+int state_load(const char *dir, struct state **ret, char **ret_error);
+/* Each writes its file atomically. Any failure, fsync included, is an error. */
+int state_save_node(const struct state *s, const char *dir);
+int state_save_service(const struct service_state *ss, const char *dir);
+/* Every service's file, then the node's. */
+int state_save_all(struct state *s, const char *dir);
 
 struct state *state_free(struct state *s);
 struct service_state *state_find(const struct state *s, const char *name);

@@ -118,7 +118,7 @@ replace_liid() {
 	[[ -n $t_fetched && -n $t_unpacked ]] || die "no store events for $sha in $B_DIR/watch.log"
 	# Finer marks: when nginx finished serving each file (its $msec, in
 	# ms), and when liid began the state write that commits the new
-	# generation (the last state.json.tmp created before rollout.succeeded).
+	# generation (the last state.d/hello.json.tmp created before rollout.succeeded).
 	local t_docsig t_artsig t_art t_commit
 	served() {
 		tail -n +"$((g + 1))" "$B_DIR/nginx/access.log" | awk -v u="$1" '$5 == u { print $1; exit }'
@@ -127,7 +127,7 @@ replace_liid() {
 	t_artsig=$(served "/$file.tar.gz.minisig")
 	t_art=$(served "/$file.tar.gz")
 	t_commit=$(tail -n +"$((w + 1))" "$B_DIR/watch.log" | awk -v ok="$t_ok" \
-		'$2 == "create" && $3 ~ /\/state\.json\.tmp$/ && $1 < ok { t = $1 } END { print t }')
+		'$2 == "create" && $3 ~ /\/state\.d\/hello\.json\.tmp$/ && $1 < ok { t = $1 } END { print t }')
 	[[ -z ${B_NORECORD:-} ]] || return 0
 	if [[ -n $t_docsig && -n $t_artsig && -n $t_art && -n $t_commit ]]; then
 		record "$B_KEY".noticed.served "$(ms_between "$t0" "$t_docsig")"
@@ -190,7 +190,7 @@ scenario_replace() {
 	b_publish "$(b_service_json hello hello-liid-0.tar.gz)"
 	b_liid_start replace 4
 	b_log_wait 0 'hello: rollout\.succeeded' 60 >/dev/null || die "the first rollout did not succeed"
-	"$B_TOOL" watch "$B_STATE/store/tmp" "$B_STATE/store/sha256" "$B_STATE" >"$B_DIR/watch.log" &
+	"$B_TOOL" watch "$B_STATE/store/tmp" "$B_STATE/store/sha256" "$B_STATE/state.d" >"$B_DIR/watch.log" &
 	B_WATCH_PID=$!
 	until grep -q watching "$B_DIR/watch.log" 2>/dev/null; do sleep 0.01; done
 	replace_script 0
@@ -262,7 +262,7 @@ scenario_replace() {
 	say "replacement: $tmpfs_repeats more by liid with its state folder on a tmpfs"
 	b_liid_start replace-tmpfs 4 "$B_TMPFS"
 	b_log_wait 0 'hello: rollout\.succeeded' 60 >/dev/null || die "the first rollout on tmpfs did not succeed"
-	"$B_TOOL" watch "$B_STATE/store/tmp" "$B_STATE/store/sha256" "$B_STATE" >"$B_DIR/watch.log" &
+	"$B_TOOL" watch "$B_STATE/store/tmp" "$B_STATE/store/sha256" "$B_STATE/state.d" >"$B_DIR/watch.log" &
 	B_WATCH_PID=$!
 	until grep -q watching "$B_DIR/watch.log" 2>/dev/null; do sleep 0.01; done
 	for i in $(seq "$tmpfs_repeats"); do

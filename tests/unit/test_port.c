@@ -51,7 +51,7 @@ static struct state *empty_state(void)
 {
         struct state *st = NULL;
         _cleanup_free_ char *err = NULL;
-        ck_assert_int_eq(state_load("/nonexistent/lii-test-state.json", &st, &err), 0);
+        ck_assert_int_eq(state_load("/nonexistent/lii-test-state", &st, &err), 0);
         return st;
 }
 

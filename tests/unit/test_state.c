@@ -13,27 +13,49 @@
 #define SHA_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define SHA_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 
-static char dir[512], path[600];
+static char dir[512], path[600], sdir[600];
+
+static void rm_rf(const char *p)
+{
+        char cmd[700];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", p);
+        ck_assert_int_eq(system(cmd), 0);
+}
 
 static void setup(void)
 {
         snprintf(dir, sizeof dir, "%s/test-state.%d", LII_BUILD_DIR, getpid());
+        rm_rf(dir);
         mkdir(dir, 0755);
         snprintf(path, sizeof path, "%s/state.json", dir);
-        unlink(path);
+        snprintf(sdir, sizeof sdir, "%s/state.d", dir);
 }
 
 static void teardown(void)
 {
-        unlink(path);
-        rmdir(dir);
+        rm_rf(dir);
+}
+
+static void spew(const char *file, const char *text)
+{
+        FILE *f = fopen(file, "w");
+        ck_assert_ptr_nonnull(f);
+        fputs(text, f);
+        fclose(f);
+}
+
+static ino_t inode_of(const char *file)
+{
+        struct stat st;
+        ck_assert_int_eq(stat(file, &st), 0);
+        return st.st_ino;
 }
 
 START_TEST(missing_file_is_empty_state)
 {
         struct state *s = NULL;
         char *error = NULL;
-        ck_assert_int_eq(state_load(path, &s, &error), 0);
+        ck_assert_int_eq(state_load(dir, &s, &error), 0);
         ck_assert_uint_eq(s->n_services, 0);
         ck_assert_str_eq(s->doc_sha256, "");
         state_free(s);
@@ -44,7 +66,7 @@ START_TEST(round_trip)
 {
         struct state *s = NULL;
         char *error = NULL;
-        ck_assert_int_eq(state_load(path, &s, &error), 0);
+        ck_assert_int_eq(state_load(dir, &s, &error), 0);
         s->serial = 42;
         memcpy(s->doc_sha256, SHA_A, 65);
         s->clock_high_water_usec = 1234567;
@@ -55,14 +77,20 @@ START_TEST(round_trip)
         ss->previous = instance_new("hello", 2, "{\"x\":0}", SHA_B, SHA_B, 4001);
         memcpy(ss->refused_spec_sha256, SHA_B, 65);
         rollout_record_set(&ss->last_rollout, LII_RESULT_FAILED, "health check failed", 10, 20);
-        ck_assert_int_eq(state_save(s, path), 0);
+        ck_assert_int_eq(state_save_all(s, dir), 0);
         state_free(s);
 
-        char tmp[700];
-        snprintf(tmp, sizeof tmp, "%s.tmp", path);
-        ck_assert_int_ne(access(tmp, F_OK), 0);
+        /* The node's file and one per service; no temporary left behind. */
+        char file[700];
+        ck_assert_int_eq(access(path, F_OK), 0);
+        snprintf(file, sizeof file, "%s/hello.json", sdir);
+        ck_assert_int_eq(access(file, F_OK), 0);
+        snprintf(file, sizeof file, "%s.tmp", path);
+        ck_assert_int_ne(access(file, F_OK), 0);
+        snprintf(file, sizeof file, "%s/hello.json.tmp", sdir);
+        ck_assert_int_ne(access(file, F_OK), 0);
 
-        ck_assert_int_eq(state_load(path, &s, &error), 0);
+        ck_assert_int_eq(state_load(dir, &s, &error), 0);
         ck_assert_uint_eq(s->serial, 42);
         ck_assert_str_eq(s->doc_sha256, SHA_A);
         ck_assert_uint_eq(s->clock_high_water_usec, 1234567);
@@ -85,23 +113,28 @@ START_TEST(round_trip)
 }
 END_TEST
 
-static void expect_refused(const char *text)
+/* Writes text to file, expects the state to be refused with a message that
+ * names the file and contains why. */
+static void expect_refused(const char *file, const char *text, const char *why)
 {
-        FILE *f = fopen(path, "w");
-        fputs(text, f);
-        fclose(f);
+        spew(file, text);
         struct state *s = NULL;
         char *error = NULL;
-        ck_assert_msg(state_load(path, &s, &error) < 0, "accepted: %s", text);
-        ck_assert_ptr_nonnull(strstr(error, "not a valid lii.state/1 state file"));
+        ck_assert_msg(state_load(dir, &s, &error) < 0, "accepted: %s", text);
+        ck_assert_msg(strncmp(error, file, strlen(file)) == 0, "error: %s", error);
+        ck_assert_msg(strstr(error, why) != NULL, "error: %s", error);
         free(error);
+        unlink(file);
 }
+
+#define NODE_1 "{\"format\":\"lii.state/1\",\"source\":{\"serial\":1,\"doc_sha256\":\"\"},"
+#define INVALID "not a valid lii.state/2 state file"
 
 START_TEST(services_found_by_name_in_any_order)
 {
         struct state *s = NULL;
         char *error = NULL;
-        ck_assert_int_eq(state_load(path, &s, &error), 0);
+        ck_assert_int_eq(state_load(dir, &s, &error), 0);
         const char *names[] = { "web", "api", "zeta", "cache", "b" };
         for (size_t i = 0; i < 5; i++)
                 state_get(s, names[i])->last_generation = i + 1;
@@ -122,18 +155,115 @@ END_TEST
 
 START_TEST(damaged_files_are_refused)
 {
-        expect_refused("");
-        expect_refused("{");
-        expect_refused("{\"format\":\"lii.state/2\",\"source\":{\"serial\":1,\"doc_sha256\":\"\"},"
-                       "\"services\":{}}");
-        expect_refused("{\"format\":\"lii.state/1\",\"source\":{\"serial\":1,\"doc_sha256\":\"\"},"
-                       "\"services\":{}} trailing");
-        expect_refused("{\"format\":\"lii.state/1\",\"source\":{\"serial\":1,\"doc_sha256\":\"\"},"
-                       "\"services\":{\"Bad Name\":{\"last_generation\":1}}}");
-        expect_refused("{\"format\":\"lii.state/1\",\"source\":{\"serial\":1,\"doc_sha256\":\"\"},"
-                       "\"services\":{\"a\":{\"last_generation\":1,\"refused_spec_sha256\":\"\","
-                       "\"current\":{\"generation\":1,\"spec\":\"{}\",\"spec_sha256\":\"x\","
-                       "\"artifact_sha256\":\"x\",\"port\":1}}}}");
+        /* The node's file. */
+        expect_refused(path, "", "not JSON");
+        expect_refused(path, "{", "not JSON");
+        expect_refused(path, "[]", "not JSON");
+        expect_refused(path, "{\"format\":\"lii.state/9\",\"source\":{\"serial\":1,\"doc_sha256\":\"\"}}",
+                       INVALID);
+        expect_refused(path, "{\"format\":\"lii.state/2\",\"source\":{\"serial\":1,\"doc_sha256\":\"\"}} x",
+                       "not JSON");
+        expect_refused(path, "{\"format\":\"lii.state/2\",\"source\":{\"doc_sha256\":\"\"}}", INVALID);
+        /* Format 1, with every service inside. */
+        expect_refused(path, NODE_1 "\"services\":{}} trailing", "not JSON");
+        expect_refused(path, NODE_1 "\"services\":{\"Bad Name\":{\"last_generation\":1}}}", INVALID);
+        expect_refused(path,
+                       NODE_1 "\"services\":{\"a\":{\"last_generation\":1,\"refused_spec_sha256\":\"\","
+                              "\"current\":{\"generation\":1,\"spec\":\"{}\",\"spec_sha256\":\"x\","
+                              "\"artifact_sha256\":\"x\",\"port\":1}}}}",
+                       INVALID);
+
+        /* A service's file. */
+        mkdir(sdir, 0700);
+        char file[700];
+        snprintf(file, sizeof file, "%s/a.json", sdir);
+        expect_refused(file, "{", "not JSON");
+        expect_refused(file, "{\"last_generation\":1,\"refused_spec_sha256\":\"\"}", INVALID);
+        expect_refused(file,
+                       "{\"format\":\"lii.state/2\",\"last_generation\":1,\"refused_spec_sha256\":\"\","
+                       "\"current\":{\"generation\":2,\"spec\":\"{}\",\"spec_sha256\":\"" SHA_A "\","
+                       "\"artifact_sha256\":\"" SHA_A "\",\"port\":1}}",
+                       INVALID);
+        /* Something else in the folder is not silently skipped. */
+        snprintf(file, sizeof file, "%s/Bad Name.json", sdir);
+        expect_refused(file, "{}", "not a service's state file");
+        snprintf(file, sizeof file, "%s/notes.txt", sdir);
+        expect_refused(file, "{}", "not a service's state file");
+}
+END_TEST
+
+START_TEST(interrupted_save_is_ignored)
+{
+        /* A crash between writing the temporary file and renaming it: the
+         * saved state is the one before. */
+        struct state *s = NULL;
+        char *error = NULL;
+        ck_assert_int_eq(state_load(dir, &s, &error), 0);
+        state_get(s, "web")->last_generation = 4;
+        ck_assert_int_eq(state_save_all(s, dir), 0);
+        state_free(s);
+        char tmp[700];
+        snprintf(tmp, sizeof tmp, "%s/web.json.tmp", sdir);
+        spew(tmp, "{\"format\":\"lii.state/2\",\"last_gen");
+        ck_assert_int_eq(state_load(dir, &s, &error), 0);
+        ck_assert_uint_eq(state_find(s, "web")->last_generation, 4);
+        state_free(s);
+}
+END_TEST
+
+START_TEST(one_service_saved_alone)
+{
+        /* A transition of one service rewrites its file and no other. */
+        struct state *s = NULL;
+        char *error = NULL;
+        ck_assert_int_eq(state_load(dir, &s, &error), 0);
+        s->serial = 7;
+        state_get(s, "api")->last_generation = 1;
+        state_get(s, "web")->last_generation = 1;
+        ck_assert_int_eq(state_save_all(s, dir), 0);
+        char api[700], web[700];
+        snprintf(api, sizeof api, "%s/api.json", sdir);
+        snprintf(web, sizeof web, "%s/web.json", sdir);
+        ino_t api_ino = inode_of(api), web_ino = inode_of(web), node_ino = inode_of(path);
+
+        struct service_state *ss = state_find(s, "web");
+        ss->last_generation = 2;
+        ss->pending = instance_new("web", 2, "{}", SHA_A, SHA_B, 4100);
+        ck_assert_int_eq(state_save_service(ss, dir), 0);
+        ck_assert(inode_of(web) != web_ino);
+        ck_assert(inode_of(api) == api_ino);
+        ck_assert(inode_of(path) == node_ino);
+        state_free(s);
+
+        ck_assert_int_eq(state_load(dir, &s, &error), 0);
+        ck_assert_uint_eq(s->serial, 7);
+        ck_assert_uint_eq(state_find(s, "web")->pending->port, 4100);
+        ck_assert_uint_eq(state_find(s, "api")->last_generation, 1);
+        state_free(s);
+}
+END_TEST
+
+START_TEST(format_1_is_read_and_rewritten)
+{
+        spew(path, NODE_1 "\"paused\":true,\"services\":{\"hello\":{\"last_generation\":2,"
+                   "\"refused_spec_sha256\":\"\",\"current\":{\"generation\":2,\"spec\":\"{}\","
+                   "\"spec_sha256\":\"" SHA_A "\",\"artifact_sha256\":\"" SHA_B "\",\"port\":4000}}}}");
+        struct state *s = NULL;
+        char *error = NULL;
+        ck_assert_int_eq(state_load(dir, &s, &error), 0);
+        ck_assert(s->legacy);
+        ck_assert(s->paused);
+        ck_assert_uint_eq(state_find(s, "hello")->current->port, 4000);
+        ck_assert_int_eq(state_save_all(s, dir), 0);
+        ck_assert(!s->legacy);
+        state_free(s);
+
+        ck_assert_int_eq(state_load(dir, &s, &error), 0);
+        ck_assert(!s->legacy);
+        ck_assert(s->paused);
+        ck_assert_uint_eq(s->serial, 1);
+        ck_assert_str_eq(state_find(s, "hello")->current->artifact_sha256, SHA_B);
+        state_free(s);
 }
 END_TEST
 
@@ -141,7 +271,7 @@ START_TEST(artifact_history)
 {
         struct state *s = NULL;
         char *error = NULL;
-        ck_assert_int_eq(state_load(path, &s, &error), 0);
+        ck_assert_int_eq(state_load(dir, &s, &error), 0);
         struct service_state *ss = state_get(s, "hello");
         state_remember_artifact(ss, SHA_A, 2);
         state_remember_artifact(ss, SHA_B, 2);
@@ -156,9 +286,9 @@ START_TEST(artifact_history)
         ck_assert_str_eq(ss->artifacts[0], c);
         ck_assert_str_eq(ss->artifacts[1], SHA_A);
         ck_assert_ptr_null(ss->artifacts[2]);
-        ck_assert_int_eq(state_save(s, path), 0);
+        ck_assert_int_eq(state_save_service(ss, dir), 0);
         state_free(s);
-        ck_assert_int_eq(state_load(path, &s, &error), 0);
+        ck_assert_int_eq(state_load(dir, &s, &error), 0);
         ss = state_find(s, "hello");
         ck_assert_uint_eq(strv_length(ss->artifacts), 2);
         ck_assert_str_eq(ss->artifacts[1], SHA_A);
@@ -175,6 +305,9 @@ int main(void)
         tcase_add_test(tc, round_trip);
         tcase_add_test(tc, services_found_by_name_in_any_order);
         tcase_add_test(tc, damaged_files_are_refused);
+        tcase_add_test(tc, interrupted_save_is_ignored);
+        tcase_add_test(tc, one_service_saved_alone);
+        tcase_add_test(tc, format_1_is_read_and_rewritten);
         tcase_add_test(tc, artifact_history);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
