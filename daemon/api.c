@@ -602,12 +602,19 @@ static unsigned status_for_doc(json_object *doc)
 static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, json_object *doc,
                                const char *allow)
 {
-        const char *s = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
-                                                                JSON_C_TO_STRING_NOSLASHESCAPE);
-        char *body = xasprintf("%s\n", s);
-        size_t len = strlen(body);
+        size_t len = 0;
+        const char *s = json_object_to_json_string_length(
+            doc, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+        /* One copy of known length: the status of many services is
+         * hundreds of KiB, which a formatted copy would measure and grow
+         * its way to. */
+        char *body = malloc(len + 1);
+        if (!body)
+                return MHD_NO;
+        memcpy(body, s, len);
+        body[len] = '\n';
         _cleanup_(mhd_response_destroyp) struct MHD_Response *r =
-            MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+            MHD_create_response_from_buffer(len + 1, body, MHD_RESPMEM_MUST_FREE);
         if (!r) {
                 free(body);
                 return MHD_NO;
