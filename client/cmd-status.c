@@ -113,11 +113,31 @@ static const char *const column_names[_COL_MAX] = {
     "SERVICE", "STATE", "GEN", "UNIT", "HEALTHY", "SINCE", "LAST-ROLLOUT",
 };
 
+/* One service of the table. Its cells are made as the service arrives, so
+ * that its JSON can be freed at once; only the state's note waits for the
+ * end of the document, since "paused" may come after the services. */
 struct row {
-        const char *name;
-        json_object *svc;
+        char *name;
+        char *state; /* for its colour; NULL when liid sent no string */
+        bool held;
         char *cells[_COL_MAX];
 };
+
+struct table {
+        struct row *rows;
+        size_t n, allocated;
+};
+
+static void table_done(struct table *t)
+{
+        for (size_t i = 0; i < t->n; i++) {
+                free(t->rows[i].name);
+                free(t->rows[i].state);
+                for (size_t c = 0; c < _COL_MAX; c++)
+                        free(t->rows[i].cells[c]);
+        }
+        free(t->rows);
+}
 
 static int row_compare(const void *a, const void *b)
 {
@@ -142,52 +162,61 @@ static void print_row(const struct ctl *ctl, char *const cells[static _COL_MAX],
  * keeps the service on its previous revision, and "paused" when a pending
  * rollout waits for `liictl resume`, since either explains why the
  * service does not run its desired spec. */
-static char *state_text(json_object *svc, bool paused)
+static void state_note(struct row *r, bool paused)
 {
-        _cleanup_free_ char *state = member_text(svc, LII_F_STATE);
-        json_object *held = json_get(svc, LII_F_HELD, json_type_boolean);
-        bool is_held = held && json_object_get_boolean(held);
-        bool waits = paused && strcmp(state, "pending") == 0;
-        if (!is_held && !waits)
-                return TAKE_PTR(state);
-        return xasprintf("%s (%s)", state, is_held ? "held" : "paused");
+        bool waits = paused && strcmp(r->cells[COL_STATE], "pending") == 0;
+        if (!r->held && !waits)
+                return;
+        char *text = xasprintf("%s (%s)", r->cells[COL_STATE], r->held ? "held" : "paused");
+        free(r->cells[COL_STATE]);
+        r->cells[COL_STATE] = text;
 }
 
-static void print_services(const struct ctl *ctl, json_object *doc)
+/* client_request_items() hands over the services one by one. */
+static int on_service(const char *name, json_object *svc, void *userdata)
+{
+        struct table *t = userdata;
+        if (t->n == t->allocated) {
+                t->allocated = t->allocated ? t->allocated * 2 : 64;
+                t->rows = reallocarray(t->rows, t->allocated, sizeof *t->rows);
+                if (!t->rows)
+                        return -ENOMEM;
+        }
+        struct row *r = &t->rows[t->n++];
+        *r = (struct row){.name = xstrdup(name)};
+        const char *state = json_get_string(svc, LII_F_STATE);
+        if (state)
+                r->state = xstrdup(state);
+        r->cells[COL_STATE] = member_text(svc, LII_F_STATE);
+        json_object *held = json_get(svc, LII_F_HELD, json_type_boolean);
+        r->held = held && json_object_get_boolean(held);
+
+        json_object *cur = json_get(svc, LII_F_CURRENT, json_type_object);
+        r->cells[COL_SERVICE] = ctl_printable(name);
+        r->cells[COL_GEN] = member_text(cur, LII_F_GENERATION);
+        r->cells[COL_UNIT] = member_text(cur, LII_F_UNIT);
+        r->cells[COL_HEALTHY] = member_text(cur, LII_F_HEALTHY);
+        r->cells[COL_SINCE] = member_text(cur, LII_F_ACTIVE_SINCE);
+        r->cells[COL_ROLLOUT] = rollout_text(json_get(svc, LII_F_LAST_ROLLOUT, json_type_object));
+        return 0;
+}
+
+static void print_services(const struct ctl *ctl, json_object *doc, struct table *t)
 {
         json_object *paused = json_get(doc, LII_F_PAUSED, json_type_boolean);
         bool is_paused = paused && json_object_get_boolean(paused);
-        json_object *services = json_get(doc, LII_F_SERVICES, json_type_object);
-        size_t n = services ? (size_t)json_object_object_length(services) : 0;
-        if (n == 0) {
+        if (t->n == 0) {
                 printf("No services.\n");
                 return;
         }
-
-        _cleanup_free_ struct row *rows = xcalloc(n, sizeof *rows);
-        size_t i = 0;
-        json_object_object_foreach(services, name, svc)
-        {
-                if (i < n)
-                        rows[i++] = (struct row){.name = name, .svc = svc};
-        }
-        n = i;
-        qsort(rows, n, sizeof *rows, row_compare);
+        qsort(t->rows, t->n, sizeof *t->rows, row_compare);
 
         size_t width[_COL_MAX];
         for (size_t c = 0; c < _COL_MAX; c++)
                 width[c] = strlen(column_names[c]);
-        for (i = 0; i < n; i++) {
-                struct row *r = &rows[i];
-                json_object *cur = json_get(r->svc, LII_F_CURRENT, json_type_object);
-                r->cells[COL_SERVICE] = ctl_printable(r->name);
-                r->cells[COL_STATE] = state_text(r->svc, is_paused);
-                r->cells[COL_GEN] = member_text(cur, LII_F_GENERATION);
-                r->cells[COL_UNIT] = member_text(cur, LII_F_UNIT);
-                r->cells[COL_HEALTHY] = member_text(cur, LII_F_HEALTHY);
-                r->cells[COL_SINCE] = member_text(cur, LII_F_ACTIVE_SINCE);
-                r->cells[COL_ROLLOUT] =
-                    rollout_text(json_get(r->svc, LII_F_LAST_ROLLOUT, json_type_object));
+        for (size_t i = 0; i < t->n; i++) {
+                struct row *r = &t->rows[i];
+                state_note(r, is_paused);
                 for (size_t c = 0; c < _COL_MAX; c++)
                         if (strlen(r->cells[c]) > width[c])
                                 width[c] = strlen(r->cells[c]);
@@ -199,20 +228,17 @@ static void print_services(const struct ctl *ctl, json_object *doc)
         print_row(ctl, header, width, "");
         for (size_t c = 0; c < _COL_MAX; c++)
                 free(header[c]);
-        for (i = 0; i < n; i++) {
-                struct row *r = &rows[i];
-                print_row(ctl, r->cells, width,
-                          ctl_state_color(ctl, json_get_string(r->svc, LII_F_STATE)));
-                for (size_t c = 0; c < _COL_MAX; c++)
-                        free(r->cells[c]);
+        for (size_t i = 0; i < t->n; i++) {
+                struct row *r = &t->rows[i];
+                print_row(ctl, r->cells, width, ctl_state_color(ctl, r->state));
         }
 }
 
-static void print_status(const struct ctl *ctl, json_object *doc)
+static void print_status(const struct ctl *ctl, json_object *doc, struct table *t)
 {
         print_header(ctl, doc);
         printf("\n");
-        print_services(ctl, doc);
+        print_services(ctl, doc, t);
 }
 
 static const char *const sections[] = {
@@ -325,8 +351,19 @@ static int run(struct ctl *ctl, int argc, char **argv)
         if (!route)
                 return LIICTL_EXIT_FAILED;
 
+        /* At hundreds of services the status is hundreds of KiB: unless a
+         * person wants it indented, it is read service by service and
+         * never held as one tree (and its text only when printed). */
         _cleanup_reply_ struct client_reply reply = {0};
-        int r = client_request(ctl, "GET", route, CLIENT_REQUEST_TIMEOUT_USEC, &reply);
+        _cleanup_(table_done) struct table table = {0};
+        int r;
+        if (name || (ctl->json && ctl->tty))
+                r = client_request(ctl, "GET", route, CLIENT_REQUEST_TIMEOUT_USEC, &reply);
+        else if (ctl->json)
+                r = client_request_items(ctl, route, LII_F_SERVICES, true, NULL, NULL, &reply);
+        else
+                r = client_request_items(ctl, route, LII_F_SERVICES, false, on_service, &table,
+                                         &reply);
         if (r < 0 || reply.status < 200 || reply.status > 299 || !reply.doc)
                 return client_fail(ctl, r, &reply);
 
@@ -335,7 +372,7 @@ static int run(struct ctl *ctl, int argc, char **argv)
         else if (name)
                 print_service(ctl, name, reply.doc);
         else
-                print_status(ctl, reply.doc);
+                print_status(ctl, reply.doc, &table);
         return LIICTL_EXIT_OK;
 }
 

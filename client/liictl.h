@@ -78,6 +78,19 @@ int client_stream(struct ctl *ctl, const char *route, uint64_t timeout_usec,
                   int (*on_line)(char *line, size_t len, void *userdata), void *userdata,
                   struct client_reply *ret);
 
+/* Sends a GET whose 2xx answer is a JSON object and reads it as it
+ * arrives: when its member key is an object, each member of that object is
+ * handed to on_item (which borrows value; NULL for a JSON null) and then
+ * freed, so that a large document never exists as one tree. ret->doc is
+ * the rest of the document, without key, or NULL when the answer is not a
+ * JSON object. ret->body holds the answer only with keep_body (answers
+ * that are not 2xx are always kept and parsed as by client_request()).
+ * on_item may be NULL; a negative return stops the transfer and is
+ * returned. Otherwise returns as client_request(). */
+int client_request_items(struct ctl *ctl, const char *route, const char *key, bool keep_body,
+                         int (*on_item)(const char *key, json_object *value, void *userdata),
+                         void *userdata, struct client_reply *ret);
+
 /* Says on stderr why a request failed or what error liid answered, and
  * returns the exit code for it. r is client_request()'s result. */
 int client_fail(const struct ctl *ctl, int r, const struct client_reply *reply);
