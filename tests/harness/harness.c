@@ -1,10 +1,12 @@
 /* The integration-test harness; see harness.h. */
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <check.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
@@ -651,4 +653,16 @@ int h_main(Suite *s)
         int failed = srunner_ntests_failed(sr);
         srunner_free(sr);
         return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+/* A loopback port nothing has bound right now. */
+int h_free_port(void)
+{
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof sa;
+        ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+        ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+        close(fd);
+        return ntohs(sa.sin_port);
 }

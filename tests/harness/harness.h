@@ -32,6 +32,9 @@ struct h_env {
 };
 
 /* Creates the folder, keys and configuration and starts the manager. */
+/* A loopback TCP port that nothing has bound at the time of the call. */
+int h_free_port(void);
+
 void h_setup(struct h_env *env, const char *name);
 /* Stops liid and the manager (which stops every instance) and removes the
  * folder. */

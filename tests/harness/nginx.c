@@ -1,4 +1,5 @@
 /* The test nginx; see nginx.h. */
+#include "harness.h"
 #include "nginx.h"
 
 #include <arpa/inet.h>
@@ -16,17 +17,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static int free_port(void)
-{
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof sa;
-        ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-        ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-        close(fd);
-        return ntohs(sa.sin_port);
-}
 
 static void sh(const char *cmd)
 {
@@ -84,8 +74,8 @@ void h_nginx_start(struct h_nginx *n, const char *dir, const char *root,
         mkdir(n->dir, 0755);
         mkdir(n->root, 0755);
         make_certificates(n);
-        n->http_port = free_port();
-        n->https_port = free_port();
+        n->http_port = h_free_port();
+        n->https_port = h_free_port();
         snprintf(n->access_log, sizeof n->access_log, "%s/access.log", n->dir);
 
         char conf_path[700], pid_file[700];

@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "curlm.h"
+#include "harness.h"
 #include "health.h"
 #include "util.h"
 
@@ -28,17 +29,6 @@ struct outcome {
         bool done, ok;
         char reason[512];
 };
-
-static int free_port(void)
-{
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof sa;
-        ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-        ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-        close(fd);
-        return ntohs(sa.sin_port);
-}
 
 static void on_closed(uv_handle_t *h)
 {
@@ -101,7 +91,7 @@ static void start_listening(uv_timer_t *t)
 /* The instance binds its port bind_after_ms after the check started. */
 static void server_start(uv_loop_t *loop, struct server *srv, uint64_t bind_after_ms)
 {
-        srv->port = free_port();
+        srv->port = h_free_port();
         uv_timer_init(loop, &srv->bind_later);
         srv->bind_later.data = srv;
         uv_timer_start(&srv->bind_later, start_listening, bind_after_ms, 0);
