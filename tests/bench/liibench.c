@@ -11,8 +11,7 @@
  *   liibench probe PORT PATH TIMEOUT_MS  µs until GET PATH on 127.0.0.1:PORT answers 2xx
  *   liibench load SOCKET PATH CONNS SECONDS   keep-alive GETs on a Unix socket
  *   liibench repeat N CMD [ARG...]       runs CMD N times: wall and CPU µs, page faults
- *   liibench port [BASE COUNT]           a free TCP port on loopback; with BASE and
- *                                        COUNT, succeeds when BASE..BASE+COUNT-1 are all free
+ *   liibench port                        a free TCP port on loopback
  *   liibench post SOCKET PATH            POST PATH on a Unix socket; prints when it was sent
  *   liibench fsync DIR                   ms for one durable small-file replace in DIR
  *   liibench waitlog FILE FROM ERE COUNT SECONDS [FAIL_ERE]
@@ -60,7 +59,7 @@ static uint64_t now_usec(clockid_t clock)
 static int usage(void)
 {
         fprintf(stderr, "usage: liibench stamp | watch DIR... | probe PORT PATH TIMEOUT_MS |\n"
-                        "       load SOCKET PATH CONNS SECONDS | repeat N CMD [ARG...] | port [BASE COUNT] |\n"
+                        "       load SOCKET PATH CONNS SECONDS | repeat N CMD [ARG...] | port |\n"
                         "       post SOCKET PATH | fsync DIR | waitlog FILE FROM ERE COUNT SECONDS [FAIL_ERE] |\n"
                         "       peak PID FIELD FILE\n");
         return 2;
@@ -425,34 +424,9 @@ static int cmd_repeat(int argc, char **argv)
 }
 
 /* The kernel picks a free port; another process may take it before it is
- * used, which on a quiet benchmark machine does not happen. With a range,
- * every port of it must be free to bind now (the benchmark's fixed ports
- * must not meet those of another run on the same machine). */
+ * used, which on a quiet benchmark machine does not happen. */
 static int cmd_port(int argc, char **argv)
 {
-        if (argc == 2) {
-                int base = atoi(argv[0]), count = atoi(argv[1]);
-                if (base < 1 || count < 1 || base + count > 65536)
-                        return usage();
-                for (int port = base; port < base + count; port++) {
-                        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                        struct sockaddr_in sa = {.sin_family = AF_INET,
-                                                 .sin_port = htons((uint16_t)port),
-                                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-                        /* As the sample service binds: a port that only has
-                         * connections in TIME_WAIT on it is free for it. */
-                        int one = 1;
-                        int r = fd < 0 ? -1
-                                       : setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-                        if (r == 0)
-                                r = bind(fd, (struct sockaddr *)&sa, sizeof sa);
-                        if (fd >= 0)
-                                close(fd);
-                        if (r < 0)
-                                return 1;
-                }
-                return 0;
-        }
         if (argc != 0)
                 return usage();
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -57,37 +57,18 @@ scale_artifacts() {
 }
 
 # The document of services 1..N at version V, built without a process per
-# service. Each generation gets a fixed port of its own, alternating
-# between two ranges below the ephemeral ones: with "port": "auto", liid
-# hands the same free port to two rollouts that run at once now and then
-# (see BENCHMARKS.md), and one of them fails.
+# service. Every instance gets its port from liid ("port": "auto", the
+# default), with max_parallel rollouts picking ports at once.
 scale_publish() {
-	local n=$1 v=$2 k f svcs= sep= port
+	local n=$1 v=$2 k f svcs= sep=
 	local health='{"http":"http://127.0.0.1:${PORT}/healthz","interval":"10ms","timeout":"1s","passes":1,"deadline":"60s"}'
 	for ((k = 1; k <= n; k++)); do
 		f=s$k-v$v.tar
-		port=$((B_SCALE_PORT_BASE + (v % 2) * 1000 + k - 1))
-		svcs+=$sep$(printf '"s%d":{"artifact":{"url":"%s/%s","sha256":"%s","size":%s},"exec":["bin/hello","--version-name","%s"],"port":%d,"health":%s,"stop_timeout":"5s"}' \
-			"$k" "$B_HTTP" "$f" "${B_SCALE_SHA[$f]}" "${B_SCALE_SIZE[$f]}" "$f" "$port" "$health")
+		svcs+=$sep$(printf '"s%d":{"artifact":{"url":"%s/%s","sha256":"%s","size":%s},"exec":["bin/hello","--version-name","%s"],"health":%s,"stop_timeout":"5s"}' \
+			"$k" "$B_HTTP" "$f" "${B_SCALE_SHA[$f]}" "${B_SCALE_SIZE[$f]}" "$f" "$health")
 		sep=,
 	done
 	b_publish "$svcs"
-}
-
-# The fixed ports of a run: 2000 in a row below the ephemeral range, in one
-# of 13 slots, the first whose ports are all free now, starting from one
-# chosen by the run's pid, so that runs side by side on one machine (a
-# quick one in CI beside a full one) do not share ports.
-scale_port_base() {
-	local k base
-	for ((k = 0; k < 13; k++)); do
-		base=$((2000 + (($$ + k) % 13) * 2200))
-		if "$B_TOOL" port "$base" 2000; then
-			echo "$base"
-			return 0
-		fi
-	done
-	die "no free range of 2000 ports below 30400 for the scale scenario"
 }
 
 # Waits until COUNT lines after line FROM of liid's log match RE (any
@@ -235,7 +216,6 @@ scenario_scale() {
 	local profile_size=$7 largest_api=0 item n r idle api i
 	for n in $api_sizes; do ((n > largest_api)) && largest_api=$n; done
 	scale_artifacts "$plan" "$profile_size"
-	B_SCALE_PORT_BASE=$(scale_port_base) || exit 1
 	record scale.max_parallel "$max_parallel"
 	for item in $plan; do
 		n=${item%%:*} r=${item##*:}
