@@ -206,24 +206,24 @@ come from liid's own log lines (\`source.accepted\`, \`rollout.started\`, \`inst
 \`rollout.succeeded\`, \`instance.stopped\`, time-stamped as they reach a pipe) and from the
 store's folders (inotify: a private folder appears in \`store/tmp\` once the download is verified;
 the finished tree is renamed into \`store/sha256\`). The second column repeats the replacement
-$(count tmpfs.total) times with liid's state folder (store and state file) on a tmpfs, where \`fsync\` is free
+$(count tmpfs.total) times with liid's state folder (store and state files) on a tmpfs, where \`fsync\` is free
 and nothing is written back to the disk: the difference is what durability costs.
 
 | phase | ms | state folder on a tmpfs, ms | what liid does |
 |---|---|---|---|
-| change noticed | $(cell liid.noticed) | $(cell tmpfs.noticed) | answer the sync, fetch document and signature (conditional GET), verify, persist the serial (state file, fsync) |
+| change noticed | $(cell liid.noticed) | $(cell tmpfs.noticed) | answer the sync, fetch document and signature (conditional GET), verify, persist the serial (\`state.json\`, fsync) |
 | ↳ until nginx served document and signature | $(cell liid.noticed.served) | $(cell tmpfs.noticed.served) | (nginx's \`\$msec\`, 1 ms resolution) |
 | ↳ then until accepted | $(cell liid.noticed.after) | $(cell tmpfs.noticed.after) | verify, persist the serial |
-| rollout planned | $(cell liid.planned) | $(cell tmpfs.planned) | reconcile, record the new generation (state file, fsync) |
+| rollout planned | $(cell liid.planned) | $(cell tmpfs.planned) | reconcile, record the new generation (the service's state file, fsync) |
 | artifact fetched and verified | $(cell liid.fetched) | $(cell tmpfs.fetched) | store lookup (thread pool), fetch the signature, check its key, download while hashing (SHA-256 and BLAKE2b-512), verify |
 | ↳ until the artifact's signature was served | $(cell liid.fetched.sig) | $(cell tmpfs.fetched.sig) | store lookup on the thread pool, the signature's GET |
 | ↳ the artifact served | $(cell liid.fetched.artifact) | $(cell tmpfs.fetched.artifact) | check the signature's key, the artifact's GET |
 | ↳ then until verified | $(cell liid.fetched.verified) | $(cell tmpfs.fetched.verified) | finish the hashes, verify, queue the unpacking |
 | unpacked | $(cell liid.unpacked) | $(cell tmpfs.unpacked) | libarchive with lii's policy, make read-only, record the signature (2 fsyncs), syncfs, rename |
 | new unit active | $(cell liid.active) | $(cell tmpfs.active) | fsync the tree and the store folder, \`StartTransientUnit\` with the sandbox, wait for the job |
-| first passing probe | $(cell liid.probed) | $(cell tmpfs.probed) | probe \`/healthz\` (every 10 ms until it passes), commit (state file, fsync) |
-| ↳ probing until a pass | $(cell liid.probed.probing) | $(cell tmpfs.probed.probing) | until the state write that commits begins (inotify on the state folder) |
-| ↳ commit | $(cell liid.probed.commit) | $(cell tmpfs.probed.commit) | the state file written and synced, \`rollout.succeeded\` |
+| first passing probe | $(cell liid.probed) | $(cell tmpfs.probed) | probe \`/healthz\` (every 10 ms once it listens, sooner before), commit (the service's state file, fsync) |
+| ↳ probing until a pass | $(cell liid.probed.probing) | $(cell tmpfs.probed.probing) | until the state write that commits begins (inotify on \`state.d\`) |
+| ↳ commit | $(cell liid.probed.commit) | $(cell tmpfs.probed.commit) | the service's state file written and synced, \`rollout.succeeded\` |
 | old unit gone | $(cell liid.retired) | $(cell tmpfs.retired) | \`StopUnit\` on the old generation, wait for the job |
 | **total** | **$(cell liid.total)** | **$(cell tmpfs.total)** | |
 
