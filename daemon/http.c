@@ -50,6 +50,22 @@ void http_get_cancel(struct http_get *g)
                 http_get_free(g);
 }
 
+int http_get_resume(struct http_get *g)
+{
+        if (!g->easy)
+                return -EINVAL;
+        CURLcode c = curl_easy_pause(g->easy, CURLPAUSE_CONT);
+        /* A refusal during the call leaves the transfer unpaused but with
+         * no one to drive it to its end: the caller abandons it. */
+        if (g->data_error)
+                return g->data_error;
+        if (c != CURLE_OK) {
+                http_get_fail(g, "%s: %s", g->url, curl_easy_strerror(c));
+                return -EIO;
+        }
+        return 0;
+}
+
 void http_get_fail(struct http_get *g, const char *fmt, ...)
 {
         va_list ap;
@@ -126,6 +142,9 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
                 return 0;
         }
         int r = g->on_data ? g->on_data(g, ptr, n, g->userdata) : 0;
+        /* curl keeps the bytes and offers them again once resumed. */
+        if (r == HTTP_DATA_PAUSE)
+                return CURL_WRITEFUNC_PAUSE;
         if (r < 0) {
                 g->data_error = r;
                 return 0;

@@ -33,7 +33,9 @@ struct http_result {
 
 /* Body bytes as they arrive. Return 0 to go on; a negative errno aborts the
  * transfer, and that errno and the message set with http_get_fail() (if
- * any) end up in the result. */
+ * any) end up in the result. HTTP_DATA_PAUSE takes none of the bytes and
+ * stops reading until http_get_resume(), which offers them again. */
+#define HTTP_DATA_PAUSE 1
 typedef int (*http_data_cb)(struct http_get *g, const void *data, size_t len, void *userdata);
 /* Called once, later, from the loop, unless http_get_start() failed or the
  * get was cancelled. The result's strings are valid only during the call,
@@ -47,6 +49,11 @@ int http_get_start(struct curlm *curlm, const char *url, const struct http_optio
                    http_done_cb on_done, void *userdata, struct http_get **ret);
 /* Sets the message an on_data callback's error is reported with. */
 void http_get_fail(struct http_get *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Lets a get that on_data paused go on. The bytes held back may be offered
+ * to on_data before this returns (and may be paused again there). When
+ * on_data refuses them, or curl fails, returns a negative errno and the get
+ * goes no further: cancel it. */
+int http_get_resume(struct http_get *g);
 /* Aborts a get; its callbacks are not called. Accepts NULL. */
 void http_get_cancel(struct http_get *g);
 /* Whether a redirect from one URL to another keeps scheme, host and port. */

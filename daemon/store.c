@@ -2,8 +2,9 @@
  * sequence of steps driven from the loop: look in the store (thread pool),
  * fetch the signature and check its key id (curl multi, or the thread pool
  * for file://), fetch the artifact into an anonymous temporary file while
- * hashing it (curl multi on the loop, or the thread pool for file://),
- * verify the signature (loop), then unpack, record and rename (thread pool).
+ * hashing it (curl multi on the loop handing the bytes to the sink's worker
+ * threads, or the thread pool for file://; see store-sink.h), verify the
+ * signature (loop), then unpack, record and rename (thread pool).
  * Work on the thread pool owns copies of everything it needs, so that the
  * store itself may be freed while such work is still running; the keyring
  * and curl are only touched from the loop while the job is alive. */
@@ -14,12 +15,12 @@
 #include <fts.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "store-sink.h"
 #include "util.h"
 
 #define COPY_BUFFER_SIZE (128 * 1024)
@@ -37,19 +38,6 @@ struct store {
         char *sha_dir;          /* <state_dir>/store/sha256, absolute */
         char *tmp_dir;          /* <state_dir>/store/tmp, absolute */
         struct store_job *jobs; /* jobs whose callback is still due */
-};
-
-/* Where the bytes of an artifact go while they arrive: the temporary file
- * and the running hashes. Every fetcher writes through it, so the declared
- * size is enforced and the hashes cover exactly what lands in the file,
- * wherever the bytes come from. */
-struct sink {
-        const char *url;
-        int fd;
-        EVP_MD_CTX *sha256;
-        struct minisign_hasher *b2; /* NULL when no signature is checked */
-        uint64_t received;
-        uint64_t declared;
 };
 
 /* What a job has queued on the thread pool. */
@@ -88,12 +76,14 @@ struct store_job {
         size_t sig_len;
         bool have_b2; /* b2 holds the artifact's BLAKE2b-512 */
         uint8_t b2[MINISIGN_HASH_SIZE];
-        struct sink sink;
-        bool record; /* the install step writes <hex>.sig and <hex>.b2 */
+        struct store_sink *sink; /* the download, once it starts */
+        bool record;             /* the install step writes <hex>.sig and <hex>.b2 */
         int r;
         char *error;
 
         /* Loop only. */
+        bool paused;   /* the sink had no room: the download waits for it */
+        bool draining; /* the download is complete, the sink is not done yet */
         struct minisign_sig *sig;
         char *key_id;
         char *comment;
@@ -325,20 +315,6 @@ static char *url_file_name(const char *url)
         return name;
 }
 
-static int open_tmpfile(const char *dir)
-{
-        int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-        if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
-                return fd < 0 ? -errno : fd;
-        /* File systems without O_TMPFILE: a named file, unlinked at once. */
-        _cleanup_free_ char *path = xasprintf("%s/download.XXXXXX", dir);
-        fd = mkostemp(path, O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        (void)unlink(path);
-        return fd;
-}
-
 static int copy_fd(int in, int out)
 {
         _cleanup_free_ char *buf = xcalloc(COPY_BUFFER_SIZE, 1);
@@ -433,81 +409,7 @@ int store_new(uv_loop_t *loop, const char *state_dir, const struct store_options
         return 0;
 }
 
-static int sink_init(struct sink *s, const char *url, const char *tmp_dir, uint64_t declared,
-                     bool blake2b)
-{
-        *s = (struct sink){.url = url, .fd = -1, .declared = declared};
-        s->sha256 = EVP_MD_CTX_new();
-        if (!s->sha256 || EVP_DigestInit_ex(s->sha256, EVP_sha256(), NULL) != 1)
-                return -ENOMEM;
-        if (blake2b) {
-                int r = minisign_hasher_new(&s->b2);
-                if (r < 0)
-                        return r;
-        }
-        s->fd = open_tmpfile(tmp_dir);
-        return s->fd < 0 ? s->fd : 0;
-}
-
-static void sink_done(struct sink *s)
-{
-        EVP_MD_CTX_free(s->sha256);
-        minisign_hasher_free(s->b2);
-        if (s->fd >= 0)
-                close(s->fd);
-        *s = (struct sink){.fd = -1};
-}
-
-static int sink_write(struct sink *s, const void *buf, size_t n, char **ret_error)
-{
-        /* Nothing beyond the declared size reaches the file or the hashes;
-         * the fetcher stops at the first byte too many. */
-        if (n > s->declared - s->received)
-                return fail(ret_error, -EFBIG,
-                            "artifact %s: larger than the declared size %" PRIu64, s->url,
-                            s->declared);
-        if (EVP_DigestUpdate(s->sha256, buf, n) != 1 ||
-            (s->b2 && minisign_hasher_update(s->b2, buf, n) < 0))
-                return fail(ret_error, -EIO, "artifact %s: hashing failed", s->url);
-        for (const char *p = buf; n > 0;) {
-                ssize_t w = write(s->fd, p, n);
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w < 0)
-                        return fail(ret_error, -errno, "artifact %s: cannot write the download: %s",
-                                    s->url, strerror(errno));
-                p += w;
-                n -= (size_t)w;
-                s->received += (uint64_t)w;
-        }
-        return 0;
-}
-
-/* Checks size and SHA-256 and, when the sink computes it, hands out the
- * BLAKE2b-512 for the signature check. */
-static int sink_finish(struct sink *s, const char *expected, uint8_t ret_b2[MINISIGN_HASH_SIZE],
-                       char **ret_error)
-{
-        if (s->received != s->declared)
-                return fail(ret_error, -EBADMSG,
-                            "artifact %s: %" PRIu64 " bytes, declared %" PRIu64, s->url,
-                            s->received, s->declared);
-        uint8_t digest[EVP_MAX_MD_SIZE];
-        unsigned len = 0;
-        if (EVP_DigestFinal_ex(s->sha256, digest, &len) != 1 || len != SHA256_HEX_LEN / 2)
-                return fail(ret_error, -EIO, "artifact %s: hashing failed", s->url);
-        char hex[SHA256_HEX_LEN + 1];
-        hex_encode(digest, len, hex);
-        if (strcmp(hex, expected) != 0)
-                return fail(ret_error, -EBADMSG,
-                            "artifact %s: SHA-256 mismatch: expected %s, got %s", s->url, expected,
-                            hex);
-        if (s->b2 && minisign_hasher_final(s->b2, ret_b2) < 0)
-                return fail(ret_error, -EIO, "artifact %s: hashing failed", s->url);
-        return 0;
-}
-
-static int fetch_file(const char *url, struct sink *sink, char **ret_error)
+static int fetch_file(const char *url, struct store_sink *sink, char **ret_error)
 {
         _cleanup_free_ char *path = file_url_path(url);
         if (!path)
@@ -532,12 +434,11 @@ static int fetch_file(const char *url, struct sink *sink, char **ret_error)
                         return fail(ret_error, -errno, "artifact %s: %s", url, strerror(errno));
                 if (n == 0)
                         return 0;
-                int r = sink_write(sink, buf, (size_t)n, ret_error);
+                int r = store_sink_write(sink, buf, (size_t)n, ret_error);
                 if (r < 0)
                         return r;
         }
 }
-
 
 /* Writes a small file in one go under a temporary name in tmp_dir and
  * renames it over path, so that a reader sees the old content or the new,
@@ -636,13 +537,13 @@ static int work_read_sig(struct store_job *j, char **ret_error)
 
 static int work_fetch_file(struct store_job *j, char **ret_error)
 {
-        int r = fetch_file(j->url, &j->sink, ret_error);
+        int r = fetch_file(j->url, j->sink, ret_error);
         if (r < 0)
                 return r;
-        r = sink_finish(&j->sink, j->sha256, j->b2, ret_error);
+        r = store_sink_finish(j->sink, j->sha256, j->b2, ret_error);
         if (r < 0)
                 return r;
-        j->have_b2 = j->sink.b2 != NULL;
+        j->have_b2 = j->sig_url != NULL;
         return 0;
 }
 
@@ -656,7 +557,7 @@ static int work_install(struct store_job *j, char **ret_error)
         struct stat st;
         int r;
 
-        if (j->sink.fd >= 0 && !(lstat(j->root, &st) == 0 && S_ISDIR(st.st_mode))) {
+        if (j->sink && !(lstat(j->root, &st) == 0 && S_ISDIR(st.st_mode))) {
                 _cleanup_(rm_rf_freep) char *dir = xasprintf("%s/%s.XXXXXX", j->tmp_dir, j->sha256);
                 if (!mkdtemp(dir)) {
                         r = -errno;
@@ -667,11 +568,11 @@ static int work_install(struct store_job *j, char **ret_error)
                 if (j->type == ARTIFACT_TAR) {
                         _cleanup_free_ char *error = NULL;
                         struct unpack_limits limits = UNPACK_LIMITS_DEFAULT;
-                        r = unpack_tar_fd(j->sink.fd, dir, &limits, &error);
+                        r = unpack_tar_fd(store_sink_fd(j->sink), dir, &limits, &error);
                         if (r < 0)
                                 return fail(ret_error, r, "artifact %s: %s", j->url, error);
                 } else {
-                        r = place_file(j, j->sink.fd, dir, ret_error);
+                        r = place_file(j, store_sink_fd(j->sink), dir, ret_error);
                         if (r < 0)
                                 return r;
                 }
@@ -747,8 +648,9 @@ static void job_unlink(struct store_job *j)
 
 static void job_free(struct store_job *j)
 {
+        /* The get first: it must not hand the sink more bytes. */
         http_get_cancel(j->get);
-        sink_done(&j->sink);
+        store_sink_free(j->sink);
         minisign_sig_free(j->sig);
         free(j->url);
         free(j->sig_url);
@@ -768,7 +670,8 @@ static void job_finish(struct store_job *j, int r, const char *error)
 {
         job_unlink(j);
         j->done = true;
-        struct store_result res = {.r = r, .bytes_fetched = j->sink.received};
+        struct store_result res = {.r = r,
+                                   .bytes_fetched = j->sink ? store_sink_received(j->sink) : 0};
         if (r < 0)
                 res.error = error ? error : strerror(-r);
         else {
@@ -862,10 +765,15 @@ static int job_verify(struct store_job *j, char **ret_error)
 static int on_artifact_data(struct http_get *g, const void *data, size_t len, void *userdata)
 {
         struct store_job *j = userdata;
-        /* The size, the SHA-256 and the BLAKE2b-512 are taken here, on the
-         * loop, while the transfer goes on: nothing is read twice. */
+        /* Only a copy into the sink's ring is made here, on the loop: its
+         * workers take the size, SHA-256 and BLAKE2b-512 and write the
+         * file while the transfer goes on, and nothing is read twice. */
         _cleanup_free_ char *error = NULL;
-        int r = sink_write(&j->sink, data, len, &error);
+        int r = store_sink_push(j->sink, data, len, &error);
+        if (r == STORE_SINK_FULL) {
+                j->paused = true;
+                return HTTP_DATA_PAUSE;
+        }
         if (r < 0) {
                 free(j->error);
                 j->error = TAKE_PTR(error);
@@ -887,52 +795,102 @@ static void after_fetch(struct store_job *j)
         job_queue_or_fail(j, WORK_INSTALL);
 }
 
-static void on_artifact_done(struct http_get *g, const struct http_result *res, void *userdata)
+/* Ends a job whose download failed with r. */
+static void artifact_get_failed(struct store_job *j, int r, const struct http_result *res)
 {
-        struct store_job *j = userdata;
-        j->get = NULL;
-        if (res->r < 0 && j->error) {
+        if (j->error) {
                 /* The sink refused the bytes and said why. */
-                job_finish(j, res->r, j->error);
+                job_finish(j, r, j->error);
                 return;
         }
-        if (res->r == -EFBIG) {
+        if (r == -EFBIG) {
                 /* Whether the sink or the get's own cap (one byte over the
                  * declared size) noticed first, the reason is the same. */
                 job_fail(j, -EFBIG, "artifact %s: larger than the declared size %" PRIu64, j->url,
                          j->size);
                 return;
         }
-        if (res->r < 0) {
-                _cleanup_free_ char *error = http_error("artifact ", j->url, res);
-                job_finish(j, res->r, error);
+        if (!res) {
+                job_fail(j, r, "artifact %s: the download cannot go on: %s", j->url, strerror(-r));
                 return;
         }
+        _cleanup_free_ char *error = http_error("artifact ", j->url, res);
+        job_finish(j, r, error);
+}
+
+static void on_artifact_done(struct http_get *g, const struct http_result *res, void *userdata)
+{
+        struct store_job *j = userdata;
+        j->get = NULL;
+        if (res->r < 0) {
+                artifact_get_failed(j, res->r, res);
+                return;
+        }
+        /* Every byte is in the sink; the verdict waits for its workers,
+         * which report through on_sink_event(). */
+        j->draining = true;
+        store_sink_close(j->sink);
+}
+
+static void on_sink_event(struct store_sink *sink, void *userdata)
+{
+        struct store_job *j = userdata;
         _cleanup_free_ char *error = NULL;
-        int r = sink_finish(&j->sink, j->sha256, j->b2, &error);
+        int r = store_sink_status(sink, &error);
+        if (r < 0) {
+                /* Writing or hashing failed: the rest of the download is
+                 * of no use. */
+                http_get_cancel(TAKE_PTR(j->get));
+                job_finish(j, r, error);
+                return;
+        }
+        if (j->get && j->paused) {
+                /* Cleared first: the bytes held back are offered again
+                 * from inside the resume, and may fill the ring again. */
+                j->paused = false;
+                r = http_get_resume(j->get);
+                if (r < 0) {
+                        http_get_cancel(TAKE_PTR(j->get));
+                        artifact_get_failed(j, r, NULL);
+                }
+                return;
+        }
+        if (!j->draining || r == 0)
+                return;
+        j->draining = false;
+        r = store_sink_finish(sink, j->sha256, j->b2, &error);
         if (r < 0) {
                 job_finish(j, r, error);
                 return;
         }
-        j->have_b2 = j->sink.b2 != NULL;
+        j->have_b2 = j->sig_url != NULL;
         after_fetch(j);
 }
 
 static void start_fetch(struct store_job *j)
 {
         struct store *s = j->store;
-        int r = sink_init(&j->sink, j->url, j->tmp_dir, j->size, j->sig_url != NULL);
+        j->sink = store_sink_free(j->sink);
+        int r = store_sink_new(j->url, j->tmp_dir, j->size, j->sig_url != NULL, &j->sink);
         if (r < 0) {
                 job_fail(j, r, "artifact %s: cannot set up the download in %s: %s", j->url,
                          j->tmp_dir, strerror(-r));
                 return;
         }
         if (!is_http(j->url)) {
+                /* Already off the loop: the pool thread hashes and writes
+                 * as it reads. */
                 job_queue_or_fail(j, WORK_FETCH_FILE);
                 return;
         }
         if (!s->curlm) {
                 job_fail(j, -EPROTONOSUPPORT, "artifact %s: no HTTP client is set up", j->url);
+                return;
+        }
+        r = store_sink_start(j->sink, s->loop, on_sink_event, j);
+        if (r < 0) {
+                job_fail(j, r, "artifact %s: cannot start hashing the download: %s", j->url,
+                         strerror(-r));
                 return;
         }
         free(j->error);
@@ -1154,7 +1112,6 @@ int store_ensure(struct store *s, const struct service_spec *spec, store_done_cb
         j->store = s;
         j->cb = cb;
         j->userdata = userdata;
-        j->sink.fd = -1;
         memcpy(j->sha256, spec->artifact_sha256, sizeof(j->sha256));
         j->url = xstrdup(spec->artifact_url);
         if (s->keys)
@@ -1215,20 +1172,9 @@ struct store *store_free(struct store *s)
         return NULL;
 }
 
-static bool job_pending_for(struct store *s, const char *sha256)
+static int compare_strings(const void *a, const void *b)
 {
-        for (struct store_job *j = s->jobs; j; j = j->next)
-                if (strcmp(j->sha256, sha256) == 0)
-                        return true;
-        return false;
-}
-
-static bool strv_contains(char *const *v, const char *s)
-{
-        for (; v && *v; v++)
-                if (strcmp(*v, s) == 0)
-                        return true;
-        return false;
+        return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 /* The artifact a record file belongs to: "<hex>.sig" or "<hex>.b2". */
@@ -1256,6 +1202,21 @@ static int unlink_record(const char *root)
 
 int store_collect(struct store *s, char *const *keep)
 {
+        /* What stays, sorted once so that each entry of the store costs a
+         * binary search, not a walk of the list: keep, and every artifact
+         * a job is about to hand out, which is kept for this round. Repeats
+         * do no harm to the search. */
+        size_t n = strv_length(keep);
+        for (struct store_job *j = s->jobs; j; j = j->next)
+                n++;
+        _cleanup_free_ const char **stay = xcalloc(n, sizeof(*stay));
+        size_t n_stay = 0;
+        for (char *const *k = keep; k && *k; k++)
+                stay[n_stay++] = *k;
+        for (struct store_job *j = s->jobs; j; j = j->next)
+                stay[n_stay++] = j->sha256;
+        qsort(stay, n_stay, sizeof(*stay), compare_strings);
+
         DIR *d = opendir(s->sha_dir);
         if (!d)
                 return -errno;
@@ -1265,13 +1226,13 @@ int store_collect(struct store *s, char *const *keep)
                 char sha256[SHA256_HEX_LEN + 1];
                 bool entry = is_hex_string(de->d_name, SHA256_HEX_LEN);
                 /* Only entries the store made, and their records, are its
-                 * to remove; an artifact that a job is about to hand out is
-                 * kept for this round. */
+                 * to remove. */
                 if (entry)
                         memcpy(sha256, de->d_name, sizeof(sha256));
                 else if (!record_name(de->d_name, sha256))
                         continue;
-                if (strv_contains(keep, sha256) || job_pending_for(s, sha256))
+                const char *key = sha256;
+                if (bsearch(&key, stay, n_stay, sizeof(*stay), compare_strings))
                         continue;
                 _cleanup_free_ char *path = xasprintf("%s/%s", s->sha_dir, sha256);
                 int q;

@@ -9,13 +9,16 @@
 #include "store.h"
 
 #include <check.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <openssl/evp.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "curlm.h"
 #include "nginx.h"
@@ -1227,6 +1230,220 @@ START_TEST(test_free_during_download)
 }
 END_TEST
 
+/* A signed, uncompressed tar in nginx's root holding one file of n
+ * pseudo-random bytes, "blob"; returns the tar's path and the blob's
+ * SHA-256 in ret_blob_sha256. */
+static char *publish_large_tar(const char *name, size_t n, char ret_blob_sha256[static 65])
+{
+        _cleanup_free_ char *dir = xasprintf("%s/large-%s", src_dir, name);
+        ck_assert_int_eq(mkdir(dir, 0755), 0);
+        _cleanup_free_ char *blob = make_blob_in(dir, "blob", n);
+        _cleanup_free_ char *sig = xasprintf("%s.minisig", blob);
+        ck_assert_int_eq(unlink(sig), 0);
+        uint64_t size;
+        sha256_file(blob, ret_blob_sha256, &size);
+        char *tar = xasprintf("%s/%s", www, name);
+        _cleanup_free_ char *cmd = xasprintf("tar -C %s -cf %s blob", dir, tar);
+        sh(cmd);
+        sign(tar, "a", "lii test: large");
+        return tar;
+}
+
+static uint64_t thread_cpu_nsec(void)
+{
+        struct timespec ts;
+        ck_assert_int_eq(clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts), 0);
+        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* The CPU time this thread needs for the two hashes the store takes of an
+ * artifact, SHA-256 and minisign's BLAKE2b-512 prehash. */
+static uint64_t hash_cpu_nsec(const char *path)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        _cleanup_free_ char *buf = xcalloc(1, 1 << 20);
+        EVP_MD_CTX *sha = EVP_MD_CTX_new();
+        ck_assert_int_eq(EVP_DigestInit_ex(sha, EVP_sha256(), NULL), 1);
+        struct minisign_hasher *b2 = NULL;
+        ck_assert_int_eq(minisign_hasher_new(&b2), 0);
+        uint64_t start = thread_cpu_nsec();
+        ssize_t n;
+        while ((n = read(fd, buf, 1 << 20)) > 0) {
+                EVP_DigestUpdate(sha, buf, (size_t)n);
+                ck_assert_int_eq(minisign_hasher_update(b2, buf, (size_t)n), 0);
+        }
+        uint8_t digest[EVP_MAX_MD_SIZE], b2_digest[MINISIGN_HASH_SIZE];
+        unsigned len;
+        EVP_DigestFinal_ex(sha, digest, &len);
+        ck_assert_int_eq(minisign_hasher_final(b2, b2_digest), 0);
+        uint64_t spent = thread_cpu_nsec() - start;
+        EVP_MD_CTX_free(sha);
+        minisign_hasher_free(b2);
+        return spent;
+}
+
+START_TEST(test_http_large_verified_off_the_loop)
+{
+        /* 48 MiB at loopback speed arrive faster than they can be hashed:
+         * the download waits for the hashing now and then, and still every
+         * byte lands, verified, in the tree. */
+        char blob_sha256[65];
+        _cleanup_free_ char *tar = publish_large_tar("large.tar", 48 << 20, blob_sha256);
+        struct service_spec spec;
+        spec_for_web(&spec, "http", "large.tar");
+        struct result res = {0};
+        uint64_t start = thread_cpu_nsec();
+        ensure(&spec, &res);
+        uint64_t loop_cpu = thread_cpu_nsec() - start;
+        ck_assert_msg(res.r == 0, "%s", res.error);
+        ck_assert_str_eq(res.key_id, key_id_a);
+        _cleanup_free_ char *blob = xasprintf("%s/blob", res.root);
+        char got[65];
+        uint64_t size;
+        sha256_file(blob, got, &size);
+        ck_assert_uint_eq(size, 48 << 20);
+        ck_assert_str_eq(got, blob_sha256);
+        ck_assert_int_eq(served("large.tar"), 1);
+        _cleanup_free_ char *tmp = xasprintf("%s/store/tmp", state_dir);
+        ck_assert_int_eq(count_entries(tmp), 0);
+
+        /* The hashing is not the loop's: the thread that runs it spent less
+         * on the whole job than the hashes alone cost. */
+        uint64_t hashes = hash_cpu_nsec(tar);
+        ck_assert_msg(loop_cpu < hashes,
+                      "the loop spent %" PRIu64 " ms, the hashes take %" PRIu64 " ms",
+                      loop_cpu / 1000000, hashes / 1000000);
+        result_done(&res);
+        spec_done(&spec);
+}
+END_TEST
+
+START_TEST(test_http_large_larger_than_declared)
+{
+        /* A large artifact at full speed that is bigger than its entry
+         * says: cut off at the declared size, refused, nothing left. */
+        char blob_sha256[65];
+        _cleanup_free_ char *tar = publish_large_tar("large-big.tar", 16 << 20, blob_sha256);
+        struct service_spec spec;
+        spec_for_web(&spec, "http", "large-big.tar");
+        spec.artifact_size = (5 << 20) + 123;
+        _cleanup_free_ char *msg = xasprintf("artifact %s: larger than the declared size %" PRIu64,
+                                             spec.artifact_url, spec.artifact_size);
+        assert_fails(&spec, -EFBIG, msg);
+        spec_done(&spec);
+}
+END_TEST
+
+/* The size of the download in progress: the descriptor of liid's own that
+ * points into store/tmp (an anonymous file there shows as "(deleted)").
+ * -1 when there is none. */
+static off_t download_size(void)
+{
+        _cleanup_free_ char *tmp = xasprintf("%s/store/tmp/", state_dir);
+        DIR *d = opendir("/proc/self/fd");
+        ck_assert_ptr_nonnull(d);
+        off_t size = -1;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                char target[PATH_MAX];
+                _cleanup_free_ char *link = xasprintf("/proc/self/fd/%s", de->d_name);
+                ssize_t n = readlink(link, target, sizeof(target) - 1);
+                if (n <= 0)
+                        continue;
+                target[n] = '\0';
+                struct stat st;
+                if (strncmp(target, tmp, strlen(tmp)) == 0 && stat(link, &st) == 0)
+                        size = st.st_size;
+        }
+        closedir(d);
+        return size;
+}
+
+static void nop_work(uv_work_t *req)
+{
+        (void)req;
+}
+
+/* The threads of this process, counted once libuv's thread pool is up. */
+static size_t thread_count(void)
+{
+        static bool warm;
+        if (!warm) {
+                uv_work_t req;
+                ck_assert_int_eq(uv_queue_work(&loop, &req, nop_work, NULL), 0);
+                ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+                warm = true;
+        }
+
+        DIR *d = opendir("/proc/self/task");
+        ck_assert_ptr_nonnull(d);
+        size_t n = 0;
+        struct dirent *de;
+        while ((de = readdir(d)))
+                if (de->d_name[0] != '.')
+                        n++;
+        closedir(d);
+        return n;
+}
+
+/* Runs the loop until the download has written at least 3 MiB (more than
+ * the sink's ring holds, so the workers are at it), checking after every
+ * turn of the loop. */
+static void on_check_written(uv_check_t *h)
+{
+        if (download_size() >= 3 << 20)
+                uv_stop(h->loop);
+}
+
+static void run_until_written(void)
+{
+        /* Closed here, released by the next run of the loop. */
+        static uv_check_t check;
+        ck_assert_int_eq(uv_check_init(&loop, &check), 0);
+        ck_assert_int_eq(uv_check_start(&check, on_check_written), 0);
+        ck_assert_int_ne(uv_run(&loop, UV_RUN_DEFAULT), 0);
+        uv_close((uv_handle_t *)&check, NULL);
+        ck_assert_int_ge(download_size(), 3 << 20);
+}
+
+START_TEST(test_http_large_abandoned_midway)
+{
+        /* /stall.tar sends its first 8 MiB at full speed and then crawls:
+         * the job is abandoned with its download half done and its workers
+         * running, and leaves no file, descriptor or thread behind. */
+        char blob_sha256[65];
+        _cleanup_free_ char *tar = publish_large_tar("stall.tar", 32 << 20, blob_sha256);
+        struct service_spec spec;
+        spec_for_web(&spec, "http", "stall.tar");
+        size_t threads = thread_count();
+        struct result res = {0};
+        struct store_job *job = NULL;
+        ck_assert_int_eq(store_ensure(store, &spec, on_done, &res, &job), 0);
+        run_until_written();
+        ck_assert_uint_gt(thread_count(), threads);
+        store_job_cancel(job);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        ck_assert_int_eq(res.calls, 0);
+        ck_assert_int_eq(download_size(), -1);
+        ck_assert_uint_eq(thread_count(), threads);
+        assert_store_clean(spec.artifact_sha256);
+
+        /* The same when liid stops: the store goes with the download. */
+        ck_assert_int_eq(store_ensure(store, &spec, on_done, &res, NULL), 0);
+        run_until_written();
+        store = store_free(store);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        ck_assert_int_eq(res.calls, 0);
+        ck_assert_int_eq(download_size(), -1);
+        ck_assert_uint_eq(thread_count(), threads);
+        _cleanup_free_ char *tmp = xasprintf("%s/store/tmp", state_dir);
+        ck_assert_int_eq(count_entries(tmp), 0);
+        result_done(&res);
+        spec_done(&spec);
+}
+END_TEST
+
 static void nginx_setup(void)
 {
         _cleanup_free_ char *dir = xasprintf("%s/nginx", fixtures);
@@ -1238,7 +1455,8 @@ static void nginx_setup(void)
                       "location = /same.tar.gz { return 302 "
                       "$scheme://127.0.0.1:$server_port/h-target.tar.gz; }\n"
                       "location = /big.tar.gz { limit_rate 256k; }\n"
-                      "location = /slow.tar.gz { limit_rate 64k; }\n");
+                      "location = /slow.tar.gz { limit_rate 64k; }\n"
+                      "location = /stall.tar { limit_rate_after 8m; limit_rate 1k; }\n");
         nginx_running = true;
 }
 
@@ -1299,6 +1517,9 @@ static Suite *store_suite(void)
         tcase_add_test(web, test_redirect_same_host_followed);
         tcase_add_test(web, test_parallel_downloads_and_cancel);
         tcase_add_test(web, test_free_during_download);
+        tcase_add_test(web, test_http_large_verified_off_the_loop);
+        tcase_add_test(web, test_http_large_larger_than_declared);
+        tcase_add_test(web, test_http_large_abandoned_midway);
         suite_add_tcase(s, web);
         return s;
 }
