@@ -70,18 +70,6 @@ struct store_sink {
         char *error;
 };
 
-static int fail(char **ret_error, int r, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char **ret_error, int r, const char *fmt, ...)
-{
-        va_list ap;
-        va_start(ap, fmt);
-        if (vasprintf(ret_error, fmt, ap) < 0)
-                abort();
-        va_end(ap);
-        return r;
-}
-
 static int open_tmpfile(const char *dir)
 {
         int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
@@ -177,13 +165,13 @@ struct store_sink *store_sink_free(struct store_sink *s)
 static int process_file(struct store_sink *s, const char *buf, size_t n, char **ret_error)
 {
         if (EVP_DigestUpdate(s->sha256, buf, n) != 1)
-                return fail(ret_error, -EIO, "artifact %s: hashing failed", s->url);
+                return fail_with(ret_error, -EIO, "artifact %s: hashing failed", s->url);
         while (n > 0) {
                 ssize_t w = write(s->fd, buf, n);
                 if (w < 0 && errno == EINTR)
                         continue;
                 if (w < 0)
-                        return fail(ret_error, -errno, "artifact %s: cannot write the download: %s",
+                        return fail_with(ret_error, -errno, "artifact %s: cannot write the download: %s",
                                     s->url, strerror(errno));
                 buf += w;
                 n -= (size_t)w;
@@ -194,7 +182,7 @@ static int process_file(struct store_sink *s, const char *buf, size_t n, char **
 static int process_b2(struct store_sink *s, const char *buf, size_t n, char **ret_error)
 {
         if (minisign_hasher_update(s->b2, buf, n) < 0)
-                return fail(ret_error, -EIO, "artifact %s: hashing failed", s->url);
+                return fail_with(ret_error, -EIO, "artifact %s: hashing failed", s->url);
         return 0;
 }
 
@@ -322,7 +310,7 @@ int store_sink_start(struct store_sink *s, uv_loop_t *loop, store_sink_cb cb, vo
 
 static int too_big(struct store_sink *s, char **ret_error)
 {
-        return fail(ret_error, -EFBIG, "artifact %s: larger than the declared size %" PRIu64,
+        return fail_with(ret_error, -EFBIG, "artifact %s: larger than the declared size %" PRIu64,
                     s->url, s->declared);
 }
 
@@ -345,7 +333,7 @@ int store_sink_push(struct store_sink *s, const void *buf, size_t n, char **ret_
         /* Bytes that need more than the ring minus a partly filled slot
          * could never be taken. curl hands over 16 KiB at a time. */
         if (n > (SINK_SLOTS - 1) * SINK_SLOT_SIZE)
-                return fail(ret_error, -EMSGSIZE, "artifact %s: %zu bytes at once are too many",
+                return fail_with(ret_error, -EMSGSIZE, "artifact %s: %zu bytes at once are too many",
                             s->url, n);
 
         uv_mutex_lock(&s->lock);
@@ -437,21 +425,21 @@ int store_sink_finish(struct store_sink *s, const char *expected,
                 }
         }
         if (s->received != s->declared)
-                return fail(ret_error, -EBADMSG,
+                return fail_with(ret_error, -EBADMSG,
                             "artifact %s: %" PRIu64 " bytes, declared %" PRIu64, s->url,
                             s->received, s->declared);
         uint8_t digest[EVP_MAX_MD_SIZE];
         unsigned len = 0;
         if (EVP_DigestFinal_ex(s->sha256, digest, &len) != 1 || len != SHA256_HEX_LEN / 2)
-                return fail(ret_error, -EIO, "artifact %s: hashing failed", s->url);
+                return fail_with(ret_error, -EIO, "artifact %s: hashing failed", s->url);
         char hex[SHA256_HEX_LEN + 1];
         hex_encode(digest, len, hex);
         if (strcmp(hex, expected) != 0)
-                return fail(ret_error, -EBADMSG,
+                return fail_with(ret_error, -EBADMSG,
                             "artifact %s: SHA-256 mismatch: expected %s, got %s", s->url, expected,
                             hex);
         if (s->b2 && minisign_hasher_final(s->b2, ret_b2) < 0)
-                return fail(ret_error, -EIO, "artifact %s: hashing failed", s->url);
+                return fail_with(ret_error, -EIO, "artifact %s: hashing failed", s->url);
         return 0;
 }
 

@@ -89,18 +89,6 @@ struct store_job {
         char *comment;
 };
 
-static int fail(char **ret_error, int r, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char **ret_error, int r, const char *fmt, ...)
-{
-        va_list ap;
-        va_start(ap, fmt);
-        if (vasprintf(ret_error, fmt, ap) < 0)
-                abort();
-        va_end(ap);
-        return r;
-}
-
 /* Removes a tree, including one the store made read-only: folders get their
  * owner bits back before their entries are unlinked, which an unprivileged
  * owner needs. Does not cross into other file systems. */
@@ -344,16 +332,16 @@ static int place_file(struct store_job *j, int fd, const char *dir, char **ret_e
 {
         _cleanup_free_ char *name = url_file_name(j->url);
         if (!name)
-                return fail(ret_error, -EINVAL, "artifact %s: the URL names no file", j->url);
+                return fail_with(ret_error, -EINVAL, "artifact %s: the URL names no file", j->url);
         _cleanup_free_ char *path = xasprintf("%s/%s", dir, name);
         _cleanup_close_ int out =
             open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0555);
         if (out < 0)
-                return fail(ret_error, -errno, "artifact %s: cannot create %s: %s", j->url, path,
+                return fail_with(ret_error, -errno, "artifact %s: cannot create %s: %s", j->url, path,
                             strerror(errno));
         int r = lseek(fd, 0, SEEK_SET) < 0 ? -errno : copy_fd(fd, out);
         if (r < 0)
-                return fail(ret_error, r, "artifact %s: cannot write %s: %s", j->url, path,
+                return fail_with(ret_error, r, "artifact %s: cannot write %s: %s", j->url, path,
                             strerror(-r));
         return 0;
 }
@@ -413,17 +401,17 @@ static int fetch_file(const char *url, struct store_sink *sink, char **ret_error
 {
         _cleanup_free_ char *path = file_url_path(url);
         if (!path)
-                return fail(ret_error, -EINVAL, "artifact %s: not a local file URL", url);
+                return fail_with(ret_error, -EINVAL, "artifact %s: not a local file URL", url);
         /* O_NONBLOCK keeps a FIFO planted at the path from blocking a pool
          * thread in open(); it is refused right after. */
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
-                return fail(ret_error, -errno, "artifact %s: %s", url, strerror(errno));
+                return fail_with(ret_error, -errno, "artifact %s: %s", url, strerror(errno));
         struct stat st;
         if (fstat(fd, &st) < 0)
-                return fail(ret_error, -errno, "artifact %s: %s", url, strerror(errno));
+                return fail_with(ret_error, -errno, "artifact %s: %s", url, strerror(errno));
         if (!S_ISREG(st.st_mode))
-                return fail(ret_error, -EINVAL, "artifact %s: not a regular file", url);
+                return fail_with(ret_error, -EINVAL, "artifact %s: not a regular file", url);
 
         _cleanup_free_ char *buf = xcalloc(COPY_BUFFER_SIZE, 1);
         for (;;) {
@@ -431,7 +419,7 @@ static int fetch_file(const char *url, struct store_sink *sink, char **ret_error
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0)
-                        return fail(ret_error, -errno, "artifact %s: %s", url, strerror(errno));
+                        return fail_with(ret_error, -errno, "artifact %s: %s", url, strerror(errno));
                 if (n == 0)
                         return 0;
                 int r = store_sink_write(sink, buf, (size_t)n, ret_error);
@@ -484,7 +472,7 @@ static int write_record(struct store_job *j, char **ret_error)
         if (r >= 0)
                 r = write_file_atomic(j->tmp_dir, sig_path, j->sig_text, j->sig_len);
         if (r < 0)
-                return fail(ret_error, r, "artifact %s: cannot record its signature: %s", j->url,
+                return fail_with(ret_error, r, "artifact %s: cannot record its signature: %s", j->url,
                             strerror(-r));
         return 0;
 }
@@ -523,14 +511,14 @@ static int work_read_sig(struct store_job *j, char **ret_error)
 {
         _cleanup_free_ char *path = file_url_path(j->sig_url);
         if (!path)
-                return fail(ret_error, -EINVAL, "artifact %s: signature %s: not a local file URL",
+                return fail_with(ret_error, -EINVAL, "artifact %s: signature %s: not a local file URL",
                             j->url, j->sig_url);
         int r = read_file_capped(path, MINISIGN_SIG_FILE_MAX, &j->sig_text, &j->sig_len);
         if (r == -EFBIG)
-                return fail(ret_error, r, "artifact %s: signature %s: larger than %d bytes", j->url,
+                return fail_with(ret_error, r, "artifact %s: signature %s: larger than %d bytes", j->url,
                             j->sig_url, MINISIGN_SIG_FILE_MAX);
         if (r < 0)
-                return fail(ret_error, r, "artifact %s: signature %s: %s", j->url, j->sig_url,
+                return fail_with(ret_error, r, "artifact %s: signature %s: %s", j->url, j->sig_url,
                             read_file_strerror(r));
         return 0;
 }
@@ -562,7 +550,7 @@ static int work_install(struct store_job *j, char **ret_error)
                 if (!mkdtemp(dir)) {
                         r = -errno;
                         free(TAKE_PTR(dir));
-                        return fail(ret_error, r, "artifact %s: cannot create a folder in %s: %s",
+                        return fail_with(ret_error, r, "artifact %s: cannot create a folder in %s: %s",
                                     j->url, j->tmp_dir, strerror(-r));
                 }
                 if (j->type == ARTIFACT_TAR) {
@@ -570,7 +558,7 @@ static int work_install(struct store_job *j, char **ret_error)
                         struct unpack_limits limits = UNPACK_LIMITS_DEFAULT;
                         r = unpack_tar_fd(store_sink_fd(j->sink), dir, &limits, &error);
                         if (r < 0)
-                                return fail(ret_error, r, "artifact %s: %s", j->url, error);
+                                return fail_with(ret_error, r, "artifact %s: %s", j->url, error);
                 } else {
                         r = place_file(j, store_sink_fd(j->sink), dir, ret_error);
                         if (r < 0)
@@ -579,7 +567,7 @@ static int work_install(struct store_job *j, char **ret_error)
 
                 r = make_read_only(dir);
                 if (r < 0)
-                        return fail(ret_error, r, "artifact %s: cannot make the tree read-only: %s",
+                        return fail_with(ret_error, r, "artifact %s: cannot make the tree read-only: %s",
                                     j->url, strerror(-r));
                 /* The record goes first: a tree in place without one would
                  * have to be fetched again to be trusted. */
@@ -594,7 +582,7 @@ static int work_install(struct store_job *j, char **ret_error)
                  * disk before the rename matters. */
                 _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
                 if (dfd < 0 || syncfs(dfd) < 0)
-                        return fail(ret_error, -errno, "artifact %s: cannot sync the store: %s",
+                        return fail_with(ret_error, -errno, "artifact %s: cannot sync the store: %s",
                                     j->url, strerror(errno));
 
                 if (rename(dir, j->root) < 0) {
@@ -602,7 +590,7 @@ static int work_install(struct store_job *j, char **ret_error)
                          * tree has the same verified content, ours is
                          * discarded. */
                         if (errno != EEXIST && errno != ENOTEMPTY)
-                                return fail(ret_error, -errno,
+                                return fail_with(ret_error, -errno,
                                             "artifact %s: cannot move it into the store: %s",
                                             j->url, strerror(errno));
                 } else {
@@ -611,12 +599,12 @@ static int work_install(struct store_job *j, char **ret_error)
                          * is still whole and readable by everyone, only not
                          * read-only for liid itself. */
                         if (chmod(j->root, 0555) < 0)
-                                return fail(ret_error, -errno,
+                                return fail_with(ret_error, -errno,
                                             "artifact %s: cannot make %s read-only: %s", j->url,
                                             j->root, strerror(errno));
                         r = fsync_path(j->root);
                         if (r < 0)
-                                return fail(ret_error, r, "artifact %s: cannot sync the store: %s",
+                                return fail_with(ret_error, r, "artifact %s: cannot sync the store: %s",
                                             j->url, strerror(-r));
                 }
         } else if (j->record) {
@@ -626,7 +614,7 @@ static int work_install(struct store_job *j, char **ret_error)
         }
         r = fsync_path(j->sha_dir);
         if (r < 0)
-                return fail(ret_error, r, "artifact %s: cannot sync the store: %s", j->url,
+                return fail_with(ret_error, r, "artifact %s: cannot sync the store: %s", j->url,
                             strerror(-r));
         return 0;
 }
@@ -754,7 +742,7 @@ static int job_verify(struct store_job *j, char **ret_error)
         _cleanup_free_ char *error = NULL;
         int r = minisign_verify_prehashed(j->store->keys, j->sig, j->b2, 0, &key, &error);
         if (r < 0)
-                return fail(ret_error, r, "artifact %s: signature: %s", j->url, error);
+                return fail_with(ret_error, r, "artifact %s: signature: %s", j->url, error);
         free(j->key_id);
         free(j->comment);
         j->key_id = xstrdup(key->key_id_string);

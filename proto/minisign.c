@@ -40,24 +40,6 @@ static void closedirp(DIR **d)
                 closedir(*d);
 }
 
-/* Sets *ret_error (when asked for) and returns r, so that every failure is
- * one statement. errno must hold the right value when fmt uses %m. */
-static int fail(char **ret_error, int r, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char **ret_error, int r, const char *fmt, ...)
-{
-        if (ret_error) {
-                va_list ap;
-                char *s;
-                va_start(ap, fmt);
-                if (vasprintf(&s, fmt, ap) < 0)
-                        abort();
-                va_end(ap);
-                *ret_error = s;
-        }
-        return r;
-}
-
 void minisign_key_id_to_string(const uint8_t key_id[MINISIGN_KEY_ID_SIZE],
                                char out[static MINISIGN_KEY_ID_STRING_MAX])
 {
@@ -85,8 +67,8 @@ static int split_lines(const char *text, size_t len, struct line *lines, size_t 
         for (size_t i = 0; i < n; i++) {
                 if (pos >= len) {
                         if (i == 0)
-                                return fail(ret_error, -EBADMSG, "file is empty");
-                        return fail(ret_error, -EBADMSG,
+                                return fail_with(ret_error, -EBADMSG, "file is empty");
+                        return fail_with(ret_error, -EBADMSG,
                                     "file ends after line %zu, expected %zu lines", i, n);
                 }
                 const char *start = text + pos;
@@ -96,14 +78,14 @@ static int split_lines(const char *text, size_t len, struct line *lines, size_t 
                 if (nl && l > 0 && start[l - 1] == '\r')
                         l--;
                 if (memchr(start, '\0', l))
-                        return fail(ret_error, -EBADMSG, "line %zu: contains a NUL byte", i + 1);
+                        return fail_with(ret_error, -EBADMSG, "line %zu: contains a NUL byte", i + 1);
                 if (memchr(start, '\r', l))
-                        return fail(ret_error, -EBADMSG, "line %zu: contains a carriage return",
+                        return fail_with(ret_error, -EBADMSG, "line %zu: contains a carriage return",
                                     i + 1);
                 lines[i] = (struct line){start, l};
         }
         if (pos < len)
-                return fail(ret_error, -EBADMSG, "unexpected data after line %zu", n);
+                return fail_with(ret_error, -EBADMSG, "unexpected data after line %zu", n);
         return 0;
 }
 
@@ -111,7 +93,7 @@ static int check_prefix(const struct line *l, size_t lineno, const char *prefix,
 {
         size_t n = strlen(prefix);
         if (l->len < n || memcmp(l->p, prefix, n) != 0)
-                return fail(ret_error, -EBADMSG, "line %zu: does not start with \"%s\"", lineno,
+                return fail_with(ret_error, -EBADMSG, "line %zu: does not start with \"%s\"", lineno,
                             prefix);
         return 0;
 }
@@ -142,26 +124,26 @@ static int decode_base64_line(const struct line *l, size_t lineno, uint8_t *out,
         size_t len = l->len;
 
         if (len == 0)
-                return fail(ret_error, -EBADMSG, "line %zu: empty, expected base64", lineno);
+                return fail_with(ret_error, -EBADMSG, "line %zu: empty, expected base64", lineno);
         if (len % 4 != 0)
-                return fail(ret_error, -EBADMSG,
+                return fail_with(ret_error, -EBADMSG,
                             "line %zu: invalid base64: length %zu is not a multiple of 4", lineno,
                             len);
         size_t pad = 0;
         while (pad < len && s[len - 1 - pad] == '=')
                 pad++;
         if (pad > 2)
-                return fail(ret_error, -EBADMSG, "line %zu: invalid base64: too much padding",
+                return fail_with(ret_error, -EBADMSG, "line %zu: invalid base64: too much padding",
                             lineno);
         for (size_t i = 0; i < len - pad; i++)
                 if (base64_value((unsigned char)s[i]) < 0)
-                        return fail(ret_error, -EBADMSG,
+                        return fail_with(ret_error, -EBADMSG,
                                     "line %zu: invalid base64: character %zu is not in the "
                                     "base64 alphabet",
                                     lineno, i + 1);
         size_t decoded = len / 4 * 3 - pad;
         if (decoded != size)
-                return fail(ret_error, -EBADMSG, "line %zu: decodes to %zu bytes, expected %zu",
+                return fail_with(ret_error, -EBADMSG, "line %zu: decodes to %zu bytes, expected %zu",
                             lineno, decoded, size);
 
         uint32_t acc = 0;
@@ -180,7 +162,7 @@ static int decode_base64_line(const struct line *l, size_t lineno, uint8_t *out,
         /* Padding leaves 2 or 4 bits over; they must be zero, or several
          * strings would decode to the same bytes. */
         if (acc != 0)
-                return fail(ret_error, -EBADMSG,
+                return fail_with(ret_error, -EBADMSG,
                             "line %zu: invalid base64: non-canonical encoding (unused bits are "
                             "not zero)",
                             lineno);
@@ -244,7 +226,7 @@ int minisign_key_parse(const char *text, size_t len, struct minisign_key *ret, c
         int r;
 
         if (len > MINISIGN_KEY_FILE_MAX)
-                return fail(ret_error, -EBADMSG, "larger than %d bytes", MINISIGN_KEY_FILE_MAX);
+                return fail_with(ret_error, -EBADMSG, "larger than %d bytes", MINISIGN_KEY_FILE_MAX);
         r = split_lines(text, len, lines, ELEMENTSOF(lines), ret_error);
         if (r < 0)
                 return r;
@@ -257,7 +239,7 @@ int minisign_key_parse(const char *text, size_t len, struct minisign_key *ret, c
         if (memcmp(blob, "Ed", ALG_SIZE) != 0) {
                 char alg[16];
                 format_alg(blob, alg);
-                return fail(ret_error, -EBADMSG, "line 2: unknown key algorithm %s", alg);
+                return fail_with(ret_error, -EBADMSG, "line 2: unknown key algorithm %s", alg);
         }
 
         struct minisign_key k = {.path = NULL};
@@ -291,18 +273,18 @@ int minisign_keyring_add(struct minisign_keyring *k, const char *text, size_t le
 
         r = minisign_key_parse(text, len, &key, &error);
         if (r < 0)
-                return fail(ret_error, r, "%s: %s", origin, error);
+                return fail_with(ret_error, r, "%s: %s", origin, error);
 
         const struct minisign_key *old = minisign_keyring_find(k, key.key_id);
         if (old) {
                 if (memcmp(old->pk, key.pk, MINISIGN_PK_SIZE) == 0)
                         return 0;
-                return fail(ret_error, -EEXIST,
+                return fail_with(ret_error, -EEXIST,
                             "%s: key id %s is also used by a different key in %s", origin,
                             key.key_id_string, old->path ? old->path : "the keyring");
         }
         if (k->n >= MINISIGN_KEYRING_MAX)
-                return fail(ret_error, -E2BIG, "%s: more than %d keys", origin,
+                return fail_with(ret_error, -E2BIG, "%s: more than %d keys", origin,
                             MINISIGN_KEYRING_MAX);
 
         struct minisign_key *keys = reallocarray(k->keys, k->n + 1, sizeof(*keys));
@@ -348,22 +330,22 @@ static int read_key_file(int dir_fd, const char *name, const char *path, char *b
 
         fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
-                return fail(ret_error, -errno, "%s: %m", path);
+                return fail_with(ret_error, -errno, "%s: %m", path);
         if (fstat(fd, &st) < 0)
-                return fail(ret_error, -errno, "%s: %m", path);
+                return fail_with(ret_error, -errno, "%s: %m", path);
         if (!S_ISREG(st.st_mode))
-                return fail(ret_error, -EBADMSG, "%s: not a regular file", path);
+                return fail_with(ret_error, -EBADMSG, "%s: not a regular file", path);
         for (;;) {
                 ssize_t n = read(fd, buf + len, MINISIGN_KEY_FILE_MAX + 1 - len);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0)
-                        return fail(ret_error, -errno, "%s: %m", path);
+                        return fail_with(ret_error, -errno, "%s: %m", path);
                 if (n == 0)
                         break;
                 len += (size_t)n;
                 if (len > MINISIGN_KEY_FILE_MAX)
-                        return fail(ret_error, -EBADMSG, "%s: larger than %d bytes", path,
+                        return fail_with(ret_error, -EBADMSG, "%s: larger than %d bytes", path,
                                     MINISIGN_KEY_FILE_MAX);
         }
         *ret_len = len;
@@ -380,13 +362,13 @@ int minisign_keyring_load_dir(const char *dir, struct minisign_keyring **ret, ch
 
         int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
-                return fail(ret_error, -errno, "%s: %m", dir);
+                return fail_with(ret_error, -errno, "%s: %m", dir);
         d = fdopendir(fd);
         if (!d) {
                 r = -errno;
                 close(fd);
                 errno = -r;
-                return fail(ret_error, r, "%s: %m", dir);
+                return fail_with(ret_error, r, "%s: %m", dir);
         }
 
         names = xcalloc(MINISIGN_KEYRING_MAX + 1, sizeof(char *));
@@ -395,13 +377,13 @@ int minisign_keyring_load_dir(const char *dir, struct minisign_keyring **ret, ch
                 struct dirent *de = readdir(d);
                 if (!de) {
                         if (errno != 0)
-                                return fail(ret_error, -errno, "%s: %m", dir);
+                                return fail_with(ret_error, -errno, "%s: %m", dir);
                         break;
                 }
                 if (!is_key_file_name(de->d_name))
                         continue;
                 if (n_names >= MINISIGN_KEYRING_MAX)
-                        return fail(ret_error, -E2BIG, "%s: more than %d key files", dir,
+                        return fail_with(ret_error, -E2BIG, "%s: more than %d key files", dir,
                                     MINISIGN_KEYRING_MAX);
                 names[n_names++] = xstrdup(de->d_name);
         }
@@ -437,7 +419,7 @@ int minisign_sig_parse(const char *text, size_t len, struct minisign_sig **ret, 
         int r;
 
         if (len > MINISIGN_SIG_FILE_MAX)
-                return fail(ret_error, -EBADMSG, "larger than %d bytes", MINISIGN_SIG_FILE_MAX);
+                return fail_with(ret_error, -EBADMSG, "larger than %d bytes", MINISIGN_SIG_FILE_MAX);
         r = split_lines(text, len, lines, ELEMENTSOF(lines), ret_error);
         if (r < 0)
                 return r;
@@ -455,7 +437,7 @@ int minisign_sig_parse(const char *text, size_t len, struct minisign_sig **ret, 
         else {
                 char alg[16];
                 format_alg(blob, alg);
-                return fail(ret_error, -EBADMSG, "line 2: unknown signature algorithm %s", alg);
+                return fail_with(ret_error, -EBADMSG, "line 2: unknown signature algorithm %s", alg);
         }
         r = check_prefix(&lines[2], 3, TRUSTED_PREFIX, ret_error);
         if (r < 0)
@@ -464,7 +446,7 @@ int minisign_sig_parse(const char *text, size_t len, struct minisign_sig **ret, 
         size_t comment_len = lines[2].len - strlen(TRUSTED_PREFIX);
         const char *problem = comment_text_problem(comment, comment_len);
         if (problem)
-                return fail(ret_error, -EBADMSG, "line 3: trusted comment %s", problem);
+                return fail_with(ret_error, -EBADMSG, "line 3: trusted comment %s", problem);
         r = decode_base64_line(&lines[3], 4, global_sig, sizeof(global_sig), ret_error);
         if (r < 0)
                 return r;
@@ -603,14 +585,14 @@ static int verify_message(const struct minisign_keyring *k, const struct minisig
 
         key = minisign_keyring_find(k, sig->key_id);
         if (!key)
-                return fail(ret_error, -ENOKEY, "signature key id %s is not trusted",
+                return fail_with(ret_error, -ENOKEY, "signature key id %s is not trusted",
                             sig->key_id_string);
 
         r = ed25519_verify(key->pk, sig->sig, msg, len);
         if (r == -EBADMSG)
-                return fail(ret_error, r, "signature does not match the file");
+                return fail_with(ret_error, r, "signature does not match the file");
         if (r < 0)
-                return fail(ret_error, r, "OpenSSL could not check the signature");
+                return fail_with(ret_error, r, "OpenSSL could not check the signature");
 
         /* The global signature covers the file signature followed by the
          * comment text, tying the comment to this very signature. */
@@ -621,9 +603,9 @@ static int verify_message(const struct minisign_keyring *k, const struct minisig
         r = ed25519_verify(key->pk, sig->global_sig, signed_comment,
                            MINISIGN_SIG_SIZE + comment_len);
         if (r == -EBADMSG)
-                return fail(ret_error, r, "trusted comment does not match its signature");
+                return fail_with(ret_error, r, "trusted comment does not match its signature");
         if (r < 0)
-                return fail(ret_error, r, "OpenSSL could not check the comment signature");
+                return fail_with(ret_error, r, "OpenSSL could not check the comment signature");
 
         if (ret_key)
                 *ret_key = key;
@@ -632,7 +614,7 @@ static int verify_message(const struct minisign_keyring *k, const struct minisig
 
 static int refuse_legacy(char **ret_error)
 {
-        return fail(ret_error, -EPROTONOSUPPORT, "legacy (non-prehashed) signatures are refused");
+        return fail_with(ret_error, -EPROTONOSUPPORT, "legacy (non-prehashed) signatures are refused");
 }
 
 int minisign_verify_prehashed(const struct minisign_keyring *k, const struct minisign_sig *sig,
@@ -642,7 +624,7 @@ int minisign_verify_prehashed(const struct minisign_keyring *k, const struct min
         if (!sig->prehashed) {
                 if (!(flags & MINISIGN_ALLOW_LEGACY))
                         return refuse_legacy(ret_error);
-                return fail(ret_error, -EOPNOTSUPP,
+                return fail_with(ret_error, -EOPNOTSUPP,
                             "a legacy signature can only be checked against the whole file");
         }
         return verify_message(k, sig, hash, MINISIGN_HASH_SIZE, ret_key, ret_error);
@@ -662,6 +644,6 @@ int minisign_verify_buffer(const struct minisign_keyring *k, const struct minisi
         }
         r = blake2b512(data, len, hash);
         if (r < 0)
-                return fail(ret_error, r, "could not compute BLAKE2b-512 of the file");
+                return fail_with(ret_error, r, "could not compute BLAKE2b-512 of the file");
         return verify_message(k, sig, hash, sizeof(hash), ret_key, ret_error);
 }

@@ -267,6 +267,18 @@ void *xcalloc(size_t n, size_t size)
         return r;
 }
 
+int fail_with(char **ret_error, int r, const char *fmt, ...)
+{
+        if (ret_error) {
+                va_list ap;
+                va_start(ap, fmt);
+                if (vasprintf(ret_error, fmt, ap) < 0)
+                        abort();
+                va_end(ap);
+        }
+        return r;
+}
+
 char *xasprintf(const char *fmt, ...)
 {
         va_list ap;

@@ -114,3 +114,6 @@ bool service_name_is_valid(const char *s);
 char *xstrdup(const char *s);
 void *xcalloc(size_t n, size_t size);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Sets *ret_error to the formatted message (when ret_error is not NULL) and
+ * returns r, so that a failure with its reason is one statement. */
+int fail_with(char **ret_error, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
