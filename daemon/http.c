@@ -194,6 +194,11 @@ static int start(struct http_get *g)
         curl_easy_setopt(easy, CURLOPT_WRITEDATA, g);
         curl_easy_setopt(easy, CURLOPT_USERAGENT, "liid/" LII_VERSION);
         curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, NULL);
+        /* A small body (a signature) needs no 16 KiB receive buffer; curl
+         * allocates one per transfer. */
+        if (g->max_bytes < 16384)
+                curl_easy_setopt(easy, CURLOPT_BUFFERSIZE,
+                                 (long)(g->max_bytes < 1024 ? 1024 : g->max_bytes + 1));
         if (g->headers)
                 curl_easy_setopt(easy, CURLOPT_HTTPHEADER, g->headers);
         int r = curlm_add(g->curlm, easy, on_done, g);

@@ -941,11 +941,18 @@ static void after_sig(struct store_job *j)
 static int on_sig_data(struct http_get *g, const void *data, size_t len, void *userdata)
 {
         struct store_job *j = userdata;
-        /* The get's cap keeps this within the buffer; checked regardless. */
+        /* The get's cap keeps this within MINISIGN_SIG_FILE_MAX; checked
+         * regardless. The buffer grows with what arrives (a signature is a
+         * few hundred bytes), so 64 downloads at once stay small. */
         if (len > MINISIGN_SIG_FILE_MAX - j->sig_len)
                 return -EFBIG;
+        char *text = realloc(j->sig_text, j->sig_len + len + 1);
+        if (!text)
+                return -ENOMEM;
+        j->sig_text = text;
         memcpy(j->sig_text + j->sig_len, data, len);
         j->sig_len += len;
+        j->sig_text[j->sig_len] = '\0';
         return 0;
 }
 
@@ -982,7 +989,7 @@ static void start_sig(struct store_job *j)
                          j->url, j->sig_url);
                 return;
         }
-        j->sig_text = xcalloc(MINISIGN_SIG_FILE_MAX + 1, 1);
+        j->sig_text = xcalloc(1, 1);
         int r = http_get_start(s->curlm, j->sig_url, &s->http, NULL, MINISIGN_SIG_FILE_MAX,
                                on_sig_data, on_sig_done, j, &j->get);
         if (r < 0)
