@@ -4,6 +4,7 @@
  * A failure at any step stops only the new instance; the old one is never
  * touched, and the refused spec is quarantined until the desired spec
  * changes. Every transition is persisted before its side effect. */
+#include <malloc.h>
 #include <string.h>
 
 #include "engine-internal.h"
@@ -57,7 +58,9 @@ static void rollout_free(struct rollout *ro)
 
 /* Ends the rollout's life in the service; the caller has recorded the
  * outcome. The store is swept once the last rollout running has ended,
- * not after each of a batch (a sweep walks every service and the store). */
+ * not after each of a batch (a sweep walks every service and the store),
+ * and the heap that the batch's downloads and probes used goes back to the
+ * system then, so that an idle liid is as small as it can be. */
 static void rollout_detach(struct rollout *ro)
 {
         struct service *svc = ro->svc;
@@ -65,8 +68,10 @@ static void rollout_detach(struct rollout *ro)
         svc->rollout = NULL;
         e->running_rollouts--;
         rollout_free(ro);
-        if (e->running_rollouts == 0)
+        if (e->running_rollouts == 0) {
                 engine_collect(e);
+                malloc_trim(0);
+        }
         engine_reconcile(e);
 }
 
