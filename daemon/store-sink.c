@@ -17,10 +17,14 @@
 
 /* 2 MiB per download in flight, however large the artifact: enough for the
  * workers to run on while curl refills, and far more than the 16 KiB curl
- * hands over at a time. Buffers are allocated on first use, so a small
- * artifact takes little. */
+ * hands over at a time. Buffers are allocated on first use and never
+ * zeroed, so a small artifact takes little. */
 #define SINK_SLOTS     8
 #define SINK_SLOT_SIZE (256 * 1024)
+/* An artifact this small is hashed and written on the loop as it arrives
+ * (a few hundred microseconds in all): two threads per download would cost
+ * more than they save, and 64 small rollouts at once would start 128. */
+#define SINK_INLINE_MAX SINK_SLOT_SIZE
 #define SHA256_HEX_LEN 64
 
 enum sink_worker_kind {
@@ -296,7 +300,7 @@ int store_sink_start(struct store_sink *s, uv_loop_t *loop, store_sink_cb cb, vo
         s->started = true;
         s->cb = cb;
         s->userdata = userdata;
-        s->n_workers = s->b2 ? 2 : 1;
+        s->n_workers = s->declared <= SINK_INLINE_MAX ? 0 : s->b2 ? 2 : 1;
         for (size_t i = 0; i < s->n_workers; i++) {
                 struct sink_worker *w = &s->workers[i];
                 *w = (struct sink_worker){.sink = s, .kind = i == 0 ? WORKER_FILE : WORKER_B2};
@@ -330,6 +334,16 @@ int store_sink_push(struct store_sink *s, const void *buf, size_t n, char **ret_
          * the fetcher stops at the first byte too many. */
         if (n > s->declared - s->received)
                 return too_big(s, ret_error);
+        if (s->n_workers == 0) {
+                /* Small: hashed and written here, at once. */
+                int r = process_file(s, buf, n, ret_error);
+                if (r >= 0 && s->b2)
+                        r = process_b2(s, buf, n, ret_error);
+                if (r < 0)
+                        return r;
+                s->received += n;
+                return 0;
+        }
         /* Bytes that need more than the ring minus a partly filled slot
          * could never be taken. curl hands over 16 KiB at a time. */
         if (n > (SINK_SLOTS - 1) * SINK_SLOT_SIZE)
@@ -354,8 +368,10 @@ int store_sink_push(struct store_sink *s, const void *buf, size_t n, char **ret_
         s->received += n;
         for (const char *p = buf; n > 0;) {
                 size_t i = (size_t)(s->published % SINK_SLOTS);
-                if (!s->slots[i])
-                        s->slots[i] = xcalloc(1, SINK_SLOT_SIZE);
+                /* Not zeroed: only the pages the bytes land on are
+                 * touched, so 64 small downloads at once stay small. */
+                if (!s->slots[i] && !(s->slots[i] = malloc(SINK_SLOT_SIZE)))
+                        abort();
                 size_t k = SINK_SLOT_SIZE - s->fill;
                 if (k > n)
                         k = n;
@@ -377,6 +393,10 @@ void store_sink_close(struct store_sink *s)
         s->closed = true;
         uv_cond_broadcast(&s->more);
         uv_mutex_unlock(&s->lock);
+        /* Without workers everything is done already; the callback still
+         * comes from the loop, as the header promises. */
+        if (s->n_workers == 0)
+                uv_async_send(&s->async);
 }
 
 int store_sink_status(struct store_sink *s, char **ret_error)

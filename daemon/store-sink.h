@@ -10,7 +10,9 @@
  *     them (SHA-256 and the file on one, BLAKE2b on another), so that the
  *     loop never waits for either and the two hashes run side by side.
  *     When the ring is full the caller is told to pause and is called back
- *     once there is room again. */
+ *     once there is room again. An artifact of at most 256 KiB is hashed
+ *     and written in store_sink_push() itself: threads would cost it more
+ *     than they save. */
 #pragma once
 
 #include <stdbool.h>

@@ -227,11 +227,13 @@ b_liid_start() {
 	B_LOG=$B_DIR/liid-$name.log
 	[[ -n $state ]] || rm -rf "$B_STATE"
 	rm -f "$B_SOCK"
+	# Every change is announced with POST /v1/sync: the poll timer is
+	# long, so that it does not fire into the idle windows.
 	cat >"$B_DIR/liid-$name.conf" <<EOF
 ; written by tests/bench
 [source]
 url = $B_HTTP/desired.json
-poll_interval = 60s
+poll_interval = 30m
 [trust]
 desired_keys = $B_DIR/keys/desired.d
 artifact_keys = $B_DIR/keys/artifact.d

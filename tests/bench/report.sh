@@ -183,7 +183,7 @@ EOF
 		wakeups=$(cut -f1 "$B_RESULTS" | { grep -E '^idle\.[0-9]+\.(ctxsw|epoll_waits)$' || true; } | sort -u |
 			while read -r k; do median "$k"; done | awk '{ s += $1 } END { print s + 0 }')
 		cat <<EOF
-| 4c | no wake-ups while idle beyond the poll timer (60 s here) | ${idle_line%; } | $(verdict 'a == 0' "$wakeups") |
+| 4c | no wake-ups while idle beyond the poll timer (30 min here) | ${idle_line%; } | $(verdict 'a == 0' "$wakeups") |
 EOF
 	fi
 	if [[ -n $api_large ]]; then
@@ -348,9 +348,11 @@ liid's threads over the change (the scheduler's counters, /proc/PID/task/*/sched
 CPU" the private systemd manager's. "First deploy" runs from liid's start with an empty state
 folder until the N-th instance passed its check.
 
-**Idle.** After the last change, liid is left alone (poll interval 60 s, no requests) and its
+**Idle.** After the last change, liid is left alone (poll interval 30 min, no requests) and its
 wake-ups are counted: context switches of its threads (/proc/PID/task/*/status), then, in a
-second window of the same length, with perf, its \`epoll_wait\`/\`epoll_pwait\` calls.
+second window of the same length, with perf, its \`epoll_wait\`/\`epoll_pwait\` calls. Every
+change is announced with \`POST /v1/sync\`, so the poll timer is set long enough that its
+own, expected, firing stays out of the windows (with 60 s it fell into one at 500 services).
 
 | services | seconds | context switches, all threads | of them, the loop's thread | epoll waits (next window) |
 |---|---|---|---|---|
@@ -533,26 +535,25 @@ tens of µs. liid pays none of that and checks more.
 
 ### 3. Large artifact: $(ratio "$(median large.liid.total)" "$l_curl") of the plain download
 
-- **Download phase, $(num "$fetch") ms against curl's $(num "$l_curl") ms.** liid hashes every chunk as it arrives
-  with SHA-256 and then BLAKE2b-512 (minisign's prehash) and writes it to the temporary
-  file, all in curl's write callback on the loop thread (\`on_artifact_data\` → \`sink_write\`
-  and \`minisign_hasher_update\` in the profile above, on the loop thread). The
-  transfer therefore runs at the speed of the two hashes and the write in series: on this
-  CPU \`openssl dgst\` needs $(num "$sha") ms for SHA-256 and $(num "$b2") ms for BLAKE2b-512 over the same
-  bytes, $(num "$(calc 'a + b' "$sha" "$b2")") ms together. "No second pass over the bytes" holds for the hashes; what
-  is missing is overlap: with the hashes on pool threads (pipelined chunks) the phase
-  would approach the slowest of download and hashes, about $(num "$fetch_floor") ms here.
+- **Download phase, $(num "$fetch") ms against curl's $(num "$l_curl") ms.** curl's write callback on the loop
+  thread only copies each chunk into a ring of 256 KiB buffers; one worker thread hashes
+  SHA-256 and writes the temporary file, another hashes BLAKE2b-512 (minisign's prehash),
+  side by side and while the transfer goes on (the transfer pauses when the ring is full).
+  No second pass over the bytes, and the loop stays free for the API and other rollouts.
+  On this CPU \`openssl dgst\` needs $(num "$sha") ms for SHA-256 and $(num "$b2") ms for BLAKE2b-512 over the
+  same bytes, so the phase cannot be shorter than about $(num "$fetch_floor") ms (the slowest of
+  download and the two hashes), plus writing the file.
 - **Unpack phase, $(num "$unpack") ms**, is the second pass that a tar needs (the design
   unpacks only what is verified, so it cannot overlap the download), writing the tree, and
   the \`syncfs\` that puts both the tree and the still-open temporary download on the disk.
   By hand, \`tar -xf\` and \`sync -f\` take $(num "$untar") ms and $(num "$syncs") ms.
 - **The 1.2× target cannot be met under the design's own rules.** Verifying before unpacking
   and a durable store mean download, then unpack, then sync: by hand that floor is already
-  $(ratio "$(calc 'a + b + c' "$l_curl" "$untar" "$syncs")" "$l_curl") of the plain download on this disk. Within the rules, overlapping the hashes
-  would take liid from $(ratio "$(median large.liid.total)" "$l_curl") to roughly $(ratio "$(calc 'a + b' "$fetch_floor" "$unpack")" "$l_curl"). Getting to 1.2× would need a
-  design change: unpack into a private folder while downloading and rename it into the store
-  only once the signature verifies (nothing unverified is ever run), and let the data reach
-  the disk in the background rather than syncing before the start.
+  $(ratio "$(calc 'a + b + c' "$l_curl" "$untar" "$syncs")" "$l_curl") of the plain download on this disk, and the hashes alone are
+  $(ratio "$fetch_floor" "$l_curl") of it. Getting to 1.2× would need a design change: unpack into a private folder
+  while downloading and rename it into the store only once the signature verifies (nothing
+  unverified is ever run), and let the data reach the disk in the background rather than
+  syncing before the start.
 
 ### 4. Scale: $(growth_title "$small" "$largest")
 
@@ -576,11 +577,17 @@ the number of services, and how it is now:
 **Memory.** VmHWM counts the pages of shared libraries liid maps: at one service it is
 already $(num "$(calc 'a / 1024' "$(median scale.1.hwm)")") MiB, of which liid's own (RssAnon) is $(num "$(calc 'a / 1024' "$(median scale.1.anon_peak)")") MiB; the rest is libcrypto,
 GnuTLS (pulled in by libmicrohttpd), libstdc++ and ICU (pulled in by libarchive's libxml2),
-libsystemd, libcurl's dependency tree, and so on, shared with every other process using
-them. So the 16 MiB target for VmHWM is out of reach with these libraries linked; liid's
-private memory at $largest services peaks at $(num "$(calc 'a / 1024' "$(median "scale.$largest.anon_peak")")") MiB, and grows by about $(num "$(calc '(a - b) / (c - 1)' "$(median "scale.$largest.anon_peak")" "$(median scale.1.anon_peak)" "$largest")") KiB per
-service (state and spec copies, the rollouts in flight, json-c trees while saving). A
-target on RssAnon (or PSS) would measure what liid controls.
+libsystemd, libcurl's dependency tree and so on, mapped by the kernel several pages at a time
+around each page touched and shared with every other process using them. So the 16 MiB
+target for VmHWM is out of reach with these libraries linked; liid's private memory at
+$largest services peaks at $(num "$(calc 'a / 1024' "$(median "scale.$largest.anon_peak")")") MiB. Its peak follows the rollouts in flight ($(median scale.max_parallel) at most) more than
+the number of services: a heap profile (heaptrack, at 100 and 500 services) found curl's
+handles and receive buffers of the downloads and probes in flight, the json-c tree of a
+status answer while it is built, about 1.4 MiB of relocated library pages, and freed heap
+that glibc keeps. liid gives probes and signature downloads 1 KiB receive buffers, grows a
+signature's buffer as it arrives, keeps one malloc arena (libuv's pool threads each kept
+their last buffers in arenas of their own), and hands the heap back to the system when a
+batch of rollouts ends.
 
 **Idle:** met, at every size: nothing wakes liid between polls.
 
