@@ -157,10 +157,18 @@ int main(int argc, char **argv)
         srandom(seed);
 
         struct daemon d = { 0 };
-        /* One malloc arena: libuv's pool threads would each get their own,
-         * and each keeps the ~120 KiB of its last copy or unpack buffer
-         * (below the trim threshold, so never returned): ~0.45 MiB. */
+        /* How liid's heap behaves (see BENCHMARKS.md, section 4 and 5):
+         * - one arena: libuv's pool threads would each get their own, and
+         *   each keeps the ~120 KiB of its last copy or unpack buffer;
+         * - blocks up to 1 MiB come from the heap, and up to 4 MiB of free
+         *   heap is kept: a status answer at 500 services builds and frees
+         *   ~1.5 MiB, and handing that back to the kernel after each request
+         *   only to fault it in again tripled its CPU (page faults cost tens
+         *   of microseconds on a VM). What a batch of rollouts leaves is
+         *   handed back explicitly when the batch ends (rollout.c). */
         mallopt(M_ARENA_MAX, 1);
+        mallopt(M_MMAP_THRESHOLD, 1 << 20);
+        mallopt(M_TRIM_THRESHOLD, 4 << 20);
         uv_loop_init(&d.loop);
         uv_signal_init(&d.loop, &d.sigterm);
         uv_signal_init(&d.loop, &d.sigint);

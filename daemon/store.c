@@ -431,7 +431,10 @@ static int fetch_file(const char *url, struct store_sink *sink, char **ret_error
 /* Writes a small file in one go under a temporary name in tmp_dir and
  * renames it over path, so that a reader sees the old content or the new,
  * never a part. The caller syncs path's folder. */
-static int write_file_atomic(const char *tmp_dir, const char *path, const void *data, size_t len)
+/* Replaces path with data. With durable, the file is synced before the
+ * rename; without, a syncfs() to come must cover it (the caller's word). */
+static int write_file_atomic(const char *tmp_dir, const char *path, const void *data, size_t len,
+                             bool durable)
 {
         _cleanup_free_ char *tmp = xasprintf("%s/record.XXXXXX", tmp_dir);
         _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
@@ -449,7 +452,7 @@ static int write_file_atomic(const char *tmp_dir, const char *path, const void *
                         len -= (size_t)w;
                 }
         }
-        if (r == 0 && (fchmod(fd, 0444) < 0 || fsync(fd) < 0 || rename(tmp, path) < 0))
+        if (r == 0 && (fchmod(fd, 0444) < 0 || (durable && fsync(fd) < 0) || rename(tmp, path) < 0))
                 r = -errno;
         if (r < 0)
                 (void)unlink(tmp);
@@ -460,7 +463,9 @@ static int write_file_atomic(const char *tmp_dir, const char *path, const void *
  * the BLAKE2b-512 that signature covers. With both, a later use checks the
  * signature against the keyring of that moment without reading the
  * artifact again. */
-static int write_record(struct store_job *j, char **ret_error)
+/* The artifact's record: its BLAKE2b-512 and its signature, beside the
+ * tree. durable as for write_file_atomic(). */
+static int write_record(struct store_job *j, bool durable, char **ret_error)
 {
         char hex[B2_HEX_LEN + 2];
         hex_encode(j->b2, MINISIGN_HASH_SIZE, hex);
@@ -468,9 +473,9 @@ static int write_record(struct store_job *j, char **ret_error)
         hex[B2_HEX_LEN + 1] = '\0';
         _cleanup_free_ char *b2_path = xasprintf("%s" B2_SUFFIX, j->root);
         _cleanup_free_ char *sig_path = xasprintf("%s" SIG_SUFFIX, j->root);
-        int r = write_file_atomic(j->tmp_dir, b2_path, hex, B2_HEX_LEN + 1);
+        int r = write_file_atomic(j->tmp_dir, b2_path, hex, B2_HEX_LEN + 1, durable);
         if (r >= 0)
-                r = write_file_atomic(j->tmp_dir, sig_path, j->sig_text, j->sig_len);
+                r = write_file_atomic(j->tmp_dir, sig_path, j->sig_text, j->sig_len, durable);
         if (r < 0)
                 return fail_with(ret_error, r, "artifact %s: cannot record its signature: %s", j->url,
                             strerror(-r));
@@ -570,9 +575,12 @@ static int work_install(struct store_job *j, char **ret_error)
                         return fail_with(ret_error, r, "artifact %s: cannot make the tree read-only: %s",
                                     j->url, strerror(-r));
                 /* The record goes first: a tree in place without one would
-                 * have to be fetched again to be trusted. */
+                 * have to be fetched again to be trusted. The syncfs()
+                 * below puts it on the disk with the tree; should a crash
+                 * come first, a record without its tree is collected, and
+                 * a damaged one only means a fresh signature check. */
                 if (j->record) {
-                        r = write_record(j, ret_error);
+                        r = write_record(j, false, ret_error);
                         if (r < 0)
                                 return r;
                 }
@@ -597,21 +605,18 @@ static int work_install(struct store_job *j, char **ret_error)
                         free(TAKE_PTR(dir));
                         /* Should this fail or not reach the disk, the entry
                          * is still whole and readable by everyone, only not
-                         * read-only for liid itself. */
+                         * read-only for liid itself: it is not synced. */
                         if (chmod(j->root, 0555) < 0)
                                 return fail_with(ret_error, -errno,
                                             "artifact %s: cannot make %s read-only: %s", j->url,
                                             j->root, strerror(errno));
-                        r = fsync_path(j->root);
-                        if (r < 0)
-                                return fail_with(ret_error, r, "artifact %s: cannot sync the store: %s",
-                                            j->url, strerror(-r));
                 }
         } else if (j->record) {
-                r = write_record(j, ret_error);
+                r = write_record(j, true, ret_error);
                 if (r < 0)
                         return r;
         }
+        /* The renames (records, tree) reach the disk with the folder. */
         r = fsync_path(j->sha_dir);
         if (r < 0)
                 return fail_with(ret_error, r, "artifact %s: cannot sync the store: %s", j->url,
