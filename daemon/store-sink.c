@@ -328,22 +328,27 @@ static void publish(struct store_sink *s)
         uv_mutex_unlock(&s->lock);
 }
 
+/* Hashes and writes n bytes in the caller's thread; the size is checked. */
+static int process_here(struct store_sink *s, const void *buf, size_t n, char **ret_error)
+{
+        int r = process_file(s, buf, n, ret_error);
+        if (r >= 0 && s->b2)
+                r = process_b2(s, buf, n, ret_error);
+        if (r < 0)
+                return r;
+        s->received += n;
+        return 0;
+}
+
 int store_sink_push(struct store_sink *s, const void *buf, size_t n, char **ret_error)
 {
         /* Nothing beyond the declared size reaches the file or the hashes;
          * the fetcher stops at the first byte too many. */
         if (n > s->declared - s->received)
                 return too_big(s, ret_error);
-        if (s->n_workers == 0) {
-                /* Small: hashed and written here, at once. */
-                int r = process_file(s, buf, n, ret_error);
-                if (r >= 0 && s->b2)
-                        r = process_b2(s, buf, n, ret_error);
-                if (r < 0)
-                        return r;
-                s->received += n;
-                return 0;
-        }
+        /* Small: hashed and written here, at once. */
+        if (s->n_workers == 0)
+                return process_here(s, buf, n, ret_error);
         /* Bytes that need more than the ring minus a partly filled slot
          * could never be taken. curl hands over 16 KiB at a time. */
         if (n > (SINK_SLOTS - 1) * SINK_SLOT_SIZE)
@@ -422,13 +427,7 @@ int store_sink_write(struct store_sink *s, const void *buf, size_t n, char **ret
                 return -EINVAL;
         if (n > s->declared - s->received)
                 return too_big(s, ret_error);
-        int r = process_file(s, buf, n, ret_error);
-        if (r >= 0 && s->b2)
-                r = process_b2(s, buf, n, ret_error);
-        if (r < 0)
-                return r;
-        s->received += n;
-        return 0;
+        return process_here(s, buf, n, ret_error);
 }
 
 int store_sink_finish(struct store_sink *s, const char *expected,
