@@ -20,6 +20,10 @@ struct health_check {
         void *userdata;
 
         uv_timer_t timer;     /* next probe, or the deadline */
+        /* The timer is set for the deadline: when it fires the check ends,
+         * even if the loop's clock (milliseconds, cached) says a hair
+         * before it. */
+        bool timer_is_deadline;
         uv_timer_t tcp_timer; /* one TCP probe's timeout */
         uv_tcp_t tcp;
         uv_connect_t connect;
@@ -101,12 +105,13 @@ static void finish(struct health_check *h, bool ok)
 static void on_timer(uv_timer_t *t)
 {
         struct health_check *h = t->data;
-        if (now_monotonic_usec() >= h->deadline_mono_usec) {
+        if (h->timer_is_deadline || now_monotonic_usec() >= h->deadline_mono_usec) {
                 /* The end of a watch window is a pass; of a check, a fail. */
                 finish(h, h->watch);
                 return;
         }
         if (h->watch && h->kind == HEALTH_NONE) {
+                h->timer_is_deadline = true;
                 uv_timer_start(&h->timer, on_timer,
                                (h->deadline_mono_usec - now_monotonic_usec() + USEC_PER_MSEC - 1) /
                                        USEC_PER_MSEC,
@@ -160,7 +165,8 @@ static void probe_done(struct health_check *h, bool ok)
                 return;
         }
         uint64_t delay = next_delay(h);
-        if (now + delay > h->deadline_mono_usec)
+        h->timer_is_deadline = now + delay >= h->deadline_mono_usec;
+        if (h->timer_is_deadline)
                 delay = h->deadline_mono_usec - now;
         uv_timer_start(&h->timer, on_timer, (delay + USEC_PER_MSEC - 1) / USEC_PER_MSEC, 0);
 }

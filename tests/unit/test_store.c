@@ -1308,10 +1308,12 @@ START_TEST(test_http_large_verified_off_the_loop)
         _cleanup_free_ char *tmp = xasprintf("%s/store/tmp", state_dir);
         ck_assert_int_eq(count_entries(tmp), 0);
 
-        /* The hashing is not the loop's: the thread that runs it spent less
-         * on the whole job than the hashes alone cost. */
+        /* The hashing is not the loop's: the thread that runs it spent
+         * less on the whole job than twice what the hashes alone cost.
+         * Hashing on the loop cost it 3.5 times that; the bound leaves room
+         * for a sanitizer's checks of the copies the loop still makes. */
         uint64_t hashes = hash_cpu_nsec(tar);
-        ck_assert_msg(loop_cpu < hashes,
+        ck_assert_msg(loop_cpu < 2 * hashes,
                       "the loop spent %" PRIu64 " ms, the hashes take %" PRIu64 " ms",
                       loop_cpu / 1000000, hashes / 1000000);
         result_done(&res);
