@@ -36,7 +36,6 @@ int engine_save_service(struct engine *e, const struct service_state *ss)
         return saved(e, state_save_service(ss, e->cfg->state_dir), ss->name);
 }
 
-
 void engine_fail(struct engine *e)
 {
         e->failed = true;

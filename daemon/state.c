@@ -466,29 +466,6 @@ int state_load(const char *dir, struct state **ret, char **ret_error)
         return 0;
 }
 
-static int write_all(int fd, const char *buf, size_t len)
-{
-        while (len > 0) {
-                ssize_t n = write(fd, buf, len);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                buf += n;
-                len -= (size_t)n;
-        }
-        return 0;
-}
-
-static int fsync_dir(const char *dir)
-{
-        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0 || fsync(dfd) < 0)
-                return -errno;
-        return 0;
-}
-
 /* Replaces dir/name with the JSON of o: temp file, fsync, rename, fsync of
  * the folder. */
 static int write_json_atomic(const char *dir, const char *name, json_object *o)

@@ -170,16 +170,10 @@ static int process_file(struct store_sink *s, const char *buf, size_t n, char **
 {
         if (EVP_DigestUpdate(s->sha256, buf, n) != 1)
                 return fail_with(ret_error, -EIO, "artifact %s: hashing failed", s->url);
-        while (n > 0) {
-                ssize_t w = write(s->fd, buf, n);
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w < 0)
-                        return fail_with(ret_error, -errno, "artifact %s: cannot write the download: %s",
-                                    s->url, strerror(errno));
-                buf += w;
-                n -= (size_t)w;
-        }
+        int r = write_all(s->fd, buf, n);
+        if (r < 0)
+                return fail_with(ret_error, r, "artifact %s: cannot write the download: %s",
+                                 s->url, strerror(-r));
         return 0;
 }
 

@@ -199,14 +199,6 @@ static int make_read_only(const char *path)
         return r;
 }
 
-static int fsync_path(const char *path)
-{
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0 || fsync(fd) < 0)
-                return -errno;
-        return 0;
-}
-
 /* Creates path as a real folder with exactly mode, or checks and fixes the
  * mode of an existing one; a symlink in its place is refused, since the
  * store later chmods and removes below it. */
@@ -314,15 +306,9 @@ static int copy_fd(int in, int out)
                         return -errno;
                 if (n == 0)
                         return 0;
-                for (const char *p = buf; n > 0;) {
-                        ssize_t w = write(out, p, (size_t)n);
-                        if (w < 0 && errno == EINTR)
-                                continue;
-                        if (w < 0)
-                                return -errno;
-                        p += w;
-                        n -= w;
-                }
+                int r = write_all(out, buf, (size_t)n);
+                if (r < 0)
+                        return r;
         }
 }
 
@@ -440,18 +426,7 @@ static int write_file_atomic(const char *tmp_dir, const char *path, const void *
         _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0)
                 return -errno;
-        int r = 0;
-        for (const char *p = data; r == 0 && len > 0;) {
-                ssize_t w = write(fd, p, len);
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w < 0)
-                        r = -errno;
-                else {
-                        p += w;
-                        len -= (size_t)w;
-                }
-        }
+        int r = write_all(fd, data, len);
         if (r == 0 && (fchmod(fd, 0444) < 0 || (durable && fsync(fd) < 0) || rename(tmp, path) < 0))
                 r = -errno;
         if (r < 0)
@@ -617,7 +592,7 @@ static int work_install(struct store_job *j, char **ret_error)
                         return r;
         }
         /* The renames (records, tree) reach the disk with the folder. */
-        r = fsync_path(j->sha_dir);
+        r = fsync_dir(j->sha_dir);
         if (r < 0)
                 return fail_with(ret_error, r, "artifact %s: cannot sync the store: %s", j->url,
                             strerror(-r));

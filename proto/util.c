@@ -240,6 +240,29 @@ int read_file_capped(const char *path, size_t max, char **ret, size_t *ret_len)
         return 0;
 }
 
+int write_all(int fd, const void *buf, size_t len)
+{
+        for (const char *p = buf; len > 0;) {
+                ssize_t n = write(fd, p, len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}
+
+int fsync_dir(const char *path)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) < 0)
+                return -errno;
+        return 0;
+}
+
 const char *read_file_strerror(int r)
 {
         return r == -EBADFD ? "not a regular file" : strerror(-r);

@@ -103,6 +103,11 @@ bool is_hex_string(const char *s, size_t len);
  * at the path cannot block: it is opened non-blocking and refused), so the
  * cap holds before anything parses the bytes. */
 int read_file_capped(const char *path, size_t max, char **ret, size_t *ret_len);
+/* Writes all len bytes, across short writes and EINTR. 0 or -errno. */
+int write_all(int fd, const void *buf, size_t len);
+/* fsync() of a folder, so that what was created or renamed in it is on the
+ * disk. 0 or -errno. */
+int fsync_dir(const char *path);
 /* strerror(), plus "not a regular file" for read_file_capped()'s -EBADFD. */
 const char *read_file_strerror(int r);
 
