@@ -36,11 +36,8 @@ large_liid() {
 	cpu1=$(b_liid_cpu)
 	b_log_wait "$n" 'big: rollout\.(succeeded|failed)' 60 >/dev/null
 	t_start=$(b_log_wait "$n" 'big: rollout\.started' 1)
-	t_fetched=$(tail -n +"$((w + 1))" "$B_DIR/watch-large.log" | awk -v s="/tmp/$sha." \
-		'$2 == "create" && index($3, s) { print $1; exit }')
-	t_unpacked=$(tail -n +"$((w + 1))" "$B_DIR/watch-large.log" | awk -v s="/sha256/$sha" \
-		'$2 == "moved_to" && substr($3, length($3) - length(s) + 1) == s { print $1; exit }')
-	[[ -n $t_fetched && -n $t_unpacked ]] || die "no store events for the large artifact $i"
+	read -r t_fetched t_unpacked < <(b_store_marks "$B_DIR/watch-large.log" "$w" "$sha") ||
+		die "no store events for the large artifact $i"
 	rm -f "$B_WWW/big-$((i - 1)).tar" "$B_WWW/big-$((i - 1)).tar.minisig"
 	[[ -z ${B_NORECORD:-} ]] || return 0
 	record large.liid.fetch "$(ms_between "$t_start" "$t_fetched")"

@@ -216,6 +216,20 @@ b_publish() {
 
 # ---- liid ----
 
+# Prints when the store began to unpack the verified download of artifact
+# SHA (a private folder appears in store/tmp) and when the tree was
+# complete, read-only and synced (renamed into store/sha256), from the
+# lines after line FROM of liibench watch's log WATCHLOG.
+b_store_marks() { # WATCHLOG FROM SHA
+	local fetched unpacked
+	fetched=$(tail -n +"$(($2 + 1))" "$1" | awk -v s="/tmp/$3." \
+		'$2 == "create" && index($3, s) { print $1; exit }')
+	unpacked=$(tail -n +"$(($2 + 1))" "$1" | awk -v s="/sha256/$3" \
+		'$2 == "moved_to" && substr($3, length($3) - length(s) + 1) == s { print $1; exit }')
+	[[ -n $fetched && -n $unpacked ]] || return 1
+	echo "$fetched $unpacked"
+}
+
 # start_liid NAME MAX_PARALLEL [STATE_DIR]: a fresh liid with its own
 # state folder (STATE_DIR, empty, or a new one in the run's folder); its
 # log (stderr) goes through `liibench stamp`, so every line carries the

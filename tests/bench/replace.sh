@@ -111,11 +111,8 @@ replace_liid() {
 	# The store's folders say when the verified download begins to be
 	# unpacked (a private folder appears in store/tmp) and when the tree
 	# is complete, read-only and synced (it is renamed into store/sha256).
-	t_fetched=$(tail -n +"$((w + 1))" "$B_DIR/watch.log" | awk -v s="/tmp/$sha." \
-		'$2 == "create" && index($3, s) { print $1; exit }')
-	t_unpacked=$(tail -n +"$((w + 1))" "$B_DIR/watch.log" | awk -v s="/sha256/$sha" \
-		'$2 == "moved_to" && substr($3, length($3) - length(s) + 1) == s { print $1; exit }')
-	[[ -n $t_fetched && -n $t_unpacked ]] || die "no store events for $sha in $B_DIR/watch.log"
+	read -r t_fetched t_unpacked < <(b_store_marks "$B_DIR/watch.log" "$w" "$sha") ||
+		die "no store events for $sha in $B_DIR/watch.log"
 	# Finer marks: when nginx finished serving each file (its $msec, in
 	# ms), and when liid began the state write that commits the new
 	# generation (the last state.d/hello.json.tmp created before rollout.succeeded).
