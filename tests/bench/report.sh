@@ -115,14 +115,8 @@ report() {
 	floor=$(calc 'a + b + c' "$l_curl" "$(median large.step.untar)" "$(median large.step.sync)")
 
 	# ---- scale ----
-	local sizes largest small
-	sizes=$(cut -f1 "$B_RESULTS" | sed -n 's/^scale\.\([0-9]*\)\.converge$/\1/p' | sort -un | tr '\n' ' ')
-	largest=$(tr ' ' '\n' <<<"$sizes" | sed '/^$/d' | tail -n1)
-	small=$(tr ' ' '\n' <<<"$sizes" | sed '/^$/d' | awk '$1 >= 10' | head -n1 || true)
-	: "${small:=$largest}"
-	local api_sizes api_large
-	api_sizes=$(cut -f1 "$B_RESULTS" | sed -n 's/^api\.\([0-9]*\)\.liictl$/\1/p' | sort -un | tr '\n' ' ')
-	api_large=$(tr ' ' '\n' <<<"$api_sizes" | sed '/^$/d' | tail -n1)
+	local sizes largest small api_sizes api_large
+	run_sizes
 
 	cat <<EOF
 # Benchmarks
@@ -219,7 +213,7 @@ and nothing is written back to the disk: the difference is what durability costs
 | ↳ until the artifact's signature was served | $(cell liid.fetched.sig) | $(cell tmpfs.fetched.sig) | store lookup on the thread pool, the signature's GET |
 | ↳ the artifact served | $(cell liid.fetched.artifact) | $(cell tmpfs.fetched.artifact) | check the signature's key, the artifact's GET |
 | ↳ then until verified | $(cell liid.fetched.verified) | $(cell tmpfs.fetched.verified) | finish the hashes, verify, queue the unpacking |
-| unpacked | $(cell liid.unpacked) | $(cell tmpfs.unpacked) | libarchive with lii's policy, make read-only, record the signature (2 fsyncs), syncfs, rename |
+| unpacked | $(cell liid.unpacked) | $(cell tmpfs.unpacked) | libarchive with lii's policy, make read-only, record the signature, syncfs (tree and record), rename, sync the store folder |
 | new unit active | $(cell liid.active) | $(cell tmpfs.active) | fsync the tree and the store folder, \`StartTransientUnit\` with the sandbox, wait for the job |
 | first passing probe | $(cell liid.probed) | $(cell tmpfs.probed) | probe \`/healthz\` (every 10 ms once it listens, sooner before), commit (the service's state file, fsync) |
 | ↳ probing until a pass | $(cell liid.probed.probing) | $(cell tmpfs.probed.probing) | until the state write that commits begins (inotify on \`state.d\`) |
@@ -429,6 +423,18 @@ verdict_text() {
 	}'
 }
 
+# The sizes the run measured, set in the caller's variables: sizes (the
+# scale sizes, ascending), largest, small (the first of at least 10
+# services, else the largest), api_sizes and api_large.
+run_sizes() {
+	sizes=$(cut -f1 "$B_RESULTS" | sed -n 's/^scale\.\([0-9]*\)\.converge$/\1/p' | sort -un | tr '\n' ' ')
+	largest=$(tr ' ' '\n' <<<"$sizes" | sed '/^$/d' | tail -n1)
+	small=$(tr ' ' '\n' <<<"$sizes" | sed '/^$/d' | awk '$1 >= 10' | head -n1 || true)
+	: "${small:=$largest}"
+	api_sizes=$(cut -f1 "$B_RESULTS" | sed -n 's/^api\.\([0-9]*\)\.liictl$/\1/p' | sort -un | tr '\n' ' ')
+	api_large=$(tr ' ' '\n' <<<"$api_sizes" | sed '/^$/d' | tail -n1)
+}
+
 # The scale section's title: how liid's CPU grew from SMALL to LARGE
 # services, against the number of services.
 growth_title() {
@@ -479,13 +485,8 @@ analysis() {
 	fetch=$(median large.liid.fetch)
 	unpack=$(median large.liid.unpack)
 	fetch_floor=$(calc 'a > b ? (a > c ? a : c) : (b > c ? b : c)' "$l_curl" "$sha" "$b2")
-	local sizes small largest
-	sizes=$(cut -f1 "$B_RESULTS" | sed -n 's/^scale\.\([0-9]*\)\.converge$/\1/p' | sort -un | tr '\n' ' ')
-	largest=$(tr ' ' '\n' <<<"$sizes" | sed '/^$/d' | tail -n1)
-	small=$(tr ' ' '\n' <<<"$sizes" | sed '/^$/d' | awk '$1 >= 10' | head -n1 || true)
-	: "${small:=$largest}"
-	local api_large
-	api_large=$(cut -f1 "$B_RESULTS" | sed -n 's/^api\.\([0-9]*\)\.liictl$/\1/p' | sort -un | tail -n1)
+	local sizes small largest api_sizes api_large
+	run_sizes
 
 	cat <<EOF
 ### 1. Replacement: $(num "$overhead") ms over the limit
