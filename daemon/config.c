@@ -32,9 +32,9 @@ void config_init_defaults(struct config *c)
 
 void config_done(struct config *c)
 {
-        char **strings[] = { &c->source_url,   &c->ca_file,    &c->desired_keys, &c->artifact_keys,
-                             &c->node_name,    &c->state_dir,  &c->socket_path,  &c->bus,
-                             &c->slice,        &c->read_group, &c->admin_group };
+        char **strings[] = {&c->source_url, &c->ca_file,    &c->desired_keys, &c->artifact_keys,
+                            &c->node_name,  &c->state_dir,  &c->socket_path,  &c->bus,
+                            &c->slice,      &c->read_group, &c->admin_group,  &c->config_path};
         for (size_t i = 0; i < ELEMENTSOF(strings); i++) {
                 free(*strings[i]);
                 *strings[i] = NULL;
@@ -206,8 +206,11 @@ int config_load_file(struct config *c, const char *path, bool missing_ok, char *
         }
         struct ini_ctx ctx = { .config = c };
         int line = ini_parse_file(f, on_ini_value, &ctx);
-        if (line == 0)
+        if (line == 0) {
+                free(c->config_path);
+                c->config_path = xstrdup(path);
                 return 0;
+        }
         _cleanup_free_ char *reason = ctx.error;
         *ret_error = xasprintf("%s:%d: %s", path, line, reason ? reason : "syntax error");
         return -EINVAL;

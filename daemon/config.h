@@ -26,6 +26,7 @@ struct config {
         char *read_group;
         char *admin_group;
         int log_level;
+        char *config_path; /* the file read, if any (instances must not see it) */
 };
 
 /* Fills in the built-in defaults. */

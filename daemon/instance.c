@@ -7,12 +7,13 @@
 #include "expand.h"
 #include "util.h"
 
+/* ${LII_ARTIFACT_DIR} is the artifact as the instance sees it. */
 static struct expand_vars vars_of(const struct instance_env *ie)
 {
-        return (struct expand_vars){ .port = ie->port,
-                                     .service = ie->service,
-                                     .generation = ie->generation,
-                                     .artifact_dir = ie->root };
+        return (struct expand_vars){.port = ie->port,
+                                    .service = ie->service,
+                                    .generation = ie->generation,
+                                    .artifact_dir = INSTANCE_ARTIFACT_DIR};
 }
 
 /* The environment of the desired state plus lii's own variables, which
@@ -27,7 +28,7 @@ static char **environment(const struct instance_env *ie)
         env[n++] = xasprintf("PORT=%d", ie->port);
         env[n++] = xasprintf("LII_SERVICE=%s", ie->service);
         env[n++] = xasprintf("LII_GENERATION=%llu", (unsigned long long)ie->generation);
-        env[n++] = xasprintf("LII_ARTIFACT_DIR=%s", ie->root);
+        env[n++] = xasprintf("LII_ARTIFACT_DIR=%s", INSTANCE_ARTIFACT_DIR);
         return env;
 }
 
@@ -38,36 +39,94 @@ static char **command(const struct instance_env *ie, char *const *tpl)
         struct expand_vars vars = vars_of(ie);
         char **argv = expand_strv(tpl, &vars);
         if (argv[0] && argv[0][0] != '/') {
-                char *exe = xasprintf("%s/%s", ie->root, argv[0]);
+                char *exe = xasprintf(INSTANCE_ARTIFACT_DIR "/%s", argv[0]);
                 free(argv[0]);
                 argv[0] = exe;
         }
         return argv;
 }
 
+/* What an instance must not see, each with "-" so that a path missing on
+ * this host is no error: liid's own entries of the state folder (not the
+ * folder itself, which may hold the services' own StateDirectory= under
+ * the system manager), the trusted keys, the configuration, a file source
+ * and the API socket. */
+static char **hidden_paths(const struct config *cfg)
+{
+        const char *source_file = NULL;
+        if (cfg->source_url && strncmp(cfg->source_url, "file://", 7) == 0)
+                source_file = cfg->source_url + 7;
+        char **paths = xcalloc(10, sizeof *paths);
+        size_t n = 0;
+        paths[n++] = xasprintf("-%s/" STORE_DIR, cfg->state_dir);
+        paths[n++] = xasprintf("-%s/" STATE_NODE_FILE, cfg->state_dir);
+        paths[n++] = xasprintf("-%s/" STATE_SERVICES_DIR, cfg->state_dir);
+        paths[n++] = xasprintf("-%s", cfg->desired_keys);
+        paths[n++] = xasprintf("-%s", cfg->artifact_keys);
+        paths[n++] = xasprintf("-%s", cfg->socket_path);
+        if (cfg->config_path)
+                paths[n++] = xasprintf("-%s", cfg->config_path);
+        if (source_file) {
+                paths[n++] = xasprintf("-%s", source_file);
+                paths[n++] = xasprintf("-%s.minisig", source_file);
+        }
+        return paths;
+}
+
 /* The unit of the brief: the read-only artifact root as working directory,
- * the expanded command and environment, limits and sandbox. */
-static void unit_of(const struct instance_env *ie, struct transient_unit *u, const char *name,
-                    const char *description, char *const *argv, char *const *env,
+ * the expanded command and environment, limits and sandbox. The strings
+ * that u points to live in views, which the caller frees after the call. */
+struct unit_view {
+        struct bind_path artifact;
+        char *tmpfs[2];
+        char **hidden;
+        char *log_fields[3];
+};
+
+static void unit_view_done(struct unit_view *v)
+{
+        strv_free(v->hidden);
+        free(v->log_fields[0]);
+        free(v->log_fields[1]);
+}
+
+static void unit_of(const struct instance_env *ie, struct transient_unit *u, struct unit_view *v,
+                    const char *name, const char *description, char *const *argv, char *const *env,
                     const char *state_dir)
 {
         const struct service_spec *spec = ie->spec;
+        const struct config *cfg = ie->engine->cfg;
+        *v = (struct unit_view){
+            .artifact = {.source = ie->root, .destination = INSTANCE_ARTIFACT_DIR},
+            .tmpfs = {(char *)INSTANCE_RUN_DIR, NULL},
+            .hidden = hidden_paths(cfg),
+            /* One journal query (LII_SERVICE=hello) shows liid's lines
+             * about a service and the service's own output. */
+            .log_fields = {xasprintf("LII_SERVICE=%s", ie->service),
+                           xasprintf("LII_GENERATION=%llu", (unsigned long long)ie->generation),
+                           NULL},
+        };
         *u = (struct transient_unit){
-                .name = name,
-                .description = description,
-                .slice = ie->engine->cfg->slice,
-                .argv = argv,
-                .working_directory = ie->root,
-                .environment = env,
-                .notify = spec->ready == READY_NOTIFY,
-                .timeout_stop_usec = spec->stop_timeout_usec,
-                .memory_max = spec->memory_max,
-                .cpu_quota_per_sec_usec = (uint64_t)spec->cpu_percent * 10000,
-                .tasks_max = spec->tasks_max,
-                .state_directory = state_dir,
-                .sandbox_strict = spec->sandbox == SANDBOX_STRICT,
-                /* A notify instance must be ready within the health deadline. */
-                .timeout_start_usec = spec->health.deadline_usec,
+            .name = name,
+            .description = description,
+            .slice = cfg->slice,
+            .argv = argv,
+            .working_directory = INSTANCE_ARTIFACT_DIR,
+            .environment = env,
+            .notify = spec->ready == READY_NOTIFY,
+            .timeout_stop_usec = spec->stop_timeout_usec,
+            .memory_max = spec->memory_max,
+            .cpu_quota_per_sec_usec = (uint64_t)spec->cpu_percent * 10000,
+            .tasks_max = spec->tasks_max,
+            .state_directory = state_dir,
+            .sandbox_strict = spec->sandbox == SANDBOX_STRICT,
+            /* A notify instance must be ready within the health deadline. */
+            .timeout_start_usec = spec->health.deadline_usec,
+            .bind_read_only = &v->artifact,
+            .n_bind_read_only = 1,
+            .temporary_file_systems = v->tmpfs,
+            .inaccessible_paths = v->hidden,
+            .log_extra_fields = v->log_fields,
         };
 }
 
@@ -80,8 +139,11 @@ int instance_env_start(struct instance_env *ie, const char *unit, systemd_job_cb
                                                      (unsigned long long)ie->generation);
         _cleanup_free_ char *state_dir = xasprintf("lii/%s", ie->service);
         struct transient_unit u;
-        unit_of(ie, &u, unit, description, argv, env, state_dir);
-        return systemd_start_transient(ie->engine->systemd, &u, cb, userdata);
+        struct unit_view view;
+        unit_of(ie, &u, &view, unit, description, argv, env, state_dir);
+        int r = systemd_start_transient(ie->engine->systemd, &u, cb, userdata);
+        unit_view_done(&view);
+        return r;
 }
 
 char *instance_env_health_target(const struct instance_env *ie)
@@ -172,12 +234,14 @@ static void *exec_start(void *userdata, uint64_t timeout_usec, health_exec_done 
                                                      (unsigned long long)ie->generation);
         _cleanup_free_ char *state_dir = xasprintf("lii/%s", ie->service);
         struct transient_unit u;
-        unit_of(ie, &u, p->unit, description, argv, env, state_dir);
+        struct unit_view view;
+        unit_of(ie, &u, &view, p->unit, description, argv, env, state_dir);
         u.oneshot = true;
         u.notify = false;
         u.timeout_start_usec = timeout_usec;
         u.runtime_max_usec = timeout_usec;
         int r = systemd_start_transient(ie->engine->systemd, &u, on_check_done, p);
+        unit_view_done(&view);
         if (r < 0) {
                 *ret_error = xasprintf("cannot start %s: %s", p->unit, strerror(-r));
                 probe_free(p);

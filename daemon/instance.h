@@ -2,7 +2,13 @@
  * (lii-<service>@<generation>.service) and, for exec health checks, one
  * short-lived check unit per probe that runs with the same sandbox and
  * environment. Everything here derives from the spec, the generation, the
- * port and the unpacked artifact root. */
+ * port and the unpacked artifact root.
+ *
+ * An instance sees its own artifact, read-only, at INSTANCE_ARTIFACT_DIR,
+ * wherever the store is on the host (a store under a folder that its user
+ * cannot search, such as /root, works), and sees none of liid's own files:
+ * the rest of the store, the state files, the keys, the configuration and
+ * the API socket are hidden from it. */
 #pragma once
 
 #include <stdint.h>
@@ -13,12 +19,18 @@
 
 struct engine;
 
+/* The artifact's place inside the instance's mount namespace, on an empty
+ * read-only tmpfs over INSTANCE_RUN_DIR (which also hides liid's socket
+ * folder when it is the default one). */
+#define INSTANCE_RUN_DIR      "/run/lii"
+#define INSTANCE_ARTIFACT_DIR INSTANCE_RUN_DIR "/artifact"
+
 struct instance_env {
         struct engine *engine;
         char *service;
         uint64_t generation;
         int port;
-        char *root; /* the unpacked artifact */
+        char *root; /* the unpacked artifact, on the host */
         struct service_spec *spec;
         unsigned checks; /* exec probes started, for unique check unit names */
         struct health_exec exec;

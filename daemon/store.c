@@ -353,7 +353,7 @@ int store_new(uv_loop_t *loop, const char *state_dir, const struct store_options
         if ((st.st_mode & 0011) != 0011 && chmod(abs, (st.st_mode & 07777) | 0011) < 0)
                 return -errno;
 
-        _cleanup_free_ char *store_dir = xasprintf("%s/store", abs);
+        _cleanup_free_ char *store_dir = xasprintf("%s/" STORE_DIR, abs);
         _cleanup_free_ char *sha_dir = xasprintf("%s/sha256", store_dir);
         _cleanup_free_ char *tmp_dir = xasprintf("%s/tmp", store_dir);
         int r = ensure_dir(store_dir, 0755);

@@ -19,6 +19,8 @@
 #include "minisign.h"
 #include "unpack.h"
 
+#define STORE_DIR "store" /* under the state folder */
+
 struct store;
 struct store_job;
 

@@ -6,6 +6,7 @@
 
 #include <poll.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <systemd/sd-bus.h>
 
 #include "log.h"
@@ -1098,6 +1099,66 @@ static int append_exec_start(sd_bus_message *msg, char *const *argv)
         return 0;
 }
 
+/* BindReadOnlyPaths: a(ssbt) of source, destination, ignore a missing
+ * source, mount flags. A missing artifact is an error, never ignored. */
+static int append_bind_read_only(sd_bus_message *msg, const struct bind_path *binds, size_t n)
+{
+        int r;
+
+        r = sd_bus_message_open_container(msg, 'r', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(msg, "s", "BindReadOnlyPaths");
+        if (r >= 0)
+                r = sd_bus_message_open_container(msg, 'v', "a(ssbt)");
+        if (r >= 0)
+                r = sd_bus_message_open_container(msg, 'a', "(ssbt)");
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = sd_bus_message_append(msg, "(ssbt)", binds[i].source, binds[i].destination, 0,
+                                          (uint64_t)MS_REC);
+        for (int i = 0; r >= 0 && i < 3; i++)
+                r = sd_bus_message_close_container(msg);
+        return r;
+}
+
+/* TemporaryFileSystem: a(ss) of path and mount options; lii's are empty
+ * and read-only, there only to hide what lies below. */
+static int append_temporary_file_systems(sd_bus_message *msg, char *const *paths)
+{
+        int r;
+
+        r = sd_bus_message_open_container(msg, 'r', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(msg, "s", "TemporaryFileSystem");
+        if (r >= 0)
+                r = sd_bus_message_open_container(msg, 'v', "a(ss)");
+        if (r >= 0)
+                r = sd_bus_message_open_container(msg, 'a', "(ss)");
+        for (size_t i = 0; r >= 0 && paths[i]; i++)
+                r = sd_bus_message_append(msg, "(ss)", paths[i], "ro");
+        for (int i = 0; r >= 0 && i < 3; i++)
+                r = sd_bus_message_close_container(msg);
+        return r;
+}
+
+/* LogExtraFields: aay, each "FIELD=value" without a terminating NUL. */
+static int append_log_extra_fields(sd_bus_message *msg, char *const *fields)
+{
+        int r;
+
+        r = sd_bus_message_open_container(msg, 'r', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(msg, "s", "LogExtraFields");
+        if (r >= 0)
+                r = sd_bus_message_open_container(msg, 'v', "aay");
+        if (r >= 0)
+                r = sd_bus_message_open_container(msg, 'a', "ay");
+        for (size_t i = 0; r >= 0 && fields[i]; i++)
+                r = sd_bus_message_append_array(msg, 'y', fields[i], strlen(fields[i]));
+        for (int i = 0; r >= 0 && i < 3; i++)
+                r = sd_bus_message_close_container(msg);
+        return r;
+}
+
 /* systemd's hardening for sandbox: "strict". The D-Bus names and types are
  * those of systemd 252's transient properties (systemd.exec(5),
  * org.freedesktop.systemd1(5)). */
@@ -1215,6 +1276,14 @@ static int append_properties(sd_bus_message *msg, const struct transient_unit *u
                 char *const dirs[] = {(char *)u->state_directory, NULL};
                 r = append_prop_strv(msg, "StateDirectory", dirs);
         }
+        if (r >= 0 && u->n_bind_read_only > 0)
+                r = append_bind_read_only(msg, u->bind_read_only, u->n_bind_read_only);
+        if (r >= 0 && u->temporary_file_systems)
+                r = append_temporary_file_systems(msg, u->temporary_file_systems);
+        if (r >= 0 && u->inaccessible_paths)
+                r = append_prop_strv(msg, "InaccessiblePaths", u->inaccessible_paths);
+        if (r >= 0 && u->log_extra_fields)
+                r = append_log_extra_fields(msg, u->log_extra_fields);
         if (r >= 0 && u->sandbox_strict)
                 r = append_sandbox(msg, is_system);
         return r;

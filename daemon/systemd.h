@@ -42,6 +42,12 @@ int systemd_new(uv_loop_t *loop, const char *bus, systemd_unit_cb unit_cb, void 
 /* Accepts NULL. No callbacks are called after this. */
 struct systemd *systemd_free(struct systemd *m);
 
+/* A read-only bind mount into a unit's mount namespace. */
+struct bind_path {
+        const char *source;      /* on the host */
+        const char *destination; /* as the unit sees it */
+};
+
 struct transient_unit {
         const char *name; /* "lii-hello@3.service" */
         const char *description;
@@ -64,6 +70,16 @@ struct transient_unit {
         bool oneshot;
         /* RuntimeMaxUSec; 0: unlimited. */
         uint64_t runtime_max_usec;
+        /* The unit's view of the file system: read-only bind mounts
+         * (BindReadOnlyPaths=), empty read-only tmpfs folders
+         * (TemporaryFileSystem=), paths hidden from it (InaccessiblePaths=;
+         * a "-" prefix ignores a missing path). Lists NULL-terminated. */
+        const struct bind_path *bind_read_only;
+        size_t n_bind_read_only;
+        char *const *temporary_file_systems;
+        char *const *inaccessible_paths;
+        /* Fields added to every journal entry of the unit ("FIELD=value"). */
+        char *const *log_extra_fields;
 };
 
 /* StartTransientUnit with mode "fail"; cb fires when the job is removed. */

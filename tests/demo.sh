@@ -5,6 +5,7 @@
 # shows `liictl status` before and after. Cleans up after itself.
 set -euo pipefail
 
+here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-build}" && pwd)
 demo="$build/demo"
 bin="$build"
@@ -41,9 +42,7 @@ else
         say "PID 1 is not systemd: starting a private systemd manager"
         runtime="$demo/runtime"
         mkdir -m 0700 "$runtime"
-        setsid unshare -m --propagation private sh -c \
-                "mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system &&
-                 XDG_RUNTIME_DIR=$runtime XDG_CONFIG_HOME=$demo/config exec /lib/systemd/systemd --user --log-level=warning" &
+        setsid "$here/private-manager.sh" "$runtime" "$demo/config" --log-level=warning &
         manager_pid=$!
         for _ in $(seq 100); do
                 [[ -S $runtime/systemd/private ]] && break

@@ -85,10 +85,8 @@ b_manager_start() {
 		for d in '"$cg"'; do
 			mkdir -p "$d" 2>/dev/null && echo $$ >"$d/cgroup.procs" 2>/dev/null
 		done
-		exec unshare -m --propagation private sh -c "mount -t tmpfs tmpfs /run/systemd &&
-			mkdir /run/systemd/system &&
-			XDG_RUNTIME_DIR='"$B_RUNTIME"' XDG_CONFIG_HOME='"$B_DIR"'/config \
-			exec /lib/systemd/systemd --user --log-target=console --log-level=${B_MANAGER_LOG_LEVEL:-warning}"
+		exec "'"$B_SRC"'/tests/private-manager.sh" "'"$B_RUNTIME"'" "'"$B_DIR"'/config" \
+			--log-target=console --log-level=${B_MANAGER_LOG_LEVEL:-warning}
 	' >"$B_DIR/manager.log" 2>&1 &
 	B_MANAGER_PID=$!
 	local i

@@ -281,14 +281,12 @@ void h_setup(struct h_env *env, const char *name)
                 char cgroup[64];
                 snprintf(cgroup, sizeof cgroup, "lii-itest-%d", (int)getppid());
                 h_cgroup_enter(cgroup);
-                char script[2048];
-                snprintf(script, sizeof script,
-                         "mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system && "
-                         "XDG_RUNTIME_DIR=%s XDG_CONFIG_HOME=%s/config NOTIFY_SOCKET=%s "
-                         "exec /lib/systemd/systemd --user --log-target=console --log-level=warning",
-                         env->runtime, env->dir, notify);
-                execlp("unshare", "unshare", "-m", "--propagation", "private", "sh", "-c", script,
-                       (char *)NULL);
+                char config_home[600];
+                snprintf(config_home, sizeof config_home, "%s/config", env->dir);
+                setenv("NOTIFY_SOCKET", notify, 1);
+                execl(LII_SOURCE_DIR "/tests/private-manager.sh", "private-manager.sh",
+                      env->runtime, config_home, "--log-target=console", "--log-level=warning",
+                      (char *)NULL);
                 _exit(127);
         }
         env->manager_pid = pid;
@@ -423,11 +421,11 @@ unsigned h_publish(struct h_env *env, const struct h_service *svcs, size_t n, un
                 fprintf(f,
                         "%s\"%s\":{\"artifact\":{\"url\":\"%s\",\"sha256\":\"%s\","
                         "\"size\":%lld},"
-                        "\"exec\":[\"bin/hello\",\"--version-name\",\"v%d\"%s],"
+                        "\"exec\":[\"%s\",\"--version-name\",\"v%d\"%s],"
                         "\"env\":{\"GREETING\":\"hi from ${LII_SERVICE}\"},"
                         "\"health\":%s,\"stop_timeout\":\"5s\"",
                         i ? "," : "", svcs[i].name, file, svcs[i].sha256 ? svcs[i].sha256 : sha,
-                        size, svcs[i].artifact,
+                        size, svcs[i].exec ? svcs[i].exec : "bin/hello", svcs[i].artifact,
                         svcs[i].extra_args ? svcs[i].extra_args : "",
                         svcs[i].health ? svcs[i].health
                                        : "{\"http\":\"http://127.0.0.1:${PORT}/healthz\","

@@ -22,10 +22,11 @@
 
 #define DEADLINE_MS 10000
 
-/* The manager and the files it needs. top_dir is traversable by everyone
- * because DynamicUser instances execute from bin_dir below it; the runtime
- * directory itself is 0700 like a real XDG_RUNTIME_DIR. Nothing lives under
- * /tmp: instances with PrivateTmp=yes could not see it. */
+/* The manager and the files it needs. top_dir is 0700, like /root: a
+ * DynamicUser instance reaches bin_dir below it only through the read-only
+ * bind mount it is given. The runtime directory is 0700 like a real
+ * XDG_RUNTIME_DIR. Nothing lives under /tmp: instances with PrivateTmp=yes
+ * could not see it. */
 static char *top_dir;
 static char *runtime_dir;
 static char *bin_dir;
@@ -79,12 +80,11 @@ static bool manager_answers(const char *socket_path)
 
 static void manager_start(void)
 {
-        _cleanup_free_ char *config_dir = NULL, *socket_path = NULL, *log_path = NULL,
-                            *script = NULL;
+        _cleanup_free_ char *config_dir = NULL, *socket_path = NULL, *log_path = NULL;
 
         top_dir = xasprintf("%s/test-systemd.XXXXXX", LII_BUILD_DIR);
         ck_assert_ptr_nonnull(mkdtemp(top_dir));
-        ck_assert_int_eq(chmod(top_dir, 0755), 0);
+        ck_assert_int_eq(chmod(top_dir, 0700), 0);
         runtime_dir = xasprintf("%s/run", top_dir);
         ck_assert_int_eq(mkdir(runtime_dir, 0700), 0);
         config_dir = xasprintf("%s/config", top_dir);
@@ -97,12 +97,6 @@ static void manager_start(void)
         socket_path = xasprintf("%s/systemd/private", runtime_dir);
         bus_address = xasprintf("unix:path=%s", socket_path);
         log_path = xasprintf("%s/manager.log", top_dir);
-        /* XDG_CONFIG_HOME keeps StateDirectory= (which a user manager puts
-         * there) inside the test's directory. */
-        script = xasprintf("mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system && "
-                           "XDG_RUNTIME_DIR='%s' XDG_CONFIG_HOME='%s' "
-                           "exec /lib/systemd/systemd --user",
-                           runtime_dir, config_dir);
 
         cgroup_name = xasprintf("lii-test-systemd-%d", (int)getpid());
         manager_pid = fork();
@@ -114,8 +108,10 @@ static void manager_start(void)
                     dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0)
                         _exit(127);
                 h_cgroup_enter(cgroup_name);
-                execlp("unshare", "unshare", "-m", "--propagation", "private", "sh", "-c", script,
-                       (char *)NULL);
+                /* XDG_CONFIG_HOME keeps StateDirectory= (which a user
+                 * manager puts there) inside the test's directory. */
+                execl(LII_SOURCE_DIR "/tests/private-manager.sh", "private-manager.sh", runtime_dir,
+                      config_dir, (char *)NULL);
                 _exit(127);
         }
 
@@ -367,8 +363,13 @@ static void assert_property(const char *show, const char *expected)
 START_TEST(test_sandboxed_unit_lifecycle)
 {
         char name[128], proc[64], line[256], prefix[64];
-        char *argv[] = {sleep_path, (char *)"1000", NULL};
+        char *argv[] = {(char *)"/run/lii/artifact/sleep", (char *)"1000", NULL};
         char *env[] = {(char *)"GREETING=hi", (char *)"PORT=1234", NULL};
+        struct bind_path bind = {.source = bin_dir, .destination = "/run/lii/artifact"};
+        char *tmpfs[] = {(char *)"/run/lii", NULL};
+        _cleanup_free_ char *config_dir = xasprintf("-%s/config", top_dir);
+        char *hidden[] = {config_dir, (char *)"-/nonexistent/lii", NULL};
+        char *fields[] = {(char *)"LII_SERVICE=test", (char *)"LII_GENERATION=7", NULL};
         struct job_result job = {0};
         struct list_result list = {0}, none = {0};
         const struct unit_status *st;
@@ -382,7 +383,7 @@ START_TEST(test_sandboxed_unit_lifecycle)
             .description = "lii test",
             .slice = "lii.slice",
             .argv = argv,
-            .working_directory = bin_dir,
+            .working_directory = "/run/lii/artifact",
             .environment = env,
             .timeout_stop_usec = 5 * USEC_PER_SEC,
             .memory_max = 64ULL << 20,
@@ -390,6 +391,11 @@ START_TEST(test_sandboxed_unit_lifecycle)
             .tasks_max = 16,
             .state_directory = "lii/test",
             .sandbox_strict = true,
+            .bind_read_only = &bind,
+            .n_bind_read_only = 1,
+            .temporary_file_systems = tmpfs,
+            .inaccessible_paths = hidden,
+            .log_extra_fields = fields,
         };
 
         ck_assert(!systemd_is_system(sd));
@@ -440,8 +446,15 @@ START_TEST(test_sandboxed_unit_lifecycle)
         };
         for (size_t i = 0; i < ELEMENTSOF(expected); i++)
                 assert_property(show, expected[i]);
-        _cleanup_free_ char *wd = xasprintf("WorkingDirectory=%s", bin_dir);
-        assert_property(show, wd);
+        assert_property(show, "WorkingDirectory=/run/lii/artifact");
+        assert_property(show, "TemporaryFileSystem=/run/lii:ro");
+        assert_property(show, "LogExtraFields=LII_SERVICE=test LII_GENERATION=7");
+        _cleanup_free_ char *bound =
+            xasprintf("BindReadOnlyPaths=%s:/run/lii/artifact:rbind", bin_dir);
+        assert_property(show, bound);
+        _cleanup_free_ char *inaccessible =
+            xasprintf("InaccessiblePaths=%s -/nonexistent/lii", config_dir);
+        assert_property(show, inaccessible);
 
         /* DynamicUser: the instance does not run as root. */
         snprintf(proc, sizeof proc, "/proc/%u/status", st->main_pid);
