@@ -12,6 +12,7 @@
 
 #include "api.h"
 #include "decide.h"
+#include "exit-status.h"
 #include "lii-version.h"
 #include "log.h"
 #include "source.h"
@@ -498,17 +499,16 @@ static void on_unit(struct systemd *m, const char *unit, const struct unit_statu
                 return;
         svc->current_alive = false;
         svc->healthy = false;
-        events_emit(e->events, EVENT_INSTANCE_EXITED, name, gen, "%s is no longer running (%s%s%s)",
-                    unit, st->active_state, st->result[0] ? ", " : "", st->result);
+        _cleanup_free_ char *how = exit_status_describe(st);
+        events_emit(e->events, EVENT_INSTANCE_EXITED, name, gen, "%s is no longer running: %s",
+                    unit, how);
         /* An instance that had run longer than the longest delay died of
          * something new: its replacements count from the start. */
         if (svc->active_since_usec &&
             now_realtime_usec() - svc->active_since_usec > RESTART_DELAY_MAX_USEC)
                 svc->restarts = 0;
         if (svc->watch) {
-                _cleanup_free_ char *why = xasprintf(
-                        "exited during its watch window (%s%s%s)", st->active_state,
-                        st->result[0] ? ", " : "", st->result);
+                _cleanup_free_ char *why = xasprintf("ended during its watch window: %s", how);
                 rollout_revert(svc, why);
                 return;
         }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "engine-internal.h"
+#include "exit-status.h"
 #include "instance.h"
 #include "log.h"
 #include "port.h"
@@ -27,6 +28,8 @@ struct rollout {
         char *unit;
         bool restart; /* replaces a dead current instance with the same spec */
         enum rollout_kind kind;
+        struct unit_status unit_status; /* the last word of systemd on the new unit */
+        bool have_unit_status;
         char *revert_reason; /* ROLLOUT_REVERT: why the reverted instance failed */
         struct instance_env *env; /* set once the artifact is unpacked */
 };
@@ -308,8 +311,12 @@ static void on_started(struct systemd *m, int r, const char *result, void *userd
                 return;
         }
         if (r < 0) {
-                _cleanup_free_ char *msg = xasprintf("systemd did not start %s: %s", ro->unit,
-                                                     result ? result : strerror(-r));
+                /* systemd reports the unit's end before the job's, so the
+                 * reason can say how the process ended, not only "failed". */
+                _cleanup_free_ char *how =
+                    ro->have_unit_status ? exit_status_describe(&ro->unit_status)
+                                         : xasprintf("job %s", result ? result : strerror(-r));
+                _cleanup_free_ char *msg = xasprintf("systemd did not start %s: %s", ro->unit, how);
                 rollout_fail(ro, msg);
                 return;
         }
@@ -331,6 +338,10 @@ static void on_started(struct systemd *m, int r, const char *result, void *userd
 
 void rollout_on_unit(struct rollout *ro, const struct unit_status *st)
 {
+        if (st->loaded) {
+                ro->unit_status = *st;
+                ro->have_unit_status = true;
+        }
         if (ro->phase != PHASE_CHECK)
                 return;
         /* Only a unit that is there and down counts: systemd announces units
@@ -340,16 +351,9 @@ void rollout_on_unit(struct rollout *ro, const struct unit_status *st)
         if (!st->loaded || (strcmp(st->active_state, "failed") != 0 &&
                             strcmp(st->active_state, "inactive") != 0))
                 return;
-        _cleanup_free_ char *msg = NULL;
-        if (st->exec_main_code == CLD_EXITED)
-                msg = xasprintf("%s exited with status %d before passing its checks", ro->unit,
-                                st->exec_main_status);
-        else if (st->exec_main_code == CLD_KILLED || st->exec_main_code == CLD_DUMPED)
-                msg = xasprintf("%s was killed by signal %d before passing its checks", ro->unit,
-                                st->exec_main_status);
-        else
-                msg = xasprintf("%s stopped (%s) before passing its checks", ro->unit,
-                                st->result[0] ? st->result : st->active_state);
+        _cleanup_free_ char *how = exit_status_describe(st);
+        _cleanup_free_ char *msg =
+            xasprintf("%s ended before passing its checks: %s", ro->unit, how);
         rollout_fail(ro, msg);
 }
 

@@ -70,6 +70,7 @@ struct h_service {
         const char *ready;       /* "notify", or NULL for the default */
         int port;                /* a fixed port, or 0 for "auto" */
         const char *sandbox;     /* "none", or NULL for the default (strict) */
+        const char *exec;        /* exec[0], or NULL for "bin/hello" */
 };
 /* Writes desired.json with the next serial (or the one given, if nonzero)
  * and signs it with the test's desired-state key. Returns the serial. */

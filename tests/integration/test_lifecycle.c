@@ -67,14 +67,10 @@ static bool unit_active(const char *unit)
 
 /* Deploys v1, then a v2 that must be refused for `why`, checking the old
  * instance serves throughout and the refused one is gone. */
-static void expect_v2_refused(const char *extra_args, const char *health, const char *ready,
-                              const char *why)
+static void expect_refused(const struct h_service *v2, const char *why)
 {
         deploy_v1(NULL, NULL);
-        struct h_service v2 = { .name = "hello", .artifact = 2, .extra_args = extra_args,
-                                .health = health, .ready = ready,
-                                .sandbox = ready ? NOTIFY_SANDBOX : NULL };
-        h_publish(&env, &v2, 1, 0);
+        h_publish(&env, v2, 1, 0);
         json_object *svc = h_wait_service(&env, "hello", refused_with, (void *)why, 30000, why);
         ck_assert_int_eq(h_json_int(svc, "current.generation"), 1);
         json_object_put(svc);
@@ -87,16 +83,60 @@ static void expect_v2_refused(const char *extra_args, const char *health, const 
         ck_assert(!unit_active("lii-hello@2.service"));
 }
 
-
-#define HTTP_CHECK(extra)                                                                          \
-        "{\"http\":\"http://127.0.0.1:${PORT}/healthz\",\"interval\":\"100ms\","                  \
-        "\"timeout\":\"500ms\",\"deadline\":\"3s\"" extra "}"
-
-START_TEST(crash_at_once_refused)
+static void expect_v2_refused(const char *extra_args, const char *health, const char *ready,
+                              const char *why)
 {
-        expect_v2_refused(",\"--exit-after\",\"0\"", HTTP_CHECK(""), NULL, "lii-hello@2.service");
+        struct h_service v2 = {.name = "hello",
+                               .artifact = 2,
+                               .extra_args = extra_args,
+                               .health = health,
+                               .ready = ready,
+                               .sandbox = ready ? NOTIFY_SANDBOX : NULL};
+        expect_refused(&v2, why);
+}
+
+/* A v2 that systemd cannot start or that ends at once is refused with what
+ * systemd saw, in words, and the same words reach the operator in
+ * `liictl status hello` and in the rollout.failed event. */
+static void expect_start_refused(const char *exec, const char *extra_args, const char *why)
+{
+        struct h_service v2 = {
+            .name = "hello", .artifact = 2, .exec = exec, .extra_args = extra_args};
+        expect_refused(&v2, why);
+
+        char *out = NULL;
+        const char *status[] = {"status", "hello", NULL};
+        ck_assert_int_eq(h_liictl(&env, &out, status), 0);
+        ck_assert_msg(strstr(out, why), "liictl status hello does not say \"%s\":\n%s", why, out);
+        free(out);
+        const char *events[] = {"events", NULL};
+        ck_assert_int_eq(h_liictl(&env, &out, events), 0);
+        ck_assert_msg(strstr(out, why), "the events do not say \"%s\":\n%s", why, out);
+        free(out);
+}
+
+START_TEST(missing_executable_says_203_exec)
+{
+        expect_start_refused("bin/no-such-program", NULL,
+                             "203/EXEC: the executable could not be run");
 }
 END_TEST
+
+START_TEST(exit_at_once_says_the_status)
+{
+        expect_start_refused(NULL, ",\"--exit-after\",\"0\"", "exited with status 3");
+}
+END_TEST
+
+START_TEST(crash_by_signal_says_the_signal)
+{
+        expect_start_refused(NULL, ",\"--crash\"", "killed by SIGSEGV");
+}
+END_TEST
+
+#define HTTP_CHECK(extra)                                                                          \
+        "{\"http\":\"http://127.0.0.1:${PORT}/healthz\",\"interval\":\"100ms\","                   \
+        "\"timeout\":\"500ms\",\"deadline\":\"3s\"" extra "}"
 
 START_TEST(crash_after_ready_refused)
 {
@@ -252,17 +292,19 @@ static Suite *suite(void)
                 const char *name;
                 const TTest *test;
         } tests[] = {
-                { "crash_at_once", crash_at_once_refused },
-                { "crash_after_ready", crash_after_ready_refused },
-                { "never_ready", never_ready_refused },
-                { "answers_500", answers_500_refused },
-                { "hang", hang_refused },
-                { "exec_failing", exec_check_failing_refused },
-                { "checks_pass", notify_exec_and_tcp_checks_pass },
-                { "stop_timeout", sigterm_ignored_is_killed_after_stop_timeout },
-                { "fixed_port", fixed_port_shared_by_generations },
-                { "watch_revert", watch_window_reverts },
-                { "watch_restart", watch_window_survives_a_restart },
+            {"missing_executable", missing_executable_says_203_exec},
+            {"exit_at_once", exit_at_once_says_the_status},
+            {"crash_by_signal", crash_by_signal_says_the_signal},
+            {"crash_after_ready", crash_after_ready_refused},
+            {"never_ready", never_ready_refused},
+            {"answers_500", answers_500_refused},
+            {"hang", hang_refused},
+            {"exec_failing", exec_check_failing_refused},
+            {"checks_pass", notify_exec_and_tcp_checks_pass},
+            {"stop_timeout", sigterm_ignored_is_killed_after_stop_timeout},
+            {"fixed_port", fixed_port_shared_by_generations},
+            {"watch_revert", watch_window_reverts},
+            {"watch_restart", watch_window_survives_a_restart},
         };
         for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
                 TCase *tc = tcase_create(tests[i].name);

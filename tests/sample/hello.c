@@ -2,6 +2,9 @@
  *   GET /         "hello from <version>: <GREETING>\n"
  *   GET /healthz  200 "ok\n", or 503 while unhealthy (see the flags)
  *   GET /version  "<version>\n"
+ *   GET /where    its working directory and $LII_ARTIFACT_DIR, a line each
+ *   GET /look/P   200 "readable\n" when the file or folder /P can be read
+ *                 as the instance sees it, 404 with the error otherwise
  * Flags:
  *   --port N            listen on 127.0.0.1:N (default: $PORT)
  *   --version-name S    what / and /version report (default: "dev")
@@ -13,8 +16,11 @@
  *   --exit-after MS     exit with status 3 after MS milliseconds
  *   --notify            send READY=1 to $NOTIFY_SOCKET (after --healthy-after)
  *   --ignore-sigterm    ignore SIGTERM (the stop timeout must end it)
+ *   --crash             die of SIGSEGV once listening
  * It uses SO_REUSEPORT so that two generations may share a fixed port. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -52,6 +58,26 @@ static void notify_ready(void)
         close(fd);
 }
 
+/* Whether the instance can read a file or list a folder. */
+static const char *look(const char *path)
+{
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return strerror(errno);
+        char c;
+        DIR *d = fdopendir(fd);
+        if (d) {
+                errno = 0;
+                int ok = readdir(d) != NULL;
+                closedir(d);
+                return ok ? NULL : strerror(errno ? errno : EIO);
+        }
+        ssize_t n = read(fd, &c, 1);
+        int err = errno;
+        close(fd);
+        return n >= 0 ? NULL : strerror(err);
+}
+
 static void on_alarm(int sig)
 {
         _exit(3);
@@ -74,7 +100,7 @@ int main(int argc, char **argv)
         const char *port_s = getenv("PORT");
         const char *version = "dev";
         long long healthy_after = 0, unhealthy_after = -1, exit_after = -1;
-        int never_healthy = 0, healthz_500 = 0, hang = 0, notify = 0;
+        int never_healthy = 0, healthz_500 = 0, hang = 0, notify = 0, crash = 0;
         for (int i = 1; i < argc; i++) {
                 if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
                         port_s = argv[++i];
@@ -96,6 +122,8 @@ int main(int argc, char **argv)
                         notify = 1;
                 else if (strcmp(argv[i], "--ignore-sigterm") == 0)
                         signal(SIGTERM, SIG_IGN);
+                else if (strcmp(argv[i], "--crash") == 0)
+                        crash = 1;
                 else {
                         fprintf(stderr, "hello: unknown argument '%s'\n", argv[i]);
                         return 2;
@@ -121,6 +149,10 @@ int main(int argc, char **argv)
         }
         long long start = now_ms();
         fprintf(stderr, "hello %s listening on 127.0.0.1:%d\n", version, port);
+        if (crash) {
+                fprintf(stderr, "hello: crashing as asked\n");
+                raise(SIGSEGV);
+        }
         if (exit_after >= 0) {
                 signal(SIGALRM, on_alarm);
                 struct itimerval it = { .it_value = { .tv_sec = exit_after / 1000,
@@ -166,6 +198,19 @@ int main(int argc, char **argv)
                 } else if (strncmp(req, "GET /version", 12) == 0) {
                         snprintf(body, sizeof body, "%s\n", version);
                         reply(c, 200, body);
+                } else if (strncmp(req, "GET /where ", 11) == 0) {
+                        char cwd[256];
+                        const char *dir = getenv("LII_ARTIFACT_DIR");
+                        snprintf(body, sizeof body, "%s\n%s\n",
+                                 getcwd(cwd, sizeof cwd) ? cwd : strerror(errno), dir ? dir : "");
+                        reply(c, 200, body);
+                } else if (strncmp(req, "GET /look/", 10) == 0) {
+                        char path[1024];
+                        snprintf(path, sizeof path, "/%.*s", (int)strcspn(req + 10, " \r\n"),
+                                 req + 10);
+                        const char *err = look(path);
+                        snprintf(body, sizeof body, "%s\n", err ? err : "readable");
+                        reply(c, err ? 404 : 200, body);
                 } else if (strncmp(req, "GET / ", 6) == 0) {
                         snprintf(body, sizeof body, "hello from %s: %s\n", version, greeting);
                         reply(c, 200, body);
