@@ -214,6 +214,12 @@ void h_set_api_groups(struct h_env *env, const char *read_group, const char *adm
         write_config(env);
 }
 
+void h_set_state_dir(struct h_env *env, const char *dir)
+{
+        snprintf(env->state_dir, sizeof env->state_dir, "%s", dir);
+        write_config(env);
+}
+
 void h_set_max_parallel(struct h_env *env, unsigned n)
 {
         env->max_parallel = n;

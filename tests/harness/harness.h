@@ -51,6 +51,8 @@ void h_sign_artifact(struct h_env *env, const char *path);
 /* Rewrites the configuration with these [api] groups (NULL or "" for
  * none). Call before h_start_liid(). */
 void h_set_api_groups(struct h_env *env, const char *read_group, const char *admin_group);
+/* Sets [paths] state_dir. Call before h_start_liid(). */
+void h_set_state_dir(struct h_env *env, const char *dir);
 /* Sets [rollout] max_parallel (4 unless set). Call before h_start_liid(). */
 void h_set_max_parallel(struct h_env *env, unsigned n);
 

@@ -3,8 +3,8 @@
  *   GET /healthz  200 "ok\n", or 503 while unhealthy (see the flags)
  *   GET /version  "<version>\n"
  *   GET /where    its working directory and $LII_ARTIFACT_DIR, a line each
- *   GET /look/P   200 "readable\n" when the file or folder /P can be read
- *                 as the instance sees it, 404 with the error otherwise
+ *   GET /look/P   200 "readable\n" when the instance can read a byte of the
+ *                 file /P or an entry of the folder /P, 404 with why not
  * Flags:
  *   --port N            listen on 127.0.0.1:N (default: $PORT)
  *   --version-name S    what / and /version report (default: "dev")
@@ -58,24 +58,28 @@ static void notify_ready(void)
         close(fd);
 }
 
-/* Whether the instance can read a file or list a folder. */
+/* Whether the instance can read something at path: a byte of a file or
+ * an entry of a folder. What InaccessiblePaths= puts in place is an empty
+ * node of mode 0, which root may open, so "empty" counts as not readable. */
 static const char *look(const char *path)
 {
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return strerror(errno);
-        char c;
         DIR *d = fdopendir(fd);
         if (d) {
-                errno = 0;
-                int ok = readdir(d) != NULL;
+                struct dirent *de;
+                int entries = 0;
+                while ((de = readdir(d)))
+                        entries += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
                 closedir(d);
-                return ok ? NULL : strerror(errno ? errno : EIO);
+                return entries ? NULL : "empty";
         }
+        char c;
         ssize_t n = read(fd, &c, 1);
         int err = errno;
         close(fd);
-        return n >= 0 ? NULL : strerror(err);
+        return n > 0 ? NULL : n == 0 ? "empty" : strerror(err);
 }
 
 static void on_alarm(int sig)
