@@ -128,7 +128,10 @@ b_nginx_start() {
 	mkdir -p "$dir" "$B_WWW" "$B_DIR/apiroot"
 	B_NGINX_PORT=$("$B_TOOL" port)
 	B_NGINX_SOCK=/run/lii-bench.$$.nginx.sock
+	# Workers as root: the build may lie under a folder only root can
+	# search (a clone in /root). Loopback only.
 	cat >"$dir/nginx.conf" <<EOF
+user root;
 worker_processes 1;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;

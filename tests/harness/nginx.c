@@ -84,7 +84,11 @@ void h_nginx_start(struct h_nginx *n, const char *dir, const char *root,
         FILE *f = fopen(conf_path, "w");
         ck_assert_ptr_nonnull(f);
         const char *extra = extra_locations ? extra_locations : "";
+        /* The workers run as root: the test's folder may lie under one
+         * that only root can search (a clone in /root), and a worker as
+         * nobody would answer 403 there. Loopback only, for tests. */
         fprintf(f,
+                "user root;\n"
                 "worker_processes 1;\n"
                 "pid %s;\n"
                 "error_log %s/error.log warn;\n"
