@@ -10,10 +10,13 @@
 #include "engine-internal.h"
 #include "exit-status.h"
 #include "instance.h"
+#include "journal.h"
 #include "log.h"
 #include "port.h"
 
-enum phase { PHASE_FETCH, PHASE_START, PHASE_CHECK, PHASE_ABORT };
+/* PHASE_EXPLAIN: the new unit ended before it passed; its last output is
+ * being read from the journal for the reason. */
+enum phase { PHASE_FETCH, PHASE_START, PHASE_CHECK, PHASE_EXPLAIN };
 
 struct rollout {
         struct service *svc;
@@ -32,6 +35,8 @@ struct rollout {
         bool have_unit_status;
         char *revert_reason; /* ROLLOUT_REVERT: why the reverted instance failed */
         struct instance_env *env; /* set once the artifact is unpacked */
+        struct journal_tail *tail; /* PHASE_EXPLAIN */
+        char *explained;           /* PHASE_EXPLAIN: the reason without the output */
 };
 
 static struct service_state *rollout_state(struct rollout *ro)
@@ -51,6 +56,8 @@ static void rollout_free(struct rollout *ro)
         if (ro->job)
                 store_job_cancel(ro->job);
         health_check_cancel(ro->health);
+        journal_tail_cancel(ro->tail);
+        free(ro->explained);
         instance_env_free(ro->env);
         service_spec_free(ro->spec);
         free(ro->artifact_root);
@@ -287,6 +294,36 @@ static void rollout_commit(struct rollout *ro)
         rollout_detach(ro);
 }
 
+static void on_last_words(char *const *lines, void *userdata)
+{
+        struct rollout *ro = userdata;
+        ro->tail = NULL;
+        _cleanup_free_ char *quoted = NULL;
+        for (size_t i = 0; lines[i]; i++) {
+                char *more = xasprintf("%s%s\"%s\"",
+                                       quoted ? quoted : "; its last output: ", quoted ? " | " : "",
+                                       lines[i]);
+                free(quoted);
+                quoted = more;
+        }
+        _cleanup_free_ char *msg = xasprintf("%s%s", ro->explained, quoted ? quoted : "");
+        rollout_fail(ro, msg);
+}
+
+/* The new unit ended before it passed: the reason says how, and quotes
+ * what the instance last wrote where a journal has it. */
+static void rollout_fail_quoting(struct rollout *ro, const char *reason)
+{
+        health_check_cancel(ro->health);
+        ro->health = NULL;
+        ro->phase = PHASE_EXPLAIN;
+        ro->explained = xstrdup(reason);
+        uv_loop_t *loop = ro->svc->engine->loop;
+        if (journal_tail_start(loop, ro->unit, ro->started_usec, 3, on_last_words, ro, &ro->tail) <
+            0)
+                rollout_fail(ro, reason);
+}
+
 static void on_health_done(struct health_check *h, bool ok, const char *reason, void *userdata)
 {
         struct rollout *ro = userdata;
@@ -317,7 +354,7 @@ static void on_started(struct systemd *m, int r, const char *result, void *userd
                     ro->have_unit_status ? exit_status_describe(&ro->unit_status)
                                          : xasprintf("job %s", result ? result : strerror(-r));
                 _cleanup_free_ char *msg = xasprintf("systemd did not start %s: %s", ro->unit, how);
-                rollout_fail(ro, msg);
+                rollout_fail_quoting(ro, msg);
                 return;
         }
         ro->phase = PHASE_CHECK;
@@ -354,7 +391,7 @@ void rollout_on_unit(struct rollout *ro, const struct unit_status *st)
         _cleanup_free_ char *how = exit_status_describe(st);
         _cleanup_free_ char *msg =
             xasprintf("%s ended before passing its checks: %s", ro->unit, how);
-        rollout_fail(ro, msg);
+        rollout_fail_quoting(ro, msg);
 }
 
 static int start_unit(struct rollout *ro)

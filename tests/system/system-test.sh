@@ -254,16 +254,17 @@ for v in 1 2 3; do
 done
 
 publications=0
-# publish SERIAL VERSION: the hello service at that sample version, signed,
-# renamed into place signature first.
+# publish SERIAL VERSION [ARGS]: the hello service at that sample version
+# (with more JSON arguments, such as ', "--crash"'), signed, renamed into
+# place signature first.
 publish() {
-	local serial=$1 v=$2 www=$work/share/www
+	local serial=$1 v=$2 args=${3:-} www=$work/share/www
 	local art=$www/hello-$v.tar.gz
 	cat >"$www/.desired.json.new" <<-EOF
 		{"format": "lii.desired/1", "serial": $serial, "services": {"hello": {
 		  "artifact": {"url": "hello-$v.tar.gz", "sha256": "$(sha256sum <"$art" | cut -c1-64)",
 		               "size": $(stat -c %s "$art")},
-		  "exec": ["bin/hello", "--version-name", "v$v"],
+		  "exec": ["bin/hello", "--version-name", "v$v"$args],
 		  "health": {"http": "http://127.0.0.1:\${PORT}/healthz", "interval": "200ms",
 		             "passes": 2, "deadline": "30s"},
 		  "stop_timeout": "5s"}}}
@@ -320,14 +321,30 @@ for want in Slice=lii.slice DynamicUser=yes ProtectSystem=strict ProtectHome=yes
 	ProtectKernelTunables=yes RestrictNamespaces=yes StateDirectory=lii/hello ActiveState=active; do
 	grep -qx "$want" <<<"$show" || fail "$unit lacks $want: $show"
 done
-grep -q '^ExecStart={ path=/var/lib/lii/store/sha256/[0-9a-f]\{64\}/bin/hello ' <<<"$show" ||
-	fail "$unit does not run from the store"
+grep -q '^ExecStart={ path=/run/lii/artifact/bin/hello ' <<<"$show" ||
+	fail "$unit does not run from /run/lii/artifact"
+in_ct systemctl show -P BindReadOnlyPaths "$unit" |
+	grep -q '^/var/lib/lii/store/sha256/[0-9a-f]\{64\}:/run/lii/artifact:rbind$' ||
+	fail "$unit does not get its artifact from the store at /run/lii/artifact"
 proc=$(in_ct cat "/proc/$main_pid/status")
 uid=$(awk '/^Uid:/ { print $2 }' <<<"$proc")
 [[ $uid != 0 ]] || fail "the instance runs as root"
 grep -q '^NoNewPrivs:[[:space:]]*1' <<<"$proc" || fail "the instance may gain privileges"
 grep -q '^CapEff:[[:space:]]*0000000000000000' <<<"$proc" || fail "the instance has capabilities"
 say "It runs as dynamic uid $uid in lii.slice with the strict sandbox"
+
+# What the instance sees: its artifact, and nothing of liid's (liid.conf is
+# world-readable on the host, so only the mount namespace hides it).
+looks() { # PATH: whether the instance can read something there
+	curl -sf --noproxy '*' --max-time 5 -o /dev/null "http://127.0.0.1:$port/look$1"
+}
+looks /run/lii/artifact/bin/hello || fail "the instance cannot read its own artifact"
+for hidden in /var/lib/lii/state.json /var/lib/lii/state.d /var/lib/lii/store /etc/lii/liid.conf \
+	/etc/lii/keys/desired.d /etc/lii/keys/artifact.d /srv/lii-test/www/desired.json; do
+	in_ct test -e "$hidden" || fail "$hidden is missing in the container"
+	! looks "$hidden" || fail "the instance can read $hidden"
+done
+say "It sees its artifact at /run/lii/artifact and none of liid's files"
 
 publish 2 2
 in_ct liictl wait --timeout 60s --serial 2 hello || fail "v2 did not roll out"
@@ -346,7 +363,22 @@ journal_has LII_SERVICE=hello LII_EVENT=rollout.succeeded "generation 2 passed i
 	fail "journalctl LII_SERVICE=hello LII_EVENT=rollout.succeeded does not find generation 2"
 journal_has LII_UNIT=lii-hello@1.service "retired lii-hello@1.service" ||
 	fail "journalctl LII_UNIT=lii-hello@1.service does not find its retirement"
-say "The journal answers journalctl LII_SERVICE=hello LII_EVENT=rollout.succeeded"
+journal_has LII_SERVICE=hello LII_GENERATION=2 "hello v2 listening on" ||
+	fail "journalctl LII_SERVICE=hello LII_GENERATION=2 does not show the instance's own output"
+say "The journal answers journalctl LII_SERVICE=hello LII_EVENT=rollout.succeeded, and shows the instance's output"
+
+# A release that crashes at start is refused with systemd's words and the
+# instance's last output, read from the journal; v2 keeps serving.
+publish 3 2 ', "--crash"'
+in_ct liictl wait --timeout 60s --serial 3 hello >/dev/null 2>&1 || true
+reason=$(status_json | jq -r .services.hello.last_rollout.reason)
+[[ $reason == *"killed by SIGSEGV"* ]] || fail "the crash is not named: $reason"
+[[ $reason == *'"hello: crashing as asked"'* ]] || fail "the reason does not quote the output: $reason"
+[[ $(status_json | jq -r .services.hello.current.generation) == 2 ]] ||
+	fail "the refused release displaced generation 2"
+[[ $(curl -sS --noproxy '*' --max-time 5 "http://127.0.0.1:$port/") == "hello from v2"* ]] ||
+	fail "hello v2 does not answer after the refusal"
+say "A crashing release was refused: $reason"
 
 # ---- HTTP from the host's nginx ----------------------------------------------
 http_port=
@@ -357,7 +389,9 @@ for p in $(shuf -i 20000-40000 -n 50); do
 	fi
 done
 [[ -n $http_port ]] || fail "no free port for nginx"
+# Workers as root: the build may lie under a folder only root can search.
 cat >"$work/nginx/nginx.conf" <<EOF
+user root;
 worker_processes 1;
 pid $work/nginx/nginx.pid;
 error_log $work/nginx/error.log warn;
@@ -383,8 +417,8 @@ in_ct sed -i "s|^url = .*|url = http://127.0.0.1:$http_port/desired.json|" /etc/
 in_ct systemctl restart liid.service
 # The document's new URL changes where its relative artifact URLs point, so
 # liid may roll the running version out again before serial 3 arrives.
-publish 3 3
-in_ct liictl wait --timeout 60s --serial 3 hello || fail "v3 did not roll out over HTTP"
+publish 4 3
+in_ct liictl wait --timeout 60s --serial 4 hello || fail "v3 did not roll out over HTTP"
 expect_running +2 3
 for path in /desired.json /desired.json.minisig /hello-3.tar.gz /hello-3.tar.gz.minisig; do
 	grep -q "\"GET $path HTTP/1.1\" 200 " "$work/nginx/access.log" ||
