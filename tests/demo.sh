@@ -57,8 +57,8 @@ minisign -G -W -f -p "$demo/keys/desired.d/demo.pub" -s "$demo/keys/desired.key"
 minisign -G -W -f -p "$demo/keys/artifact.d/demo.pub" -s "$demo/keys/artifact.key" >/dev/null
 
 serial=0
-publish() { # publish VERSION: hello-VERSION.tar.gz as the desired state, signed
-        local v=$1 art="hello-$1.tar.gz"
+publish() { # publish VERSION [ARGS]: hello-VERSION.tar.gz as the desired state, signed
+        local v=$1 args=${2:-} art="hello-$1.tar.gz"
         cp "$build/sample/$art" "$demo/www/$art"
         minisign -S -s "$demo/keys/artifact.key" -m "$demo/www/$art" -t "hello v$v" >/dev/null
         serial=$((serial + 1))
@@ -70,7 +70,7 @@ publish() { # publish VERSION: hello-VERSION.tar.gz as the desired state, signed
     "hello": {
       "artifact": { "url": "$art", "sha256": "$(sha256sum "$demo/www/$art" | cut -d' ' -f1)",
                     "size": $(stat -c %s "$demo/www/$art") },
-      "exec": ["bin/hello", "--version-name", "v$v"],
+      "exec": ["bin/hello", "--version-name", "v$v"$args],
       "env": { "GREETING": "hello from the lii demo" },
       "health": { "http": "http://127.0.0.1:\${PORT}/healthz", "interval": "200ms", "passes": 2 }
     }
@@ -122,5 +122,19 @@ port=$(liictl --json status hello | sed -n 's/.*"port": *\([0-9]*\).*/\1/p' | he
 echo
 echo "hello answers: $(curl -s "http://127.0.0.1:$port/")"
 
+say "Publishing hello v3, a build that crashes at start: it is refused, v2 keeps serving"
+publish 3 ', "--crash"'
+liictl wait --timeout 30s --serial "$serial" hello || true
+liictl status hello
+echo
+echo "hello still answers: $(curl -s "http://127.0.0.1:$port/")"
+
 say "Done. liid's log:"
 sed 's/^/  /' "$demo/liid.log"
+
+say "Next"
+cat <<EOF
+  make check                                        # every test, under a real systemd
+  make deb && apt install ./build/deb/lii_*.deb     # liid as a service: README, "Install on Debian"
+  man ./build/man/liictl.1.gz                       # also liid.8, liid.conf.5, lii-desired-state.5
+EOF
