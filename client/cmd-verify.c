@@ -108,7 +108,15 @@ static int run(struct ctl *ctl, int argc, char **argv)
 
         _cleanup_free_ char *error = NULL;
         _cleanup_(minisign_keyring_freep) struct minisign_keyring *k = NULL;
-        if (load_keyring(key, &k, &error) < 0) {
+        int r = load_keyring(key, &k, &error);
+        if (r == -EKEYREJECTED) {
+                /* A key that is there and well-formed but weak is a refusal,
+                 * as liid would refuse it, not a mistake on the command line:
+                 * no signature under it can hold. */
+                _cleanup_free_ char *msg = xasprintf("key: %s", error);
+                return refuse(ctl, file, msg);
+        }
+        if (r < 0) {
                 _cleanup_free_ char *p = ctl_printable(error);
                 fprintf(stderr, "liictl: key: %s\n", p);
                 return LIICTL_EXIT_USAGE;
@@ -116,7 +124,7 @@ static int run(struct ctl *ctl, int argc, char **argv)
 
         _cleanup_free_ char *sig_text = NULL;
         size_t sig_len;
-        int r = read_file_capped(sig_path, MINISIGN_SIG_FILE_MAX, &sig_text, &sig_len);
+        r = read_file_capped(sig_path, MINISIGN_SIG_FILE_MAX, &sig_text, &sig_len);
         if (r < 0) {
                 _cleanup_free_ char *msg = xasprintf(
                         "signature %s: %s", sig_path,
@@ -163,7 +171,8 @@ const struct cmd cmd_verify = {
                 "by the public key in PUB (a .pub file, or a folder of them as liid's key\n"
                 "folders are), exactly as liid checks documents and artifacts: only the\n"
                 "prehashed form is accepted, and the trusted comment must be intact. Does\n"
-                "not talk to liid. Exit 0 when the signature holds, 1 when it does not.\n"
+                "not talk to liid. Exit 0 when the signature holds, 1 when it does not\n"
+                "or when PUB holds a weak key (one of small order, as minisign refuses).\n"
                 "\n"
                 "Options:\n"
                 "      --key PUB   the trusted public key file or key folder\n"

@@ -211,6 +211,106 @@ static const char *comment_text_problem(const char *s, size_t len)
         return NULL;
 }
 
+/* Ed25519 points are encoded as the little-endian y coordinate with the
+ * sign of x in the top bit. These are the y values of the eight points
+ * whose order divides 8 (the identity, one point of order 2, two of order 4
+ * and four of order 8), together with the non-canonical encodings y + p
+ * that still fit in 255 bits and name one of them (p + 0 and p + 1). With
+ * the sign bit left out, every encoding of a small-order point matches one
+ * row, which is what libsodium refuses too. Such a key or R carries no
+ * secret: with the identity as the key, R = identity and S = 0 "sign"
+ * every message, and OpenSSL's verifier does not check for it. */
+static const uint8_t small_order_y[][32] = {
+    /* 0: the two points of order 4, (+-sqrt(-1), 0) */
+    {0},
+    /* 1: the identity */
+    {0x01},
+    /* y and p - y for the y with y^2 = (-1 +- sqrt(1 + d)) / d (the sign
+     * for which a root exists): the four points of order 8 */
+    {0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4,
+     0x89, 0xf2, 0xef, 0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6,
+     0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x05},
+    {0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b,
+     0x76, 0x0d, 0x10, 0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39,
+     0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a},
+    /* p - 1 = -1: the point of order 2, (0, -1) */
+    {0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+    /* p, non-canonical 0 */
+    {0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+    /* p + 1, non-canonical 1 */
+    {0xee, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+};
+
+/* The order of the group, L = 2^252 + 27742317777372353535851937790883648493,
+ * little-endian. */
+static const uint8_t group_order[32] = {
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10,
+};
+
+/* Keys and signatures are public, so none of these checks needs to run in
+ * constant time. */
+static bool point_has_small_order(const uint8_t p[32])
+{
+        for (size_t i = 0; i < ELEMENTSOF(small_order_y); i++)
+                if (memcmp(p, small_order_y[i], 31) == 0 && (p[31] & 0x7f) == small_order_y[i][31])
+                        return true;
+        return false;
+}
+
+/* Whether y < p = 2^255 - 19. A larger y names the same point as y - p;
+ * OpenSSL reduces it silently, libsodium refuses such a key, and so does lii
+ * so that one key has one encoding. */
+static bool point_is_canonical(const uint8_t p[32])
+{
+        if ((p[31] & 0x7f) != 0x7f)
+                return true;
+        for (size_t i = 30; i > 0; i--)
+                if (p[i] != 0xff)
+                        return true;
+        return p[0] < 0xed;
+}
+
+/* Whether s < L. OpenSSL checks this too; it is checked here as well so that
+ * the refusal says what is wrong, and so that a signature is never
+ * malleable into a second valid one whatever the library does. */
+static bool scalar_is_canonical(const uint8_t s[32])
+{
+        for (size_t i = 32; i > 0; i--)
+                if (s[i - 1] != group_order[i - 1])
+                        return s[i - 1] < group_order[i - 1];
+        return false;
+}
+
+/* Why pk cannot be trusted, or NULL. */
+static const char *public_key_problem(const uint8_t pk[MINISIGN_PK_SIZE])
+{
+        if (point_has_small_order(pk))
+                return "is a weak key (small order)";
+        if (!point_is_canonical(pk))
+                return "is not canonically encoded";
+        return NULL;
+}
+
+/* Why a signature (R || S) can never be valid, or NULL. libsodium refuses
+ * both before it computes anything: an R of small order lets a signer make
+ * signatures that hold under several messages or keys, and an S >= L makes
+ * signatures malleable. */
+static const char *signature_problem(const uint8_t sig[MINISIGN_SIG_SIZE])
+{
+        if (point_has_small_order(sig))
+                return "R is a point of small order";
+        if (!scalar_is_canonical(sig + 32))
+                return "S is not canonical (not below the group order)";
+        return NULL;
+}
+
 static void format_alg(const uint8_t alg[ALG_SIZE], char out[static 16])
 {
         if (alg[0] >= 0x21 && alg[0] < 0x7f && alg[1] >= 0x21 && alg[1] < 0x7f)
@@ -246,6 +346,10 @@ int minisign_key_parse(const char *text, size_t len, struct minisign_key *ret, c
         memcpy(k.key_id, blob + ALG_SIZE, MINISIGN_KEY_ID_SIZE);
         memcpy(k.pk, blob + ALG_SIZE + MINISIGN_KEY_ID_SIZE, MINISIGN_PK_SIZE);
         minisign_key_id_to_string(k.key_id, k.key_id_string);
+        const char *problem = public_key_problem(k.pk);
+        if (problem)
+                return fail_with(ret_error, -EKEYREJECTED, "public key %s %s", k.key_id_string,
+                                 problem);
         *ret = k;
         return 0;
 }
@@ -588,6 +692,17 @@ static int verify_message(const struct minisign_keyring *k, const struct minisig
                 return fail_with(ret_error, -ENOKEY, "signature key id %s is not trusted",
                             sig->key_id_string);
 
+        /* A keyring is filled by minisign_keyring_add(), which refuses such
+         * keys; checked again here because the keyring is a plain struct
+         * that a caller may fill by other means. */
+        const char *problem = public_key_problem(key->pk);
+        if (problem)
+                return fail_with(ret_error, -EKEYREJECTED, "public key %s %s", key->key_id_string,
+                                 problem);
+
+        problem = signature_problem(sig->sig);
+        if (problem)
+                return fail_with(ret_error, -EBADMSG, "signature: %s", problem);
         r = ed25519_verify(key->pk, sig->sig, msg, len);
         if (r == -EBADMSG)
                 return fail_with(ret_error, r, "signature does not match the file");
@@ -600,6 +715,9 @@ static int verify_message(const struct minisign_keyring *k, const struct minisig
         _cleanup_free_ uint8_t *signed_comment = xcalloc(1, MINISIGN_SIG_SIZE + comment_len);
         memcpy(signed_comment, sig->sig, MINISIGN_SIG_SIZE);
         memcpy(signed_comment + MINISIGN_SIG_SIZE, sig->trusted_comment, comment_len);
+        problem = signature_problem(sig->global_sig);
+        if (problem)
+                return fail_with(ret_error, -EBADMSG, "trusted comment signature: %s", problem);
         r = ed25519_verify(key->pk, sig->global_sig, signed_comment,
                            MINISIGN_SIG_SIZE + comment_len);
         if (r == -EBADMSG)

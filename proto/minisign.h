@@ -65,7 +65,11 @@ void minisign_key_id_to_string(const uint8_t key_id[MINISIGN_KEY_ID_SIZE],
 
 /* Parses the text of a public key file. On failure returns -EBADMSG and sets
  * *ret_error to a malloc'ed reason ("line 2: invalid base64: ..."); on
- * success fills *ret (path NULL) and leaves *ret_error untouched. */
+ * success fills *ret (path NULL) and leaves *ret_error untouched. A key that
+ * parses but cannot be trusted, as libsodium (and so minisign) would refuse
+ * it, is -EKEYREJECTED: a point of small order, under which anyone can make
+ * signatures ("public key 0123456789ABCDEF is a weak key (small order)"),
+ * or a non-canonical encoding ("... is not canonically encoded"). */
 int minisign_key_parse(const char *text, size_t len, struct minisign_key *ret, char **ret_error);
 
 /* An empty keyring; aborts on allocation failure like xcalloc(). */
@@ -121,7 +125,15 @@ static inline void minisign_hasher_freep(struct minisign_hasher **h)
  *     "legacy (non-prehashed) signatures are refused";
  *   key id not in the keyring: -ENOKEY,
  *     "signature key id 0123456789ABCDEF is not trusted";
+ *   the key is one minisign_key_parse() refuses: -EKEYREJECTED, with its
+ *     message;
+ *   file signature with an R of small order or S >= L (libsodium refuses
+ *     both before computing anything): -EBADMSG,
+ *     "signature: R is a point of small order",
+ *     "signature: S is not canonical (not below the group order)";
  *   file signature wrong: -EBADMSG, "signature does not match the file";
+ *   the same two for the global signature: -EBADMSG,
+ *     "trusted comment signature: R is a point of small order", ...;
  *   global signature wrong: -EBADMSG,
  *     "trusted comment does not match its signature";
  *   OpenSSL failure: -EIO or -ENOMEM.

@@ -4,6 +4,8 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/bn.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -931,6 +933,509 @@ START_TEST(test_keyring_duplicates_and_odd_entries)
 }
 END_TEST
 
+/* Weak keys and malleable signatures. The small-order points are derived
+ * here with OpenSSL's big numbers, independently of the table in
+ * minisign.c, and OpenSSL's own Ed25519 verifier serves as the witness that
+ * each forgery below is one it accepts: what lii refuses on top of it is
+ * what libsodium, and so minisign, refuses. */
+
+#define ENC_SIZE 32 /* an encoded point or scalar */
+
+/* A key id whose string form is easy to expect in messages. */
+static const uint8_t forged_key_id[MINISIGN_KEY_ID_SIZE] = {1, 2, 3, 4, 5, 6, 7, 8};
+#define FORGED_KEY_ID "807060504030201"
+
+static void bn_to_enc(const BIGNUM *n, uint8_t out[ENC_SIZE])
+{
+        ck_assert_int_eq(BN_bn2lebinpad(n, out, ENC_SIZE), ENC_SIZE);
+}
+
+/* Every 32-byte string that names a point of order dividing 8, as y with
+ * the sign of x in bit 255. Such y are 0 (order 4), 1 (the identity), p - 1
+ * (order 2) and the two roots of d y^4 + 2 y^2 - 1 = 0 that exist mod p
+ * (order 8: doubling gives y = 0, so x^2 = -y^2 on the curve). A y of 255
+ * bits at or above p reduces to y - p; only p and p + 1 stay below 2^255
+ * and reduce to one of these, so with both signs there are 14 strings. */
+static size_t small_order_encodings(uint8_t out[14][ENC_SIZE])
+{
+        BN_CTX *ctx = BN_CTX_new();
+        BIGNUM *p = BN_new(), *d = BN_new(), *t = BN_new(), *y2 = BN_new(), *y = BN_new();
+        BIGNUM *ys[7];
+        size_t n = 0;
+
+        ck_assert_ptr_nonnull(ctx);
+        ck_assert(BN_set_word(p, 1) && BN_lshift(p, p, 255) && BN_sub_word(p, 19));
+        /* d = -121665 / 121666 */
+        ck_assert(BN_set_word(t, 121666) && BN_mod_inverse(d, t, p, ctx));
+        ck_assert(BN_mul_word(d, 121665) && BN_mod_sub(d, p, d, p, ctx));
+        for (int i = 0; i < 7; i++)
+                ys[i] = BN_new();
+        BN_zero(ys[0]);
+        BN_one(ys[1]);
+        ck_assert(BN_sub(ys[2], p, ys[1]));
+        ck_assert(BN_copy(ys[3], p) && BN_copy(ys[4], p) && BN_add_word(ys[4], 1));
+        /* y^2 = (-1 +- sqrt(1 + d)) / d; only one sign gives a square. */
+        BIGNUM *one_plus_d = BN_new(), *inv_d = BN_new();
+        ck_assert(BN_copy(one_plus_d, d) && BN_add_word(one_plus_d, 1));
+        ck_assert_ptr_nonnull(BN_mod_sqrt(t, one_plus_d, p, ctx));
+        ck_assert_ptr_nonnull(BN_mod_inverse(inv_d, d, p, ctx));
+        int roots = 0;
+        for (int sign = 0; sign < 2; sign++) {
+                BIGNUM *s = BN_dup(t);
+                if (sign)
+                        ck_assert(BN_mod_sub(s, p, t, p, ctx));
+                ck_assert(BN_mod_sub(y2, s, BN_value_one(), p, ctx));
+                ck_assert(BN_mod_mul(y2, y2, inv_d, p, ctx));
+                BN_free(s);
+                ERR_set_mark();
+                if (BN_mod_sqrt(y, y2, p, ctx)) {
+                        ck_assert(BN_copy(ys[5], y) && BN_sub(ys[6], p, y));
+                        roots++;
+                }
+                ERR_pop_to_mark();
+        }
+        ck_assert_int_eq(roots, 1);
+
+        for (int i = 0; i < 7; i++) {
+                bn_to_enc(ys[i], out[n]);
+                memcpy(out[n + 1], out[n], ENC_SIZE);
+                out[n + 1][31] |= 0x80;
+                n += 2;
+                BN_free(ys[i]);
+        }
+        BN_free(one_plus_d);
+        BN_free(inv_d);
+        BN_free(p);
+        BN_free(d);
+        BN_free(t);
+        BN_free(y2);
+        BN_free(y);
+        BN_CTX_free(ctx);
+        return n;
+}
+
+/* OpenSSL's plain Ed25519 verdict, without lii's checks. */
+static bool openssl_accepts(const uint8_t pk[ENC_SIZE], const uint8_t sig[MINISIGN_SIG_SIZE],
+                            const void *msg, size_t len)
+{
+        EVP_PKEY *pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pk, ENC_SIZE);
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        ck_assert(pkey && ctx && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, pkey) == 1);
+        int r = EVP_DigestVerify(ctx, sig, MINISIGN_SIG_SIZE, msg, len);
+        EVP_MD_CTX_free(ctx);
+        EVP_PKEY_free(pkey);
+        ERR_clear_error();
+        return r == 1;
+}
+
+/* What minisign's global signature covers. */
+static size_t global_message(const uint8_t sig[MINISIGN_SIG_SIZE], const char *comment,
+                             uint8_t *out, size_t size)
+{
+        size_t n = strlen(comment);
+        ck_assert_uint_le(MINISIGN_SIG_SIZE + n, size);
+        memcpy(out, sig, MINISIGN_SIG_SIZE);
+        memcpy(out + MINISIGN_SIG_SIZE, comment, n);
+        return MINISIGN_SIG_SIZE + n;
+}
+
+/* The text of a .pub file for pk. */
+static char *key_text(const uint8_t pk[ENC_SIZE])
+{
+        uint8_t blob[2 + MINISIGN_KEY_ID_SIZE + ENC_SIZE] = {'E', 'd'};
+        char b64[64];
+        memcpy(blob + 2, forged_key_id, MINISIGN_KEY_ID_SIZE);
+        memcpy(blob + 2 + MINISIGN_KEY_ID_SIZE, pk, ENC_SIZE);
+        EVP_EncodeBlock((unsigned char *)b64, blob, sizeof(blob));
+        return xasprintf("untrusted comment: minisign public key " FORGED_KEY_ID "\n%s\n", b64);
+}
+
+/* Verifies a signature assembled field by field against a one-key keyring
+ * that was filled without minisign_key_parse(), so that the check at
+ * verification is tested on its own. */
+static int verify_forged(const uint8_t pk[ENC_SIZE], const uint8_t sig[MINISIGN_SIG_SIZE],
+                         const char *comment, const uint8_t global_sig[MINISIGN_SIG_SIZE],
+                         const uint8_t hash[MINISIGN_HASH_SIZE], char **ret_error)
+{
+        struct minisign_key key = {.path = NULL};
+        memcpy(key.key_id, forged_key_id, MINISIGN_KEY_ID_SIZE);
+        memcpy(key.pk, pk, ENC_SIZE);
+        minisign_key_id_to_string(key.key_id, key.key_id_string);
+        struct minisign_keyring ring = {.keys = &key, .n = 1};
+
+        _cleanup_free_ char *c = xstrdup(comment);
+        struct minisign_sig s = {.prehashed = true, .trusted_comment = c};
+        memcpy(s.key_id, forged_key_id, MINISIGN_KEY_ID_SIZE);
+        memcpy(s.key_id_string, key.key_id_string, sizeof(s.key_id_string));
+        memcpy(s.sig, sig, MINISIGN_SIG_SIZE);
+        memcpy(s.global_sig, global_sig, MINISIGN_SIG_SIZE);
+
+        free(*ret_error);
+        *ret_error = NULL;
+        const struct minisign_key *by = NULL;
+        return minisign_verify_prehashed(&ring, &s, hash, 0, &by, ret_error);
+}
+
+START_TEST(test_identity_key_degenerate_signature_is_refused)
+{
+        /* The identity as the key, R = identity and S = 0: [S]B = R + [h]A
+         * holds for every h, so this one signature "signs" every file and
+         * every comment. */
+        uint8_t pk[ENC_SIZE] = {1};
+        uint8_t sig[MINISIGN_SIG_SIZE] = {1};
+        uint8_t hash[MINISIGN_HASH_SIZE], msg[256];
+        _cleanup_free_ char *err = NULL;
+
+        for (int i = 0; i < 2; i++) {
+                memset(hash, 'a' + i, sizeof(hash));
+                ck_assert(openssl_accepts(pk, sig, hash, sizeof(hash)));
+                size_t n = global_message(sig, i ? "serial 99" : "anything", msg, sizeof(msg));
+                ck_assert(openssl_accepts(pk, sig, msg, n));
+                ck_assert_int_eq(
+                    verify_forged(pk, sig, i ? "serial 99" : "anything", sig, hash, &err),
+                    -EKEYREJECTED);
+                ck_assert_str_eq(err, "public key " FORGED_KEY_ID " is a weak key (small order)");
+        }
+
+        /* The legacy form and the buffer API share the check. */
+        struct minisign_key key = {.path = NULL};
+        memcpy(key.key_id, forged_key_id, MINISIGN_KEY_ID_SIZE);
+        memcpy(key.pk, pk, ENC_SIZE);
+        struct minisign_keyring ring = {.keys = &key, .n = 1};
+        struct minisign_sig s = {.prehashed = false, .trusted_comment = (char[]){"x"}};
+        memcpy(s.key_id, forged_key_id, MINISIGN_KEY_ID_SIZE);
+        memcpy(s.sig, sig, MINISIGN_SIG_SIZE);
+        memcpy(s.global_sig, sig, MINISIGN_SIG_SIZE);
+        free(err);
+        err = NULL;
+        ck_assert_int_eq(
+            minisign_verify_buffer(&ring, &s, "file", 4, MINISIGN_ALLOW_LEGACY, NULL, &err),
+            -EKEYREJECTED);
+        ck_assert_ptr_nonnull(strstr(err, "is a weak key (small order)"));
+
+        /* Such a key never gets into a keyring in the first place. */
+        _cleanup_free_ char *text = key_text(pk);
+        struct minisign_key parsed;
+        free(err);
+        err = NULL;
+        ck_assert_int_eq(minisign_key_parse(text, strlen(text), &parsed, &err), -EKEYREJECTED);
+        ck_assert_str_eq(err, "public key " FORGED_KEY_ID " is a weak key (small order)");
+
+        /* Nor into a key folder: loading fails and names the file. */
+        _cleanup_free_ char *dir = make_dir("weakkeys");
+        copy_into(dir, "keys/a.pub", "a.pub");
+        _cleanup_free_ char *weak = xasprintf("%s/weak.pub", dir);
+        spew(weak, text, strlen(text));
+        struct minisign_keyring *k = NULL;
+        free(err);
+        err = NULL;
+        ck_assert_int_eq(minisign_keyring_load_dir(dir, &k, &err), -EKEYREJECTED);
+        ck_assert_ptr_null(k);
+        _cleanup_free_ char *expected =
+            xasprintf("%s: public key " FORGED_KEY_ID " is a weak key (small order)", weak);
+        ck_assert_str_eq(err, expected);
+}
+END_TEST
+
+START_TEST(test_every_small_order_key_is_refused)
+{
+        uint8_t enc[14][ENC_SIZE];
+        size_t n = small_order_encodings(enc);
+        size_t forged = 0;
+        _cleanup_free_ char *err = NULL;
+
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *text = key_text(enc[i]);
+                struct minisign_key parsed;
+                free(err);
+                err = NULL;
+                ck_assert_int_eq(minisign_key_parse(text, strlen(text), &parsed, &err),
+                                 -EKEYREJECTED);
+                ck_assert_str_eq(err, "public key " FORGED_KEY_ID " is a weak key (small order)");
+
+                /* R = identity and S = 0 hold under a key A of order q
+                 * exactly when q divides h: a few file hashes and comments
+                 * find such an h, as a forger would. Where OpenSSL takes
+                 * the point at all, it then accepts both signatures. */
+                uint8_t sig[MINISIGN_SIG_SIZE] = {1};
+                uint8_t hash[MINISIGN_HASH_SIZE] = {0}, msg[256];
+                char comment[32] = "";
+                bool file_ok = false, comment_ok = false;
+                for (uint32_t t = 0; t < 256 && !file_ok; t++) {
+                        memcpy(hash, &t, sizeof(t));
+                        file_ok = openssl_accepts(enc[i], sig, hash, sizeof(hash));
+                }
+                for (uint32_t t = 0; t < 256 && file_ok && !comment_ok; t++) {
+                        snprintf(comment, sizeof(comment), "forged %u", t);
+                        size_t len = global_message(sig, comment, msg, sizeof(msg));
+                        comment_ok = openssl_accepts(enc[i], sig, msg, len);
+                }
+                if (file_ok && comment_ok)
+                        forged++;
+                ck_assert_int_eq(verify_forged(enc[i], sig, comment, sig, hash, &err),
+                                 -EKEYREJECTED);
+                ck_assert_str_eq(err, "public key " FORGED_KEY_ID " is a weak key (small order)");
+        }
+        /* The forgeries were real: OpenSSL 3.0 takes all 14 strings, and
+         * any version must at least take the eight canonical ones. */
+        ck_assert_uint_ge(forged, 8);
+}
+END_TEST
+
+START_TEST(test_non_canonical_key_is_refused)
+{
+        /* y = 2^255 - 1 is not below p; it is not of small order, but one
+         * key must have one encoding, as libsodium requires. */
+        uint8_t pk[ENC_SIZE];
+        memset(pk, 0xff, sizeof(pk));
+        pk[31] = 0x7f;
+        _cleanup_free_ char *text = key_text(pk);
+        struct minisign_key parsed;
+        _cleanup_free_ char *err = NULL;
+        ck_assert_int_eq(minisign_key_parse(text, strlen(text), &parsed, &err), -EKEYREJECTED);
+        ck_assert_str_eq(err, "public key " FORGED_KEY_ID " is not canonically encoded");
+
+        uint8_t sig[MINISIGN_SIG_SIZE] = {0}, hash[MINISIGN_HASH_SIZE] = {0};
+        ck_assert_int_eq(verify_forged(pk, sig, "c", sig, hash, &err), -EKEYREJECTED);
+        ck_assert_str_eq(err, "public key " FORGED_KEY_ID " is not canonically encoded");
+
+        /* p - 2, the largest y that is neither of small order nor
+         * non-canonical, parses. */
+        pk[0] = 0xeb;
+        free(text);
+        text = key_text(pk);
+        ck_assert_int_eq(minisign_key_parse(text, strlen(text), &parsed, &err), 0);
+}
+END_TEST
+
+/* L, the order of the base point, little-endian; filled by group_order(). */
+static uint8_t order_l[ENC_SIZE];
+
+static BIGNUM *group_order(void)
+{
+        BIGNUM *l = NULL;
+        /* 2^252 + 27742317777372353535851937790883648493 */
+        ck_assert(BN_dec2bn(&l, "72370055773322622139731865630429942408571163593799076060019509382"
+                                "85454250989"));
+        bn_to_enc(l, order_l);
+        return l;
+}
+
+/* An Ed25519 key made here, whose secret scalar is known, so that
+ * signatures OpenSSL would never produce can be made with it. */
+struct signer {
+        EVP_PKEY *pkey;
+        uint8_t pk[ENC_SIZE];
+        BIGNUM *a; /* the secret scalar */
+};
+
+static void sha512(const void *a, size_t a_len, const void *b, size_t b_len, const void *c,
+                   size_t c_len, uint8_t out[64])
+{
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        ck_assert(ctx && EVP_DigestInit_ex(ctx, EVP_sha512(), NULL) == 1);
+        ck_assert(EVP_DigestUpdate(ctx, a, a_len) == 1 && EVP_DigestUpdate(ctx, b, b_len) == 1);
+        ck_assert(EVP_DigestUpdate(ctx, c, c_len) == 1);
+        ck_assert(EVP_DigestFinal_ex(ctx, out, NULL) == 1);
+        EVP_MD_CTX_free(ctx);
+}
+
+static void signer_init(struct signer *s)
+{
+        EVP_PKEY_CTX *kctx = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
+        s->pkey = NULL;
+        ck_assert(kctx && EVP_PKEY_keygen_init(kctx) == 1 && EVP_PKEY_keygen(kctx, &s->pkey) == 1);
+        EVP_PKEY_CTX_free(kctx);
+        uint8_t seed[ENC_SIZE], h[64];
+        size_t n = sizeof(seed);
+        ck_assert(EVP_PKEY_get_raw_private_key(s->pkey, seed, &n) == 1 && n == sizeof(seed));
+        n = sizeof(s->pk);
+        ck_assert(EVP_PKEY_get_raw_public_key(s->pkey, s->pk, &n) == 1 && n == sizeof(s->pk));
+        /* RFC 8032 5.1.5: the scalar is the clamped first half of the
+         * seed's SHA-512. */
+        sha512(seed, sizeof(seed), "", 0, "", 0, h);
+        h[0] &= 248;
+        h[31] &= 127;
+        h[31] |= 64;
+        s->a = BN_lebin2bn(h, ENC_SIZE, NULL);
+        ck_assert_ptr_nonnull(s->a);
+}
+
+static void signer_done(struct signer *s)
+{
+        EVP_PKEY_free(s->pkey);
+        BN_free(s->a);
+}
+
+static void sign_honestly(struct signer *s, const void *msg, size_t len,
+                          uint8_t sig[MINISIGN_SIG_SIZE])
+{
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        size_t n = MINISIGN_SIG_SIZE;
+        ck_assert(ctx && EVP_DigestSignInit(ctx, NULL, NULL, NULL, s->pkey) == 1);
+        ck_assert(EVP_DigestSign(ctx, sig, &n, msg, len) == 1 && n == MINISIGN_SIG_SIZE);
+        EVP_MD_CTX_free(ctx);
+}
+
+/* A signature with R = identity: S = h * a (mod L) satisfies
+ * [S]B = R + [h]A for h = SHA-512(R || A || msg). It is what a signer with
+ * a nonce of zero would produce; verifiers without a small-order check
+ * accept it, libsodium does not. */
+static void sign_with_identity_r(struct signer *s, const void *msg, size_t len,
+                                 uint8_t sig[MINISIGN_SIG_SIZE])
+{
+        uint8_t h[64];
+        memset(sig, 0, MINISIGN_SIG_SIZE);
+        sig[0] = 1;
+        sha512(sig, ENC_SIZE, s->pk, ENC_SIZE, msg, len, h);
+        BN_CTX *ctx = BN_CTX_new();
+        BIGNUM *l = group_order(), *hn = BN_lebin2bn(h, sizeof(h), NULL), *sn = BN_new();
+        ck_assert(ctx && hn && sn && BN_mod_mul(sn, hn, s->a, l, ctx) == 1);
+        bn_to_enc(sn, sig + ENC_SIZE);
+        BN_free(sn);
+        BN_free(hn);
+        BN_free(l);
+        BN_CTX_free(ctx);
+}
+
+START_TEST(test_small_order_r_is_refused)
+{
+        struct signer s;
+        signer_init(&s);
+        uint8_t hash[MINISIGN_HASH_SIZE], msg[256];
+        uint8_t sig[MINISIGN_SIG_SIZE], global[MINISIGN_SIG_SIZE];
+        const char *comment = "serial 7";
+        _cleanup_free_ char *err = NULL;
+        memset(hash, 0x5a, sizeof(hash));
+
+        /* Honest signatures by this key verify: the harness is sound. */
+        sign_honestly(&s, hash, sizeof(hash), sig);
+        size_t n = global_message(sig, comment, msg, sizeof(msg));
+        sign_honestly(&s, msg, n, global);
+        ck_assert_int_eq(verify_forged(s.pk, sig, comment, global, hash, &err), 0);
+
+        /* R = identity in the file signature. */
+        sign_with_identity_r(&s, hash, sizeof(hash), sig);
+        ck_assert(openssl_accepts(s.pk, sig, hash, sizeof(hash)));
+        n = global_message(sig, comment, msg, sizeof(msg));
+        sign_honestly(&s, msg, n, global);
+        ck_assert_int_eq(verify_forged(s.pk, sig, comment, global, hash, &err), -EBADMSG);
+        ck_assert_str_eq(err, "signature: R is a point of small order");
+
+        /* R = identity in the global signature. */
+        sign_honestly(&s, hash, sizeof(hash), sig);
+        n = global_message(sig, comment, msg, sizeof(msg));
+        sign_with_identity_r(&s, msg, n, global);
+        ck_assert(openssl_accepts(s.pk, global, msg, n));
+        ck_assert_int_eq(verify_forged(s.pk, sig, comment, global, hash, &err), -EBADMSG);
+        ck_assert_str_eq(err, "trusted comment signature: R is a point of small order");
+
+        /* Every encoding of every small-order point, in either place. */
+        uint8_t enc[14][ENC_SIZE];
+        size_t n_enc = small_order_encodings(enc);
+        uint8_t good_global[MINISIGN_SIG_SIZE];
+        sign_honestly(&s, msg, n, good_global);
+        for (size_t i = 0; i < n_enc; i++) {
+                uint8_t bad[MINISIGN_SIG_SIZE] = {0};
+                memcpy(bad, enc[i], ENC_SIZE);
+                ck_assert_int_eq(verify_forged(s.pk, bad, comment, good_global, hash, &err),
+                                 -EBADMSG);
+                ck_assert_str_eq(err, "signature: R is a point of small order");
+                ck_assert_int_eq(verify_forged(s.pk, sig, comment, bad, hash, &err), -EBADMSG);
+                ck_assert_str_eq(err, "trusted comment signature: R is a point of small order");
+        }
+        signer_done(&s);
+}
+END_TEST
+
+/* Mutators for mutate_blob(): the file signature's S is at byte
+ * 2 + 8 + 32 of line 2, the global signature's at byte 32 of line 4. */
+#define FILE_S   (2 + MINISIGN_KEY_ID_SIZE + ENC_SIZE)
+#define GLOBAL_S ENC_SIZE
+
+static void add_order(uint8_t *s)
+{
+        unsigned carry = 0;
+        for (size_t i = 0; i < ENC_SIZE; i++) {
+                carry += (unsigned)s[i] + order_l[i];
+                s[i] = (uint8_t)carry;
+                carry >>= 8;
+        }
+        ck_assert_uint_eq(carry, 0);
+}
+static void file_s_plus_l(uint8_t *blob)
+{
+        add_order(blob + FILE_S);
+}
+static void global_s_plus_l(uint8_t *blob)
+{
+        add_order(blob + GLOBAL_S);
+}
+static void file_s_is_l(uint8_t *blob)
+{
+        memcpy(blob + FILE_S, order_l, ENC_SIZE);
+}
+static void file_s_is_l_plus_1(uint8_t *blob)
+{
+        memcpy(blob + FILE_S, order_l, ENC_SIZE);
+        blob[FILE_S] += 1;
+}
+static void file_s_is_l_minus_1(uint8_t *blob)
+{
+        memcpy(blob + FILE_S, order_l, ENC_SIZE);
+        blob[FILE_S] -= 1;
+}
+static void file_s_high_bits(uint8_t *blob)
+{
+        blob[FILE_S + 31] |= 0xe0;
+}
+static void global_s_all_ones(uint8_t *blob)
+{
+        memset(blob + GLOBAL_S, 0xff, ENC_SIZE);
+}
+
+START_TEST(test_non_canonical_s_is_refused)
+{
+        size_t len;
+        _cleanup_free_ char *sig = tmp_slurp("data.a.minisig", NULL);
+        _cleanup_free_ char *data = tmp_slurp("data", &len);
+        _cleanup_free_ char *err = NULL;
+        BN_free(group_order());
+
+        /* The real signature holds: only the changes below break it. */
+        ck_assert_int_eq(verify_text(sig, strlen(sig), data, len, 0, NULL, &err), 0);
+
+        static const struct {
+                int line;
+                size_t size;
+                void (*mutate)(uint8_t *blob);
+                const char *expected;
+        } cases[] = {
+            /* S + L is the same scalar mod L: the same signature in a
+             * second spelling. */
+            {2, 74, file_s_plus_l, "signature: S is not canonical (not below the group order)"},
+            {4, 64, global_s_plus_l,
+             "trusted comment signature: S is not canonical (not below the group order)"},
+            {2, 74, file_s_is_l, "signature: S is not canonical (not below the group order)"},
+            {2, 74, file_s_is_l_plus_1,
+             "signature: S is not canonical (not below the group order)"},
+            {2, 74, file_s_high_bits, "signature: S is not canonical (not below the group order)"},
+            {4, 64, global_s_all_ones,
+             "trusted comment signature: S is not canonical (not below the group order)"},
+            /* L - 1 is canonical: it is judged, and found wrong. */
+            {2, 74, file_s_is_l_minus_1, "signature does not match the file"},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *t =
+                    mutate_blob(sig, cases[i].line, cases[i].size, cases[i].mutate);
+                free(err);
+                err = NULL;
+                ck_assert_int_eq(verify_text(t, strlen(t), data, len, 0, NULL, &err), -EBADMSG);
+                ck_assert_str_eq(err, cases[i].expected);
+        }
+}
+END_TEST
+
 static Suite *minisign_suite(void)
 {
         Suite *s = suite_create("minisign");
@@ -960,6 +1465,14 @@ static Suite *minisign_suite(void)
         tcase_add_test(tc, test_keyring_missing_and_empty_dir);
         tcase_add_test(tc, test_keyring_duplicates_and_odd_entries);
         suite_add_tcase(s, tc);
+
+        TCase *weak = tcase_create("weak");
+        tcase_add_test(weak, test_identity_key_degenerate_signature_is_refused);
+        tcase_add_test(weak, test_every_small_order_key_is_refused);
+        tcase_add_test(weak, test_non_canonical_key_is_refused);
+        tcase_add_test(weak, test_small_order_r_is_refused);
+        tcase_add_test(weak, test_non_canonical_s_is_refused);
+        suite_add_tcase(s, weak);
         return s;
 }
 
