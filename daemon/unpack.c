@@ -8,9 +8,13 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <search.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
 
 #include "util.h"
 
@@ -34,7 +38,54 @@ struct extract {
         uint64_t n_entries;
         uint64_t declared_bytes; /* sum of the sizes in the headers */
         uint64_t written_bytes;  /* bytes actually handed to the disk writer */
+        void *seen;              /* tsearch() tree of struct seen_path, one per entry */
 };
+
+/* A path an entry has named, kept as the SHA-256 of its normalized form:
+ * names may be 4 KiB long each, and a digest keeps the memory to about 100
+ * bytes an entry with the tree's node (10 MiB at the default entry cap). */
+struct seen_path {
+        uint8_t digest[32];
+        uint64_t entry; /* 1-based, as in messages */
+};
+
+static int seen_path_compare(const void *a, const void *b)
+{
+        return memcmp(((const struct seen_path *)a)->digest, ((const struct seen_path *)b)->digest,
+                      sizeof(((const struct seen_path *)a)->digest));
+}
+
+static void extract_done(struct extract *x)
+{
+        tdestroy(x->seen, free);
+}
+
+/* Remembers that entry x->n_entries names rel (normalized). Sets
+ * *ret_first to the number of an earlier entry that named the same path, or
+ * to 0. A tree keeps this O(log n) per entry, so the entry cap rather than
+ * the square of it bounds the work. */
+static int remember_path(struct extract *x, const char *rel, uint64_t *ret_first)
+{
+        struct seen_path *s = xcalloc(1, sizeof(*s));
+        unsigned len = 0;
+        if (EVP_Digest(rel, strlen(rel), s->digest, &len, EVP_sha256(), NULL) != 1 ||
+            len != sizeof(s->digest)) {
+                free(s);
+                ERR_clear_error();
+                return -EIO;
+        }
+        s->entry = x->n_entries;
+        struct seen_path **found = tsearch(s, &x->seen, seen_path_compare);
+        if (!found)
+                abort(); /* Like xcalloc(): out of memory is not survived half-way. */
+        if (*found != s) {
+                free(s);
+                *ret_first = (*found)->entry;
+                return 0;
+        }
+        *ret_first = 0;
+        return 0;
+}
 
 /* Names come from the archive: control and non-ASCII bytes are escaped and
  * long names shortened, so that a message stays one readable line in the
@@ -202,6 +253,22 @@ static int check_entry(struct extract *x, struct archive_entry *e, bool *ret_ski
         if (strlen(x->dest) + 1 + strlen(rel) >= PATH_MAX)
                 return fail(ret_error, -EPERM, path, "path too long");
 
+        /* Two entries for one path, after normalizing, make the archive
+         * ambiguous like a JSON object with a duplicate key: which type,
+         * mode or content the path ends up with depends on the extractor's
+         * order and overwrite rules, not on what was signed. A directory
+         * listed twice is refused too (its mode is just as ambiguous), and
+         * so is the root: tar never writes either for a tree, only for a
+         * path named twice on its command line or appended with -r. */
+        uint64_t first = 0;
+        int r = remember_path(x, rel, &first);
+        if (r < 0)
+                return fail(ret_error, r, path, "cannot hash the path");
+        if (first > 0)
+                return fail(ret_error, -EPERM, path,
+                            "the path appears twice (entries %" PRIu64 " and %" PRIu64 ")", first,
+                            x->n_entries);
+
         const char *hardlink = archive_entry_hardlink(e);
         const char *symlink = archive_entry_symlink(e);
         mode_t type = archive_entry_filetype(e);
@@ -221,7 +288,7 @@ static int check_entry(struct extract *x, struct archive_entry *e, bool *ret_ski
                 /* A hard link to a symlink would copy that symlink to another
                  * depth, where its relative target could point outside. */
                 struct stat st;
-                int r = lstat_beneath(x->dest_fd, link_rel, &st);
+                r = lstat_beneath(x->dest_fd, link_rel, &st);
                 if (r == -ENOENT || r == -ENOTDIR || r == -ELOOP)
                         return fail(ret_error, -EPERM, path,
                                     "hardlink target is not an earlier regular file");
@@ -339,7 +406,8 @@ int unpack_tar_fd(int fd, const char *dest_dir, const struct unpack_limits *limi
                   char **ret_error)
 {
         static const struct unpack_limits default_limits = UNPACK_LIMITS_DEFAULT;
-        struct extract x = {.limits = limits ? limits : &default_limits, .dest_fd = -1};
+        _cleanup_(extract_done) struct extract x = {.limits = limits ? limits : &default_limits,
+                                                    .dest_fd = -1};
         _cleanup_(archive_read_freep) struct archive *in = NULL;
         _cleanup_(archive_write_freep) struct archive *out = NULL;
         int r;

@@ -1,6 +1,7 @@
 /* Safe unpacking of artifact archives with libarchive plus lii's own
- * policy: no absolute or ".." paths, no link that leaves the root, no
- * device, FIFO or socket entries, setuid/setgid bits stripped, owners not
+ * policy: no absolute or ".." paths, no path named by two entries (after
+ * normalizing "./", "//" and a trailing "/"), no link that leaves the root,
+ * no device, FIFO or socket entries, setuid/setgid bits stripped, owners not
  * restored, caps on entry count and unpacked bytes. Anything else fails the
  * whole artifact. Synchronous: callers run it on the libuv thread pool. */
 #pragma once

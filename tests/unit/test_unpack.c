@@ -436,6 +436,126 @@ START_TEST(test_control_characters_escaped)
 }
 END_TEST
 
+/* Two entries for one path: what was signed would not say which of them
+ * the artifact holds. */
+START_TEST(test_same_path_twice)
+{
+        static const struct {
+                struct test_entry e[3];
+                size_t n;
+                const char *expected;
+        } cases[] = {
+            /* The case that was found: a file, a hard link to it, then a
+             * regular file under the link's name. */
+            {{{.path = "f", .data = "signed"},
+              {.path = "h", .hardlink = "f"},
+              {.path = "h", .data = "other"}},
+             3,
+             "entry 'h': the path appears twice (entries 2 and 3)"},
+            {{{.path = "f", .data = "one"}, {.path = "f", .data = "two"}},
+             2,
+             "entry 'f': the path appears twice (entries 1 and 2)"},
+            {{{.path = "a", .data = "one"},
+              {.path = "b", .data = "two"},
+              {.path = "a", .hardlink = "b"}},
+             3,
+             "entry 'a': the path appears twice (entries 1 and 3)"},
+            {{{.path = "d", .type = AE_IFDIR}, {.path = "d", .data = "x"}},
+             2,
+             "entry 'd': the path appears twice (entries 1 and 2)"},
+            {{{.path = "d", .data = "x"}, {.path = "d/", .type = AE_IFDIR}},
+             2,
+             "entry 'd/': the path appears twice (entries 1 and 2)"},
+            {{{.path = "l", .type = AE_IFLNK, .symlink = "f"}, {.path = "l", .data = "x"}},
+             2,
+             "entry 'l': the path appears twice (entries 1 and 2)"},
+            /* Spellings that name the same path. */
+            {{{.path = "./a", .data = "one"}, {.path = "a", .data = "two"}},
+             2,
+             "entry 'a': the path appears twice (entries 1 and 2)"},
+            {{{.path = "a/b", .data = "one"}, {.path = "a//b", .data = "two"}},
+             2,
+             "entry 'a//b': the path appears twice (entries 1 and 2)"},
+            {{{.path = "a/b", .data = "one"}, {.path = "./a/./b", .data = "two"}},
+             2,
+             "entry './a/./b': the path appears twice (entries 1 and 2)"},
+            /* A folder listed twice is as ambiguous in its mode. */
+            {{{.path = "dir/", .type = AE_IFDIR}, {.path = "dir/", .type = AE_IFDIR}},
+             2,
+             "entry 'dir/': the path appears twice (entries 1 and 2)"},
+            {{{.path = "dir", .type = AE_IFDIR, .perm = 0700},
+              {.path = "dir/x", .data = "x"},
+              {.path = "./dir/", .type = AE_IFDIR, .perm = 0755}},
+             3,
+             "entry './dir/': the path appears twice (entries 1 and 3)"},
+            /* The root too, although it is never written ("." reads back
+             * as "./": tar marks folders with a slash). */
+            {{{.path = ".", .type = AE_IFDIR}, {.path = "./", .type = AE_IFDIR}},
+             2,
+             "entry './': the path appears twice (entries 1 and 2)"},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                assert_refused(cases[i].e, cases[i].n, NULL, -EPERM, cases[i].expected);
+                _cleanup_free_ char *cmd = xasprintf("rm -rf %s/*", dest_dir);
+                ck_assert_int_eq(system(cmd), 0);
+        }
+}
+END_TEST
+
+START_TEST(test_same_path_twice_nothing_replaced)
+{
+        /* The refusal comes before the second entry is written: the file
+         * the hard link shares keeps its content. */
+        const struct test_entry e[] = {
+            {.path = "f", .data = "signed"},
+            {.path = "h", .hardlink = "f"},
+            {.path = "h", .data = "other"},
+        };
+        assert_refused(e, ELEMENTSOF(e), NULL, -EPERM,
+                       "entry 'h': the path appears twice (entries 2 and 3)");
+        _cleanup_free_ char *f = read_text("f");
+        ck_assert_str_eq(f, "signed");
+        _cleanup_free_ char *h = read_text("h");
+        ck_assert_str_eq(h, "signed");
+}
+END_TEST
+
+START_TEST(test_same_path_twice_from_tar)
+{
+        /* GNU tar repeats a path only when it is named twice on its command
+         * line (or appended); what it writes for a tree never does, which
+         * test_normal_tar_gz shows with folders, links and hard links. */
+        _cleanup_free_ char *cmd = xasprintf("set -e; mkdir -p %1$s/src/d; echo x > %1$s/src/d/f; "
+                                             "tar -C %1$s/src -czf %2$s d d/f",
+                                             base_dir, tar_path);
+        ck_assert_int_eq(system(cmd), 0);
+        _cleanup_free_ char *error = NULL;
+        ck_assert_int_eq(extract(NULL, &error), -EPERM);
+        ck_assert_str_eq(error, "entry 'd/f': the path appears twice (entries 2 and 3)");
+}
+END_TEST
+
+START_TEST(test_same_path_twice_among_many)
+{
+        /* Each entry is checked against all earlier ones without going
+         * through them: a repeat of the very first path is still found
+         * after a thousand others, all written. */
+        enum { N = 1000 };
+        _cleanup_free_ struct test_entry *e = xcalloc(N + 1, sizeof(*e));
+        _cleanup_free_ char *names = xcalloc(N, 16);
+        for (size_t i = 0; i < N; i++) {
+                snprintf(names + 16 * i, 16, "%c/%zu", (int)('a' + i % 26), i);
+                e[i].path = names + 16 * i;
+        }
+        e[N] = (struct test_entry){.path = "a//0", .data = "again"};
+        _cleanup_free_ char *expected =
+            xasprintf("entry 'a//0': the path appears twice (entries 1 and %d)", N + 1);
+        assert_refused(e, N + 1, NULL, -EPERM, expected);
+        _cleanup_free_ char *last = xasprintf("%c/%d", (int)('a' + (N - 1) % 26), N - 1);
+        ck_assert(S_ISREG(mode_of(last)));
+}
+END_TEST
+
 static Suite *archive_suite(void)
 {
         Suite *s = suite_create("unpack");
@@ -463,6 +583,10 @@ static Suite *archive_suite(void)
         tcase_add_test(tc, test_garbage);
         tcase_add_test(tc, test_truncated);
         tcase_add_test(tc, test_control_characters_escaped);
+        tcase_add_test(tc, test_same_path_twice);
+        tcase_add_test(tc, test_same_path_twice_nothing_replaced);
+        tcase_add_test(tc, test_same_path_twice_from_tar);
+        tcase_add_test(tc, test_same_path_twice_among_many);
         suite_add_tcase(s, tc);
         return s;
 }
