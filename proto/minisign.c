@@ -175,38 +175,15 @@ static int decode_base64_line(const struct line *l, size_t lineno, uint8_t *out,
  * separates the fields of its default comment with tabs. */
 static const char *comment_text_problem(const char *s, size_t len)
 {
-        static const uint32_t min_for_len[] = {0, 0, 0x80, 0x800, 0x10000};
-        for (size_t i = 0; i < len;) {
+        if (utf8_check(s, len, NULL, NULL) < 0)
+                return "is not valid UTF-8";
+        for (size_t i = 0; i < len; i++) {
                 unsigned char c = (unsigned char)s[i];
-                uint32_t cp;
-                size_t n;
-                if (c < 0x80) {
-                        cp = c;
-                        n = 1;
-                } else if ((c & 0xe0) == 0xc0) {
-                        cp = c & 0x1f;
-                        n = 2;
-                } else if ((c & 0xf0) == 0xe0) {
-                        cp = c & 0x0f;
-                        n = 3;
-                } else if ((c & 0xf8) == 0xf0) {
-                        cp = c & 0x07;
-                        n = 4;
-                } else
-                        return "is not valid UTF-8";
-                if (n > len - i)
-                        return "is not valid UTF-8";
-                for (size_t k = 1; k < n; k++) {
-                        unsigned char cc = (unsigned char)s[i + k];
-                        if ((cc & 0xc0) != 0x80)
-                                return "is not valid UTF-8";
-                        cp = (cp << 6) | (cc & 0x3f);
-                }
-                if (cp < min_for_len[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                        return "is not valid UTF-8";
-                if ((cp < 0x20 && cp != '\t') || (cp >= 0x7f && cp <= 0x9f))
+                /* C0 and DEL are single bytes; in valid UTF-8 the C1 controls
+                 * (U+0080..U+009F) are 0xc2 followed by 0x80..0x9f. */
+                if ((c < 0x20 && c != '\t') || c == 0x7f ||
+                    (c == 0xc2 && (unsigned char)s[i + 1] <= 0x9f))
                         return "contains a control character";
-                i += n;
         }
         return NULL;
 }

@@ -196,6 +196,160 @@ bool is_hex_string(const char *s, size_t len)
         return true;
 }
 
+int utf8_check(const char *s, size_t len, size_t *ret_offset, const char **ret_reason)
+{
+        const unsigned char *p = (const unsigned char *)s;
+
+        for (size_t i = 0; i < len;) {
+                const char *why = NULL;
+                size_t n = 1;
+                uint32_t cp = p[i], min = 0;
+
+                if (p[i] < 0x80) {
+                        i++;
+                        continue;
+                } else if (p[i] < 0xc0) {
+                        why = "stray continuation byte";
+                } else if (p[i] < 0xe0) {
+                        n = 2;
+                        cp &= 0x1f;
+                        min = 0x80;
+                } else if (p[i] < 0xf0) {
+                        n = 3;
+                        cp &= 0x0f;
+                        min = 0x800;
+                } else if (p[i] < 0xf8) {
+                        n = 4;
+                        cp &= 0x07;
+                        min = 0x10000;
+                } else {
+                        /* The leads of the 5- and 6-byte forms RFC 3629
+                         * withdrew, and 0xfe and 0xff, which never occur. */
+                        why = "invalid lead byte";
+                }
+                for (size_t k = 1; !why && k < n; k++) {
+                        if (i + k >= len)
+                                why = "truncated sequence";
+                        else if ((p[i + k] & 0xc0) != 0x80)
+                                why = "bad continuation byte";
+                        else
+                                cp = cp << 6 | (p[i + k] & 0x3f);
+                }
+                if (!why && cp < min)
+                        why = "overlong encoding";
+                else if (!why && cp >= 0xd800 && cp <= 0xdfff)
+                        why = "encoded surrogate";
+                else if (!why && cp > 0x10ffff)
+                        why = "code point above U+10FFFF";
+                if (why) {
+                        if (ret_offset)
+                                *ret_offset = i;
+                        if (ret_reason)
+                                *ret_reason = why;
+                        return -EILSEQ;
+                }
+                i += n;
+        }
+        return 0;
+}
+
+char *utf8_escape_invalid(const char *s)
+{
+        size_t len = strlen(s), off;
+
+        if (utf8_check(s, len, NULL, NULL) == 0)
+                return xstrdup(s);
+        char *out = xcalloc(len * 4 + 1, 1), *p = out;
+        while (utf8_check(s, len, &off, NULL) < 0) {
+                memcpy(p, s, off);
+                p += off;
+                p += sprintf(p, "\\x%02x", (unsigned char)s[off]);
+                s += off + 1;
+                len -= off + 1;
+        }
+        memcpy(p, s, len);
+        return out;
+}
+
+/* The value of the four hex digits at s, or -1 when they are not that. */
+static int32_t hex4(const char *s, size_t len)
+{
+        int32_t v = 0;
+
+        if (len < 4)
+                return -1;
+        for (size_t i = 0; i < 4; i++) {
+                int d = isdigit((unsigned char)s[i]) ? s[i] - '0'
+                        : s[i] >= 'a' && s[i] <= 'f' ? s[i] - 'a' + 10
+                        : s[i] >= 'A' && s[i] <= 'F' ? s[i] - 'A' + 10
+                                                     : -1;
+                if (d < 0)
+                        return -1;
+                v = v << 4 | d;
+        }
+        return v;
+}
+
+int json_string_check(const char *s, size_t len, size_t base, char **ret_error)
+{
+        size_t off;
+        const char *why;
+
+        if (utf8_check(s, len, &off, &why) < 0)
+                return fail_with(ret_error, -EILSEQ, "not valid UTF-8 (%s at byte %zu)", why,
+                                 base + off);
+        for (size_t i = 0; i < len; i++) {
+                if (s[i] == '\0')
+                        return fail_with(ret_error, -EILSEQ,
+                                         "contains a NUL character (at byte %zu)", base + i);
+                if (s[i] != '\\' || i + 1 >= len)
+                        continue;
+                size_t esc = i++;
+                if (s[i] != 'u')
+                        continue;
+                int32_t u = hex4(s + i + 1, len - i - 1);
+                if (u < 0)
+                        continue;
+                i += 4;
+                if (u == 0)
+                        return fail_with(ret_error, -EILSEQ,
+                                         "contains a NUL character (\\u0000 at byte %zu)",
+                                         base + esc);
+                if (u >= 0xdc00 && u <= 0xdfff)
+                        return fail_with(ret_error, -EILSEQ,
+                                         "not valid UTF-8 (unpaired surrogate \\u%04x at byte %zu)",
+                                         (unsigned)u, base + esc);
+                if (u < 0xd800 || u > 0xdbff)
+                        continue;
+                int32_t low = i + 2 < len && s[i + 1] == '\\' && s[i + 2] == 'u'
+                                  ? hex4(s + i + 3, len - i - 3)
+                                  : -1;
+                if (low < 0xdc00 || low > 0xdfff)
+                        return fail_with(ret_error, -EILSEQ,
+                                         "not valid UTF-8 (unpaired surrogate \\u%04x at byte %zu)",
+                                         (unsigned)u, base + esc);
+                i += 6;
+        }
+        return 0;
+}
+
+int json_text_check_strings(const char *buf, size_t len, char **ret_error)
+{
+        for (size_t i = 0; i < len; i++) {
+                if (buf[i] != '"')
+                        continue;
+                size_t start = ++i;
+                while (i < len && buf[i] != '"')
+                        i += buf[i] == '\\' ? 2 : 1;
+                if (i > len)
+                        i = len;
+                int r = json_string_check(buf + start, i - start, start, ret_error);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 bool service_name_is_valid(const char *s)
 {
         size_t n = s ? strlen(s) : 0;

@@ -111,6 +111,37 @@ int fsync_dir(const char *path);
 /* strerror(), plus "not a regular file" for read_file_capped()'s -EBADFD. */
 const char *read_file_strerror(int r);
 
+/* Checks that s[0..len) is UTF-8 as RFC 3629 defines it: shortest forms
+ * only, no surrogates (U+D800..U+DFFF), nothing above U+10FFFF, every
+ * sequence whole. json-c's own check lets overlong forms and surrogates
+ * through, and D-Bus refuses them later, far from where they came in.
+ * Returns 0, or -EILSEQ with *ret_offset at the first byte of the faulty
+ * sequence and *ret_reason a static phrase naming the fault ("overlong
+ * encoding"); either may be NULL. */
+int utf8_check(const char *s, size_t len, size_t *ret_offset, const char **ret_reason);
+
+/* A copy of the NUL-terminated s in which every byte utf8_check() refuses
+ * is written as the four characters "\xNN": for text of mixed origin (a
+ * message cut short by a fixed buffer, a path from the configuration) that
+ * liid stores and serves, and so must keep strict UTF-8. */
+char *utf8_escape_invalid(const char *s);
+
+/* Checks one JSON string as written between its quotes: its bytes pass
+ * utf8_check(), and so does what its escapes stand for: a \uXXXX surrogate
+ * must be one half of a pair (json-c silently turns a lone one into U+FFFD),
+ * and no character may be NUL, raw or as \u0000, as neither C strings nor
+ * D-Bus can carry it. Escapes are taken to be well-formed (the JSON parser
+ * judges those). Returns 0, or -EILSEQ with *ret_error (when not NULL) set
+ * to a reason such as "not valid UTF-8 (overlong encoding at byte 3)";
+ * byte offsets in it count from the first byte after the opening quote,
+ * plus base. */
+int json_string_check(const char *s, size_t len, size_t base, char **ret_error);
+
+/* Runs json_string_check() on every string of the JSON text buf[0..len);
+ * offsets in the error count from the start of buf. Text outside strings is
+ * left to the JSON parser. */
+int json_text_check_strings(const char *buf, size_t len, char **ret_error);
+
 /* Checks the service name grammar of the brief: [a-z0-9][a-z0-9-]{0,47}. */
 bool service_name_is_valid(const char *s);
 

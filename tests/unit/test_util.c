@@ -1,4 +1,5 @@
-/* Shared helpers: durations, sizes, times and names as users write them. */
+/* Shared helpers: durations, sizes, times and names as users write them,
+ * and the strict UTF-8 check every string from outside goes through. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +127,202 @@ START_TEST(hex)
 }
 END_TEST
 
+/* Strict UTF-8 (RFC 3629): the boundaries of each length are accepted, and
+ * each way of getting it wrong is refused with its name and the offset of
+ * the sequence at fault. */
+static const char *const utf8_good[] = {
+    "",
+    "plain ASCII",
+    "\x7f",             /* U+007F, the last 1-byte form */
+    "\xc2\x80",         /* U+0080, the first 2-byte form */
+    "\xdf\xbf",         /* U+07FF */
+    "\xe0\xa0\x80",     /* U+0800, the first 3-byte form */
+    "\xed\x9f\xbf",     /* U+D7FF, just below the surrogates */
+    "\xee\x80\x80",     /* U+E000, just above them */
+    "\xef\xbb\xbf",     /* U+FEFF, the byte-order mark, is a character like any */
+    "\xef\xbf\xbf",     /* U+FFFF */
+    "\xf0\x90\x80\x80", /* U+10000, the first 4-byte form */
+    "\xf4\x8f\xbf\xbf", /* U+10FFFF, the last code point */
+    "na\xc3\xafve \xe2\x82\xac \xf0\x9f\x98\x80",
+};
+
+START_TEST(utf8_valid)
+{
+        const char *s = utf8_good[_i];
+        size_t off = 99;
+        const char *why = NULL;
+        ck_assert_msg(utf8_check(s, strlen(s), &off, &why) == 0, "refused #%d: %s", _i, why);
+        ck_assert_uint_eq(off, 99);
+        ck_assert_ptr_null(why);
+}
+END_TEST
+
+static const struct {
+        const char *s;
+        size_t offset;
+        const char *reason;
+} utf8_bad[] = {
+    {"\xc0\xaf", 0, "overlong encoding"}, /* '/' in two bytes */
+    {"\xc1\xbf", 0, "overlong encoding"},
+    {"ab\xe0\x80\xaf", 2, "overlong encoding"},           /* three bytes */
+    {"\xe0\x9f\xbf", 0, "overlong encoding"},             /* U+07FF in three */
+    {"\xf0\x80\x80\xaf", 0, "overlong encoding"},         /* four bytes */
+    {"\xf0\x8f\xbf\xbf", 0, "overlong encoding"},         /* U+FFFF in four */
+    {"\xed\xa0\x80", 0, "encoded surrogate"},             /* U+D800 */
+    {"x\xed\xbf\xbf", 1, "encoded surrogate"},            /* U+DFFF */
+    {"\xed\xa0\xbd\xed\xb2\xa9", 0, "encoded surrogate"}, /* a pair, CESU-8 style */
+    {"\xf4\x90\x80\x80", 0, "code point above U+10FFFF"}, /* U+110000 */
+    {"\xf5\x80\x80\x80", 0, "code point above U+10FFFF"},
+    {"\xf7\xbf\xbf\xbf", 0, "code point above U+10FFFF"},
+    {"\xf8\x88\x80\x80\x80", 0, "invalid lead byte"},     /* the old 5-byte form */
+    {"\xfc\x84\x80\x80\x80\x80", 0, "invalid lead byte"}, /* and 6-byte */
+    {"ok\xfe", 2, "invalid lead byte"},
+    {"\xff", 0, "invalid lead byte"},
+    {"ab\xc3", 2, "truncated sequence"},
+    {"\xe2\x82", 0, "truncated sequence"},
+    {"\xc3\xa9\xf0\x9f\x98", 2, "truncated sequence"},
+    {"a\x80", 1, "stray continuation byte"},
+    {"\xbf", 0, "stray continuation byte"},
+    {"\xc3\xa9\xa9", 2, "stray continuation byte"},
+    {"\xc3(", 0, "bad continuation byte"},
+    {"\xe2(\xa1", 0, "bad continuation byte"},
+    {"\xe2\x82(", 0, "bad continuation byte"},
+    {"\xf0\x9f\x98\xc3\xa9", 0, "bad continuation byte"},
+};
+
+START_TEST(utf8_invalid)
+{
+        const char *s = utf8_bad[_i].s;
+        size_t off = 99;
+        const char *why = NULL;
+        ck_assert_int_eq(utf8_check(s, strlen(s), &off, &why), -EILSEQ);
+        ck_assert_uint_eq(off, utf8_bad[_i].offset);
+        ck_assert_str_eq(why, utf8_bad[_i].reason);
+        /* The same fault one byte further on, after a 2-byte character. */
+        char *later = xasprintf("\xc3\xa9%s", s);
+        ck_assert_int_eq(utf8_check(later, strlen(later), &off, &why), -EILSEQ);
+        ck_assert_uint_eq(off, utf8_bad[_i].offset + 2);
+        free(later);
+}
+END_TEST
+
+START_TEST(utf8_length_is_honoured)
+{
+        /* The length bounds the check, in both directions: a NUL is a
+         * character, and a sequence cut by the length is truncated. */
+        ck_assert_int_eq(utf8_check("a\0b", 3, NULL, NULL), 0);
+        ck_assert_int_eq(utf8_check("\xc3\xa9", 1, NULL, NULL), -EILSEQ);
+        ck_assert_int_eq(utf8_check("\xc0\xaf", 0, NULL, NULL), 0);
+}
+END_TEST
+
+START_TEST(utf8_escaping)
+{
+        static const char *const cases[][2] = {
+            {"", ""},
+            {"na\xc3\xafve \xf0\x9f\x98\x80", "na\xc3\xafve \xf0\x9f\x98\x80"},
+            {"a\xc0\xafz", "a\\xc0\\xafz"},
+            {"\xed\xa0\x80", "\\xed\\xa0\\x80"},
+            {"cut \xe2\x82", "cut \\xe2\\x82"},
+            {"\xff\xc3\xa9\x80", "\\xff\xc3\xa9\\x80"},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char *out = utf8_escape_invalid(cases[i][0]);
+                ck_assert_str_eq(out, cases[i][1]);
+                ck_assert_int_eq(utf8_check(out, strlen(out), NULL, NULL), 0);
+                free(out);
+        }
+}
+END_TEST
+
+/* JSON strings as written between their quotes: their escapes count too. */
+static const struct {
+        const char *s;
+        const char *error; /* NULL: accepted */
+} json_strings[] = {
+    {"\\u00e9\\uFFFF\\ufeff\\u007f", NULL},
+    {"\\ud83d\\ude00", NULL}, /* a surrogate pair, in either case */
+    {"\\uD83D\\uDE00", NULL},
+    {"\\\\ud800\\\\u0000", NULL}, /* escaped backslashes, then plain text */
+    {"\\\"\\ud800", "not valid UTF-8 (unpaired surrogate \\ud800 at byte 2)"},
+    {"\\ud800", "not valid UTF-8 (unpaired surrogate \\ud800 at byte 0)"},
+    {"\\udbff", "not valid UTF-8 (unpaired surrogate \\udbff at byte 0)"},
+    {"x\\udc00", "not valid UTF-8 (unpaired surrogate \\udc00 at byte 1)"},
+    {"\\ud800x", "not valid UTF-8 (unpaired surrogate \\ud800 at byte 0)"},
+    {"\\ud800\\u0041", "not valid UTF-8 (unpaired surrogate \\ud800 at byte 0)"},
+    {"\\ud800\\ud800", "not valid UTF-8 (unpaired surrogate \\ud800 at byte 0)"},
+    {"\\ude00\\ud83d", "not valid UTF-8 (unpaired surrogate \\ude00 at byte 0)"},
+    {"ab\\u0000", "contains a NUL character (\\u0000 at byte 2)"},
+    {"h\xc3\xa9\xc0\xaf", "not valid UTF-8 (overlong encoding at byte 3)"},
+};
+
+START_TEST(json_string_escapes)
+{
+        const char *s = json_strings[_i].s;
+        char *error = NULL;
+        int r = json_string_check(s, strlen(s), 0, &error);
+        if (!json_strings[_i].error) {
+                ck_assert_msg(r == 0, "refused \"%s\": %s", s, error);
+                ck_assert_ptr_null(error);
+        } else {
+                ck_assert_int_eq(r, -EILSEQ);
+                ck_assert_str_eq(error, json_strings[_i].error);
+                free(error);
+        }
+}
+END_TEST
+
+START_TEST(json_string_nul_and_base)
+{
+        char *error = NULL;
+        ck_assert_int_eq(json_string_check("a\0b", 3, 0, &error), -EILSEQ);
+        ck_assert_str_eq(error, "contains a NUL character (at byte 1)");
+        free(error);
+        error = NULL;
+        ck_assert_int_eq(json_string_check("a\xed\xa0\x80", 4, 40, &error), -EILSEQ);
+        ck_assert_str_eq(error, "not valid UTF-8 (encoded surrogate at byte 41)");
+        free(error);
+        ck_assert_int_eq(json_string_check("\\ud800", 6, 0, NULL), -EILSEQ);
+}
+END_TEST
+
+START_TEST(json_text_strings)
+{
+        char *error = NULL;
+        const char *ok = "{\"a\\\"\":\"\\\\\",\"b\":[\"\xc3\xa9\",\"\\ud83d\\ude00\"]}";
+        ck_assert_int_eq(json_text_check_strings(ok, strlen(ok), &error), 0);
+        ck_assert_ptr_null(error);
+
+        /* Offsets count from the start of the text. */
+        const char *raw = "{\"a\":\"ok\",\"b\":\"x\xed\xa0\x80\"}";
+        ck_assert_int_eq(json_text_check_strings(raw, strlen(raw), &error), -EILSEQ);
+        ck_assert_str_eq(error, "not valid UTF-8 (encoded surrogate at byte 16)");
+        free(error);
+        error = NULL;
+
+        /* A key counts, and an escaped quote does not end a string. */
+        const char *key = "{\"\\\"\\ud800\":1}";
+        ck_assert_int_eq(json_text_check_strings(key, strlen(key), &error), -EILSEQ);
+        ck_assert_str_eq(error, "not valid UTF-8 (unpaired surrogate \\ud800 at byte 4)");
+        free(error);
+        error = NULL;
+
+        /* An escaped backslash ends where it ends: the next string is read
+         * as a string. */
+        const char *nul = "[\"\\\\\",\"\\u0000\"]";
+        ck_assert_int_eq(json_text_check_strings(nul, strlen(nul), &error), -EILSEQ);
+        ck_assert_str_eq(error, "contains a NUL character (\\u0000 at byte 7)");
+        free(error);
+        error = NULL;
+
+        /* An unterminated string is checked to the end of the text. */
+        const char *cut = "[\"\xe2\x82";
+        ck_assert_int_eq(json_text_check_strings(cut, strlen(cut), &error), -EILSEQ);
+        ck_assert_str_eq(error, "not valid UTF-8 (truncated sequence at byte 2)");
+        free(error);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("util");
@@ -136,6 +333,13 @@ int main(void)
         tcase_add_test(tc, service_names);
         tcase_add_test(tc, hex);
         tcase_add_test(tc, sorted_by_name);
+        tcase_add_loop_test(tc, utf8_valid, 0, ELEMENTSOF(utf8_good));
+        tcase_add_loop_test(tc, utf8_invalid, 0, ELEMENTSOF(utf8_bad));
+        tcase_add_test(tc, utf8_length_is_honoured);
+        tcase_add_test(tc, utf8_escaping);
+        tcase_add_loop_test(tc, json_string_escapes, 0, ELEMENTSOF(json_strings));
+        tcase_add_test(tc, json_string_nul_and_base);
+        tcase_add_test(tc, json_text_strings);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
