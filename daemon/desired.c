@@ -13,8 +13,10 @@
 #include <string.h>
 
 /* Strict JSON for the whole document, so that the bytes that were signed
- * mean one thing only, whichever parser reads them. */
-#define JSON_FLAGS      (JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8)
+ * mean one thing only, whichever parser reads them. UTF-8 is checked by
+ * json_check_strict() instead of json-c, which lets overlong forms and
+ * surrogates through and could not name the path of what it refuses. */
+#define JSON_FLAGS      JSON_TOKENER_STRICT
 #define CANONICAL_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
 /* Longest excerpt of an attacker-chosen key or name quoted in an error. */
@@ -164,12 +166,14 @@ static void scan_done(struct scan *sc)
                 json_tokener_free(sc->tok);
 }
 
-/* The path to the object being scanned, plus key when not NULL. */
-static char *scan_path(const struct scan *sc, const char *root, const char *prefix, const char *key)
+/* The path through the outer levels frames (the object being scanned is
+ * depth - 1 of them, the value at hand depth), plus key when not NULL. */
+static char *scan_path(const struct scan *sc, size_t levels, const char *root, const char *prefix,
+                       const char *key)
 {
         _cleanup_free_ char *p = xstrdup(prefix);
 
-        for (size_t i = 0; i + 1 < sc->depth; i++) {
+        for (size_t i = 0; i < levels; i++) {
                 const struct scan_frame *f = &sc->frames[i];
                 char *n;
                 if (f->object) {
@@ -190,8 +194,8 @@ static char *scan_path(const struct scan *sc, const char *root, const char *pref
         return p[0] ? TAKE_PTR(p) : xstrdup(root);
 }
 
-/* Decodes the quoted key raw[0..n). Returns -EBADMSG when it holds a NUL,
- * which json-c would silently cut the key short at. */
+/* Decodes the quoted key raw[0..n), which json_string_check() has passed:
+ * it holds no NUL, which json-c would silently cut the key short at. */
 static int scan_decode_key(struct scan *sc, const char *raw, size_t n, char **ret)
 {
         if (!memchr(raw, '\\', n)) {
@@ -207,10 +211,7 @@ static int scan_decode_key(struct scan *sc, const char *raw, size_t n, char **re
         _cleanup_json_ json_object *o = json_tokener_parse_ex(sc->tok, raw, (int)n);
         if (!json_object_is_type(o, json_type_string))
                 return -EBADMSG;
-        const char *s = json_object_get_string(o);
-        if (strlen(s) != (size_t)json_object_get_string_len(o))
-                return -EBADMSG;
-        *ret = xstrdup(s);
+        *ret = xstrdup(json_object_get_string(o));
         return 0;
 }
 
@@ -221,16 +222,16 @@ static int scan_key(struct scan *sc, const char *raw, size_t n, const char *root
         _cleanup_free_ char *key = NULL;
 
         if (n - 2 > DESIRED_MAX_STRING) {
-                _cleanup_free_ char *p = scan_path(sc, root, prefix, NULL);
+                _cleanup_free_ char *p = scan_path(sc, sc->depth - 1, root, prefix, NULL);
                 return fail_code(err, -EBADMSG, p, "object key longer than %d bytes",
                                  DESIRED_MAX_STRING);
         }
         if (scan_decode_key(sc, raw, n, &key) < 0) {
-                _cleanup_free_ char *p = scan_path(sc, root, prefix, NULL);
-                return fail_code(err, -EBADMSG, p, "object key contains a NUL character");
+                _cleanup_free_ char *p = scan_path(sc, sc->depth - 1, root, prefix, NULL);
+                return fail_code(err, -EBADMSG, p, "object key cannot be decoded");
         }
         if (json_object_object_get_ex(f->seen, key, NULL)) {
-                _cleanup_free_ char *p = scan_path(sc, root, prefix, key);
+                _cleanup_free_ char *p = scan_path(sc, sc->depth - 1, root, prefix, key);
                 return fail_code(err, -EBADMSG, p, "duplicate key");
         }
         if (json_object_object_add(f->seen, key, NULL) < 0)
@@ -241,11 +242,29 @@ static int scan_key(struct scan *sc, const char *raw, size_t n, const char *root
         return 0;
 }
 
+/* Refuses a string (key or value) that is not strict UTF-8 or holds a NUL,
+ * naming its path: a key by itself, as written, a value by where it is. */
+static int scan_string(const struct scan *sc, const char *raw, size_t n, bool is_key,
+                       const char *root, const char *prefix, char **err)
+{
+        _cleanup_free_ char *why = NULL;
+
+        if (json_string_check(raw + 1, n - 2, 0, &why) >= 0)
+                return 0;
+        if (!is_key) {
+                _cleanup_free_ char *p = scan_path(sc, sc->depth, root, prefix, NULL);
+                return fail_code(err, -EBADMSG, p, "%s", why);
+        }
+        _cleanup_free_ char *key = xasprintf("%.*s", (int)(n - 2), raw + 1);
+        _cleanup_free_ char *p = scan_path(sc, sc->depth - 1, root, prefix, key);
+        return fail_code(err, -EBADMSG, p, "object key %s", why);
+}
+
 /* Runs over text json-c has already accepted and refuses what json-c lets
  * through but other parsers read differently or not at all: duplicate keys
- * (json-c keeps the last one), keys with NUL characters (json-c cuts them
- * short), single-quoted strings, raw control characters in strings, NaN and
- * Infinity. */
+ * (json-c keeps the last one), strings that are not strict UTF-8 or hold a
+ * NUL (json-c cuts keys short at one), single-quoted strings, raw control
+ * characters in strings, NaN and Infinity. */
 static int json_check_strict(const char *buf, size_t len, const char *root, const char *prefix,
                              char **err)
 {
@@ -299,12 +318,13 @@ static int json_check_strict(const char *buf, size_t len, const char *root, cons
                         }
                         if (i >= len)
                                 return fail_code(err, -EBADMSG, root, "unexpected end of input");
-                        if (top && top->object && top->expect_key) {
-                                int r =
-                                    scan_key(&sc, buf + start, i - start + 1, root, prefix, err);
-                                if (r < 0)
-                                        return r;
-                        }
+                        bool is_key = top && top->object && top->expect_key;
+                        int r =
+                            scan_string(&sc, buf + start, i - start + 1, is_key, root, prefix, err);
+                        if (r == 0 && is_key)
+                                r = scan_key(&sc, buf + start, i - start + 1, root, prefix, err);
+                        if (r < 0)
+                                return r;
                         break;
                 }
                 default:
@@ -389,13 +409,10 @@ static int get_string(json_object *v, const char *path, const char *what, const 
 {
         if (!json_object_is_type(v, json_type_string))
                 return fail(err, path, "%s", what);
-        size_t n = (size_t)json_object_get_string_len(v);
-        if (n > DESIRED_MAX_STRING)
+        /* json_check_strict() has refused every string with a NUL. */
+        if (json_object_get_string_len(v) > DESIRED_MAX_STRING)
                 return fail(err, path, "longer than %d bytes", DESIRED_MAX_STRING);
-        const char *s = json_object_get_string(v);
-        if (strlen(s) != n)
-                return fail(err, path, "contains a NUL character");
-        *ret = s;
+        *ret = json_object_get_string(v);
         return 0;
 }
 

@@ -71,7 +71,8 @@ struct desired {
  * on success sets *ret and leaves *ret_error untouched.
  * The codes: -EFBIG for more than DESIRED_MAX_BYTES, -EBADMSG for anything
  * that is not strict JSON (syntax, trailing data, NUL bytes, duplicate keys,
- * nesting deeper than DESIRED_MAX_DEPTH), -EINVAL for valid JSON that breaks
+ * nesting deeper than DESIRED_MAX_DEPTH, a key or value that is not strict
+ * UTF-8 or holds a NUL, even as \u0000), -EINVAL for valid JSON that breaks
  * the "lii.desired/1" schema. Whether serial and expires are acceptable is
  * the caller's judgement: only their syntax is checked here. */
 int desired_parse(const char *buf, size_t len, const char *base_url, struct desired **ret,
