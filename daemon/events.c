@@ -165,8 +165,11 @@ void events_emit(struct events *ev, const char *type, const char *service, uint6
         va_start(ap, fmt);
         vsnprintf(message, sizeof message, fmt, ap);
         va_end(ap);
+        /* Events are served as JSON and NDJSON: strict UTF-8 only, whatever
+         * went into the message. */
+        _cleanup_free_ char *text = utf8_escape_invalid(message);
 
-        struct record *r = record_new(++ev->last_seq, type, service, generation, message);
+        struct record *r = record_new(++ev->last_seq, type, service, generation, text);
         ring_push(ev, r);
         /* In the journal with LII_EVENT=<type>, LII_SERVICE and
          * LII_GENERATION, so that journalctl can select events. */

@@ -62,7 +62,10 @@ void rollout_record_set(struct rollout_record *r, enum lii_result result, const 
 {
         free(r->reason);
         r->result = result;
-        r->reason = reason ? xstrdup(reason) : NULL;
+        /* A reason may be cut short in the middle of a character (health
+         * checks write theirs into fixed buffers); state_load() would
+         * refuse the file that held it. */
+        r->reason = reason ? utf8_escape_invalid(reason) : NULL;
         r->started_usec = started_usec;
         r->finished_usec = finished_usec;
 }
@@ -342,6 +345,17 @@ static json_object *parse_file(const char *path, size_t max, char **ret_error, i
                 json_object_put(root);
                 *ret_r = -EBADMSG;
                 *ret_error = xasprintf("%s: not JSON", path);
+                return NULL;
+        }
+        /* liid writes nothing but strict UTF-8 without NUL (every string
+         * comes from a checked document, systemd or liid itself), so a
+         * file with anything else was damaged or written by someone else;
+         * json-c would take it, and D-Bus would refuse it later. */
+        _cleanup_free_ char *why = NULL;
+        if (json_text_check_strings(buf, len, &why) < 0) {
+                json_object_put(root);
+                *ret_r = -EBADMSG;
+                *ret_error = xasprintf("%s: %s", path, why);
                 return NULL;
         }
         return root;

@@ -116,6 +116,11 @@ START_TEST(strings_are_copied_and_bounded)
         const char *m = events_next(ev, 3)->message;
         ck_assert_uint_eq(strlen(m), EVENT_MESSAGE_MAX - 2);
         ck_assert_int_eq(m[strlen(m) - 1], 'a');
+
+        /* A message with bytes that are not UTF-8 (a path, something cut
+         * short before it got here) is kept, with those bytes escaped. */
+        events_emit(ev, EVENT_DAEMON, NULL, 0, "caf\xc3\xa9 %s, %s", "\xc0\xaf", "cut \xe2\x82");
+        ck_assert_str_eq(events_next(ev, 4)->message, "caf\xc3\xa9 \\xc0\\xaf, cut \\xe2\\x82");
         free(long_msg);
         events_free(ev);
 }

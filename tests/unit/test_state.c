@@ -192,6 +192,78 @@ START_TEST(damaged_files_are_refused)
 }
 END_TEST
 
+/* Saves a state whose hello service has a last rollout with this reason
+ * and returns the text of hello's file. */
+static char *saved_with_reason(const char *reason)
+{
+        struct state *s = NULL;
+        char *error = NULL;
+        ck_assert_int_eq(state_load(dir, &s, &error), 0);
+        struct service_state *ss = state_get(s, "hello");
+        ss->last_generation = 1;
+        rollout_record_set(&ss->last_rollout, LII_RESULT_FAILED, reason, 10, 20);
+        ck_assert_int_eq(state_save_all(s, dir), 0);
+        state_free(s);
+
+        char file[700], *text = NULL;
+        size_t len;
+        snprintf(file, sizeof file, "%s/hello.json", sdir);
+        ck_assert_int_eq(read_file_capped(file, 65536, &text, &len), 0);
+        return text;
+}
+
+START_TEST(strings_are_strict_utf8)
+{
+        /* What liid writes reads back, whatever characters it holds. */
+        const char *fine = "caf\xc3\xa9 \xef\xbb\xbf \xf4\x8f\xbf\xbf \xf0\x9f\x98\x80 \x01";
+        free(saved_with_reason(fine));
+        struct state *s = NULL;
+        char *error = NULL;
+        ck_assert_int_eq(state_load(dir, &s, &error), 0);
+        ck_assert_str_eq(state_find(s, "hello")->last_rollout.reason, fine);
+        state_free(s);
+
+        /* A reason cut short inside a character is stored escaped, so that
+         * liid never writes what it would refuse to read. */
+        free(saved_with_reason("GET http://127.0.0.1/caf\xc3"));
+        ck_assert_int_eq(state_load(dir, &s, &error), 0);
+        ck_assert_str_eq(state_find(s, "hello")->last_rollout.reason,
+                         "GET http://127.0.0.1/caf\\xc3");
+        state_free(s);
+
+        /* A file with a string that is not strict UTF-8, or holds a NUL, is
+         * damaged: refused with where and why, in the node's file as in a
+         * service's. */
+        static const struct {
+                const char *bytes;
+                const char *why;
+        } bad[] = {
+            {"\xc0\xaf", "not valid UTF-8 (overlong encoding at byte "},
+            {"\xed\xa0\x80", "not valid UTF-8 (encoded surrogate at byte "},
+            {"\xf4\x90\x80\x80", "not valid UTF-8 (code point above U+10FFFF at byte "},
+            {"\xe2\x82", "not valid UTF-8 (truncated sequence at byte "},
+            {"\\ud800", "not valid UTF-8 (unpaired surrogate \\ud800 at byte "},
+            {"\\u0000", "contains a NUL character (\\u0000 at byte "},
+        };
+        char file[700];
+        snprintf(file, sizeof file, "%s/hello.json", sdir);
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_free_ char *text = saved_with_reason("MARK");
+                char *mark = strstr(text, "MARK");
+                ck_assert_ptr_nonnull(mark);
+                _cleanup_free_ char *damaged =
+                    xasprintf("%.*s%s%s", (int)(mark - text), text, bad[i].bytes, mark + 4);
+                expect_refused(file, damaged, bad[i].why);
+        }
+
+        unlink(file);
+        expect_refused(path,
+                       "{\"format\":\"lii.state/2\",\"source\":{\"serial\":1,\"doc_sha256\":\"\"},"
+                       "\"x\":\"\xed\xbf\xbf\"}",
+                       "not valid UTF-8 (encoded surrogate at byte 67)");
+}
+END_TEST
+
 START_TEST(interrupted_save_is_ignored)
 {
         /* A crash between writing the temporary file and renaming it: the
@@ -305,6 +377,7 @@ int main(void)
         tcase_add_test(tc, round_trip);
         tcase_add_test(tc, services_found_by_name_in_any_order);
         tcase_add_test(tc, damaged_files_are_refused);
+        tcase_add_test(tc, strings_are_strict_utf8);
         tcase_add_test(tc, interrupted_save_is_ignored);
         tcase_add_test(tc, one_service_saved_alone);
         tcase_add_test(tc, format_1_is_read_and_rewritten);
