@@ -778,9 +778,10 @@ static void on_source(struct source *s, const struct source_result *res, void *u
         _cleanup_(desired_freep) struct desired *d = NULL;
         _cleanup_free_ char *perror = NULL;
         if (desired_parse(res->doc, res->doc_len, e->cfg->source_url, &d, &perror) < 0) {
+                /* The parser's message names its own place: a JSON path, or
+                 * "document" for the text as a whole. */
                 e->metrics.documents_refused++;
-                _cleanup_free_ char *msg = xasprintf("document: %s", perror);
-                set_source_error(e, msg);
+                set_source_error(e, perror);
                 return;
         }
         /* Anti-rollback and anti-freeze: judged against what was applied

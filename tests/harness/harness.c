@@ -428,11 +428,12 @@ unsigned h_publish(struct h_env *env, const struct h_service *svcs, size_t n, un
                         "%s\"%s\":{\"artifact\":{\"url\":\"%s\",\"sha256\":\"%s\","
                         "\"size\":%lld},"
                         "\"exec\":[\"%s\",\"--version-name\",\"v%d\"%s],"
-                        "\"env\":{\"GREETING\":\"hi from ${LII_SERVICE}\"},"
+                        "\"env\":%s,"
                         "\"health\":%s,\"stop_timeout\":\"5s\"",
                         i ? "," : "", svcs[i].name, file, svcs[i].sha256 ? svcs[i].sha256 : sha,
                         size, svcs[i].exec ? svcs[i].exec : "bin/hello", svcs[i].artifact,
                         svcs[i].extra_args ? svcs[i].extra_args : "",
+                        svcs[i].env ? svcs[i].env : "{\"GREETING\":\"hi from ${LII_SERVICE}\"}",
                         svcs[i].health ? svcs[i].health
                                        : "{\"http\":\"http://127.0.0.1:${PORT}/healthz\","
                                          "\"interval\":\"100ms\",\"timeout\":\"1s\",\"passes\":2,"
@@ -513,6 +514,13 @@ static long api_request(struct h_env *env, const char *method, const char *path,
 long h_api_get(struct h_env *env, const char *path, json_object **ret)
 {
         return api_request(env, "GET", path, ret);
+}
+
+long h_api_get_text(struct h_env *env, const char *path, char **ret)
+{
+        char url[512];
+        snprintf(url, sizeof url, "http://lii%s", path);
+        return http_request(env->socket, "GET", url, ret);
 }
 
 long h_api_post(struct h_env *env, const char *path, json_object **ret)

@@ -73,6 +73,7 @@ struct h_service {
         int port;                /* a fixed port, or 0 for "auto" */
         const char *sandbox;     /* "none", or NULL for the default (strict) */
         const char *exec;        /* exec[0], or NULL for "bin/hello" */
+        const char *env;         /* the "env" object as JSON text, or NULL for the default */
 };
 /* Writes desired.json with the next serial (or the one given, if nonzero)
  * and signs it with the test's desired-state key. Returns the serial. */
@@ -82,6 +83,9 @@ void h_publish_raw(struct h_env *env, const char *doc);
 
 /* GET on liid's API; returns the HTTP status and sets *ret (NULL if no JSON). */
 long h_api_get(struct h_env *env, const char *path, json_object **ret);
+/* GET on liid's API; returns the HTTP status and sets *ret to the body as
+ * it came (NDJSON, metrics), NUL-terminated. */
+long h_api_get_text(struct h_env *env, const char *path, char **ret);
 /* POST on liid's API (as root); returns the HTTP status and the answer. */
 long h_api_post(struct h_env *env, const char *path, json_object **ret);
 /* Runs liictl with the test's socket; returns its exit code. *ret_out (if
