@@ -77,6 +77,7 @@ struct engine {
 
         struct desired *desired; /* the last accepted document; NULL before one */
         char *source_error;      /* why the last fetch was refused; NULL when fine */
+        char source_refused_id[65]; /* the refused document behind it, or "" */
         uint64_t fetched_at_usec;
         char *desired_key_id, *desired_comment; /* who signed the accepted document */
 

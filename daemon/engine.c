@@ -679,12 +679,29 @@ static void finish_adoption(struct engine *e)
 
 /* ---- the source ---- */
 
-static void set_source_error(struct engine *e, const char *error)
+/* Records why the source's latest delivery was refused; NULL clears it.
+ * refused_id names the refused document (delivery_id()), NULL when there
+ * was none, as for a failed fetch. A source.refused event is raised when the
+ * reason changes and for every other refused document even with the same
+ * reason, so that automation following /v1/events hears of each one; the
+ * same refused bytes fetched again raise none, as they are no news. */
+static void set_source_error(struct engine *e, const char *error, const char *refused_id)
 {
-        if (error && (!e->source_error || strcmp(error, e->source_error) != 0))
-                events_emit(e->events, EVENT_SOURCE_REFUSED, NULL, 0, "%s", error);
+        _cleanup_free_ char *text = error ? utf8_escape_invalid(error) : NULL;
+        const char *id = refused_id ? refused_id : "";
+
+        if (text && (!e->source_error || strcmp(text, e->source_error) != 0 ||
+                     strcmp(id, e->source_refused_id) != 0))
+                events_emit(e->events, EVENT_SOURCE_REFUSED, NULL, 0, "%s", text);
+        snprintf(e->source_refused_id, sizeof e->source_refused_id, "%s", text ? id : "");
         free(e->source_error);
-        e->source_error = error ? xstrdup(error) : NULL;
+        e->source_error = TAKE_PTR(text);
+}
+
+static void refuse_document(struct engine *e, const char *id, const char *error)
+{
+        e->metrics.documents_refused++;
+        set_source_error(e, error, id);
 }
 
 static void sha256_hex(const void *data, size_t len, char out[65])
@@ -693,6 +710,20 @@ static void sha256_hex(const void *data, size_t len, char out[65])
         unsigned n = sizeof md;
         EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
         hex_encode(md, sizeof md, out);
+}
+
+/* Names one delivery of the source: the document (by its SHA-256, so that
+ * the boundary is fixed) and the signature that came with it, as a document
+ * signed again is news even when it is refused for the same reason. */
+static void delivery_id(const struct source_result *res, const char doc_sha[static 65],
+                        char out[static 65])
+{
+        size_t sig_len = res->sig ? res->sig_len : 0;
+        _cleanup_free_ char *both = xcalloc(64 + sig_len, 1);
+        memcpy(both, doc_sha, 64);
+        if (sig_len)
+                memcpy(both + 64, res->sig, sig_len);
+        sha256_hex(both, 64 + sig_len, out);
 }
 
 static int verify_document(struct engine *e, const struct source_result *res, char **ret_key_id,
@@ -728,7 +759,7 @@ static void on_source(struct source *s, const struct source_result *res, void *u
         struct engine *e = userdata;
         if (res->r < 0) {
                 e->metrics.fetches_failed++;
-                set_source_error(e, res->error);
+                set_source_error(e, res->error, NULL);
                 return;
         }
         uint64_t now = now_realtime_usec();
@@ -762,17 +793,18 @@ static void on_source(struct source *s, const struct source_result *res, void *u
                                 "document: expired at %s; still running what it said, "
                                 "waiting for a newer one",
                                 when);
-                        set_source_error(e, msg);
+                        set_source_error(e, msg, NULL);
                         return;
                 }
-                set_source_error(e, NULL);
+                set_source_error(e, NULL, NULL);
                 return;
         }
 
+        char id[65];
+        delivery_id(res, sha, id);
         _cleanup_free_ char *error = NULL, *key_id = NULL, *comment = NULL;
         if (verify_document(e, res, &key_id, &comment, &error) < 0) {
-                e->metrics.documents_refused++;
-                set_source_error(e, error);
+                refuse_document(e, id, error);
                 return;
         }
         _cleanup_(desired_freep) struct desired *d = NULL;
@@ -780,8 +812,7 @@ static void on_source(struct source *s, const struct source_result *res, void *u
         if (desired_parse(res->doc, res->doc_len, e->cfg->source_url, &d, &perror) < 0) {
                 /* The parser's message names its own place: a JSON path, or
                  * "document" for the text as a whole. */
-                e->metrics.documents_refused++;
-                set_source_error(e, perror);
+                refuse_document(e, id, perror);
                 return;
         }
         /* Anti-rollback and anti-freeze: judged against what was applied
@@ -792,24 +823,21 @@ static void on_source(struct source *s, const struct source_result *res, void *u
                 _cleanup_free_ char *msg = xasprintf(
                         "document: serial %llu is lower than the applied serial %llu (rollback refused)",
                         (unsigned long long)d->serial, (unsigned long long)st->serial);
-                e->metrics.documents_refused++;
-                set_source_error(e, msg);
+                refuse_document(e, id, msg);
                 return;
         }
         if (st->doc_sha256[0] && d->serial == st->serial && strcmp(sha, st->doc_sha256) != 0) {
                 _cleanup_free_ char *msg = xasprintf(
                         "document: serial %llu was already applied with other content (refused)",
                         (unsigned long long)d->serial);
-                e->metrics.documents_refused++;
-                set_source_error(e, msg);
+                refuse_document(e, id, msg);
                 return;
         }
         if (d->expires_usec && d->expires_usec <= clock) {
                 char when[RFC3339_MAX];
                 format_rfc3339(d->expires_usec, when);
                 _cleanup_free_ char *msg = xasprintf("document: expired at %s", when);
-                e->metrics.documents_refused++;
-                set_source_error(e, msg);
+                refuse_document(e, id, msg);
                 return;
         }
 
@@ -825,7 +853,7 @@ static void on_source(struct source *s, const struct source_result *res, void *u
         desired_free(e->desired);
         e->desired = TAKE_PTR(d);
         e->fetched_at_usec = now;
-        set_source_error(e, NULL);
+        set_source_error(e, NULL, NULL);
         events_emit(e->events, EVENT_SOURCE_ACCEPTED, NULL, 0,
                     "accepted desired state serial %llu (%zu services)%s%s",
                     (unsigned long long)e->desired->serial, e->desired->n_services,

@@ -89,6 +89,33 @@ static long long event_seq(void)
         return seq;
 }
 
+/* How many fetches of the source liid has finished (lii_fetches_total). */
+static long long fetches(void)
+{
+        char *text = NULL;
+        ck_assert_int_eq(h_api_get_text(&env, "/v1/metrics", &text), 200);
+        long long n = 0;
+        for (const char *p = strstr(text, "lii_fetches_total{"); p;
+             p = strstr(p + 1, "lii_fetches_total{"))
+                n += strtoll(strchr(p, '}') + 1, NULL, 10);
+        free(text);
+        return n;
+}
+
+/* Has liid fetch the source again and waits, 10 s at most, until it did. */
+static void sync_and_wait(void)
+{
+        long long before = fetches();
+        json_object *o = NULL;
+        ck_assert_int_eq(h_api_post(&env, "/v1/sync", &o), 200);
+        json_object_put(o);
+        for (int i = 0; i < 500 && fetches() == before; i++) {
+                struct timespec ts = {0, 20 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+        }
+        ck_assert_int_gt(fetches(), before);
+}
+
 START_TEST(invalid_utf8_changes_nothing)
 {
         h_publish(&env, &hello_v1, 1, 0);
@@ -186,6 +213,56 @@ START_TEST(parser_errors_read_once)
 }
 END_TEST
 
+START_TEST(one_event_per_refused_document)
+{
+        h_publish(&env, &hello_v1, 1, 0);
+        json_object_put(h_wait_generation(&env, "hello", 1));
+        long long mark = event_seq();
+
+        /* Two documents, refused for the same reason: automation following
+         * the events hears of each. */
+        const char *why = "services.hello.env.GREETING: not valid UTF-8 (encoded surrogate at "
+                          "byte 0)";
+        struct h_service bad = hello_v2;
+        bad.env = "{\"GREETING\":\"\xed\xa0\x80\"}";
+        h_publish(&env, &bad, 1, 0);
+        json_object_put(h_wait_status(&env, source_error_is, (void *)why, 10000, why));
+        ck_assert_int_eq(refusals_after(mark, NULL), 1);
+
+        h_publish(&env, &bad, 1, 0);
+        for (int i = 0; i < 500 && refusals_after(mark, NULL) < 2; i++) {
+                struct timespec ts = {0, 20 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+        }
+        char *messages = NULL;
+        ck_assert_int_eq(refusals_after(mark, &messages), 2);
+        char want[512];
+        snprintf(want, sizeof want, "%s\n%s\n", why, why);
+        ck_assert_str_eq(messages, want);
+        free(messages);
+
+        /* The same refused bytes fetched again are no news. */
+        for (int i = 0; i < 3; i++)
+                sync_and_wait();
+        ck_assert_int_eq(refusals_after(mark, NULL), 2);
+        json_object *st = NULL;
+        ck_assert_int_eq(h_api_get(&env, "/v1/status", &st), 200);
+        ck_assert_str_eq(h_json_str(st, "source.error"), why);
+        ck_assert_int_eq(h_json_int(st, "source.serial"), 1);
+        json_object_put(st);
+
+        /* A good document clears the reason; a bad one after it is news
+         * again. */
+        long long serial = h_publish(&env, &hello_v2, 1, 0);
+        json_object_put(h_wait_generation(&env, "hello", 2));
+        json_object_put(
+            h_wait_status(&env, source_error_cleared, &serial, 10000, "the good document"));
+        h_publish(&env, &bad, 1, 0);
+        json_object_put(h_wait_status(&env, source_error_is, (void *)why, 10000, why));
+        ck_assert_int_eq(refusals_after(mark, NULL), 3);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("document");
@@ -195,6 +272,7 @@ static Suite *suite(void)
         } tests[] = {
             {"utf8", invalid_utf8_changes_nothing},
             {"once", parser_errors_read_once},
+            {"events", one_event_per_refused_document},
         };
         for (size_t i = 0; i < ELEMENTSOF(tests); i++) {
                 TCase *tc = tcase_create(tests[i].name);
