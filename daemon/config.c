@@ -1,8 +1,12 @@
-/* Configuration defaults, the INI reader and value parsing; see config.h. */
+/* Configuration defaults, the INI reader, value parsing and the checks of
+ * the configured folders at start; see config.h. */
 #include "config.h"
 
+#include <fcntl.h>
 #include <ini.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <syslog.h>
 
 #include "log.h"
@@ -41,7 +45,18 @@ void config_done(struct config *c)
         }
 }
 
-enum value_kind { V_STRING, V_OPT_STRING, V_PATH, V_DURATION, V_BOOL, V_UINT, V_URL, V_BUS, V_LEVEL };
+enum value_kind {
+        V_STRING,
+        V_OPT_STRING,
+        V_PATH,
+        V_OPT_PATH,
+        V_DURATION,
+        V_BOOL,
+        V_UINT,
+        V_URL,
+        V_BUS,
+        V_LEVEL
+};
 
 struct option {
         const char *section;
@@ -58,7 +73,7 @@ static const struct option options[] = {
         OPT("source", "url", V_URL, source_url),
         OPT("source", "poll_interval", V_DURATION, poll_interval_usec),
         OPT("source", "require_signature", V_BOOL, require_signature),
-        OPT("source", "ca_file", V_OPT_STRING, ca_file),
+        OPT("source", "ca_file", V_OPT_PATH, ca_file),
         OPT("trust", "desired_keys", V_PATH, desired_keys),
         OPT("trust", "artifact_keys", V_PATH, artifact_keys),
         OPT("node", "name", V_OPT_STRING, node_name),
@@ -77,6 +92,14 @@ static int set_string(char **field, const char *value)
 {
         free(*field);
         *field = xstrdup(value);
+        return 0;
+}
+
+/* An empty value means "not set". */
+static int set_opt_string(char **field, const char *value)
+{
+        free(*field);
+        *field = *value ? xstrdup(value) : NULL;
         return 0;
 }
 
@@ -105,21 +128,36 @@ int config_set(struct config *c, const char *section, const char *key, const cha
         uint64_t u;
         switch (o->kind) {
         case V_STRING:
-        case V_PATH:
                 if (!*value) {
                         *ret_error = xasprintf("%s: must not be empty", key);
                         return -EINVAL;
                 }
-                if (o->kind == V_PATH && value[0] != '/') {
+                return set_string(field, value);
+        case V_PATH:
+        case V_OPT_PATH:
+                if (!*value && o->kind == V_OPT_PATH)
+                        return set_opt_string(field, value);
+                if (!*value) {
+                        *ret_error = xasprintf("%s: must not be empty", key);
+                        return -EINVAL;
+                }
+                /* A relative path would depend on the folder liid was
+                 * started in ("/" under systemd), not on the file. */
+                if (value[0] != '/') {
                         *ret_error = xasprintf("%s: '%s' is not an absolute path", key, value);
                         return -EINVAL;
                 }
                 return set_string(field, value);
         case V_OPT_STRING:
-                free(*(char **)field);
-                *(char **)field = *value ? xstrdup(value) : NULL;
-                return 0;
+                return set_opt_string(field, value);
         case V_URL:
+                /* file://host/path names a host; liid reads local files. */
+                if (strncmp(value, "file://", 7) == 0 && value[7] != '/') {
+                        *ret_error = xasprintf("%s: '%s' is not an absolute file:// URL "
+                                               "(file:///PATH)",
+                                               key, value);
+                        return -EINVAL;
+                }
                 if (strncmp(value, "file:///", 8) != 0 && strncmp(value, "http://", 7) != 0 &&
                     strncmp(value, "https://", 8) != 0) {
                         *ret_error = xasprintf("%s: '%s' is not a file:///, http:// or https:// URL",
@@ -214,4 +252,138 @@ int config_load_file(struct config *c, const char *path, bool missing_ok, char *
         _cleanup_free_ char *reason = ctx.error;
         *ret_error = xasprintf("%s:%d: %s", path, line, reason ? reason : "syntax error");
         return -EINVAL;
+}
+
+/* Says what stops a folder from being made or used: errno's words, except
+ * for the one case where they mislead ("Not a directory" about a path that
+ * does not exist yet). */
+static char *folder_reason(const char *path, int r)
+{
+        if (r == -ENOTDIR)
+                return xasprintf("'%s' is not a folder", path);
+        return xasprintf("'%s': %s", path, strerror(-r));
+}
+
+/* Makes the folders above path (not path itself) with mode 0755, as
+ * mkdir -p would. On failure returns a negative errno and sets
+ * *ret_reason to what stopped it, naming that folder. */
+static int make_parents(const char *path, char **ret_reason)
+{
+        _cleanup_free_ char *p = xstrdup(path);
+        for (char *slash = strchr(p + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+                *slash = '\0';
+                int r = mkdir(p, 0755) < 0 ? -errno : 0;
+                struct stat st;
+                if (r == -EEXIST)
+                        r = stat(p, &st) < 0 ? -errno : S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+                if (r < 0) {
+                        *ret_reason = folder_reason(p, r);
+                        return r;
+                }
+                *slash = '/';
+        }
+        return 0;
+}
+
+static int writable_folder(const char *path)
+{
+        return faccessat(AT_FDCWD, path, W_OK | X_OK, AT_EACCESS) < 0 ? -errno : 0;
+}
+
+/* The state folder holds the store, from which the instances execute, and
+ * liid's state files: liid must be able to make it and write in it, and no
+ * one else may change it. */
+static int prepare_state_dir(const char *dir, char **ret_error)
+{
+        _cleanup_free_ char *reason = NULL;
+        int r = make_parents(dir, &reason);
+        if (r < 0)
+                return fail_with(ret_error, r, "state_dir: '%s' cannot be created: %s", dir,
+                                 reason);
+
+        /* What the state folder will be on: itself, or its parent until
+         * liid makes it. */
+        struct stat st;
+        const char *on = dir;
+        _cleanup_free_ char *parent = NULL;
+        if (stat(dir, &st) < 0) {
+                if (errno != ENOENT)
+                        return fail_with(ret_error, -errno, "state_dir: '%s': %s", dir,
+                                         strerror(errno));
+                parent = xstrdup(dir);
+                *strrchr(parent, '/') = '\0';
+                on = *parent ? parent : "/";
+                r = writable_folder(on);
+                if (r < 0)
+                        return fail_with(ret_error, r,
+                                         "state_dir: '%s' cannot be created: '%s': %s", dir, on,
+                                         strerror(-r));
+        } else {
+                if (!S_ISDIR(st.st_mode))
+                        return fail_with(ret_error, -ENOTDIR, "state_dir: '%s' is not a folder",
+                                         dir);
+                if (st.st_uid != geteuid())
+                        return fail_with(ret_error, -EPERM,
+                                         "state_dir: '%s' belongs to uid %u, but liid runs as uid "
+                                         "%u: chown it, or choose another folder",
+                                         dir, (unsigned)st.st_uid, (unsigned)geteuid());
+                if (st.st_mode & (S_IWGRP | S_IWOTH))
+                        return fail_with(ret_error, -EPERM,
+                                         "state_dir: '%s' is writable by other users (mode %04o), "
+                                         "who could change what the instances run: chmod go-w it",
+                                         dir, (unsigned)(st.st_mode & 07777));
+                r = writable_folder(dir);
+                if (r < 0)
+                        return fail_with(ret_error, r, "state_dir: '%s' is not writable: %s", dir,
+                                         strerror(-r));
+        }
+
+        struct statvfs vfs;
+        if (statvfs(on, &vfs) < 0)
+                return fail_with(ret_error, -errno, "state_dir: '%s': %s", on, strerror(errno));
+        if (vfs.f_flag & ST_NOEXEC)
+                return fail_with(ret_error, -EPERM,
+                                 "state_dir: '%s' is on a file system mounted noexec, but the "
+                                 "instances run their executables from the store in it: choose "
+                                 "another folder, or remount it without noexec",
+                                 dir);
+        return 0;
+}
+
+/* liid makes the socket's folder, binds the socket in it and replaces a
+ * stale socket of its own there later: it must be able to write in it,
+ * and no other user may own it (who could swap the socket). */
+static int prepare_socket_dir(const char *socket_path, char **ret_error)
+{
+        _cleanup_free_ char *parent = xstrdup(socket_path);
+        *strrchr(parent, '/') = '\0';
+        const char *dir = *parent ? parent : "/";
+        _cleanup_free_ char *reason = NULL;
+        int r = make_parents(socket_path, &reason);
+        if (r < 0)
+                return fail_with(ret_error, r, "socket: '%s' cannot be created: %s", socket_path,
+                                 reason);
+        struct stat st;
+        if (stat(dir, &st) < 0)
+                return fail_with(ret_error, -errno, "socket: '%s': %s", dir, strerror(errno));
+        if (st.st_uid != geteuid() && st.st_uid != 0)
+                return fail_with(ret_error, -EPERM,
+                                 "socket: its folder '%s' belongs to uid %u, who could replace "
+                                 "the socket: use a folder of root's or liid's (uid %u)",
+                                 dir, (unsigned)st.st_uid, (unsigned)geteuid());
+        r = writable_folder(dir);
+        if (r < 0)
+                return fail_with(ret_error, r, "socket: '%s' cannot be created in '%s': %s",
+                                 socket_path, dir, strerror(-r));
+        return 0;
+}
+
+int config_prepare_paths(const struct config *c, bool socket_passed, char **ret_error)
+{
+        int r = prepare_state_dir(c->state_dir, ret_error);
+        if (r < 0)
+                return r;
+        if (!socket_passed)
+                return prepare_socket_dir(c->socket_path, ret_error);
+        return 0;
 }

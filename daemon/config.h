@@ -1,6 +1,8 @@
 /* liid's configuration: /etc/lii/liid.conf (INI, read with libinih) with
- * command-line flags on top. Unknown sections or keys, bad values and a
- * missing file are errors that name the file and line. */
+ * command-line flags on top. Unknown sections or keys, bad values (a
+ * relative path among them) and a missing file are errors that name the
+ * file and line; folders that cannot work are refused at start, naming the
+ * key, the path and the reason. */
 #pragma once
 
 #include <stdbool.h>
@@ -40,4 +42,13 @@ int config_load_file(struct config *c, const char *path, bool missing_ok, char *
  * *ret_error to a malloc'ed reason (without the file:line prefix). */
 int config_set(struct config *c, const char *section, const char *key, const char *value,
                char **ret_error);
+/* Makes sure the configured folders can work, before liid touches them:
+ * makes the missing folders above state_dir and the socket's folder (0755),
+ * and refuses a state_dir that is not a folder, belongs to another user, is
+ * writable by other users or not by liid, or is on a file system mounted noexec
+ * (the instances execute from the store in it), and a socket folder that
+ * liid cannot write in or another user owns. socket_passed (systemd passed
+ * the socket) skips the socket's folder. On failure returns a negative
+ * errno and sets *ret_error to "KEY: 'PATH' reason" (malloc'ed). */
+int config_prepare_paths(const struct config *c, bool socket_passed, char **ret_error);
 void config_done(struct config *c);

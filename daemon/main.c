@@ -145,6 +145,16 @@ int main(int argc, char **argv)
                 config_done(&cfg);
                 return r > 0 ? EXIT_SUCCESS : 2;
         }
+        /* A folder that cannot work is a configuration error too: said
+         * now, with the key that names it, rather than as a failure deep in
+         * the start or at the first rollout. sd_listen_fds(0) leaves the
+         * passed sockets for the API to take. */
+        _cleanup_free_ char *error = NULL;
+        if (config_prepare_paths(&cfg, sd_listen_fds(0) > 0, &error) < 0) {
+                fprintf(stderr, "liid: %s\n", error);
+                config_done(&cfg);
+                return 2;
+        }
         log_max_level = cfg.log_level;
         log_open();
         signal(SIGPIPE, SIG_IGN);

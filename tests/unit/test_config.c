@@ -131,6 +131,41 @@ START_TEST(bad_values)
 }
 END_TEST
 
+/* Every path liid uses must be absolute: a relative one would depend on the
+ * folder liid happened to start in ("/" under systemd). Each is refused
+ * with its key and value. */
+START_TEST(relative_paths_refused)
+{
+        static const struct {
+                const char *text, *message;
+        } cases[] = {
+            {"[paths]\nsocket = run/liid.sock\n",
+             ":2: socket: 'run/liid.sock' is not an absolute path"},
+            {"[trust]\ndesired_keys = keys/desired.d\n",
+             ":2: desired_keys: 'keys/desired.d' is not an absolute path"},
+            {"[trust]\nartifact_keys = ./artifact.d\n",
+             ":2: artifact_keys: './artifact.d' is not an absolute path"},
+            {"[source]\nca_file = ca.pem\n", ":2: ca_file: 'ca.pem' is not an absolute path"},
+            {"[source]\nurl = file://srv/lii/desired.json\n",
+             ":2: url: 'file://srv/lii/desired.json' is not an absolute file:// URL"},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char *e = load_error(cases[i].text);
+                ck_assert_msg(strstr(e, cases[i].message), "%s: got %s", cases[i].message, e);
+                free(e);
+        }
+        /* An empty ca_file still means none, and an absolute one is kept. */
+        struct config c;
+        config_init_defaults(&c);
+        char *error = NULL;
+        ck_assert_int_eq(config_set(&c, "source", "ca_file", "/etc/lii/ca.pem", &error), 0);
+        ck_assert_str_eq(c.ca_file, "/etc/lii/ca.pem");
+        ck_assert_int_eq(config_set(&c, "source", "ca_file", "", &error), 0);
+        ck_assert_ptr_null(c.ca_file);
+        config_done(&c);
+}
+END_TEST
+
 START_TEST(syntax_error)
 {
         char *e = load_error("[source]\nthis line has no equals sign\n");
@@ -207,6 +242,7 @@ int main(void)
         tcase_add_test(tc, unknown_key_names_line);
         tcase_add_test(tc, unknown_section);
         tcase_add_test(tc, bad_values);
+        tcase_add_test(tc, relative_paths_refused);
         tcase_add_test(tc, syntax_error);
         tcase_add_test(tc, missing_file);
         tcase_add_test(tc, flags_use_the_same_checks);
