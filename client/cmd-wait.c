@@ -1,7 +1,8 @@
-/* liictl wait [--timeout DURATION] [SERVICE...]: returns once every named
- * service (or every service of the desired state) runs its desired spec,
- * fails as soon as one of them had that spec refused, and gives up at the
- * timeout. */
+/* liictl wait [--timeout DURATION] [--serial N] [SERVICE...]: returns once
+ * every named service (or every service of the desired state) runs its
+ * desired spec, after liid accepted document serial N if given; fails as
+ * soon as one of them had that spec refused, or document N was, and gives
+ * up at the timeout. */
 #include "liictl.h"
 
 #include <getopt.h>
@@ -53,6 +54,16 @@ static enum verdict status_verdict(json_object *doc, char **names, size_t n_name
                  * accepted it, what status says belongs to an older one. */
                 json_object *source = json_get(doc, LII_F_SOURCE, json_type_object);
                 json_object *serial = json_get(source, LII_F_SERIAL, json_type_int);
+                /* liid does not look at a refused document again until it
+                 * changes, so the publisher must publish anew. */
+                json_object *refused = json_get(source, LII_F_REFUSED_SERIAL, json_type_int);
+                if (refused && json_object_get_int64(refused) == min_serial) {
+                        const char *error = json_get_string(source, LII_F_ERROR);
+                        _cleanup_free_ char *e = ctl_printable(error ? error : "no reason given");
+                        fprintf(stderr, "liictl: desired-state serial %lld was refused: %s\n",
+                                (long long)min_serial, e);
+                        return VERDICT_REFUSED;
+                }
                 if (!serial || json_object_get_int64(serial) < min_serial) {
                         const char *error = json_get_string(source, LII_F_ERROR);
                         _cleanup_free_ char *e = error ? ctl_printable(error) : NULL;
@@ -249,11 +260,18 @@ const struct cmd cmd_wait = {
             "service liid does not know yet is waited for. Fails (exit 1) as soon as a\n"
             "service's desired spec was refused, and times out with exit 5.\n"
             "\n"
+            "After publishing a document, pass its serial with --serial N. Without it,\n"
+            "wait judges by the document liid has now, which is the old one until liid\n"
+            "reads the new one: it would return at once, with the old generation running.\n"
+            "\n"
             "Options:\n"
             "      --timeout DURATION  give up after DURATION (250ms, 30s, 5m, 1h); 0 checks\n"
             "                          once; the default is to wait for ever\n"
             "      --serial N          first wait until liid has accepted desired-state\n"
-            "                          serial N or later (for publishers)\n"
+            "                          serial N or later; fail (exit 1) when liid refused\n"
+            "                          serial N. A document whose signature does not verify\n"
+            "                          has no serial liid trusts: wait then times out and\n"
+            "                          says why\n"
             "  -h, --help              show this help",
     .run = run,
 };

@@ -1214,6 +1214,18 @@ int desired_parse(const char *buf, size_t len, const char *base_url, struct desi
         return 0;
 }
 
+int desired_peek_serial(const char *buf, size_t len, uint64_t *ret_serial)
+{
+        _cleanup_free_ char *error = NULL;
+        _cleanup_json_ json_object *root = NULL;
+        json_object *v;
+        if (json_parse_strict(buf ? buf : "", len, "document", "", &root, &error) < 0 ||
+            !json_object_is_type(root, json_type_object) || !member(root, "serial", &v) ||
+            !uint_value(v, 0, INT64_MAX, ret_serial))
+                return -ENODATA;
+        return 0;
+}
+
 int service_spec_parse(const char *name, const char *spec_json, struct service_spec **ret,
                        char **ret_error)
 {

@@ -78,6 +78,11 @@ struct desired {
 int desired_parse(const char *buf, size_t len, const char *base_url, struct desired **ret,
                   char **ret_error);
 
+/* The serial of a document that desired_parse() refused, when it is JSON
+ * within the limits above with a valid "serial": which document a refusal
+ * is about. Returns 0 and sets *ret_serial, or -ENODATA. */
+int desired_peek_serial(const char *buf, size_t len, uint64_t *ret_serial);
+
 /* Parses one service entry, as stored by spec_json (URLs already absolute).
  * Used to bring back the spec of a running or previous instance from the
  * state file. Same error convention; the path is prefixed "services.<name>". */

@@ -78,6 +78,12 @@ struct engine {
         struct desired *desired; /* the last accepted document; NULL before one */
         char *source_error;      /* why the last fetch was refused; NULL when fine */
         char source_refused_id[65]; /* the refused document behind it, or "" */
+        /* The serial of the refused document source_error is about, so that
+         * a publisher waiting for its own serial hears that it was refused;
+         * -1 when the error is not about a document whose serial is known
+         * (a failed fetch, or a signature that does not verify: then the
+         * serial is anyone's claim). */
+        int64_t refused_serial;
         uint64_t fetched_at_usec;
         char *desired_key_id, *desired_comment; /* who signed the accepted document */
 

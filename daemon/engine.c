@@ -696,12 +696,15 @@ static void set_source_error(struct engine *e, const char *error, const char *re
         snprintf(e->source_refused_id, sizeof e->source_refused_id, "%s", text ? id : "");
         free(e->source_error);
         e->source_error = TAKE_PTR(text);
+        e->refused_serial = -1;
 }
 
-static void refuse_document(struct engine *e, const char *id, const char *error)
+/* serial is -1 when the document's serial is not known or not trusted. */
+static void refuse_document(struct engine *e, const char *id, int64_t serial, const char *error)
 {
         e->metrics.documents_refused++;
         set_source_error(e, error, id);
+        e->refused_serial = serial;
 }
 
 static void sha256_hex(const void *data, size_t len, char out[65])
@@ -804,15 +807,18 @@ static void on_source(struct source *s, const struct source_result *res, void *u
         delivery_id(res, sha, id);
         _cleanup_free_ char *error = NULL, *key_id = NULL, *comment = NULL;
         if (verify_document(e, res, &key_id, &comment, &error) < 0) {
-                refuse_document(e, id, error);
+                refuse_document(e, id, -1, error);
                 return;
         }
         _cleanup_(desired_freep) struct desired *d = NULL;
         _cleanup_free_ char *perror = NULL;
         if (desired_parse(res->doc, res->doc_len, e->cfg->source_url, &d, &perror) < 0) {
                 /* The parser's message names its own place: a JSON path, or
-                 * "document" for the text as a whole. */
-                refuse_document(e, id, perror);
+                 * "document" for the text as a whole. Signed, so its serial
+                 * says whose document this is. */
+                uint64_t serial;
+                bool known = desired_peek_serial(res->doc, res->doc_len, &serial) == 0;
+                refuse_document(e, id, known ? (int64_t)serial : -1, perror);
                 return;
         }
         /* Anti-rollback and anti-freeze: judged against what was applied
@@ -823,21 +829,21 @@ static void on_source(struct source *s, const struct source_result *res, void *u
                 _cleanup_free_ char *msg = xasprintf(
                         "document: serial %llu is lower than the applied serial %llu (rollback refused)",
                         (unsigned long long)d->serial, (unsigned long long)st->serial);
-                refuse_document(e, id, msg);
+                refuse_document(e, id, (int64_t)d->serial, msg);
                 return;
         }
         if (st->doc_sha256[0] && d->serial == st->serial && strcmp(sha, st->doc_sha256) != 0) {
                 _cleanup_free_ char *msg = xasprintf(
                         "document: serial %llu was already applied with other content (refused)",
                         (unsigned long long)d->serial);
-                refuse_document(e, id, msg);
+                refuse_document(e, id, (int64_t)d->serial, msg);
                 return;
         }
         if (d->expires_usec && d->expires_usec <= clock) {
                 char when[RFC3339_MAX];
                 format_rfc3339(d->expires_usec, when);
                 _cleanup_free_ char *msg = xasprintf("document: expired at %s", when);
-                refuse_document(e, id, msg);
+                refuse_document(e, id, (int64_t)d->serial, msg);
                 return;
         }
 
@@ -990,6 +996,9 @@ static json_object *api_status(void *userdata)
                                                        : NULL);
         json_object_object_add(src, LII_F_FETCHED_AT, time_or_null(e->fetched_at_usec));
         json_object_object_add(src, LII_F_ERROR, string_or_null(e->source_error));
+        json_object_object_add(src, LII_F_REFUSED_SERIAL,
+                               e->refused_serial >= 0 ? json_object_new_int64(e->refused_serial)
+                                                      : NULL);
         json_object_object_add(src, LII_F_KEY_ID, string_or_null(e->desired_key_id));
         json_object_object_add(src, LII_F_TRUSTED_COMMENT, string_or_null(e->desired_comment));
         json_object_object_add(o, LII_F_SOURCE, src);
@@ -1185,6 +1194,7 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
         struct engine *e = xcalloc(1, sizeof *e);
         e->loop = loop;
         e->cfg = cfg;
+        e->refused_serial = -1;
         int r;
         _cleanup_free_ char *error = NULL;
 

@@ -69,6 +69,8 @@
 #define LII_F_CODE "code"
 #define LII_F_MESSAGE "message"
 #define LII_F_NEXT "next"                       /* the instance being rolled out */
+#define LII_F_REFUSED_SERIAL  "refused_serial" /* the serial of the document source.error refused  \
+                                                */
 #define LII_F_KEY_ID "key_id"                   /* minisign key that signed the document */
 #define LII_F_TRUSTED_COMMENT "trusted_comment" /* its trusted comment */
 #define LII_F_SIGNATURE "signature"             /* {key_id, trusted_comment} of an artifact */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -159,6 +160,110 @@ START_TEST(sync_fetches_now)
 }
 END_TEST
 
+/* Starts liictl with these arguments (a shell word list); read its stdout
+ * and stderr, both, from the stream and end it with liictl_end(). */
+static FILE *liictl_start(const char *args)
+{
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "'%s/liictl' -s '%s' %s 2>&1", LII_BUILD_DIR, env.socket, args);
+        FILE *f = popen(cmd, "r");
+        ck_assert_ptr_nonnull(f);
+        return f;
+}
+
+/* Reads the rest of liictl's output into *ret_out and returns its exit
+ * status. */
+static int liictl_end(FILE *f, char **ret_out)
+{
+        char *out = NULL;
+        size_t len = 0;
+        FILE *mem = open_memstream(&out, &len);
+        char buf[4096];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+                fwrite(buf, 1, n, mem);
+        fclose(mem);
+        int status = pclose(f);
+        *ret_out = out;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static int liictl_run(const char *args, char **ret_out)
+{
+        return liictl_end(liictl_start(args), ret_out);
+}
+
+static bool refused_serial_is(json_object *status, void *userdata)
+{
+        return h_json_int(status, "source.refused_serial") == *(long long *)userdata;
+}
+
+/* A publisher waits for its own document with --serial: plain wait only
+ * sees the document liid has, the old one until liid reads the new one. */
+START_TEST(wait_for_a_published_serial)
+{
+        h_publish(&env, &v1, 1, 0);
+        ck_assert_int_eq(post("/v1/sync", NULL), 200);
+        char *out = NULL;
+        ck_assert_int_eq(liictl_run("wait --timeout 30s --serial 1 hello", &out), 0);
+        free(out);
+        json_object *o = NULL;
+        ck_assert_int_eq(h_api_get(&env, "/v1/services/hello", &o), 200);
+        ck_assert_int_eq(h_json_int(o, "current.generation"), 1);
+        json_object_put(o);
+
+        /* Serial 2 is published, and liid has not looked yet (it polls
+         * once an hour): plain wait is content with generation 1, wait
+         * --serial 2 is not. */
+        h_publish(&env, &v2, 1, 0);
+        ck_assert_int_eq(liictl_run("wait --timeout 0 hello", &out), 0);
+        free(out);
+        ck_assert_int_eq(liictl_run("wait --timeout 0 --serial 2 hello", &out), 5);
+        ck_assert_msg(strstr(out, "not there yet: desired-state serial 2 (liid has 1)"), "%s", out);
+        free(out);
+
+        /* Started before liid reads serial 2, wait returns once generation
+         * 2 runs it. */
+        FILE *waiting = liictl_start("wait --timeout 60s --serial 2 hello");
+        ck_assert_int_eq(post("/v1/sync", NULL), 200);
+        ck_assert_int_eq(liictl_end(waiting, &out), 0);
+        free(out);
+        ck_assert_int_eq(h_api_get(&env, "/v1/services/hello", &o), 200);
+        ck_assert_int_eq(h_json_int(o, "current.generation"), 2);
+        ck_assert_str_eq(h_json_str(o, "state"), "running");
+        json_object_put(o);
+
+        /* A signed document that liid refuses fails the wait for its
+         * serial at once, with the reason. */
+        h_publish_raw(&env, "{\"format\":\"lii.desired/1\",\"serial\":3,"
+                            "\"services\":{\"hello\":{}}}");
+        waiting = liictl_start("wait --timeout 60s --serial 3 hello");
+        ck_assert_int_eq(post("/v1/sync", NULL), 200);
+        ck_assert_int_eq(liictl_end(waiting, &out), 1);
+        ck_assert_msg(strstr(out, "desired-state serial 3 was refused: document: services.hello"),
+                      "%s", out);
+        free(out);
+        ck_assert_int_eq(h_api_get(&env, "/v1/status", &o), 200);
+        ck_assert_int_eq(h_json_int(o, "source.refused_serial"), 3);
+        ck_assert_int_eq(h_json_int(o, "source.serial"), 2);
+        json_object_put(o);
+
+        /* The publisher's likeliest slip: new content under the serial
+         * already applied. Until liid has read it, status cannot tell it
+         * from the applied document, so the wait starts once it has. */
+        h_publish(&env, &v1, 1, 2);
+        ck_assert_int_eq(post("/v1/sync", NULL), 200);
+        long long serial = 2;
+        json_object_put(
+            h_wait_status(&env, refused_serial_is, &serial, 10000, "serial 2 to be refused"));
+        ck_assert_int_eq(liictl_run("wait --timeout 60s --serial 2 hello", &out), 1);
+        ck_assert_msg(strstr(out, "desired-state serial 2 was refused: document: serial 2 was "
+                                  "already applied with other content"),
+                      "%s", out);
+        free(out);
+}
+END_TEST
+
 /* Reads NDJSON lines from a stream until one has the type and generation
  * asked for; returns whether it came. */
 static bool stream_has(FILE *f, const char *type, long long gen)
@@ -227,11 +332,12 @@ static Suite *suite(void)
                 const TTest *test;
                 void (*setup)(void);
         } tests[] = {
-                { "pause", pause_holds_new_rollouts, setup },
-                { "rollback", rollback_then_replace, setup },
-                { "refusals", refusals, setup },
-                { "sync", sync_fetches_now, setup_slow_source },
-                { "events", events_and_metrics, setup },
+            {"pause", pause_holds_new_rollouts, setup},
+            {"rollback", rollback_then_replace, setup},
+            {"refusals", refusals, setup},
+            {"sync", sync_fetches_now, setup_slow_source},
+            {"wait-serial", wait_for_a_published_serial, setup_slow_source},
+            {"events", events_and_metrics, setup},
         };
         for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
                 TCase *tc = tcase_create(tests[i].name);

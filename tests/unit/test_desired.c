@@ -998,6 +998,36 @@ START_TEST(reserved_name_refused)
 }
 END_TEST
 
+/* A refused document's serial is read when it is there and valid, so that
+ * the refusal can be told apart from refusals of other documents. */
+START_TEST(refused_document_serial)
+{
+        static const struct {
+                const char *doc;
+                long long serial; /* -1: none */
+        } cases[] = {
+            {"{\"format\":\"lii.desired/1\",\"serial\":7,\"services\":{\"hello\":{}}}", 7},
+            {"{\"serial\":0,\"format\":\"other\"}", 0},
+            {"{\"format\":\"lii.desired/1\",\"serial\":7,\"services\":", -1},
+            {"{\"format\":\"lii.desired/1\",\"serial\":\"7\"}", -1},
+            {"{\"format\":\"lii.desired/1\",\"serial\":-7}", -1},
+            {"{\"serial\":7,\"serial\":8}", -1},
+            {"[7]", -1},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                uint64_t serial = 12345;
+                int r = desired_peek_serial(cases[i].doc, strlen(cases[i].doc), &serial);
+                if (cases[i].serial < 0) {
+                        ck_assert_msg(r == -ENODATA, "%s: %d", cases[i].doc, r);
+                        ck_assert_uint_eq(serial, 12345);
+                } else {
+                        ck_assert_msg(r == 0, "%s: %d", cases[i].doc, r);
+                        ck_assert_uint_eq(serial, (uint64_t)cases[i].serial);
+                }
+        }
+}
+END_TEST
+
 static Suite *desired_suite(void)
 {
         Suite *s = suite_create("desired");
@@ -1028,6 +1058,7 @@ static Suite *desired_suite(void)
         tcase_add_loop_test(tc, test_relative_urls, 0, ELEMENTSOF(urls));
         tcase_add_test(tc, test_url_errors);
         tcase_add_test(tc, reserved_name_refused);
+        tcase_add_test(tc, refused_document_serial);
         suite_add_tcase(s, tc);
         return s;
 }
