@@ -521,15 +521,42 @@ say "Upgraded to $upgrade_version: liid $old_liid → $new_liid adopted $unit (p
 [[ $(in_ct systemctl show -P WatchdogUSec liid.service) == 30s ]] || fail "WatchdogSec is not 30s"
 
 # ---- remove and purge ----------------------------------------------------------
+# Something of the service's own in its StateDirectory, which it owns.
+data=/var/lib/private/lii/hello
+in_ct test -L /var/lib/lii/hello || fail "/var/lib/lii/hello is not systemd's link to $data"
+in_ct sh -c "echo kept >$data/marker && chown --reference=$data $data/marker"
 in_ct dpkg -r lii >"$work/dpkg-remove.log" 2>&1 || fail "dpkg -r failed: $(cat "$work/dpkg-remove.log")"
 ! in_ct systemctl is-active --quiet liid.service || fail "liid runs after the removal"
 in_ct systemctl is-active --quiet "$unit" || fail "the removal stopped the instance"
 in_ct test -f /etc/lii/liid.conf || fail "the removal deleted the configuration"
 in_ct dpkg --purge lii >"$work/dpkg-purge.log" 2>&1 || fail "dpkg --purge failed: $(cat "$work/dpkg-purge.log")"
 ! in_ct systemctl is-active --quiet "$unit" || fail "the purge left the instance running"
-! in_ct test -e /var/lib/lii || fail "the purge left /var/lib/lii"
+! in_ct test -e /var/lib/lii || fail "the purge left /var/lib/lii: $(in_ct ls -la /var/lib/lii)"
 ! in_ct test -e /etc/lii/liid.conf || fail "the purge left /etc/lii/liid.conf"
-say "Removed (instances kept serving), then purged (instances stopped, state gone)"
+# What is not liid's stays, and the purge says so and how to delete it.
+[[ $(in_ct cat "$data/marker") == kept ]] || fail "the purge deleted the service's data in $data"
+in_ct test -f /etc/lii/keys/desired.d/systest.pub || fail "the purge deleted the installed keys"
+in_ct getent group lii >/dev/null || fail "the purge deleted the group lii"
+for said in "lii: kept the services' own data (StateDirectory=lii/<service>) in /var/lib/private/lii:" \
+	"  $data" "  /etc/lii/keys/desired.d/systest.pub" "lii: kept the group lii (members: reader)" \
+	"lii: to delete them too: rm -rf /var/lib/private/lii /etc/lii && groupdel lii"; do
+	grep -qxF "$said" "$work/dpkg-purge.log" || fail "the purge did not say '$said': $(cat "$work/dpkg-purge.log")"
+done
+say "Removed (instances kept serving), then purged (instances stopped, state gone; service data, keys and group kept, and said so)"
+
+# Installed again, lii hands the kept data back to the service.
+in_ct dpkg -i "/srv/lii-test/deb/lii_${version}_amd64.deb" >"$work/dpkg-again.log" 2>&1 || {
+	cat "$work/dpkg-again.log" >&2
+	fail "installing lii again after the purge failed"
+}
+in_ct sed -i -e 's|^url = .*|url = file:///srv/lii-test/www/desired.json|' /etc/lii/liid.conf
+in_ct systemctl restart liid.service
+in_ct liictl wait --timeout 60s --serial 3 hello || fail "v3 did not roll out after installing lii again"
+expect_running 1 3
+uid=$(in_ct awk '/^Uid:/ { print $2 }' "/proc/$main_pid/status")
+[[ $(in_ct stat -c %u "$data/marker") == "$uid" && $(in_ct cat /var/lib/lii/hello/marker) == kept ]] ||
+	fail "the service (uid $uid) was not handed its kept data: $(in_ct ls -ln "$data")"
+say "Installed again: $unit (uid $uid) has its kept data"
 
 # ---- tear down -------------------------------------------------------------------
 kill -TERM "$nspawn_pid"
