@@ -254,6 +254,16 @@ int config_load_file(struct config *c, const char *path, bool missing_ok, char *
         return -EINVAL;
 }
 
+/* liid.service's sandbox makes every folder but its own read-only, which
+ * the operator sees as a read-only file system where the host's is not. */
+static const char *read_only_hint(int r)
+{
+        return r == -EROFS ? " (under liid.service, folders other than /var/lib/lii and /run/lii "
+                             "are read-only until a drop-in adds them to ReadWritePaths=, see "
+                             "liid(8))"
+                           : "";
+}
+
 /* Says what stops a folder from being made or used: errno's words, except
  * for the one case where they mislead ("Not a directory" about a path that
  * does not exist yet). */
@@ -261,7 +271,7 @@ static char *folder_reason(const char *path, int r)
 {
         if (r == -ENOTDIR)
                 return xasprintf("'%s' is not a folder", path);
-        return xasprintf("'%s': %s", path, strerror(-r));
+        return xasprintf("'%s': %s%s", path, strerror(-r), read_only_hint(r));
 }
 
 /* Makes the folders above path (not path itself) with mode 0755, as
@@ -314,10 +324,11 @@ static int prepare_state_dir(const char *dir, char **ret_error)
                 *strrchr(parent, '/') = '\0';
                 on = *parent ? parent : "/";
                 r = writable_folder(on);
-                if (r < 0)
-                        return fail_with(ret_error, r,
-                                         "state_dir: '%s' cannot be created: '%s': %s", dir, on,
-                                         strerror(-r));
+                if (r < 0) {
+                        reason = folder_reason(on, r);
+                        return fail_with(ret_error, r, "state_dir: '%s' cannot be created: %s", dir,
+                                         reason);
+                }
         } else {
                 if (!S_ISDIR(st.st_mode))
                         return fail_with(ret_error, -ENOTDIR, "state_dir: '%s' is not a folder",
@@ -334,8 +345,8 @@ static int prepare_state_dir(const char *dir, char **ret_error)
                                          dir, (unsigned)(st.st_mode & 07777));
                 r = writable_folder(dir);
                 if (r < 0)
-                        return fail_with(ret_error, r, "state_dir: '%s' is not writable: %s", dir,
-                                         strerror(-r));
+                        return fail_with(ret_error, r, "state_dir: '%s' is not writable: %s%s", dir,
+                                         strerror(-r), read_only_hint(r));
         }
 
         struct statvfs vfs;
@@ -373,8 +384,8 @@ static int prepare_socket_dir(const char *socket_path, char **ret_error)
                                  dir, (unsigned)st.st_uid, (unsigned)geteuid());
         r = writable_folder(dir);
         if (r < 0)
-                return fail_with(ret_error, r, "socket: '%s' cannot be created in '%s': %s",
-                                 socket_path, dir, strerror(-r));
+                return fail_with(ret_error, r, "socket: '%s' cannot be created in '%s': %s%s",
+                                 socket_path, dir, strerror(-r), read_only_hint(r));
         return 0;
 }
 

@@ -202,7 +202,8 @@ START_TEST(state_dir_on_read_only_mount)
         const char *state = at(0, "ro/lii");
         assert_refused(AS_ROOT, (const char *[]){"--state-dir", state, NULL},
                        (const char *[]){"state_dir: ", quoted(state), "cannot be created",
-                                        quoted(at(1, "ro")), "Read-only file system", NULL});
+                                        quoted(at(1, "ro")), "Read-only file system",
+                                        "ReadWritePaths=", NULL});
         const char *deeper = at(2, "ro/a/lii");
         assert_refused(AS_ROOT, (const char *[]){"--state-dir", deeper, NULL},
                        (const char *[]){"state_dir: ", quoted(deeper), "cannot be created",
