@@ -240,7 +240,7 @@ START_TEST(wait_for_a_published_serial)
         waiting = liictl_start("wait --timeout 60s --serial 3 hello");
         ck_assert_int_eq(post("/v1/sync", NULL), 200);
         ck_assert_int_eq(liictl_end(waiting, &out), 1);
-        ck_assert_msg(strstr(out, "desired-state serial 3 was refused: document: services.hello"),
+        ck_assert_msg(strstr(out, "desired-state serial 3 was refused: services.hello.artifact: required"),
                       "%s", out);
         free(out);
         ck_assert_int_eq(h_api_get(&env, "/v1/status", &o), 200);
