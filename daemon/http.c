@@ -1,6 +1,7 @@
 /* HTTP(S) GET on curl multi with lii's policy; see http.h. */
 #include "http.h"
 
+#include <limits.h>
 #include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@ struct http_get {
         struct http_options opts;
         char *if_none_match;
         uint64_t max_bytes, bytes;
+        uint64_t deadline_usec; /* monotonic, for opts.timeout_usec; 0: none */
         unsigned redirects;
         long status;
         char *etag;
@@ -182,8 +184,18 @@ static int start(struct http_get *g)
         curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
         curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME,
                          (long)((low_speed + USEC_PER_SEC - 1) / USEC_PER_SEC));
-        if (g->opts.timeout_usec)
-                curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)(g->opts.timeout_usec / USEC_PER_MSEC));
+        if (g->deadline_usec) {
+                /* What is left of the whole GET's time, rounded up so that
+                 * curl gives up no earlier than the deadline (on_done()
+                 * tells the two apart by the clock); curl reads 0 as no
+                 * limit, so a deadline already passed gets 1 ms. */
+                uint64_t now = now_monotonic_usec();
+                uint64_t left = g->deadline_usec > now ? g->deadline_usec - now : 0;
+                uint64_t ms = (left + USEC_PER_MSEC - 1) / USEC_PER_MSEC;
+                if (ms == 0)
+                        ms = 1;
+                curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)(ms < LONG_MAX ? ms : LONG_MAX));
+        }
         curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
         curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
         curl_easy_setopt(easy, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
@@ -239,7 +251,18 @@ static void on_done(CURL *easy, CURLcode result, void *userdata)
                 return;
         }
         if (result != CURLE_OK) {
-                msg = xasprintf("%s: %s", g->url, curl_easy_strerror(result));
+                /* curl says "Timeout was reached" for the connect and
+                 * low-speed limits too; the whole GET's limit is the one an
+                 * operator can change, so it is named. */
+                if (result == CURLE_OPERATION_TIMEDOUT && g->deadline_usec &&
+                    now_monotonic_usec() >= g->deadline_usec) {
+                        char limit[32];
+                        format_duration(g->opts.timeout_usec, limit, sizeof limit);
+                        msg = xasprintf("%s: not complete within the time limit of %s", g->url,
+                                        limit);
+                } else {
+                        msg = xasprintf("%s: %s", g->url, curl_easy_strerror(result));
+                }
                 curl_easy_cleanup(easy);
                 finish(g, result == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -EIO, msg);
                 return;
@@ -299,6 +322,12 @@ int http_get_start(struct curlm *curlm, const char *url, const struct http_optio
                 g->ca_file = opts->ca_file ? xstrdup(opts->ca_file) : NULL;
         }
         g->opts.ca_file = NULL;
+        if (g->opts.timeout_usec) {
+                uint64_t now = now_monotonic_usec();
+                g->deadline_usec = g->opts.timeout_usec < UINT64_MAX - now
+                                       ? now + g->opts.timeout_usec
+                                       : UINT64_MAX;
+        }
         g->max_bytes = max_bytes;
         g->on_data = on_data;
         g->on_done = done;

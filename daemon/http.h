@@ -1,7 +1,7 @@
 /* One HTTP(S) GET the way every lii download is made, on curl multi: http
  * and https only; TLS verified against the system CAs plus an optional extra
- * bundle; connect and low-speed timeouts; a cap on the bytes a peer may
- * send; redirects followed only to the same scheme, host and port; an
+ * bundle; connect, low-speed and whole-GET time limits; a cap on the bytes a
+ * peer may send; redirects followed only to the same scheme, host and port; an
  * optional If-None-Match for conditional GETs. Used by the desired-state
  * source and the artifact store. */
 #pragma once
@@ -17,7 +17,11 @@ struct http_options {
         const char *ca_file;            /* extra CA bundle, or NULL */
         uint64_t connect_timeout_usec;  /* 0: 10 s */
         uint64_t low_speed_time_usec;   /* abort when under 1 byte/s this long; 0: 30 s */
-        uint64_t timeout_usec;          /* whole transfer; 0: none */
+        /* The whole GET, redirects included, so that a peer that trickles
+         * (fast enough for the low-speed limit) is still given up on; 0:
+         * none. Exceeding it ends the get with -ETIMEDOUT and
+         * "<url>: not complete within the time limit of 30s". */
+        uint64_t timeout_usec;
 };
 
 struct http_get;

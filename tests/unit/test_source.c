@@ -157,14 +157,21 @@ static void teardown(void)
         free(www);
 }
 
-static void new_source(const char *url, const char *ca_file, uint64_t poll_usec)
+/* A source with a time limit on each GET (0: none). */
+static void new_source_timed(const char *url, const char *ca_file, uint64_t poll_usec,
+                             uint64_t timeout_usec)
 {
         struct source_options opts = {
             .curlm = curlm,
-            .http = {.ca_file = ca_file},
+            .http = {.ca_file = ca_file, .timeout_usec = timeout_usec},
             .poll_interval_usec = poll_usec,
         };
         ck_assert_int_eq(source_new(&loop, url, &opts, on_result, NULL, &source), 0);
+}
+
+static void new_source(const char *url, const char *ca_file, uint64_t poll_usec)
+{
+        new_source_timed(url, ca_file, poll_usec, 0);
 }
 
 static char *http_url(const char *path)
@@ -356,6 +363,63 @@ START_TEST(test_http_size_cap)
 }
 END_TEST
 
+/* While the file .trickle is in the document root, nginx sends the
+ * document (or the signature) at 1 byte per second: fast enough for curl's
+ * low-speed limit, far too slow for a newer document to wait for. */
+#define TRICKLE_DOC                                                                                \
+        "location = /desired.json { if (-f $document_root/.trickle) { set $limit_rate 1; } }"
+#define TRICKLE_SIG "location = /desired.json.minisig { limit_rate 1; }"
+
+START_TEST(test_http_trickle_given_up)
+{
+        start_nginx(TRICKLE_DOC);
+        write_str("desired.json", DOC);
+        write_str("desired.json.minisig", SIG);
+        write_str(".trickle", "");
+        _cleanup_free_ char *url = http_url("/desired.json");
+        /* Polling at 200 ms: the first failure waits that long, not 5 min. */
+        new_source_timed(url, NULL, 200 * USEC_PER_MSEC, 500 * USEC_PER_MSEC);
+        uint64_t start = now_monotonic_usec();
+        ck_assert_int_eq(source_start(source), 0);
+        wait_calls(1, 10000);
+        ck_assert_int_eq(calls[0].r, -ETIMEDOUT);
+        _cleanup_free_ char *want =
+            xasprintf("%s: not complete within the time limit of 500ms", url);
+        ck_assert_str_eq(calls[0].error, want);
+        ck_assert_ptr_null(calls[0].doc);
+        /* The limit is the whole GET's, not a moment earlier; the upper
+         * bound leaves room for a busy machine. */
+        double took_ms = (double)(calls[0].at_usec - start) / USEC_PER_MSEC;
+        ck_assert_msg(took_ms >= 500 && took_ms < 5000, "given up after %.0f ms", took_ms);
+
+        /* Served normally again, the document arrives at the next attempt. */
+        _cleanup_free_ char *trickle = xasprintf("%s/.trickle", www);
+        ck_assert_int_eq(unlink(trickle), 0);
+        wait_calls(2, 10000);
+        assert_delivered(&calls[1], DOC, SIG);
+}
+END_TEST
+
+START_TEST(test_http_signature_trickle_is_a_failure)
+{
+        start_nginx(TRICKLE_SIG);
+        write_str("desired.json", DOC);
+        write_str("desired.json.minisig", SIG);
+        _cleanup_free_ char *url = http_url("/desired.json");
+        new_source_timed(url, NULL, 60 * USEC_PER_SEC, 300 * USEC_PER_MSEC);
+        ck_assert_int_eq(source_start(source), 0);
+        wait_calls(1, 10000);
+        /* Not "no signature" (which the consumer would take as an answer
+         * about this document) but a fetch that failed and is tried again. */
+        ck_assert_int_eq(calls[0].r, -ETIMEDOUT);
+        _cleanup_free_ char *want =
+            xasprintf("%s.minisig: not complete within the time limit of 300ms", url);
+        ck_assert_str_eq(calls[0].error, want);
+        ck_assert_ptr_null(calls[0].doc);
+        ck_assert_ptr_null(calls[0].sig_error);
+}
+END_TEST
+
 START_TEST(test_http_missing_signature)
 {
         start_nginx(NULL);
@@ -536,6 +600,8 @@ static Suite *source_suite(void)
         tcase_add_test(tc, test_http_500);
         tcase_add_test(tc, test_connection_refused);
         tcase_add_test(tc, test_http_size_cap);
+        tcase_add_test(tc, test_http_trickle_given_up);
+        tcase_add_test(tc, test_http_signature_trickle_is_a_failure);
         tcase_add_test(tc, test_http_missing_signature);
         tcase_add_test(tc, test_http_redirects);
         tcase_add_test(tc, test_http_backoff);
