@@ -17,6 +17,11 @@ void config_init_defaults(struct config *c)
         *c = (struct config){
                 .source_url = xstrdup("file:///etc/lii/desired.json"),
                 .poll_interval_usec = 30 * USEC_PER_SEC,
+                /* A document is capped at 1 MiB: 30 s is about 35 KB/s, far
+                 * below any working link, far above a trickle. */
+                .fetch_timeout_usec = 30 * USEC_PER_SEC,
+                /* 512 kbit/s: 100 MiB may take about half an hour. */
+                .artifact_min_rate = 64 * 1024,
                 .require_signature = true,
                 .ca_file = NULL,
                 .desired_keys = xstrdup("/etc/lii/keys/desired.d"),
@@ -51,6 +56,7 @@ enum value_kind {
         V_PATH,
         V_OPT_PATH,
         V_DURATION,
+        V_SIZE,
         V_BOOL,
         V_UINT,
         V_URL,
@@ -72,6 +78,8 @@ struct option {
 static const struct option options[] = {
         OPT("source", "url", V_URL, source_url),
         OPT("source", "poll_interval", V_DURATION, poll_interval_usec),
+        OPT("source", "fetch_timeout", V_DURATION, fetch_timeout_usec),
+        OPT("source", "artifact_min_rate", V_SIZE, artifact_min_rate),
         OPT("source", "require_signature", V_BOOL, require_signature),
         OPT("source", "ca_file", V_OPT_PATH, ca_file),
         OPT("trust", "desired_keys", V_PATH, desired_keys),
@@ -177,6 +185,14 @@ int config_set(struct config *c, const char *section, const char *key, const cha
                 if (parse_duration(value, &u) < 0 || u == 0) {
                         *ret_error = xasprintf("%s: '%s' is not a duration (like 500ms, 30s, 5m, 1h)",
                                                key, value);
+                        return -EINVAL;
+                }
+                *(uint64_t *)field = u;
+                return 0;
+        case V_SIZE:
+                if (parse_size(value, &u) < 0 || u == 0) {
+                        *ret_error = xasprintf("%s: '%s' is not a size (like 512, 64K, 1M)", key,
+                                               value);
                         return -EINVAL;
                 }
                 *(uint64_t *)field = u;

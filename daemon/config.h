@@ -14,6 +14,8 @@
 struct config {
         char *source_url;
         uint64_t poll_interval_usec;
+        uint64_t fetch_timeout_usec; /* a document or signature GET, whole */
+        uint64_t artifact_min_rate;  /* bytes/s an artifact download must average */
         bool require_signature;
         char *ca_file;
         char *desired_keys;

@@ -1242,8 +1242,9 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
         }
         struct store_options stopts = {
                 .curlm = e->curlm,
-                .http = { .ca_file = cfg->ca_file },
+                .http = { .ca_file = cfg->ca_file, .timeout_usec = cfg->fetch_timeout_usec },
                 .keys = e->artifact_keys,
+                .min_rate = cfg->artifact_min_rate,
         };
         r = store_new(loop, cfg->state_dir, &stopts, &e->store);
         if (r < 0) {
@@ -1273,7 +1274,7 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
 
         struct source_options sopts = {
                 .curlm = e->curlm,
-                .http = { .ca_file = cfg->ca_file },
+                .http = { .ca_file = cfg->ca_file, .timeout_usec = cfg->fetch_timeout_usec },
                 .poll_interval_usec = cfg->poll_interval_usec,
         };
         r = source_new(loop, cfg->source_url, &sopts, on_source, e, &e->source);

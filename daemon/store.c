@@ -34,6 +34,7 @@ struct store {
         struct curlm *curlm;
         struct http_options http;
         char *ca_file; /* http.ca_file points here */
+        uint64_t min_rate;
         const struct minisign_keyring *keys;
         char *sha_dir;          /* <state_dir>/store/sha256, absolute */
         char *tmp_dir;          /* <state_dir>/store/tmp, absolute */
@@ -376,6 +377,7 @@ int store_new(uv_loop_t *loop, const char *state_dir, const struct store_options
         s->http = opts->http;
         s->ca_file = opts->http.ca_file ? xstrdup(opts->http.ca_file) : NULL;
         s->http.ca_file = s->ca_file;
+        s->min_rate = opts->min_rate;
         s->keys = opts->keys;
         s->sha_dir = TAKE_PTR(sha_dir);
         s->tmp_dir = TAKE_PTR(tmp_dir);
@@ -865,8 +867,10 @@ static void start_fetch(struct store_job *j)
         j->error = NULL;
         /* One byte over the declared size is enough to know it is too big. */
         uint64_t max = j->size < UINT64_MAX ? j->size + 1 : UINT64_MAX;
-        r = http_get_start(s->curlm, j->url, &s->http, NULL, max, on_artifact_data,
-                           on_artifact_done, j, &j->get);
+        struct http_options opts = s->http;
+        opts.timeout_usec = store_artifact_timeout_usec(s->http.timeout_usec, s->min_rate, j->size);
+        r = http_get_start(s->curlm, j->url, &opts, NULL, max, on_artifact_data, on_artifact_done,
+                           j, &j->get);
         if (r < 0)
                 job_fail(j, r, "artifact %s: cannot start the download: %s", j->url, strerror(-r));
 }
@@ -1060,6 +1064,14 @@ static void job_after_work(uv_work_t *req, int status)
                 job_finish(j, 0, NULL);
                 break;
         }
+}
+
+uint64_t store_artifact_timeout_usec(uint64_t base_usec, uint64_t min_rate, uint64_t size)
+{
+        if (min_rate == 0)
+                return 0;
+        unsigned __int128 t = (unsigned __int128)size * USEC_PER_SEC / min_rate + base_usec;
+        return t < UINT64_MAX ? (uint64_t)t : UINT64_MAX;
 }
 
 char *store_artifact_path(struct store *s, const char *sha256)

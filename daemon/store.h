@@ -26,8 +26,13 @@ struct store_job;
 
 struct store_options {
         struct curlm *curlm;                 /* for http(s) artifacts */
-        struct http_options http;            /* ca_file, timeouts */
+        struct http_options http;            /* ca_file, timeouts (signatures get these) */
         const struct minisign_keyring *keys; /* artifact_keys; NULL: signatures not required */
+        /* An http(s) artifact must arrive whole within http.timeout_usec
+         * plus its declared size at this many bytes per second, so that a
+         * trickle is given up on while a large artifact on a slow link is
+         * not; 0: no time limit beyond the low-speed one. */
+        uint64_t min_rate;
 };
 
 /* Every string is valid only during the callback. */
@@ -90,6 +95,11 @@ int store_ensure(struct store *s, const struct service_spec *spec, store_done_cb
  * callback returns or it is cancelled; cancelling from inside the job's own
  * callback is harmless. ret_job may be NULL. */
 void store_job_cancel(struct store_job *job);
+
+/* The time limit of an artifact's download: base_usec (what a document
+ * may take, for the round trips) plus size bytes at min_rate bytes per
+ * second, or 0 (none) when min_rate is 0. Saturates at UINT64_MAX. */
+uint64_t store_artifact_timeout_usec(uint64_t base_usec, uint64_t min_rate, uint64_t size);
 
 /* The absolute root path of an artifact, whether or not it is present.
  * Returns a malloc'ed string. */

@@ -193,7 +193,7 @@ static void write_config(struct h_env *env)
         char conf[8192];
         snprintf(conf, sizeof conf,
                  "; written by the lii test harness\n"
-                 "[source]\nurl = %s\npoll_interval = %s\nca_file = %s\n"
+                 "[source]\nurl = %s\npoll_interval = %s\nca_file = %s\n%s%s%s"
                  "[trust]\ndesired_keys = %s/keys/desired.d\nartifact_keys = %s/keys/artifact.d\n"
                  "[node]\nname = itest\n"
                  "[paths]\nstate_dir = %s\nsocket = %s\n"
@@ -201,9 +201,10 @@ static void write_config(struct h_env *env)
                  "[systemd]\nbus = %s\n"
                  "[api]\nread_group = %s\nadmin_group = %s\n"
                  "[log]\nlevel = debug\n",
-                 env->source_url, env->poll_interval, env->ca_file, env->dir, env->dir,
-                 env->state_dir, env->socket, env->max_parallel, env->bus, env->read_group,
-                 env->admin_group);
+                 env->source_url, env->poll_interval, env->ca_file,
+                 env->fetch_timeout[0] ? "fetch_timeout = " : "", env->fetch_timeout,
+                 env->fetch_timeout[0] ? "\n" : "", env->dir, env->dir, env->state_dir, env->socket,
+                 env->max_parallel, env->bus, env->read_group, env->admin_group);
         write_file(env->config, conf);
 }
 
@@ -223,6 +224,12 @@ void h_set_state_dir(struct h_env *env, const char *dir)
 void h_set_max_parallel(struct h_env *env, unsigned n)
 {
         env->max_parallel = n;
+        write_config(env);
+}
+
+void h_set_fetch_timeout(struct h_env *env, const char *timeout)
+{
+        snprintf(env->fetch_timeout, sizeof env->fetch_timeout, "%s", timeout);
         write_config(env);
 }
 

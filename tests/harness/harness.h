@@ -25,6 +25,7 @@ struct h_env {
         /* What the configuration was last written with, so that it can be
          * written again with one part changed. */
         char poll_interval[32];
+        char fetch_timeout[32]; /* [source] fetch_timeout; empty: liid's default */
         unsigned max_parallel;
         char ca_file[600];
         char read_group[64]; /* [api], empty unless h_set_api_groups() */
@@ -55,6 +56,8 @@ void h_set_api_groups(struct h_env *env, const char *read_group, const char *adm
 void h_set_state_dir(struct h_env *env, const char *dir);
 /* Sets [rollout] max_parallel (4 unless set). Call before h_start_liid(). */
 void h_set_max_parallel(struct h_env *env, unsigned n);
+/* Sets [source] fetch_timeout (e.g. "2s"). Call before h_start_liid(). */
+void h_set_fetch_timeout(struct h_env *env, const char *timeout);
 
 /* Starts liid and returns once it told systemd-style readiness (READY=1). */
 void h_start_liid(struct h_env *env);

@@ -12,27 +12,42 @@
 
 static struct h_env env;
 
-/* A switch for the 500 test: while the file exists, the document answers
- * 500 Internal Server Error. */
+/* Switches: while .fail500 is in the published folder, the document
+ * answers 500 Internal Server Error; while .trickle is, it comes at 1 byte
+ * per second (fast enough for curl's low-speed limit, which therefore
+ * never ends it). slow-2.tar.gz always trickles. */
 #define NGINX_EXTRA                                                                                \
-        "location = /desired.json { if (-f $document_root/.fail500) { return 500; } }"
+        "location = /desired.json { if (-f $document_root/.fail500) { return 500; }\n"             \
+        "  if (-f $document_root/.trickle) { set $limit_rate 1; } }\n"                             \
+        "location = /slow-2.tar.gz { limit_rate 1; }\n"
 
-static void setup_with(bool https)
+static void setup_with(bool https, const char *fetch_timeout)
 {
         const char *name = tcase_name();
         h_setup(&env, name ? name : "http");
         h_serve_over_http(&env, https, "300ms", NGINX_EXTRA);
+        if (fetch_timeout)
+                h_set_fetch_timeout(&env, fetch_timeout);
         h_start_liid(&env);
 }
 
 static void setup_https(void)
 {
-        setup_with(true);
+        setup_with(true, NULL);
 }
 
 static void setup_http(void)
 {
-        setup_with(false);
+        setup_with(false, NULL);
+}
+
+/* A short time limit keeps the trickle tests short; a local fetch that
+ * goes at full speed takes milliseconds. */
+#define SHORT_FETCH_TIMEOUT "2s"
+
+static void setup_http_short_limit(void)
+{
+        setup_with(false, SHORT_FETCH_TIMEOUT);
 }
 
 static void teardown(void)
@@ -220,6 +235,73 @@ START_TEST(unsigned_document_refused)
 }
 END_TEST
 
+/* The number a metric's line "name value" ends with, or -1. */
+static long long metric(const char *name)
+{
+        char *text = NULL;
+        ck_assert_int_eq(h_api_get_text(&env, "/v1/metrics", &text), 200);
+        char needle[256];
+        snprintf(needle, sizeof needle, "\n%s ", name);
+        const char *at = strstr(text, needle);
+        long long v = at ? strtoll(at + strlen(needle), NULL, 10) : -1;
+        free(text);
+        return v;
+}
+
+/* Whether /v1/events holds an event of the type whose message mentions
+ * the text. */
+static bool event_mentions(const char *type, const char *text)
+{
+        char *body = NULL;
+        ck_assert_int_eq(h_api_get_text(&env, "/v1/events", &body), 200);
+        bool found = false;
+        char *save = NULL;
+        for (char *line = strtok_r(body, "\n", &save); line && !found;
+             line = strtok_r(NULL, "\n", &save)) {
+                json_object *o = json_tokener_parse(line);
+                const char *t = h_json_str(o, "type"), *m = h_json_str(o, "message");
+                found = t && m && strcmp(t, type) == 0 && strstr(m, text);
+                json_object_put(o);
+        }
+        free(body);
+        return found;
+}
+
+static bool serial_is(json_object *status, void *userdata)
+{
+        return h_json_int(status, "source.serial") == *(long long *)userdata &&
+               !h_json_path(status, "source.error");
+}
+
+START_TEST(trickling_document_given_up)
+{
+        deploy_v1();
+        long long failed_before = metric("lii_fetches_total{result=\"failed\"}");
+        ck_assert_int_ge(failed_before, 0);
+
+        /* A newer document that comes at 1 byte per second: without a time
+         * limit liid would read it for ten minutes and see nothing else. */
+        publish_raw_file(".trickle", "", 0);
+        long long serial = h_publish(&env, &v2, 1, 0);
+        const char *why =
+            "/desired.json: not complete within the time limit of " SHORT_FETCH_TIMEOUT;
+        expect_document_refused(why);
+        json_object *st = NULL;
+        ck_assert_int_eq(h_api_get(&env, "/v1/status", &st), 200);
+        ck_assert_int_eq(h_json_int(st, "source.serial"), serial - 1);
+        json_object_put(st);
+        ck_assert(event_mentions("source.refused", why));
+        ck_assert_int_gt(metric("lii_fetches_total{result=\"failed\"}"), failed_before);
+
+        /* Served normally again, it is applied at the next attempt. */
+        char trickle[1024];
+        snprintf(trickle, sizeof trickle, "%s/.trickle", env.www);
+        ck_assert_int_eq(unlink(trickle), 0);
+        json_object_put(h_wait_status(&env, serial_is, &serial, 30000, "the newer document"));
+        json_object_put(wait_generation(2));
+}
+END_TEST
+
 /* ---- artifacts refused ---- */
 
 START_TEST(truncated_download_refused)
@@ -295,6 +377,21 @@ START_TEST(hostile_archive_refused)
 }
 END_TEST
 
+START_TEST(trickling_artifact_refused)
+{
+        deploy_v1();
+        char src[1024], dst[1024];
+        snprintf(src, sizeof src, "%s/hello-2.tar.gz", env.www);
+        snprintf(dst, sizeof dst, "%s/slow-2.tar.gz", env.www);
+        ck_assert_int_eq(link(src, dst), 0);
+        h_sign_artifact(&env, dst);
+        struct h_service v = {.name = "hello", .artifact = 2, .artifact_file = "slow-2.tar.gz"};
+        h_publish(&env, &v, 1, 0);
+        /* 2 s plus 12 KiB at the default 64 KiB/s. */
+        expect_rollout_refused("slow-2.tar.gz: not complete within the time limit of 2.");
+}
+END_TEST
+
 START_TEST(plain_http_deploy)
 {
         deploy_v1();
@@ -311,27 +408,29 @@ static Suite *suite(void)
         const struct {
                 const char *name;
                 const TTest *test;
-                bool https;
+                void (*setup)(void);
         } tests[] = {
-                { "https_deploy", https_deploy_and_replace, true },
-                { "plain_http", plain_http_deploy, false },
-                { "etag_304", unchanged_document_costs_a_304, true },
-                { "lower_serial", lower_serial_refused, false },
-                { "equal_serial", equal_serial_other_bytes_refused, false },
-                { "expired", expired_document_refused, false },
-                { "oversize_doc", oversize_document_refused, false },
-                { "doc_404", missing_document_404, false },
-                { "doc_500", server_error_500, false },
-                { "unsigned_doc", unsigned_document_refused, false },
-                { "truncated", truncated_download_refused, false },
-                { "oversize_artifact", oversize_artifact_refused, false },
-                { "tampered", tampered_artifact_refused, true },
-                { "wrong_hash", wrong_hash_refused, false },
-                { "hostile_archive", hostile_archive_refused, false },
+            {"https_deploy", https_deploy_and_replace, setup_https},
+            {"plain_http", plain_http_deploy, setup_http},
+            {"etag_304", unchanged_document_costs_a_304, setup_https},
+            {"lower_serial", lower_serial_refused, setup_http},
+            {"equal_serial", equal_serial_other_bytes_refused, setup_http},
+            {"expired", expired_document_refused, setup_http},
+            {"oversize_doc", oversize_document_refused, setup_http},
+            {"doc_404", missing_document_404, setup_http},
+            {"doc_500", server_error_500, setup_http},
+            {"unsigned_doc", unsigned_document_refused, setup_http},
+            {"truncated", truncated_download_refused, setup_http},
+            {"oversize_artifact", oversize_artifact_refused, setup_http},
+            {"tampered", tampered_artifact_refused, setup_https},
+            {"wrong_hash", wrong_hash_refused, setup_http},
+            {"hostile_archive", hostile_archive_refused, setup_http},
+            {"trickling_doc", trickling_document_given_up, setup_http_short_limit},
+            {"trickling_artifact", trickling_artifact_refused, setup_http_short_limit},
         };
         for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
                 TCase *tc = tcase_create(tests[i].name);
-                tcase_add_checked_fixture(tc, tests[i].https ? setup_https : setup_http, teardown);
+                tcase_add_checked_fixture(tc, tests[i].setup, teardown);
                 tcase_set_timeout(tc, 120);
                 tcase_add_test(tc, tests[i].test);
                 suite_add_tcase(s, tc);

@@ -40,6 +40,8 @@ START_TEST(defaults)
         config_init_defaults(&c);
         ck_assert_str_eq(c.source_url, "file:///etc/lii/desired.json");
         ck_assert_uint_eq(c.poll_interval_usec, 30 * USEC_PER_SEC);
+        ck_assert_uint_eq(c.fetch_timeout_usec, 30 * USEC_PER_SEC);
+        ck_assert_uint_eq(c.artifact_min_rate, 64 * 1024);
         ck_assert(c.require_signature);
         ck_assert_str_eq(c.state_dir, "/var/lib/lii");
         ck_assert_str_eq(c.socket_path, "/run/lii/liid.sock");
@@ -62,6 +64,8 @@ START_TEST(full_file)
                    "[source]\n"
                    "url = https://example.com/desired.json   ; inline comment\n"
                    "poll_interval = 500ms\n"
+                   "fetch_timeout = 2m\n"
+                   "artifact_min_rate = 1M\n"
                    "require_signature = no\n"
                    "ca_file =\n"
                    "[trust]\n"
@@ -78,6 +82,8 @@ START_TEST(full_file)
         unlink(path);
         ck_assert_str_eq(c.source_url, "https://example.com/desired.json");
         ck_assert_uint_eq(c.poll_interval_usec, 500 * USEC_PER_MSEC);
+        ck_assert_uint_eq(c.fetch_timeout_usec, 120 * USEC_PER_SEC);
+        ck_assert_uint_eq(c.artifact_min_rate, 1 << 20);
         ck_assert(!c.require_signature);
         ck_assert_ptr_null(c.ca_file);
         ck_assert_str_eq(c.node_name, "web-1");
@@ -109,6 +115,15 @@ START_TEST(bad_values)
 {
         char *e = load_error("[source]\npoll_interval = soon\n");
         ck_assert_ptr_nonnull(strstr(e, ":2: poll_interval: 'soon' is not a duration"));
+        free(e);
+        e = load_error("[source]\nfetch_timeout = 0\n");
+        ck_assert_ptr_nonnull(strstr(e, ":2: fetch_timeout: '0' is not a duration"));
+        free(e);
+        e = load_error("[source]\nartifact_min_rate = fast\n");
+        ck_assert_ptr_nonnull(strstr(e, ":2: artifact_min_rate: 'fast' is not a size"));
+        free(e);
+        e = load_error("[source]\nartifact_min_rate = 0K\n");
+        ck_assert_ptr_nonnull(strstr(e, "artifact_min_rate: '0K' is not a size"));
         free(e);
         e = load_error("[source]\nrequire_signature = maybe\n");
         ck_assert_ptr_nonnull(strstr(e, ":2: require_signature: 'maybe' is not yes or no"));
@@ -214,6 +229,8 @@ START_TEST(shipped_file_is_the_defaults)
                          0);
         ck_assert_str_eq(shipped.source_url, builtin.source_url);
         ck_assert_uint_eq(shipped.poll_interval_usec, builtin.poll_interval_usec);
+        ck_assert_uint_eq(shipped.fetch_timeout_usec, builtin.fetch_timeout_usec);
+        ck_assert_uint_eq(shipped.artifact_min_rate, builtin.artifact_min_rate);
         ck_assert_int_eq(shipped.require_signature, builtin.require_signature);
         ck_assert_ptr_null(shipped.ca_file);
         ck_assert_str_eq(shipped.desired_keys, builtin.desired_keys);

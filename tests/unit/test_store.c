@@ -96,8 +96,10 @@ static void sh(const char *cmd)
 }
 
 /* (Re)opens the store over state_dir, trusting the keys in ring (a folder
- * of the fixtures, or NULL for no signatures) and nginx's CA if asked. */
-static void reopen_store(const char *ring, bool with_ca)
+ * of the fixtures, or NULL for no signatures) and nginx's CA if asked, with
+ * the time limits of the store's options (0: none). */
+static void reopen_store_timed(const char *ring, bool with_ca, uint64_t timeout_usec,
+                               uint64_t min_rate)
 {
         store = store_free(store);
         keys = minisign_keyring_free(keys);
@@ -108,10 +110,17 @@ static void reopen_store(const char *ring, bool with_ca)
         }
         struct store_options opts = {
             .curlm = curlm,
-            .http = {.ca_file = with_ca && nginx_running ? nginx.ca_file : NULL},
+            .http = {.ca_file = with_ca && nginx_running ? nginx.ca_file : NULL,
+                     .timeout_usec = timeout_usec},
             .keys = keys,
+            .min_rate = min_rate,
         };
         ck_assert_int_eq(store_new(&loop, state_dir, &opts, &store), 0);
+}
+
+static void reopen_store(const char *ring, bool with_ca)
+{
+        reopen_store_timed(ring, with_ca, 0, 0);
 }
 
 static void setup(void)
@@ -934,6 +943,64 @@ START_TEST(test_http_larger_stops_early)
 }
 END_TEST
 
+START_TEST(test_http_trickle_given_up)
+{
+        /* nginx sends /trickle.tar.gz at 1 byte per second, which curl's
+         * low-speed limit lets go on for ever; its signature comes at full
+         * speed. */
+        _cleanup_free_ char *tar = publish_tar("trickle.tar.gz", "1");
+        struct service_spec spec;
+        spec_for_web(&spec, "http", "trickle.tar.gz");
+        reopen_store_timed("ring-a", false, 400 * USEC_PER_MSEC, 1 << 20);
+        uint64_t limit =
+            store_artifact_timeout_usec(400 * USEC_PER_MSEC, 1 << 20, spec.artifact_size);
+        char text[32];
+        format_duration(limit, text, sizeof text);
+        _cleanup_free_ char *msg = xasprintf(
+            "artifact %s: not complete within the time limit of %s", spec.artifact_url, text);
+        uint64_t start = now_monotonic_usec();
+        assert_fails(&spec, -ETIMEDOUT, msg);
+        uint64_t took = now_monotonic_usec() - start;
+        ck_assert_msg(took >= limit && took < limit + 5 * USEC_PER_SEC,
+                      "given up after %" PRIu64 " us, the limit is %" PRIu64, took, limit);
+        ck_assert_int_eq(served("trickle.tar.gz.minisig"), 1);
+        spec_done(&spec);
+}
+END_TEST
+
+START_TEST(test_http_slow_within_its_size_limit)
+{
+        /* 192 KiB at nginx's 64 KiB/s take about 2 s, far over the base of
+         * 300 ms; at a minimum rate of 32 KiB/s they may take 6.3 s. */
+        _cleanup_free_ char *blob = make_blob_in(www, "slow.tar.gz", 192 << 10);
+        struct service_spec spec;
+        spec_for_web(&spec, "http", "slow.tar.gz");
+        spec.artifact_type = ARTIFACT_FILE;
+        reopen_store_timed("ring-a", false, 300 * USEC_PER_MSEC, 32 << 10);
+        uint64_t start = now_monotonic_usec();
+        struct result res = {0};
+        ensure(&spec, &res);
+        ck_assert_msg(res.r == 0, "%s", res.error);
+        ck_assert_uint_gt(now_monotonic_usec() - start, USEC_PER_SEC);
+        result_done(&res);
+        spec_done(&spec);
+}
+END_TEST
+
+START_TEST(test_artifact_timeout)
+{
+        /* The defaults: 30 s, and 16 s per MiB. */
+        ck_assert_uint_eq(store_artifact_timeout_usec(30 * USEC_PER_SEC, 64 << 10, 1 << 20),
+                          46 * USEC_PER_SEC);
+        ck_assert_uint_eq(store_artifact_timeout_usec(0, 1 << 20, 512 << 10), USEC_PER_SEC / 2);
+        ck_assert_uint_eq(store_artifact_timeout_usec(USEC_PER_SEC, 3, 1), USEC_PER_SEC + 333333);
+        /* No rate, no limit. */
+        ck_assert_uint_eq(store_artifact_timeout_usec(30 * USEC_PER_SEC, 0, 1 << 20), 0);
+        /* The largest size a document may declare, at 1 byte per second. */
+        ck_assert_uint_eq(store_artifact_timeout_usec(30 * USEC_PER_SEC, 1, INT64_MAX), UINT64_MAX);
+}
+END_TEST
+
 START_TEST(test_http_tampered)
 {
         /* The document's hash matches the bytes served, but the signature
@@ -1458,6 +1525,7 @@ static void nginx_setup(void)
                       "$scheme://127.0.0.1:$server_port/h-target.tar.gz; }\n"
                       "location = /big.tar.gz { limit_rate 256k; }\n"
                       "location = /slow.tar.gz { limit_rate 64k; }\n"
+                      "location = /trickle.tar.gz { limit_rate 1; }\n"
                       "location = /stall.tar { limit_rate_after 8m; limit_rate 1k; }\n");
         nginx_running = true;
 }
@@ -1495,6 +1563,7 @@ static Suite *store_suite(void)
         tcase_add_test(tc, test_parallel_same_artifact);
         tcase_add_test(tc, test_invalid_spec);
         tcase_add_test(tc, test_new_empties_tmp);
+        tcase_add_test(tc, test_artifact_timeout);
         suite_add_tcase(s, tc);
 
         TCase *web = tcase_create("http");
@@ -1508,6 +1577,8 @@ static Suite *store_suite(void)
         tcase_add_test(web, test_http_500);
         tcase_add_test(web, test_http_truncated);
         tcase_add_test(web, test_http_larger_stops_early);
+        tcase_add_test(web, test_http_trickle_given_up);
+        tcase_add_test(web, test_http_slow_within_its_size_limit);
         tcase_add_test(web, test_http_tampered);
         tcase_add_test(web, test_http_untrusted_key_not_downloaded);
         tcase_add_test(web, test_http_missing_signature);
