@@ -526,7 +526,8 @@ static void on_unit(struct systemd *m, const char *unit, const struct unit_statu
                                 snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256,
                                          "%s", ss->current->spec_sha256);
                         uint64_t now = now_realtime_usec();
-                        rollout_record_set(&ss->last_rollout, LII_RESULT_FAILED, why, now, now);
+                        rollout_record_set(&ss->last_rollout, gen, LII_RESULT_FAILED, why, now,
+                                           now);
                         if (engine_save_service(e, ss) < 0)
                                 return;
                         engine_reconcile(e);
@@ -961,6 +962,9 @@ static json_object *service_json(struct engine *e, struct service *svc)
         if (ss && ss->last_rollout.result != LII_RESULT_NONE) {
                 const struct rollout_record *rec = &ss->last_rollout;
                 lr = json_object_new_object();
+                json_object_object_add(lr, LII_F_GENERATION,
+                                       rec->generation ? json_object_new_uint64(rec->generation)
+                                                       : NULL);
                 json_object_object_add(lr, LII_F_RESULT,
                                        json_object_new_string(lii_result_to_string(rec->result)));
                 json_object_object_add(lr, LII_F_REASON, string_or_null(rec->reason));
@@ -1107,6 +1111,7 @@ static json_object *api_rollback(void *userdata, const char *name)
         ss->held = true;
         cancel_backoff(svc);
         uint64_t to = ss->previous->generation;
+        uint64_t generation = ss->last_generation + 1;
         if (engine_save_service(e, ss) < 0)
                 return lii_error_new(LII_ERR_INTERNAL, "cannot write the state file");
         events_emit(e->events, EVENT_OPERATOR, name, 0, "rollback to the spec of generation %llu",
@@ -1117,8 +1122,10 @@ static json_object *api_rollback(void *userdata, const char *name)
                 engine_save_service(e, ss);
                 return lii_error_new(LII_ERR_INTERNAL, "the rollback could not start; see the log");
         }
-        return message("rolling %s back to the spec of generation %llu", name,
-                       (unsigned long long)to);
+        json_object *o =
+            message("rolling %s back to the spec of generation %llu", name, (unsigned long long)to);
+        json_object_object_add(o, LII_F_GENERATION, json_object_new_uint64(generation));
+        return o;
 }
 
 static json_object *api_replace(void *userdata, const char *name)
@@ -1137,11 +1144,16 @@ static json_object *api_replace(void *userdata, const char *name)
         svc->restarts = 0;
         cancel_backoff(svc);
         svc->force = true;
+        /* The fresh instance may have to wait for a rollout slot
+         * (max_parallel), but no generation below this one can be it. */
+        uint64_t generation = ss->last_generation + 1;
         if (engine_save_service(e, ss) < 0)
                 return lii_error_new(LII_ERR_INTERNAL, "cannot write the state file");
         events_emit(e->events, EVENT_OPERATOR, name, 0, "replace");
         engine_reconcile(e);
-        return message("starting a fresh instance of %s's desired spec", name);
+        json_object *o = message("starting a fresh instance of %s's desired spec", name);
+        json_object_object_add(o, LII_F_GENERATION, json_object_new_uint64(generation));
+        return o;
 }
 
 static char *api_metrics(void *userdata)

@@ -116,8 +116,8 @@ static void rollout_fail(struct rollout *ro, const char *reason)
          * held; the revision it tried is what is quarantined now. */
         if (ro->kind == ROLLOUT_ROLLBACK)
                 ss->held = false;
-        rollout_record_set(&ss->last_rollout, LII_RESULT_FAILED, reason, ro->started_usec,
-                           now);
+        rollout_record_set(&ss->last_rollout, ro->generation, LII_RESULT_FAILED, reason,
+                           ro->started_usec, now);
         if (!started)
                 ss->pending = instance_free(ss->pending);
         if (engine_save_service(e, ss) < 0)
@@ -217,7 +217,8 @@ void rollout_revert(struct service *svc, const char *reason)
                                              (unsigned long long)ss->current->generation, reason);
         snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256, "%s",
                  ss->current->spec_sha256);
-        rollout_record_set(&ss->last_rollout, LII_RESULT_FAILED, why, now_realtime_usec(), 0);
+        rollout_record_set(&ss->last_rollout, ss->current->generation, LII_RESULT_FAILED, why,
+                           now_realtime_usec(), 0);
         if (engine_save_service(e, ss) < 0)
                 return;
         if (rollout_start(svc, spec, ROLLOUT_REVERT) == 0 && svc->rollout)
@@ -254,11 +255,11 @@ static void rollout_commit(struct rollout *ro)
         if (ro->kind == ROLLOUT_DESIRED)
                 ss->refused_spec_sha256[0] = '\0';
         if (ro->kind == ROLLOUT_REVERT)
-                rollout_record_set(&ss->last_rollout, LII_RESULT_REVERTED, ro->revert_reason,
-                                   ro->started_usec, now);
+                rollout_record_set(&ss->last_rollout, ro->generation, LII_RESULT_REVERTED,
+                                   ro->revert_reason, ro->started_usec, now);
         else
-                rollout_record_set(&ss->last_rollout, LII_RESULT_SUCCEEDED, NULL, ro->started_usec,
-                                   now);
+                rollout_record_set(&ss->last_rollout, ro->generation, LII_RESULT_SUCCEEDED, NULL,
+                                   ro->started_usec, now);
         /* A watch window needs something different to revert to. */
         bool watching = ro->kind != ROLLOUT_REVERT && ro->spec->health.watch_usec > 0 &&
                         ss->previous &&

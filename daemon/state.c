@@ -57,10 +57,11 @@ void state_remember_artifact(struct service_state *ss, const char *sha256, unsig
         ss->artifacts = v;
 }
 
-void rollout_record_set(struct rollout_record *r, enum lii_result result, const char *reason,
-                        uint64_t started_usec, uint64_t finished_usec)
+void rollout_record_set(struct rollout_record *r, uint64_t generation, enum lii_result result,
+                        const char *reason, uint64_t started_usec, uint64_t finished_usec)
 {
         free(r->reason);
+        r->generation = generation;
         r->result = result;
         /* A reason may be cut short in the middle of a character (health
          * checks write theirs into fixed buffers); state_load() would
@@ -194,6 +195,8 @@ static json_object *service_to_json(const struct service_state *ss)
                 json_object_array_add(arts, json_object_new_string(*a));
         json_object_object_add(o, "artifacts", arts);
         json_object *lr = json_object_new_object();
+        json_object_object_add(lr, "generation",
+                               json_object_new_uint64(ss->last_rollout.generation));
         json_object_object_add(lr, "result", json_object_new_int(ss->last_rollout.result));
         json_object_object_add(lr, "reason",
                                ss->last_rollout.reason
@@ -317,6 +320,8 @@ static int service_from_json(struct state *s, const char *name, json_object *o)
                 ss->last_rollout.reason = reason ? xstrdup(reason) : NULL;
                 get_u64(lr, "started_usec", &ss->last_rollout.started_usec);
                 get_u64(lr, "finished_usec", &ss->last_rollout.finished_usec);
+                /* Absent from state files written before it was recorded. */
+                get_u64(lr, "generation", &ss->last_rollout.generation);
         }
         return 0;
 }

@@ -36,6 +36,7 @@ struct instance {
 };
 
 struct rollout_record {
+        uint64_t generation; /* the instance the rollout was about; 0: not recorded */
         enum lii_result result;
         char *reason;
         uint64_t started_usec, finished_usec; /* realtime */
@@ -99,5 +100,5 @@ static inline void instance_freep(struct instance **i)
 }
 /* Puts sha256 first in the service's artifact history, at most keep long. */
 void state_remember_artifact(struct service_state *ss, const char *sha256, unsigned keep);
-void rollout_record_set(struct rollout_record *r, enum lii_result result, const char *reason,
-                        uint64_t started_usec, uint64_t finished_usec);
+void rollout_record_set(struct rollout_record *r, uint64_t generation, enum lii_result result,
+                        const char *reason, uint64_t started_usec, uint64_t finished_usec);

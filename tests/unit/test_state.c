@@ -76,7 +76,7 @@ START_TEST(round_trip)
         ss->current->started_usec = 99;
         ss->previous = instance_new("hello", 2, "{\"x\":0}", SHA_B, SHA_B, 4001);
         memcpy(ss->refused_spec_sha256, SHA_B, 65);
-        rollout_record_set(&ss->last_rollout, LII_RESULT_FAILED, "health check failed", 10, 20);
+        rollout_record_set(&ss->last_rollout, 3, LII_RESULT_FAILED, "health check failed", 10, 20);
         ck_assert_int_eq(state_save_all(s, dir), 0);
         state_free(s);
 
@@ -105,6 +105,7 @@ START_TEST(round_trip)
         ck_assert_uint_eq(ss->previous->generation, 2);
         ck_assert_ptr_null(ss->pending);
         ck_assert_str_eq(ss->refused_spec_sha256, SHA_B);
+        ck_assert_uint_eq(ss->last_rollout.generation, 3);
         ck_assert_int_eq(ss->last_rollout.result, LII_RESULT_FAILED);
         ck_assert_str_eq(ss->last_rollout.reason, "health check failed");
         state_remove(s, "hello");
