@@ -2,7 +2,8 @@
  * every named service (or every service of the desired state) runs its
  * desired spec, after liid accepted document serial N if given; fails as
  * soon as one of them had that spec refused, or document N was, and gives
- * up at the timeout. */
+ * up at the timeout. The waiting itself, ctl_wait(), also serves the
+ * actions that follow what they started (rollback --wait, replace --wait). */
 #include "liictl.h"
 
 #include <getopt.h>
@@ -13,18 +14,12 @@
  * stream also ends after this long without events, as a safety net. */
 #define WAIT_FOLLOW_MAX_USEC (10 * USEC_PER_SEC)
 
-enum verdict {
-        VERDICT_READY,
-        VERDICT_PENDING,
-        VERDICT_REFUSED,
-};
-
 static const char *spec_of(json_object *svc, const char *part)
 {
         return json_get_string(json_get(svc, part, json_type_object), LII_F_SPEC_SHA256);
 }
 
-static enum verdict service_verdict(json_object *svc)
+static enum wait_verdict service_verdict(json_object *svc)
 {
         const char *state = json_get_string(svc, LII_F_STATE);
         const char *current = spec_of(svc, LII_F_CURRENT);
@@ -32,19 +27,29 @@ static enum verdict service_verdict(json_object *svc)
         bool same = current && desired && strcmp(current, desired) == 0;
 
         if (state && strcmp(state, "running") == 0 && same)
-                return VERDICT_READY;
+                return WAIT_READY;
         /* liid does not retry a refused spec until the desired state
          * changes, so waiting longer cannot help. */
         if (state && strcmp(state, "failed") == 0 && desired && !same)
-                return VERDICT_REFUSED;
-        return VERDICT_PENDING;
+                return WAIT_REFUSED;
+        return WAIT_PENDING;
 }
+
+/* What `liictl wait` waits for. */
+struct wait_for {
+        char **names; /* none: every service of the desired state */
+        size_t n_names;
+        int64_t min_serial; /* -1: any */
+};
 
 /* Looks at one status document. Appends "name (state)" of every service
  * not there yet to pending and says on stderr which were refused. */
-static enum verdict status_verdict(json_object *doc, char **names, size_t n_names,
-                                   int64_t min_serial, FILE *pending)
+static enum wait_verdict status_verdict(json_object *doc, FILE *pending, void *userdata)
 {
+        const struct wait_for *w = userdata;
+        char **names = w->names;
+        size_t n_names = w->n_names;
+        int64_t min_serial = w->min_serial;
         json_object *services = json_get(doc, LII_F_SERVICES, json_type_object);
         bool any_pending = false, any_refused = false;
         const char *sep = "";
@@ -71,7 +76,7 @@ static enum verdict status_verdict(json_object *doc, char **names, size_t n_name
                                 (long long)min_serial,
                                 serial ? json_object_get_string(serial) : "none", e ? "; " : "",
                                 e ? e : "");
-                        return VERDICT_PENDING;
+                        return WAIT_PENDING;
                 }
         }
 
@@ -84,7 +89,7 @@ static enum verdict status_verdict(json_object *doc, char **names, size_t n_name
                         _cleanup_free_ char *e = error ? ctl_printable(error) : NULL;
                         fprintf(pending, "the desired state (not fetched yet%s%s)", e ? ": " : "",
                                 e ? e : "");
-                        return VERDICT_PENDING;
+                        return WAIT_PENDING;
                 }
         }
 
@@ -117,14 +122,14 @@ static enum verdict status_verdict(json_object *doc, char **names, size_t n_name
                 }
                 _cleanup_free_ char *state = ctl_printable(json_get_string(svc, LII_F_STATE));
                 switch (service_verdict(svc)) {
-                case VERDICT_READY:
+                case WAIT_READY:
                         break;
-                case VERDICT_PENDING:
+                case WAIT_PENDING:
                         fprintf(pending, "%s%s (%s)", sep, list[i], *state ? state : "unknown");
                         sep = ", ";
                         any_pending = true;
                         break;
-                case VERDICT_REFUSED: {
+                case WAIT_REFUSED: {
                         json_object *lr = json_get(svc, LII_F_LAST_ROLLOUT, json_type_object);
                         const char *reason = json_get_string(lr, LII_F_REASON);
                         _cleanup_free_ char *r = ctl_printable(reason ? reason : "no reason given");
@@ -135,8 +140,8 @@ static enum verdict status_verdict(json_object *doc, char **names, size_t n_name
                 }
         }
         if (any_refused)
-                return VERDICT_REFUSED;
-        return any_pending ? VERDICT_PENDING : VERDICT_READY;
+                return WAIT_REFUSED;
+        return any_pending ? WAIT_PENDING : WAIT_READY;
 }
 
 /* Any event is a reason to look at the status again: the stream stops at
@@ -158,45 +163,18 @@ static int timed_out(uint64_t timeout, const char *pending)
         return LIICTL_EXIT_TIMEOUT;
 }
 
-static int run(struct ctl *ctl, int argc, char **argv)
+int ctl_parse_timeout(const struct cmd *cmd, const char *arg, uint64_t *ret_usec)
 {
-        enum { OPT_TIMEOUT = 0x200, OPT_SERIAL };
-        static const struct option options[] = {
-            {"timeout", required_argument, NULL, OPT_TIMEOUT},
-            {"serial", required_argument, NULL, OPT_SERIAL},
-            {},
-        };
-        uint64_t timeout = USEC_INFINITY;
-        int64_t min_serial = -1;
-        int c, ret = LIICTL_EXIT_OK;
-        while ((c = ctl_getopt(ctl, &cmd_wait, argc, argv, "", options, &ret)) != -1) {
-                if (c == CTL_GETOPT_EXIT)
-                        return ret;
-                if (c == OPT_TIMEOUT && parse_duration(optarg, &timeout) < 0) {
-                        _cleanup_free_ char *p = ctl_printable(optarg);
-                        ctl_usage_error(cmd_wait.name, "not a duration: '%s'", p);
-                        return LIICTL_EXIT_USAGE;
-                }
-                if (c == OPT_SERIAL) {
-                        char *end;
-                        errno = 0;
-                        long long v = strtoll(optarg, &end, 10);
-                        if (!*optarg || *end || errno || v < 0) {
-                                _cleanup_free_ char *p = ctl_printable(optarg);
-                                ctl_usage_error(cmd_wait.name, "not a serial number: '%s'", p);
-                                return LIICTL_EXIT_USAGE;
-                        }
-                        min_serial = v;
-                }
+        if (parse_duration(arg, ret_usec) < 0) {
+                _cleanup_free_ char *p = ctl_printable(arg);
+                ctl_usage_error(cmd->name, "not a duration: '%s'", p);
+                return -EINVAL;
         }
-        char **names = argv + optind;
-        size_t n_names = (size_t)(argc - optind);
-        for (size_t i = 0; i < n_names; i++) {
-                _cleanup_free_ char *route = client_service_route(names[i], "");
-                if (!route)
-                        return LIICTL_EXIT_FAILED;
-        }
+        return 0;
+}
 
+int ctl_wait(struct ctl *ctl, uint64_t timeout, wait_judge judge, void *userdata)
+{
         uint64_t start = now_monotonic_usec();
         uint64_t deadline = timeout > USEC_INFINITY - start ? USEC_INFINITY : start + timeout;
         _cleanup_free_ char *pending = xstrdup("liid to answer");
@@ -223,13 +201,13 @@ static int run(struct ctl *ctl, int argc, char **argv)
                         fprintf(stderr, "liictl: %m\n");
                         return LIICTL_EXIT_FAILED;
                 }
-                enum verdict v = status_verdict(reply.doc, names, n_names, min_serial, f);
+                enum wait_verdict v = judge(reply.doc, f, userdata);
                 fclose(f);
                 free(pending);
                 pending = text;
-                if (v == VERDICT_READY)
+                if (v == WAIT_READY)
                         return LIICTL_EXIT_OK;
-                if (v == VERDICT_REFUSED)
+                if (v == WAIT_REFUSED)
                         return LIICTL_EXIT_FAILED;
 
                 now = now_monotonic_usec();
@@ -249,6 +227,46 @@ static int run(struct ctl *ctl, int argc, char **argv)
                         continue;
                 return client_fail(ctl, r, &stream);
         }
+}
+
+static int run(struct ctl *ctl, int argc, char **argv)
+{
+        enum { OPT_TIMEOUT = 0x200, OPT_SERIAL };
+        static const struct option options[] = {
+            {"timeout", required_argument, NULL, OPT_TIMEOUT},
+            {"serial", required_argument, NULL, OPT_SERIAL},
+            {},
+        };
+        uint64_t timeout = USEC_INFINITY;
+        int64_t min_serial = -1;
+        int c, ret = LIICTL_EXIT_OK;
+        while ((c = ctl_getopt(ctl, &cmd_wait, argc, argv, "", options, &ret)) != -1) {
+                if (c == CTL_GETOPT_EXIT)
+                        return ret;
+                if (c == OPT_TIMEOUT && ctl_parse_timeout(&cmd_wait, optarg, &timeout) < 0)
+                        return LIICTL_EXIT_USAGE;
+                if (c == OPT_SERIAL) {
+                        char *end;
+                        errno = 0;
+                        long long v = strtoll(optarg, &end, 10);
+                        if (!*optarg || *end || errno || v < 0) {
+                                _cleanup_free_ char *p = ctl_printable(optarg);
+                                ctl_usage_error(cmd_wait.name, "not a serial number: '%s'", p);
+                                return LIICTL_EXIT_USAGE;
+                        }
+                        min_serial = v;
+                }
+        }
+        char **names = argv + optind;
+        size_t n_names = (size_t)(argc - optind);
+        for (size_t i = 0; i < n_names; i++) {
+                _cleanup_free_ char *route = client_service_route(names[i], "");
+                if (!route)
+                        return LIICTL_EXIT_FAILED;
+        }
+
+        struct wait_for w = {.names = names, .n_names = n_names, .min_serial = min_serial};
+        return ctl_wait(ctl, timeout, status_verdict, &w);
 }
 
 const struct cmd cmd_wait = {

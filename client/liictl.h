@@ -7,6 +7,7 @@
 #include <json-c/json.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "lii-proto.h"
 #include "util.h"
@@ -98,6 +99,25 @@ int client_fail(const struct ctl *ctl, int r, const struct client_reply *reply);
 /* Builds LII_ROUTE_SERVICES + name + suffix, or prints why name is not a
  * service name and returns NULL. */
 char *client_service_route(const char *name, const char *suffix);
+
+/* Waiting for something that status shows (cmd-wait.c). A judge looks at
+ * one status document: it says on stderr why when it returns WAIT_REFUSED,
+ * and otherwise writes to pending what is not there yet ("hello
+ * (checking)"), for the message should the wait time out. */
+enum wait_verdict {
+        WAIT_READY,
+        WAIT_PENDING,
+        WAIT_REFUSED,
+};
+typedef enum wait_verdict (*wait_judge)(json_object *status, FILE *pending, void *userdata);
+/* Reads the status, and again whenever an event happens, until judge says
+ * ready (LIICTL_EXIT_OK) or refused (LIICTL_EXIT_FAILED), or timeout has
+ * passed (LIICTL_EXIT_TIMEOUT, naming what was pending; USEC_INFINITY:
+ * never; 0: judge once). Errors reaching liid exit as client_fail(). */
+int ctl_wait(struct ctl *ctl, uint64_t timeout, wait_judge judge, void *userdata);
+/* Parses the DURATION of cmd's --timeout, or says why not (usage error)
+ * and returns -EINVAL. */
+int ctl_parse_timeout(const struct cmd *cmd, const char *arg, uint64_t *ret_usec);
 
 /* Terminal output. SGR codes apply only when ctl->color is set. */
 #define COLOR_RED    "\033[31m"
