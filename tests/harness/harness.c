@@ -49,8 +49,9 @@ static void write_file(const char *path, const char *text)
 }
 
 /* Runs argv with extra environment entries; captures stdout when ret_out is
+ * given, and sends stderr to the file err_path (truncated) when that is
  * given. Returns the exit code (128+signal when killed). */
-static int run(char *const *argv, char *const *extra_env, char **ret_out)
+static int run_to(char *const *argv, char *const *extra_env, char **ret_out, const char *err_path)
 {
         int pipefd[2] = { -1, -1 };
         if (ret_out && pipe2(pipefd, O_CLOEXEC) < 0)
@@ -61,6 +62,11 @@ static int run(char *const *argv, char *const *extra_env, char **ret_out)
         if (pid == 0) {
                 if (ret_out)
                         dup2(pipefd[1], STDOUT_FILENO);
+                if (err_path) {
+                        int fd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                        if (fd < 0 || dup2(fd, STDERR_FILENO) < 0)
+                                _exit(127);
+                }
                 for (char *const *e = extra_env; e && *e; e++)
                         putenv(*e);
                 execvp(argv[0], argv);
@@ -86,6 +92,11 @@ static int run(char *const *argv, char *const *extra_env, char **ret_out)
         if (ret_out)
                 *ret_out = out;
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int run(char *const *argv, char *const *extra_env, char **ret_out)
+{
+        return run_to(argv, extra_env, ret_out, NULL);
 }
 
 static void run_ok(char *const *argv)
@@ -542,20 +553,40 @@ long h_http_get(int port, const char *path, char **ret_body)
         return http_request(NULL, "GET", url, ret_body);
 }
 
-int h_liictl(struct h_env *env, char **ret_out, const char *const *args)
+int h_liictl_err(struct h_env *env, char **ret_out, char **ret_err, const char *const *args)
 {
         char *argv[32] = { LII_BUILD_DIR "/liictl", "-s", env->socket };
         size_t n = 3;
         for (; args && *args && n < ELEMENTSOF(argv) - 1; args++)
                 argv[n++] = (char *)*args;
         argv[n] = NULL;
+        char err_path[700];
+        snprintf(err_path, sizeof err_path, "%s/liictl.stderr", env->dir);
         char *out = NULL;
-        int rc = run(argv, NULL, &out);
+        int rc = run_to(argv, NULL, &out, ret_err ? err_path : NULL);
         if (ret_out)
                 *ret_out = out;
         else
                 free(out);
+        if (ret_err) {
+                FILE *f = fopen(err_path, "re");
+                if (!f)
+                        fail_now("%s: %s", err_path, strerror(errno));
+                char *text = NULL;
+                size_t len = 0;
+                if (getdelim(&text, &len, '\0', f) < 0) {
+                        free(text);
+                        text = strdup("");
+                }
+                fclose(f);
+                *ret_err = text;
+        }
         return rc;
+}
+
+int h_liictl(struct h_env *env, char **ret_out, const char *const *args)
+{
+        return h_liictl_err(env, ret_out, NULL, args);
 }
 
 int h_systemctl(struct h_env *env, char **ret_out, const char *const *args)

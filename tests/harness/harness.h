@@ -94,6 +94,8 @@ long h_api_post(struct h_env *env, const char *path, json_object **ret);
 /* Runs liictl with the test's socket; returns its exit code. *ret_out (if
  * not NULL) gets its standard output. */
 int h_liictl(struct h_env *env, char **ret_out, const char *const *args);
+/* The same, with its standard error in *ret_err (if not NULL). */
+int h_liictl_err(struct h_env *env, char **ret_out, char **ret_err, const char *const *args);
 /* Runs systemctl --user against the private manager; returns its exit code
  * and its output. */
 int h_systemctl(struct h_env *env, char **ret_out, const char *const *args);

@@ -132,6 +132,83 @@ START_TEST(rollback_then_replace)
 }
 END_TEST
 
+/* liictl rollback --wait returns once the rollback has finished: what
+ * status says right after it is the outcome, not a rollout on its way. */
+START_TEST(rollback_wait_succeeds)
+{
+        h_publish(&env, &v1, 1, 0);
+        json_object_put(wait_generation(1));
+        h_publish(&env, &v2, 1, 0);
+        json_object_put(wait_generation(2));
+
+        char *out = NULL;
+        const char *rollback[] = {"rollback", "--wait", "--timeout", "60s", "hello", NULL};
+        ck_assert_int_eq(h_liictl(&env, &out, rollback), 0);
+        ck_assert_ptr_nonnull(strstr(out, "rolling hello back to the spec of generation 1"));
+        free(out);
+
+        json_object *svc = NULL;
+        ck_assert_int_eq(h_api_get(&env, "/v1/services/hello", &svc), 200);
+        ck_assert_str_eq(h_json_str(svc, "state"), "running");
+        ck_assert_int_eq(h_json_int(svc, "current.generation"), 3);
+        ck_assert(json_object_get_boolean(h_json_path(svc, "current.healthy")));
+        ck_assert(json_object_get_boolean(h_json_path(svc, "held")));
+        ck_assert_str_eq(h_json_str(svc, "last_rollout.result"), "succeeded");
+        ck_assert_int_eq(h_json_int(svc, "last_rollout.generation"), 3);
+        char *body = NULL;
+        ck_assert_int_eq(h_http_get((int)h_json_int(svc, "current.port"), "/version", &body), 200);
+        ck_assert_str_eq(body, "v1\n");
+        free(body);
+        json_object_put(svc);
+}
+END_TEST
+
+static bool is_failed(json_object *svc, void *userdata)
+{
+        const char *state = h_json_str(svc, "state");
+        return state && strcmp(state, "failed") == 0;
+}
+
+/* liictl replace --wait of a spec that fails its health check: exit 1 with
+ * the reason, once the fresh instance (not the earlier one) has failed. */
+START_TEST(replace_wait_fails)
+{
+        h_publish(&env, &v1, 1, 0);
+        json_object_put(wait_generation(1));
+        const struct h_service broken = {
+            .name = "hello",
+            .artifact = 2,
+            .extra_args = ",\"--never-healthy\"",
+            .health = "{\"http\":\"http://127.0.0.1:${PORT}/healthz\","
+                      "\"interval\":\"100ms\",\"deadline\":\"2s\"}",
+        };
+        h_publish(&env, &broken, 1, 0);
+        json_object_put(h_wait_service(&env, "hello", is_failed, NULL, 20000, "v2 to be refused"));
+
+        char *out = NULL, *err = NULL;
+        const char *replace[] = {"replace", "--wait", "--timeout", "60s", "hello", NULL};
+        ck_assert_int_eq(h_liictl_err(&env, &out, &err, replace), 1);
+        ck_assert_ptr_nonnull(strstr(out, "starting a fresh instance of hello's desired spec"));
+        ck_assert_msg(strstr(err, "hello: generation 3 failed: health check failed"), "%s", err);
+        free(out);
+        free(err);
+
+        json_object *svc = NULL;
+        ck_assert_int_eq(h_api_get(&env, "/v1/services/hello", &svc), 200);
+        ck_assert_str_eq(h_json_str(svc, "state"), "failed");
+        ck_assert_int_eq(h_json_int(svc, "last_rollout.generation"), 3);
+        ck_assert_int_eq(h_json_int(svc, "current.generation"), 1);
+        json_object_put(svc);
+
+        /* A timeout that passes before the outcome: exit 5. */
+        const char *quick[] = {"replace", "--wait", "--timeout", "100ms", "hello", NULL};
+        ck_assert_int_eq(h_liictl_err(&env, NULL, &err, quick), 5);
+        ck_assert_msg(strstr(err, "timed out after 100ms waiting for hello generation 4"), "%s",
+                      err);
+        free(err);
+}
+END_TEST
+
 START_TEST(refusals)
 {
         json_object *answer = NULL;
@@ -334,6 +411,8 @@ static Suite *suite(void)
         } tests[] = {
             {"pause", pause_holds_new_rollouts, setup},
             {"rollback", rollback_then_replace, setup},
+            {"rollback_wait", rollback_wait_succeeds, setup},
+            {"replace_wait", replace_wait_fails, setup},
             {"refusals", refusals, setup},
             {"sync", sync_fetches_now, setup_slow_source},
             {"wait-serial", wait_for_a_published_serial, setup_slow_source},
