@@ -67,7 +67,7 @@ static enum wait_verdict status_verdict(json_object *doc, FILE *pending, void *u
                         _cleanup_free_ char *e = ctl_printable(error ? error : "no reason given");
                         fprintf(stderr, "liictl: desired-state serial %lld was refused: %s\n",
                                 (long long)min_serial, e);
-                        return VERDICT_REFUSED;
+                        return WAIT_REFUSED;
                 }
                 if (!serial || json_object_get_int64(serial) < min_serial) {
                         const char *error = json_get_string(source, LII_F_ERROR);

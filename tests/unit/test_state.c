@@ -202,7 +202,7 @@ static char *saved_with_reason(const char *reason)
         ck_assert_int_eq(state_load(dir, &s, &error), 0);
         struct service_state *ss = state_get(s, "hello");
         ss->last_generation = 1;
-        rollout_record_set(&ss->last_rollout, LII_RESULT_FAILED, reason, 10, 20);
+        rollout_record_set(&ss->last_rollout, 1, LII_RESULT_FAILED, reason, 10, 20);
         ck_assert_int_eq(state_save_all(s, dir), 0);
         state_free(s);
 
