@@ -79,6 +79,22 @@ char *metrics_render(const struct metrics *m, unsigned healthy_instances, unsign
                "Bytes downloaded for desired-state documents and artifacts.");
         fprintf(f, "lii_downloaded_bytes_total %llu\n", (unsigned long long)m->bytes_downloaded);
 
+        header(f, "lii_api_connections", "gauge", "Connections to the API open now.");
+        fprintf(f, "lii_api_connections %u\n", m->api_connections);
+
+        header(f, "lii_api_connections_refused_total", "counter",
+               "API connections closed at once, by reason (uid: that user held its share of "
+               "them; full: every connection that user may use was taken).");
+        fprintf(f, "lii_api_connections_refused_total{reason=\"uid\"} %llu\n",
+                (unsigned long long)m->api_refused_uid);
+        fprintf(f, "lii_api_connections_refused_total{reason=\"full\"} %llu\n",
+                (unsigned long long)m->api_refused_full);
+
+        header(f, "lii_api_connections_timed_out_total", "counter",
+               "API connections closed because a whole request did not arrive in time.");
+        fprintf(f, "lii_api_connections_timed_out_total %llu\n",
+                (unsigned long long)m->api_timed_out);
+
         header(f, "lii_healthy_instances", "gauge", "Instances that pass their health check now.");
         fprintf(f, "lii_healthy_instances %u\n", healthy_instances);
 

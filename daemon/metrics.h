@@ -21,6 +21,11 @@ struct metrics {
         double duration_sum_seconds;
         uint64_t fetches_ok, fetches_unchanged, fetches_failed, documents_refused;
         uint64_t bytes_downloaded;
+        /* Kept by the API (see api-limit.h): connections it turned away,
+         * for their uid's share or for the whole pool, connections closed
+         * for not sending a whole request in time, and those open now. */
+        uint64_t api_refused_uid, api_refused_full, api_timed_out;
+        unsigned api_connections;
 };
 
 void metrics_rollout(struct metrics *m, enum lii_result result, uint64_t duration_usec);

@@ -41,6 +41,10 @@ START_TEST(counters_and_gauges)
         m.fetches_failed = 2;
         m.documents_refused = 1;
         m.bytes_downloaded = 123456789012ULL;
+        m.api_refused_uid = 7;
+        m.api_refused_full = 3;
+        m.api_timed_out = 11;
+        m.api_connections = 9;
 
         _cleanup_free_ char *text = metrics_render(&m, 3, 4, 1);
         ck_assert_ptr_nonnull(text);
@@ -53,6 +57,12 @@ START_TEST(counters_and_gauges)
         assert_line(text, "lii_fetches_total{result=\"failed\"} 2");
         assert_line(text, "lii_documents_refused_total 1");
         assert_line(text, "lii_downloaded_bytes_total 123456789012");
+        assert_line(text, "# TYPE lii_api_connections_refused_total counter");
+        assert_line(text, "lii_api_connections_refused_total{reason=\"uid\"} 7");
+        assert_line(text, "lii_api_connections_refused_total{reason=\"full\"} 3");
+        assert_line(text, "lii_api_connections_timed_out_total 11");
+        assert_line(text, "# TYPE lii_api_connections gauge");
+        assert_line(text, "lii_api_connections 9");
         assert_line(text, "# TYPE lii_healthy_instances gauge");
         assert_line(text, "lii_healthy_instances 3");
         assert_line(text, "lii_services 4");
@@ -82,6 +92,9 @@ START_TEST(every_family_is_described)
             "lii_fetches_total",
             "lii_documents_refused_total",
             "lii_downloaded_bytes_total",
+            "lii_api_connections",
+            "lii_api_connections_refused_total",
+            "lii_api_connections_timed_out_total",
             "lii_healthy_instances",
             "lii_services",
             "lii_paused",
