@@ -1,12 +1,14 @@
 /* The local API: libmicrohttpd serving HTTP/1.1 + JSON on a Unix socket,
  * driven by the libuv loop the way systemd-journal-remote embeds it (MHD's
  * epoll fd watched by a uv_poll_t, MHD_get_timeout() on a uv_timer_t). This
- * file owns the socket (activation or creation), peer authorization on
- * every request and the route table; what the answers say comes from the
- * daemon through struct api_ops, and from the event ring for the NDJSON of
- * GET /v1/events, whose followers it streams to. */
+ * file owns the socket (activation or creation), accepting connections
+ * (peer identification, per-uid limits, the deadline of each request),
+ * authorization on every request and the route table; what the answers say
+ * comes from the daemon through struct api_ops, and from the event ring for
+ * the NDJSON of GET /v1/events, whose followers it streams to. */
 #include "api.h"
 
+#include <fcntl.h>
 #include <libgen.h>
 #include <microhttpd.h>
 #include <stdarg.h>
@@ -16,9 +18,11 @@
 #include <sys/un.h>
 #include <systemd/sd-daemon.h>
 
+#include "api-limit.h"
 #include "events.h"
 #include "lii-proto.h"
 #include "log.h"
+#include "metrics.h"
 
 /* No API request carries more than a few bytes of body today; the cap keeps
  * a client from making liid buffer or churn through uploads. */
@@ -29,17 +33,37 @@
 /* MHD keeps the request line and headers in this per-connection pool, so it
  * is also the header size limit (MHD answers 431 beyond it). */
 #define API_CONNECTION_MEMORY_LIMIT ((size_t)64 * 1024)
-/* Idle connections are closed after this, so slow clients, and clients
- * that keep a connection open between requests, cannot hold one of the
- * API_CONNECTION_LIMIT slots for long. An event follower with
- * nothing to send is suspended, which MHD never times out, so a quiet
- * stream lives on; one whose client stops reading what it is sent is
- * closed like any other. */
+/* A whole request (line, headers and body) must arrive within this of the
+ * connection's accept, or of the end of the previous answer on a
+ * kept-alive connection, however it trickles: MHD's own timeout is reset
+ * by every byte, so a client sending one byte a second would hold its
+ * connection for ever. A local client sends its request in well under a
+ * millisecond. */
+#define API_REQUEST_DEADLINE_MSEC 5000u
+/* Connections that stop reading an answer are closed after this much
+ * idleness. An event follower with nothing to send is suspended, which
+ * MHD never times out, so a quiet stream lives on; one whose client stops
+ * reading what it is sent is closed like any other. */
 #define API_CONNECTION_TIMEOUT_SEC 10u
-#define API_CONNECTION_LIMIT       64u
 /* Followers hold a connection each for as long as they like, so they get
  * only half of the slots and the other requests always find one. */
-#define API_FOLLOWERS_MAX 32u
+#define API_FOLLOWERS_MAX (API_LIMIT_CONNECTIONS / 2)
+/* Connections accepted in one turn of the loop, so that a flood of them
+ * does not keep the loop from everything else. */
+#define API_ACCEPT_BATCH 64u
+/* When accept() fails for want of file descriptors or memory, the listening
+ * socket is left alone for this long instead of being retried in a busy
+ * loop. */
+#define API_ACCEPT_PAUSE_MSEC 100u
+/* Connections refused for the limits are logged at most this often. */
+#define API_REFUSAL_LOG_MSEC 10000u
+/* A refused connection gets its answer and the end of it at once, but its
+ * socket is closed only after this, or when more than the most that may
+ * wait are refused: a client whose socket is closed before it has even
+ * sent its request often sees the connection fail (curl says "connection
+ * refused") instead of reading why. */
+#define API_REFUSED_LINGER_MSEC 1000u
+#define API_REFUSED_LINGER_MAX  64u
 /* What one call of a follower's content reader may hand to MHD. */
 #define API_FOLLOW_BLOCK ((size_t)16 * 1024)
 /* NGROUPS_MAX of Linux: a peer cannot be in more groups than that. */
@@ -56,20 +80,62 @@ enum role {
 };
 
 struct follower;
+struct api;
+
+/* One connection from its accept to its close: who the peer is, the slot
+ * it holds, and by when its next request must be in. It is MHD's socket
+ * context, freed when MHD reports the connection closed. */
+struct conn {
+        struct api *api;
+        int fd; /* MHD's; only shut down here, at the deadline */
+        uid_t uid;
+        enum role role;
+        /* While a request is awaited: its deadline in loop time (ms), and
+         * its place in api->waiting, which is in deadline order because
+         * every deadline is the same time after its start. */
+        uint64_t deadline;
+        struct conn *prev, *next;
+        bool waiting;
+};
 
 struct api {
         uv_loop_t *loop;
         uv_poll_t poll;
         uv_timer_t timer;
+        uv_poll_t listen;
+        uv_timer_t deadline_timer;
+        uv_timer_t accept_timer;
         unsigned n_handles_open;
+        int listen_fd;
 
         struct MHD_Daemon *mhd;
         const struct api_ops *ops;
         void *userdata;
         struct events *events;
+        struct metrics *metrics;
         gid_t read_gid;
         gid_t admin_gid;
         bool started;
+        /* accept() fails; logged once until it works again. */
+        bool accept_failing;
+        /* When a refused connection was last logged (loop time), and how
+         * many were not logged since. */
+        bool refusal_logged;
+        uint64_t refusal_logged_at;
+        unsigned refusals_unlogged;
+
+        struct api_limit limit;
+        /* The connections whose request is awaited, oldest deadline first. */
+        struct conn *waiting, *waiting_tail;
+        /* Handed to on_connection() while MHD_add_connection() runs. */
+        struct conn *adding;
+        /* Refused connections waiting to be closed, oldest first: a ring
+         * that starts at lingering_first. */
+        struct {
+                int fd;
+                uint64_t until; /* loop time (ms) */
+        } lingering[API_REFUSED_LINGER_MAX];
+        unsigned lingering_first, n_lingering;
         /* api_free() has begun: nothing may arm the timer again. */
         bool stopping;
         /* A connection was resumed while MHD_run() ran, so the timer that
@@ -227,6 +293,7 @@ static json_object *handle_replace(struct api *a, const struct request *req)
 static enum MHD_Result respond_error(struct MHD_Connection *c, const char *code,
                                      const char *message, const char *allow);
 static void api_kick(struct api *a);
+static void api_run(struct api *a);
 
 /* A body that is not JSON. Takes body (malloc'ed) in every case. */
 static enum MHD_Result respond_text(struct MHD_Connection *c, unsigned status,
@@ -679,7 +746,9 @@ static bool gid_matches(gid_t want, gid_t gid, const gid_t *groups, size_t n)
         return false;
 }
 
-static int peer_role(const struct api *a, int fd, enum role *ret)
+/* The kernel records the peer's credentials at connect(), so one look at
+ * accept() holds for every request of the connection. */
+static int peer_identify(const struct api *a, int fd, uid_t *ret_uid, enum role *ret_role)
 {
         struct ucred cred;
         socklen_t len = sizeof cred;
@@ -694,13 +763,279 @@ static int peer_role(const struct api *a, int fd, enum role *ret)
         if (r < 0)
                 return r;
 
+        *ret_uid = cred.uid;
         if (cred.uid == 0 || gid_matches(a->admin_gid, cred.gid, groups, n))
-                *ret = ROLE_ADMIN;
+                *ret_role = ROLE_ADMIN;
         else if (gid_matches(a->read_gid, cred.gid, groups, n))
-                *ret = ROLE_READER;
+                *ret_role = ROLE_READER;
         else
-                *ret = ROLE_NONE;
+                *ret_role = ROLE_NONE;
         return 0;
+}
+
+static struct conn *conn_of(struct MHD_Connection *c)
+{
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        return ci ? ci->socket_context : NULL;
+}
+
+static void on_deadline(uv_timer_t *t);
+
+/* Arms the timer for the first deadline of either queue, if any. */
+static void deadline_timer_arm(struct api *a)
+{
+        if (a->stopping)
+                return;
+        uint64_t due = UINT64_MAX;
+        if (a->waiting)
+                due = a->waiting->deadline;
+        if (a->n_lingering > 0 && a->lingering[a->lingering_first].until < due)
+                due = a->lingering[a->lingering_first].until;
+        if (due == UINT64_MAX) {
+                uv_timer_stop(&a->deadline_timer);
+                return;
+        }
+        uint64_t now = uv_now(a->loop);
+        uv_timer_start(&a->deadline_timer, on_deadline, due > now ? due - now : 0, 0);
+}
+
+static void linger_close_oldest(struct api *a)
+{
+        close(a->lingering[a->lingering_first].fd);
+        a->lingering_first = (a->lingering_first + 1) % API_REFUSED_LINGER_MAX;
+        a->n_lingering--;
+}
+
+/* Starts the clock of the connection's next request. */
+static void conn_wait(struct conn *c)
+{
+        if (!c || c->waiting)
+                return;
+        struct api *a = c->api;
+        c->deadline = uv_now(a->loop) + API_REQUEST_DEADLINE_MSEC;
+        c->waiting = true;
+        c->next = NULL;
+        c->prev = a->waiting_tail;
+        if (a->waiting_tail)
+                a->waiting_tail->next = c;
+        else
+                a->waiting = c;
+        a->waiting_tail = c;
+        if (a->waiting == c)
+                deadline_timer_arm(a);
+}
+
+/* The request is in (or the connection ends). The timer may still be set
+ * for this deadline: it then finds nothing due and re-arms itself. */
+static void conn_unwait(struct conn *c)
+{
+        if (!c || !c->waiting)
+                return;
+        struct api *a = c->api;
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                a->waiting = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        else
+                a->waiting_tail = c->prev;
+        c->prev = c->next = NULL;
+        c->waiting = false;
+}
+
+/* Closes the refused connections whose client had its time to read the
+ * answer, and the connections whose request did not arrive in time. MHD
+ * owns the latter and has no call to close one, but it closes a connection
+ * whose socket reads as ended: shutdown() makes the socket report that at
+ * once (an epoll event on MHD's set, which wakes api_run()), whether the
+ * client is still trickling or has gone quiet. */
+static void on_deadline(uv_timer_t *t)
+{
+        struct api *a = t->data;
+        uint64_t now = uv_now(a->loop);
+        while (a->n_lingering > 0 && a->lingering[a->lingering_first].until <= now)
+                linger_close_oldest(a);
+
+        unsigned n = 0;
+        while (a->waiting && a->waiting->deadline <= now) {
+                struct conn *c = a->waiting;
+                conn_unwait(c);
+                if (shutdown(c->fd, SHUT_RDWR) < 0)
+                        log_debug_errno(-errno, "Cannot shut down a timed-out API connection: %m");
+                a->metrics->api_timed_out++;
+                n++;
+        }
+        if (n > 0)
+                log_debug("Closing %u API connection(s) that sent no whole request within %u ms.",
+                          n, API_REQUEST_DEADLINE_MSEC);
+        deadline_timer_arm(a);
+}
+
+static void conn_free(struct conn *c)
+{
+        if (!c)
+                return;
+        struct api *a = c->api;
+        conn_unwait(c);
+        api_limit_release(&a->limit, c->uid, c->role == ROLE_ADMIN);
+        a->metrics->api_connections = a->limit.total;
+        free(c);
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: a connection handed over with
+ * MHD_add_connection() starts (within that call) or closes. */
+static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+        struct api *a = cls;
+        if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+                struct conn *c = TAKE_PTR(a->adding);
+                *socket_context = c;
+                conn_wait(c);
+                return;
+        }
+        conn_free(*socket_context);
+        *socket_context = NULL;
+}
+
+/* Answers a connection that MHD never gets, so that the client sees why at
+ * once instead of waiting in the backlog, and ends it. The answer is far
+ * smaller than a fresh socket's buffer; should it not fit, the client only
+ * sees the connection end. The socket is closed only later (see
+ * API_REFUSED_LINGER_MSEC). Takes fd. */
+static void conn_refuse(struct api *a, int fd, const char *message)
+{
+        _cleanup_json_ json_object *doc = lii_error_new(LII_ERR_UNAVAILABLE, message);
+        const char *body = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
+                                                                   JSON_C_TO_STRING_NOSLASHESCAPE);
+        _cleanup_free_ char *answer = xasprintf(
+            "HTTP/1.1 %u %s\r\nContent-Type: application/json\r\n"
+            "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
+            MHD_HTTP_SERVICE_UNAVAILABLE, MHD_get_reason_phrase_for(MHD_HTTP_SERVICE_UNAVAILABLE),
+            strlen(body) + 1, body);
+        (void)send(fd, answer, strlen(answer), MSG_NOSIGNAL | MSG_DONTWAIT);
+        shutdown(fd, SHUT_WR);
+
+        /* When they are many, the oldest has had the most time. */
+        if (a->n_lingering == API_REFUSED_LINGER_MAX)
+                linger_close_oldest(a);
+        unsigned i = (a->lingering_first + a->n_lingering) % API_REFUSED_LINGER_MAX;
+        a->lingering[i].fd = fd;
+        a->lingering[i].until = uv_now(a->loop) + API_REFUSED_LINGER_MSEC;
+        a->n_lingering++;
+        deadline_timer_arm(a);
+}
+
+/* Counts the refusal and says why to the client, and to the log at most
+ * every API_REFUSAL_LOG_MSEC: a client that retries at once is refused
+ * thousands of times a second. Takes fd. */
+static void conn_refuse_over_limit(struct api *a, int fd, uid_t uid, enum api_limit_verdict v)
+{
+        _cleanup_free_ char *m = NULL;
+        if (v == API_LIMIT_UID_FULL) {
+                a->metrics->api_refused_uid++;
+                m = xasprintf("too many connections from this user (at most %u at once)",
+                              API_LIMIT_PER_UID);
+        } else {
+                a->metrics->api_refused_full++;
+                m = xasprintf("too many connections (at most %u, the last %u only for root and "
+                              "admin_group)",
+                              API_LIMIT_CONNECTIONS, API_LIMIT_RESERVED);
+        }
+
+        uint64_t now = uv_now(a->loop);
+        if (a->refusal_logged && now - a->refusal_logged_at < API_REFUSAL_LOG_MSEC) {
+                a->refusals_unlogged++;
+        } else {
+                if (a->refusals_unlogged > 0)
+                        log_notice("Refused an API connection of uid %u: %s (and %u more since "
+                                   "the last such message).",
+                                   (unsigned)uid, m, a->refusals_unlogged);
+                else
+                        log_notice("Refused an API connection of uid %u: %s.", (unsigned)uid, m);
+                a->refusal_logged = true;
+                a->refusal_logged_at = now;
+                a->refusals_unlogged = 0;
+        }
+        conn_refuse(a, fd, m);
+}
+
+/* Serves an accepted connection, or refuses it when its peer has no slot
+ * left. Takes fd in every case. */
+static void conn_accept(struct api *a, int fd, const struct sockaddr *sa, socklen_t sa_len)
+{
+        /* Unidentified peers share one uid that nobody has; their requests
+         * are refused for want of a role. */
+        uid_t uid = (uid_t)-1;
+        enum role role = ROLE_NONE;
+        int r = peer_identify(a, fd, &uid, &role);
+        if (r < 0)
+                log_debug_errno(r, "Could not identify an API peer, refusing its requests: %m");
+
+        enum api_limit_verdict v = api_limit_take(&a->limit, uid, role == ROLE_ADMIN);
+        if (v != API_LIMIT_ADMIT) {
+                conn_refuse_over_limit(a, fd, uid, v);
+                return;
+        }
+        a->metrics->api_connections = a->limit.total;
+
+        struct conn *c = xcalloc(1, sizeof *c);
+        *c = (struct conn){.api = a, .fd = fd, .uid = uid, .role = role};
+        a->adding = c;
+        /* MHD closes fd if it fails. Once it has started the connection,
+         * on_connection() owns c and frees it when the connection closes
+         * (at once if MHD fails after that); before, c is still ours. */
+        if (MHD_add_connection(a->mhd, fd, sa, sa_len) != MHD_YES)
+                log_debug_errno(-errno, "libmicrohttpd did not take an API connection: %m");
+        if (a->adding)
+                conn_free(TAKE_PTR(a->adding));
+}
+
+static void on_accept_timer(uv_timer_t *t);
+
+/* Stops watching the listening socket for a while, so that a shortage of
+ * file descriptors does not turn into a busy loop. */
+static void accept_pause(struct api *a, int error)
+{
+        if (!a->accept_failing)
+                log_warning_errno(error,
+                                  "Cannot accept API connections, trying again every %u ms: %m",
+                                  API_ACCEPT_PAUSE_MSEC);
+        a->accept_failing = true;
+        uv_poll_stop(&a->listen);
+        uv_timer_start(&a->accept_timer, on_accept_timer, API_ACCEPT_PAUSE_MSEC, 0);
+}
+
+static void on_listen(uv_poll_t *p, int status, int events)
+{
+        struct api *a = p->data;
+        for (unsigned i = 0; i < API_ACCEPT_BATCH; i++) {
+                struct sockaddr_un sa;
+                socklen_t len = sizeof sa;
+                int fd = accept4(a->listen_fd, (struct sockaddr *)&sa, &len,
+                                 SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (fd < 0) {
+                        if (errno == EINTR || errno == ECONNABORTED)
+                                continue;
+                        if (errno != EAGAIN && errno != EWOULDBLOCK)
+                                accept_pause(a, -errno);
+                        break;
+                }
+                a->accept_failing = false;
+                conn_accept(a, fd, (struct sockaddr *)&sa, len);
+        }
+        /* MHD's timeouts now include the new connections. */
+        api_run(a);
+}
+
+static void on_accept_timer(uv_timer_t *t)
+{
+        struct api *a = t->data;
+        int r = uv_poll_start(&a->listen, UV_READABLE, on_listen);
+        if (r < 0)
+                accept_pause(a, r);
 }
 
 /* Finds the route of a request, or says in req why there is none. */
@@ -746,12 +1081,8 @@ static void request_route(struct request *req, enum role role, const char *url, 
 static enum MHD_Result request_begin(struct api *a, struct MHD_Connection *c, const char *url,
                                      const char *method, void **con_cls)
 {
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-        enum role role = ROLE_NONE;
-        int r = ci ? peer_role(a, ci->connect_fd, &role) : -EBADF;
-        if (r < 0)
-                log_debug_errno(r, "Could not identify an API peer, refusing it: %m");
+        const struct conn *conn = conn_of(c);
+        enum role role = conn ? conn->role : ROLE_NONE;
         /* Without a role nothing else is revealed, not even which routes
          * exist, and the connection is not kept for another try. */
         if (role == ROLE_NONE)
@@ -793,8 +1124,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         struct api *a = cls;
         struct request *req = *con_cls;
 
-        if (!req)
-                return request_begin(a, c, url, method, con_cls);
+        if (!req) {
+                enum MHD_Result r = request_begin(a, c, url, method, con_cls);
+                /* Answered already: MHD reads no more of this connection. */
+                if (!*con_cls)
+                        conn_unwait(conn_of(c));
+                return r;
+        }
 
         if (*upload_data_size > 0) {
                 /* Bodies are not used by any route yet, so they are only
@@ -810,6 +1146,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                 }
                 return MHD_YES;
         }
+        /* The whole request is in. */
+        conn_unwait(conn_of(c));
         if (req->body_size > API_BODY_MAX)
                 return respond_error(c, LII_ERR_TOO_LARGE, "request body too large", NULL);
         if (!req->route)
@@ -823,6 +1161,10 @@ static void on_request_completed(void *cls, struct MHD_Connection *c, void **con
 {
         free(*con_cls);
         *con_cls = NULL;
+        /* The answer is out and the connection stays open: the clock of
+         * the next request starts. Any other end closes the connection. */
+        if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+                conn_wait(conn_of(c));
 }
 
 /* MHD's messages are about misbehaving clients once it runs, so they are
@@ -1011,6 +1353,12 @@ static int api_listen(struct api *a, const struct api_config *cfg, int *ret_fd)
         int r = socket_from_systemd(&fd);
         if (r > 0) {
                 log_info("Serving the API on the socket passed by systemd.");
+                /* accept() must not block the loop when the backlog is
+                 * empty; the socket liid creates is non-blocking already. */
+                int flags = fcntl(fd, F_GETFL);
+                if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+                        return log_error_errno(errno,
+                                               "Cannot use the socket passed by systemd: %m");
                 *ret_fd = fd;
                 return 0;
         }
@@ -1052,8 +1400,11 @@ static void socket_remove(struct api *a)
         a->socket_path = NULL;
 }
 
+/* Frees an api that has no libuv handle yet. */
 static void api_release(struct api *a)
 {
+        if (a->listen_fd >= 0)
+                close(a->listen_fd);
         socket_remove(a);
         free(a);
 }
@@ -1066,44 +1417,53 @@ int api_new(uv_loop_t *loop, const struct api_config *cfg, const struct api_ops 
         a->ops = ops;
         a->userdata = userdata;
         a->events = cfg->events;
+        a->metrics = cfg->metrics;
         a->read_gid = cfg->read_gid;
         a->admin_gid = cfg->admin_gid;
+        a->listen_fd = -1;
 
-        int fd = -1;
-        int r = api_listen(a, cfg, &fd);
+        int r = api_listen(a, cfg, &a->listen_fd);
         if (r < 0) {
                 api_release(a);
                 return r;
         }
 
-        /* From here MHD owns fd: it closes it on failure too (0.9.75). The
-         * logger comes first so that MHD's checks of the options use it. */
+        /* liid accepts the connections itself (see conn_accept()) and
+         * hands them to MHD, whose own limit is only a backstop. The logger
+         * comes first so that MHD's checks of the options use it. */
         a->mhd = MHD_start_daemon(
-            MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request,
-            a, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, a, MHD_OPTION_LISTEN_SOCKET, fd,
+            MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+            0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, a,
             MHD_OPTION_CONNECTION_MEMORY_LIMIT, API_CONNECTION_MEMORY_LIMIT,
-            MHD_OPTION_CONNECTION_LIMIT, API_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+            MHD_OPTION_CONNECTION_LIMIT, API_LIMIT_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
             API_CONNECTION_TIMEOUT_SEC, MHD_OPTION_NOTIFY_COMPLETED, on_request_completed, a,
-            MHD_OPTION_END);
+            MHD_OPTION_NOTIFY_CONNECTION, on_connection, a, MHD_OPTION_END);
         if (!a->mhd) {
                 api_release(a);
                 return log_error_errno(EIO, "Cannot start the API server.");
         }
         a->started = true;
 
+        uv_timer_t *timers[] = {&a->timer, &a->deadline_timer, &a->accept_timer};
+        for (size_t i = 0; i < ELEMENTSOF(timers); i++) {
+                uv_timer_init(loop, timers[i]);
+                timers[i]->data = a;
+                a->n_handles_open++;
+        }
         const union MHD_DaemonInfo *info = MHD_get_daemon_info(a->mhd, MHD_DAEMON_INFO_EPOLL_FD);
         r = info ? uv_poll_init(loop, &a->poll, info->epoll_fd) : UV_EBADF;
-        if (r < 0) {
-                MHD_stop_daemon(a->mhd);
-                api_release(a);
-                return log_error_errno(r, "Cannot watch the API server: %m");
+        if (r >= 0) {
+                a->poll.data = a;
+                a->n_handles_open++;
+                r = uv_poll_init(loop, &a->listen, a->listen_fd);
         }
-        a->poll.data = a;
-        uv_timer_init(loop, &a->timer);
-        a->timer.data = a;
-        a->n_handles_open = 2;
-
-        r = uv_poll_start(&a->poll, UV_READABLE, on_poll);
+        if (r >= 0) {
+                a->listen.data = a;
+                a->n_handles_open++;
+                r = uv_poll_start(&a->poll, UV_READABLE, on_poll);
+        }
+        if (r >= 0)
+                r = uv_poll_start(&a->listen, UV_READABLE, on_listen);
         if (r < 0) {
                 log_error_errno(r, "Cannot watch the API server: %m");
                 api_free(a);
@@ -1122,6 +1482,14 @@ static void on_handle_closed(uv_handle_t *h)
                 free(a);
 }
 
+/* api_new() may have failed before it set up every handle; those it did
+ * not are still zero, which is no handle type. */
+static void handle_close(uv_handle_t *h)
+{
+        if (uv_handle_get_type(h) != UV_UNKNOWN_HANDLE)
+                uv_close(h, on_handle_closed);
+}
+
 struct api *api_free(struct api *a)
 {
         if (!a)
@@ -1136,9 +1504,17 @@ struct api *api_free(struct api *a)
                 f->sub = NULL;
                 follower_resume(f);
         }
-        /* libuv must stop watching the epoll fd before MHD closes it. */
-        uv_close((uv_handle_t *)&a->poll, on_handle_closed);
-        uv_close((uv_handle_t *)&a->timer, on_handle_closed);
+        /* libuv must stop watching the epoll fd and the listening socket
+         * before they are closed. */
+        handle_close((uv_handle_t *)&a->listen);
+        handle_close((uv_handle_t *)&a->poll);
+        handle_close((uv_handle_t *)&a->timer);
+        handle_close((uv_handle_t *)&a->deadline_timer);
+        handle_close((uv_handle_t *)&a->accept_timer);
+        close(a->listen_fd);
+        a->listen_fd = -1;
+        while (a->n_lingering > 0)
+                linger_close_oldest(a);
         MHD_stop_daemon(a->mhd);
         a->mhd = NULL;
         socket_remove(a);

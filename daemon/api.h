@@ -1,8 +1,11 @@
 /* The local API: HTTP/1.1 + JSON on a Unix socket, served by libmicrohttpd
  * driven from the libuv loop (its epoll fd polled, its timeout on a timer).
- * Peers are identified with SO_PEERCRED/SO_PEERGROUPS: uid 0 or admin_gid may
- * do everything, read_gid may GET, anyone else gets 403; a failed lookup is
- * 403 (fail closed). */
+ * Peers are identified with SO_PEERCRED/SO_PEERGROUPS when liid accepts
+ * them: uid 0 or admin_gid may do everything, read_gid may GET, anyone else
+ * gets 403; a failed lookup is 403 (fail closed). Each uid may hold only
+ * its share of the connections, the last ones are kept for uid 0 and
+ * admin_gid (api-limit.h), and a request that does not arrive whole within
+ * 5 s closes its connection. */
 #pragma once
 
 #include <json-c/json.h>
@@ -11,6 +14,7 @@
 
 struct api;
 struct events;
+struct metrics;
 
 /* What the API asks of the daemon. Each returns a new reference the API
  * puts; NULL from service() means no such service (404).
@@ -42,6 +46,9 @@ struct api_config {
         /* Served by GET /v1/events (NULL: 501). Must outlive the api:
          * api_free() ends the followers and drops their subscriptions. */
         struct events *events;
+        /* Where the API counts the connections it refused or timed out, and
+         * keeps the number open. Must outlive the api. */
+        struct metrics *metrics;
 };
 
 /* Takes the socket passed by systemd (sd_listen_fds) when there is one,

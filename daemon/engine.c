@@ -1272,7 +1272,11 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
                 log_error_errno(r, "Failed to set up events: %m");
                 goto fail;
         }
-        struct api_config acfg = { .socket_path = cfg->socket_path, .events = e->events };
+        struct api_config acfg = {
+            .socket_path = cfg->socket_path,
+            .events = e->events,
+            .metrics = &e->metrics,
+        };
         if (lookup_gid(cfg->read_group, &acfg.read_gid) < 0)
                 log_warning("Group '%s' (read_group) does not exist: only root may read",
                             cfg->read_group);

@@ -21,6 +21,7 @@
 #include "events.h"
 #include "lii-proto.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #define READ_GID  ((gid_t)4242)
@@ -74,6 +75,8 @@ struct server {
         sem_t emitted;
         pthread_t thread;
         struct api *api;
+        /* Written on the loop thread: read it only after server_stop(). */
+        struct metrics metrics;
 };
 
 static json_object *op_sync(void *userdata)
@@ -162,7 +165,9 @@ static int server_try_start(struct server *s)
             .read_gid = READ_GID,
             .admin_gid = ADMIN_GID,
             .events = s->events,
+            .metrics = &s->metrics,
         };
+        s->metrics = (struct metrics){0};
         ck_assert_int_eq(uv_loop_init(&s->loop), 0);
         int r = api_new(&s->loop, &cfg, &ops, s, &s->api);
         if (r < 0) {
