@@ -1167,6 +1167,19 @@ static void on_request_completed(void *cls, struct MHD_Connection *c, void **con
                 conn_wait(conn_of(c));
 }
 
+/* libmicrohttpd 0.9.75 cannot be told that a connection handed to it with
+ * MHD_add_connection() is not TCP, so before each answer it tries
+ * TCP_NODELAY and TCP_CORK on the Unix socket, and says that it failed
+ * and that the client may see a delay. A Unix socket has no such delay. */
+static bool mhd_message_is_about_tcp(const char *msg)
+{
+        static const char *const prefixes[] = {"Setting TCP_", "Failed to push the data"};
+        for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
+                if (strncmp(msg, prefixes[i], strlen(prefixes[i])) == 0)
+                        return true;
+        return false;
+}
+
 /* MHD's messages are about misbehaving clients once it runs, so they are
  * debug noise then; while it starts they say why it could not. */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -1175,10 +1188,10 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
         char msg[512];
         vsnprintf(msg, sizeof msg, fmt, ap);
         msg[strcspn(msg, "\n")] = '\0';
-        if (a->started)
-                log_debug("libmicrohttpd: %s", msg);
-        else
+        if (!a->started)
                 log_warning("libmicrohttpd: %s", msg);
+        else if (!mhd_message_is_about_tcp(msg))
+                log_debug("libmicrohttpd: %s", msg);
 }
 
 static void on_timer(uv_timer_t *t);
