@@ -71,7 +71,7 @@ void rollout_record_set(struct rollout_record *r, uint64_t generation, enum lii_
         r->finished_usec = finished_usec;
 }
 
-static struct service_state *service_state_free(struct service_state *s)
+struct service_state *state_service_free(struct service_state *s)
 {
         if (s) {
                 free(s->name);
@@ -85,11 +85,54 @@ static struct service_state *service_state_free(struct service_state *s)
         return NULL;
 }
 
+static char *strdup_or_null(const char *s)
+{
+        return s ? xstrdup(s) : NULL;
+}
+
+static struct instance *instance_copy(const struct instance *i)
+{
+        if (!i)
+                return NULL;
+        struct instance *c = xcalloc(1, sizeof *c);
+        *c = *i;
+        c->unit = xstrdup(i->unit);
+        c->spec_json = xstrdup(i->spec_json);
+        c->artifact_key_id = strdup_or_null(i->artifact_key_id);
+        c->artifact_comment = strdup_or_null(i->artifact_comment);
+        return c;
+}
+
+/* Every pointer of struct service_state and struct instance is copied
+ * here: a field added there needs its line here too. */
+struct service_state *state_service_copy(const struct service_state *ss)
+{
+        struct service_state *c = xcalloc(1, sizeof *c);
+        *c = *ss;
+        c->name = xstrdup(ss->name);
+        c->current = instance_copy(ss->current);
+        c->previous = instance_copy(ss->previous);
+        c->pending = instance_copy(ss->pending);
+        size_t n = strv_length(ss->artifacts);
+        c->artifacts = ss->artifacts ? xcalloc(n + 1, sizeof *c->artifacts) : NULL;
+        for (size_t i = 0; i < n; i++)
+                c->artifacts[i] = xstrdup(ss->artifacts[i]);
+        c->last_rollout.reason = strdup_or_null(ss->last_rollout.reason);
+        return c;
+}
+
+void state_service_swap(struct service_state *a, struct service_state *b)
+{
+        struct service_state t = *a;
+        *a = *b;
+        *b = t;
+}
+
 struct state *state_free(struct state *s)
 {
         if (s) {
                 for (size_t i = 0; i < s->n_services; i++)
-                        service_state_free(s->services[i]);
+                        state_service_free(s->services[i]);
                 free(s->services);
                 free(s);
         }
@@ -133,7 +176,7 @@ void state_remove(struct state *s, const char *name)
         size_t i = search(s, name, &found);
         if (!found)
                 return;
-        service_state_free(s->services[i]);
+        state_service_free(s->services[i]);
         memmove(&s->services[i], &s->services[i + 1], (s->n_services - i - 1) * sizeof *s->services);
         s->n_services--;
 }

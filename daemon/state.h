@@ -63,6 +63,10 @@ struct service_state {
         /* The current instance's watch window ends then (realtime; 0: none),
          * so that a restarted liid watches on for what is left of it. */
         uint64_t watch_until_usec;
+        /* Not in the file: its last save failed, so the file may hold an
+         * older record, or a newer one not known to be durable. It is
+         * rewritten whole once the state folder takes writes again. */
+        bool unsaved;
 };
 
 struct state {
@@ -73,6 +77,7 @@ struct state {
         size_t n_services;
         struct service_state **services; /* sorted by name */
         bool legacy; /* read from format 1: state_save_all() before anything else */
+        bool unsaved; /* not in the file: as in struct service_state, for state.json */
 };
 
 /* Loads the state from the state folder dir; no files give an empty
@@ -86,6 +91,16 @@ int state_save_service(const struct service_state *ss, const char *dir);
 int state_save_all(struct state *s, const char *dir);
 
 struct state *state_free(struct state *s);
+/* A deep copy of one service's record, and the exchange of two records'
+ * content (a transition is undone by swapping a copy taken before it back
+ * in). */
+struct service_state *state_service_copy(const struct service_state *ss);
+void state_service_swap(struct service_state *a, struct service_state *b);
+struct service_state *state_service_free(struct service_state *ss);
+static inline void state_service_freep(struct service_state **ss)
+{
+        state_service_free(*ss);
+}
 struct service_state *state_find(const struct state *s, const char *name);
 /* Returns the existing entry or adds an empty one. */
 struct service_state *state_get(struct state *s, const char *name);

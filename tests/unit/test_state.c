@@ -1,9 +1,12 @@
 /* The state file: what is written is what is read back, a damaged file is
  * refused rather than forgotten, and a save leaves no temporary behind. */
 #include <check.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -369,6 +372,115 @@ START_TEST(artifact_history)
 }
 END_TEST
 
+static bool exists(const char *file)
+{
+        return access(file, F_OK) == 0;
+}
+
+/* Writes beyond limit bytes fail with EFBIG, as a full disk fails them with
+ * ENOSPC (the signal that would come with it is ignored). */
+static void limit_file_size(rlim_t limit)
+{
+        struct rlimit rl;
+        ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &rl), 0);
+        rl.rlim_cur = limit;
+        ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+}
+
+/* A save that cannot be written whole fails, leaves the file it was to
+ * replace as it was, and leaves no temporary file; once writes work again,
+ * the same save succeeds. */
+START_TEST(failed_save_leaves_the_old_file)
+{
+        struct state *s = NULL;
+        char *error = NULL;
+        ck_assert_int_eq(state_load(dir, &s, &error), 0);
+        s->serial = 1;
+        memcpy(s->doc_sha256, SHA_A, 65);
+        struct service_state *ss = state_get(s, "hello");
+        ss->last_generation = 1;
+        ss->current = instance_new("hello", 1, "{\"x\":1}", SHA_A, SHA_B, 4000);
+        ck_assert_int_eq(state_save_all(s, dir), 0);
+        char service_file[700], node_tmp[720], service_tmp[720];
+        snprintf(service_file, sizeof service_file, "%s/hello.json", sdir);
+        snprintf(node_tmp, sizeof node_tmp, "%s.tmp", path);
+        snprintf(service_tmp, sizeof service_tmp, "%s.tmp", service_file);
+        ino_t node_ino = inode_of(path), service_ino = inode_of(service_file);
+
+        signal(SIGXFSZ, SIG_IGN);
+        limit_file_size(64);
+        s->serial = 2;
+        ss->last_generation = 2;
+        ss->pending = instance_new("hello", 2, "{\"x\":2}", SHA_B, SHA_B, 4001);
+        ck_assert_int_eq(state_save_node(s, dir), -EFBIG);
+        ck_assert_int_eq(state_save_service(ss, dir), -EFBIG);
+        ck_assert_int_eq(state_save_all(s, dir), -EFBIG);
+        limit_file_size(RLIM_INFINITY);
+
+        ck_assert(!exists(node_tmp));
+        ck_assert(!exists(service_tmp));
+        ck_assert_uint_eq(inode_of(path), node_ino);
+        ck_assert_uint_eq(inode_of(service_file), service_ino);
+        struct state *old = NULL;
+        ck_assert_int_eq(state_load(dir, &old, &error), 0);
+        ck_assert_uint_eq(old->serial, 1);
+        ck_assert_uint_eq(state_find(old, "hello")->last_generation, 1);
+        ck_assert_ptr_null(state_find(old, "hello")->pending);
+        state_free(old);
+
+        /* Rewritten whole, not patched: a new file takes the old one's place. */
+        ck_assert_int_eq(state_save_all(s, dir), 0);
+        ck_assert_uint_ne(inode_of(service_file), service_ino);
+        ck_assert_int_eq(state_load(dir, &old, &error), 0);
+        ck_assert_uint_eq(old->serial, 2);
+        ck_assert_uint_eq(state_find(old, "hello")->pending->generation, 2);
+        state_free(old);
+        state_free(s);
+}
+END_TEST
+
+/* A transition is undone by swapping back a copy taken before it: the copy
+ * shares nothing with the record (the sanitizer build checks the frees). */
+START_TEST(copy_and_swap_undo_a_transition)
+{
+        struct state *s = NULL;
+        char *error = NULL;
+        ck_assert_int_eq(state_load(dir, &s, &error), 0);
+        struct service_state *ss = state_get(s, "hello");
+        ss->last_generation = 3;
+        ss->current = instance_new("hello", 2, "{\"x\":2}", SHA_A, SHA_A, 4000);
+        ss->current->artifact_key_id = xstrdup("0123456789ABCDEF");
+        ss->current->artifact_comment = xstrdup("release 2");
+        ss->previous = instance_new("hello", 1, "{\"x\":1}", SHA_B, SHA_B, 4001);
+        ss->pending = instance_new("hello", 3, "{\"x\":3}", SHA_B, SHA_A, 4002);
+        state_remember_artifact(ss, SHA_A, 3);
+        rollout_record_set(&ss->last_rollout, LII_RESULT_SUCCEEDED, "before", 1, 2);
+
+        struct service_state *before = state_service_copy(ss);
+        /* A promotion, as rollout.c makes it. */
+        instance_free(ss->previous);
+        ss->previous = TAKE_PTR(ss->current);
+        ss->current = TAKE_PTR(ss->pending);
+        state_remember_artifact(ss, SHA_B, 3);
+        rollout_record_set(&ss->last_rollout, LII_RESULT_SUCCEEDED, "after", 3, 4);
+        ck_assert_uint_eq(before->current->generation, 2);
+        ck_assert_str_eq(before->last_rollout.reason, "before");
+
+        state_service_swap(ss, before);
+        state_service_free(before);
+        ck_assert_uint_eq(ss->current->generation, 2);
+        ck_assert_str_eq(ss->current->unit, "lii-hello@2.service");
+        ck_assert_str_eq(ss->current->artifact_comment, "release 2");
+        ck_assert_uint_eq(ss->previous->generation, 1);
+        ck_assert_uint_eq(ss->pending->generation, 3);
+        ck_assert_uint_eq(strv_length(ss->artifacts), 1);
+        ck_assert_str_eq(ss->artifacts[0], SHA_A);
+        ck_assert_str_eq(ss->last_rollout.reason, "before");
+        ck_assert_int_eq(state_save_service(ss, dir), 0);
+        state_free(s);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("state");
@@ -383,6 +495,8 @@ int main(void)
         tcase_add_test(tc, one_service_saved_alone);
         tcase_add_test(tc, format_1_is_read_and_rewritten);
         tcase_add_test(tc, artifact_history);
+        tcase_add_test(tc, failed_save_leaves_the_old_file);
+        tcase_add_test(tc, copy_and_swap_undo_a_transition);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
