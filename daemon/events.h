@@ -34,6 +34,8 @@ struct event {
 #define EVENT_SERVICE_REMOVED   "service.removed"
 #define EVENT_OPERATOR          "operator" /* pause, resume, sync, rollback, replace */
 #define EVENT_DAEMON            "daemon"   /* started, stopping, systemd lost/regained */
+#define EVENT_STORAGE_FAILING   "storage.failing"   /* the state folder stopped taking writes */
+#define EVENT_STORAGE_RECOVERED "storage.recovered" /* … and takes them again */
 
 struct events;
 struct events_sub;

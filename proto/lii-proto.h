@@ -78,6 +78,10 @@
 #define LII_F_HELD "held"                       /* an operator rollback holds the service */
 #define LII_F_EVENT_SEQ "event_seq" /* the newest event's seq when status was made */
 
+/* Whether liid can write its state folder: {"error", "since"}. */
+#define LII_F_STORAGE "storage"
+#define LII_F_SINCE   "since"
+
 /* Event fields of GET /v1/events (one JSON object per line); generation
  * and message are the LII_F_* above. */
 #define LII_F_SEQ "seq"
