@@ -356,6 +356,13 @@ void source_sync(struct source *s)
         uv_timer_start(&s->settle_timer, on_http_timer, 0, 0);
 }
 
+void source_refetch(struct source *s)
+{
+        free(s->etag);
+        s->etag = NULL;
+        source_sync(s);
+}
+
 int source_start(struct source *s)
 {
         if (s->kind == SOURCE_FILE) {

@@ -55,6 +55,9 @@ int source_start(struct source *s);
  * the call. While an http(s) fetch is in flight, any number of syncs make
  * one more fetch right after it: never two at once. */
 void source_sync(struct source *s);
+/* As source_sync(), for a consumer that could not take the document
+ * delivered last: it is downloaded again, not answered by a 304. */
+void source_refetch(struct source *s);
 /* Accepts NULL. Cancels a fetch in flight; the callback is not called
  * again. The uv handles close asynchronously. */
 struct source *source_free(struct source *s);
