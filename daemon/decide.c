@@ -60,7 +60,7 @@ static enum decision decide_unpaused(const struct decide_input *in)
 /* Pause holds changes: new specs and removals wait. Keeping a service up is
  * not a change: a dead instance still comes back (its own spec, or the
  * previous revision), and an operator's explicit replace goes through. */
-enum decision decide(const struct decide_input *in)
+static enum decision decide_unheld(const struct decide_input *in)
 {
         enum decision d = decide_unpaused(in);
         if (!in->paused || in->force)
@@ -78,14 +78,36 @@ enum decision decide(const struct decide_input *in)
         return back == DECIDE_REFUSED ? DECIDE_PAUSED : back;
 }
 
+/* A state folder that takes no writes holds everything that would start,
+ * even bringing a dead instance back: each step begins by writing the
+ * state, and none may happen unrecorded. It all starts once the folder
+ * takes writes again. */
+enum decision decide(const struct decide_input *in)
+{
+        enum decision d = decide_unheld(in);
+        if (!in->storage_failing)
+                return d;
+        switch (d) {
+        case DECIDE_QUEUE:
+        case DECIDE_ROLLOUT:
+        case DECIDE_RESTORE:
+        case DECIDE_REMOVE:
+        case DECIDE_REVERT:
+                return DECIDE_STORAGE;
+        default:
+                return d;
+        }
+}
+
 const char *decision_to_string(enum decision d)
 {
         static const char *const names[] = {
-                [DECIDE_WAIT] = "wait",       [DECIDE_NOTHING] = "nothing",
-                [DECIDE_RUNNING] = "running", [DECIDE_REFUSED] = "refused",
-                [DECIDE_QUEUE] = "queue",     [DECIDE_ROLLOUT] = "rollout",
-                [DECIDE_RESTORE] = "restore", [DECIDE_REMOVE] = "remove",
-                [DECIDE_PAUSED] = "paused",   [DECIDE_REVERT] = "revert",
+            [DECIDE_WAIT] = "wait",       [DECIDE_NOTHING] = "nothing",
+            [DECIDE_RUNNING] = "running", [DECIDE_REFUSED] = "refused",
+            [DECIDE_QUEUE] = "queue",     [DECIDE_ROLLOUT] = "rollout",
+            [DECIDE_RESTORE] = "restore", [DECIDE_REMOVE] = "remove",
+            [DECIDE_PAUSED] = "paused",   [DECIDE_REVERT] = "revert",
+            [DECIDE_STORAGE] = "storage",
         };
         return (unsigned)d < sizeof names / sizeof names[0] ? names[d] : "?";
 }

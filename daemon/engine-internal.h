@@ -13,6 +13,7 @@
 #include "metrics.h"
 #include "minisign.h"
 #include "state.h"
+#include "storage.h"
 #include "store.h"
 #include "systemd.h"
 
@@ -40,6 +41,10 @@ struct service {
         bool force; /* an operator asked for a fresh instance of the desired spec */
         struct health_check *watch; /* the watch window after a promotion */
         struct instance_env *watch_env;
+        /* Why the current instance is to be reverted, when that could not
+         * start for want of a writable state folder: it starts once the
+         * folder takes writes again. */
+        char *revert_later;
 };
 
 /* Replacing a dead instance: the first after 1 s, doubling up to 5 min;
@@ -71,6 +76,13 @@ struct engine {
         struct source *source;
         struct api *api;
         struct events *events;
+        struct storage *storage;
+        /* A download failed for lack of room: changes wait until the state
+         * folder has this much free, as well as taking writes. */
+        uint64_t storage_need_bytes;
+        /* A document could not be recorded: it is fetched again (not
+         * answered by a 304) once the state folder takes writes. */
+        bool refetch_document;
         struct metrics metrics;
         struct minisign_keyring *desired_keys;
         struct minisign_keyring *artifact_keys;
@@ -103,11 +115,20 @@ struct engine {
 
 struct service *engine_service(struct engine *e, const char *name);
 /* Persist the node's part of the state, or one service's. A failure is
- * logged and is fatal: a state that did not reach the disk is never
- * trusted, so liid exits and its restart sorts things out from what is on
- * disk and what systemd runs. */
+ * logged, counted and raises the storage condition (storage.c), which
+ * holds every change until the state folder takes writes again; the file
+ * is marked unsaved, to be rewritten whole then. The caller does not carry
+ * out the transition it was recording: it undoes it in memory, or keeps it
+ * there when it is only a record of what already happened. */
 int engine_save_node(struct engine *e);
-int engine_save_service(struct engine *e, const struct service_state *ss);
+int engine_save_service(struct engine *e, struct service_state *ss);
+/* Whether r says that the state folder has no room (or no longer takes
+ * writes), rather than anything about what was being written. */
+bool engine_storage_full(int r);
+/* A download or an unpacking into the store failed for lack of room:
+ * raises the storage condition, and changes wait until the folder has
+ * need_bytes free. */
+void engine_storage_short(struct engine *e, const char *error, uint64_t need_bytes);
 void engine_fail(struct engine *e);
 /* Stops a unit and acts on the outcome as kind says. */
 void engine_stop_unit(struct engine *e, const char *service, uint64_t generation, const char *unit,
@@ -141,4 +162,7 @@ void rollout_on_unit(struct rollout *ro, const struct unit_status *st);
 /* Abandons a rollout at liid shutdown: the new instance is left to the next
  * start-up, which stops it (it is recorded as pending). */
 void rollout_abandon(struct rollout *ro);
+/* The state folder takes writes again: a promotion that could not be
+ * recorded is tried again. */
+void rollout_resume(struct rollout *ro);
 uint64_t rollout_generation(const struct rollout *ro);

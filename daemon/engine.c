@@ -8,7 +8,9 @@
 #include <openssl/evp.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include "api.h"
 #include "decide.h"
@@ -17,24 +19,62 @@
 #include "log.h"
 #include "source.h"
 
-static int saved(struct engine *e, int r, const char *what)
+/* ---- the state on disk ---- */
+
+/* While the state folder takes no writes, attempts to write it again come
+ * after 1 s, then twice as long each time up to 1 min: each costs one small
+ * file. */
+#define STORAGE_RETRY_FIRST_USEC USEC_PER_SEC
+#define STORAGE_RETRY_MAX_USEC   (60 * USEC_PER_SEC)
+
+static int saved(struct engine *e, int r, bool *unsaved, const char *what)
 {
-        if (r < 0) {
-                log_error_errno(r, "Failed to write the state of %s in %s: %m; exiting", what,
-                                e->cfg->state_dir);
-                engine_fail(e);
-        }
+        *unsaved = r < 0;
+        if (r >= 0)
+                return 0;
+        log_error_errno(r, "Failed to write the state of %s in %s: %m", what, e->cfg->state_dir);
+        e->metrics.storage_failures++;
+        _cleanup_free_ char *error = xasprintf("cannot write the state of %s in %s: %s", what,
+                                               e->cfg->state_dir, strerror(-r));
+        storage_failed(e->storage, error);
         return r;
+}
+
+/* Until the state.json of format 1 is rewritten, it is what a restart
+ * reads, services and all: each save writes everything. */
+static int save_legacy(struct engine *e)
+{
+        return saved(e, state_save_all(e->state, e->cfg->state_dir), &e->state->unsaved,
+                     "every service");
 }
 
 int engine_save_node(struct engine *e)
 {
-        return saved(e, state_save_node(e->state, e->cfg->state_dir), "the node");
+        if (e->state->legacy)
+                return save_legacy(e);
+        return saved(e, state_save_node(e->state, e->cfg->state_dir), &e->state->unsaved,
+                     "the node");
 }
 
-int engine_save_service(struct engine *e, const struct service_state *ss)
+int engine_save_service(struct engine *e, struct service_state *ss)
 {
-        return saved(e, state_save_service(ss, e->cfg->state_dir), ss->name);
+        if (e->state->legacy)
+                return save_legacy(e);
+        return saved(e, state_save_service(ss, e->cfg->state_dir), &ss->unsaved, ss->name);
+}
+
+bool engine_storage_full(int r)
+{
+        return r == -ENOSPC || r == -EDQUOT || r == -EROFS;
+}
+
+void engine_storage_short(struct engine *e, const char *error, uint64_t need_bytes)
+{
+        log_error("%s", error);
+        e->metrics.storage_failures++;
+        if (need_bytes > e->storage_need_bytes)
+                e->storage_need_bytes = need_bytes;
+        storage_failed(e->storage, error);
 }
 
 void engine_fail(struct engine *e)
@@ -87,6 +127,7 @@ static struct service *find_service(struct engine *e, const char *name)
 static void on_service_closed(uv_handle_t *h)
 {
         struct service *svc = h->data;
+        free(svc->revert_later);
         free(svc->name);
         free(svc);
 }
@@ -251,11 +292,14 @@ static void removal_done(struct engine *e, const char *name, int r, const char *
                 return;
         }
         /* What was current is kept as previous, for the record and for a
-         * rollback should the service come back. */
+         * rollback should the service come back. The unit is gone already,
+         * so this is only a record of it: a record that does not reach the
+         * disk stays unsaved, and a restart in the meantime finds the
+         * service removed with a current instance, which it sorts out the
+         * same way. */
         instance_free(ss->previous);
         ss->previous = TAKE_PTR(ss->current);
-        if (engine_save_service(e, ss) < 0)
-                return;
+        engine_save_service(e, ss);
         if (e->desired && desired_find(e->desired, name)) {
                 engine_reconcile(e);
                 return;
@@ -273,8 +317,11 @@ static void service_remove(struct engine *e, struct service *svc)
         struct service_state *ss = state_find(e->state, svc->name);
         if (ss && !ss->removed) {
                 ss->removed = true;
-                if (engine_save_service(e, ss) < 0)
+                if (engine_save_service(e, ss) < 0) {
+                        /* Not recorded, so not stopped. */
+                        ss->removed = false;
                         return;
+                }
         }
         cancel_backoff(svc);
         rollout_unwatch(svc);
@@ -344,8 +391,10 @@ static void reconcile_service(struct engine *e, struct service *svc)
         if (want && ss && ss->removed) {
                 /* Back in the desired state after a removal. */
                 ss->removed = false;
-                if (engine_save_service(e, ss) < 0)
+                if (engine_save_service(e, ss) < 0) {
+                        ss->removed = true;
                         return;
+                }
         }
         /* After an operator rollback the service stays where it was rolled
          * back to, for as long as the document still asks for the spec it
@@ -358,24 +407,27 @@ static void reconcile_service(struct engine *e, struct service *svc)
                         want = held;
                 } else {
                         ss->held = false;
-                        if (engine_save_service(e, ss) < 0)
+                        if (engine_save_service(e, ss) < 0) {
+                                ss->held = true;
                                 return;
+                        }
                 }
         }
         struct decide_input in = {
-                .have_document = e->desired != NULL,
-                .want_spec = want ? want->spec_sha256 : NULL,
-                .current_spec = ss && ss->current ? ss->current->spec_sha256 : NULL,
-                .previous_spec = ss && ss->previous ? ss->previous->spec_sha256 : NULL,
-                .current_alive = svc->current_alive,
-                .refused_spec = ss ? ss->refused_spec_sha256 : NULL,
-                .rollout_in_flight = svc->rollout != NULL,
-                .removing = svc->removing,
-                .backoff_pending = svc->backoff_pending,
-                .paused = e->state->paused,
-                .force = svc->force,
-                .running_rollouts = e->running_rollouts,
-                .max_parallel = e->cfg->max_parallel,
+            .have_document = e->desired != NULL,
+            .want_spec = want ? want->spec_sha256 : NULL,
+            .current_spec = ss && ss->current ? ss->current->spec_sha256 : NULL,
+            .previous_spec = ss && ss->previous ? ss->previous->spec_sha256 : NULL,
+            .current_alive = svc->current_alive,
+            .refused_spec = ss ? ss->refused_spec_sha256 : NULL,
+            .rollout_in_flight = svc->rollout != NULL,
+            .removing = svc->removing,
+            .backoff_pending = svc->backoff_pending,
+            .paused = e->state->paused,
+            .storage_failing = storage_failing(e->storage),
+            .force = svc->force,
+            .running_rollouts = e->running_rollouts,
+            .max_parallel = e->cfg->max_parallel,
         };
         enum decision d = decide(&in);
         log_svc(LOG_DEBUG, svc->name, 0, "Reconcile: %s", decision_to_string(d));
@@ -394,13 +446,22 @@ static void reconcile_service(struct engine *e, struct service *svc)
         case DECIDE_PAUSED:
                 svc->state = LII_STATE_PENDING;
                 return;
+        case DECIDE_STORAGE:
+                svc->state =
+                    ss && ss->current && !svc->current_alive ? LII_STATE_FAILED : LII_STATE_PENDING;
+                return;
         case DECIDE_REMOVE:
                 service_remove(e, svc);
                 return;
-        case DECIDE_ROLLOUT:
+        case DECIDE_ROLLOUT: {
+                /* An operator's replace that could not start (its state not
+                 * written) stands, and starts once it can. */
+                bool force = svc->force;
                 svc->force = false;
-                rollout_start(svc, want, ROLLOUT_DESIRED);
+                if (rollout_start(svc, want, ROLLOUT_DESIRED) < 0)
+                        svc->force = force;
                 return;
+        }
         case DECIDE_REVERT:
                 rollout_revert(svc, "cannot be kept running and its spec is refused");
                 return;
@@ -423,10 +484,28 @@ static void notify_status(struct engine *e)
         unsigned running = 0;
         for (size_t i = 0; i < e->n_services; i++)
                 running += e->services[i]->state == LII_STATE_RUNNING;
-        sd_notifyf(0, "STATUS=%s%u of %zu services running, desired serial %llu%s%s",
-                   e->state->paused ? "paused; " : "", running, e->n_services,
-                   (unsigned long long)e->state->serial, e->source_error ? "; source: " : "",
-                   e->source_error ? e->source_error : "");
+        bool storage = storage_failing(e->storage);
+        sd_notifyf(0, "STATUS=%s%s%u of %zu services running, desired serial %llu%s%s",
+                   e->state->paused ? "paused; " : "",
+                   storage ? "state folder not writable, changes held; " : "", running,
+                   e->n_services, (unsigned long long)e->state->serial,
+                   e->source_error ? "; source: " : "", e->source_error ? e->source_error : "");
+}
+
+/* Calls fn for every service. fn may forget services, so a snapshot of the
+ * names is walked. */
+static void for_each_service(struct engine *e, void (*fn)(struct engine *e, struct service *svc))
+{
+        size_t n = e->n_services;
+        _cleanup_free_ char **names = xcalloc(n + 1, sizeof *names);
+        for (size_t i = 0; i < n; i++)
+                names[i] = xstrdup(e->services[i]->name);
+        for (size_t i = 0; i < n; i++) {
+                struct service *svc = find_service(e, names[i]);
+                if (svc)
+                        fn(e, svc);
+                free(names[i]);
+        }
 }
 
 void engine_reconcile(struct engine *e)
@@ -436,17 +515,7 @@ void engine_reconcile(struct engine *e)
         if (e->desired)
                 for (size_t i = 0; i < e->desired->n_services; i++)
                         engine_service(e, e->desired->services[i].name);
-        /* reconcile_service may forget a service, so walk a snapshot. */
-        size_t n = e->n_services;
-        _cleanup_free_ char **names = xcalloc(n + 1, sizeof *names);
-        for (size_t i = 0; i < n; i++)
-                names[i] = xstrdup(e->services[i]->name);
-        for (size_t i = 0; i < n; i++) {
-                struct service *svc = find_service(e, names[i]);
-                if (svc)
-                        reconcile_service(e, svc);
-                free(names[i]);
-        }
+        for_each_service(e, reconcile_service);
         notify_status(e);
 }
 
@@ -649,8 +718,11 @@ static void on_units_listed(struct systemd *m, int r, char *const *names, void *
                         ss->previous = TAKE_PTR(ss->current);
                         dirty = true;
                 }
-                if (dirty && engine_save_service(e, ss) < 0)
-                        return;
+                /* Only a record of the stops above: liid goes on even when
+                 * it cannot be written (the next start-up would find and
+                 * stop the same leftovers). */
+                if (dirty)
+                        engine_save_service(e, ss);
                 if (ss->removed)
                         continue;
                 struct service *svc = engine_service(e, ss->name);
@@ -848,11 +920,31 @@ static void on_source(struct source *s, const struct source_result *res, void *u
                 return;
         }
 
+        /* Accepting the document is recording its serial: a serial that
+         * cannot be written is not accepted, and the document is fetched
+         * again once the state folder takes writes. The document applied
+         * before a restart needs no new record to be taken again (only the
+         * newest time seen moves, and that is written later). */
+        bool applied = st->doc_sha256[0] && strcmp(sha, st->doc_sha256) == 0;
+        uint64_t old_serial = st->serial, old_clock = st->clock_high_water_usec;
+        char old_sha[sizeof st->doc_sha256];
+        memcpy(old_sha, st->doc_sha256, sizeof old_sha);
         st->serial = d->serial;
         snprintf(st->doc_sha256, sizeof st->doc_sha256, "%s", sha);
         st->clock_high_water_usec = clock;
-        if (engine_save_node(e) < 0)
+        int r = engine_save_node(e);
+        if (r < 0 && !applied) {
+                st->serial = old_serial;
+                memcpy(st->doc_sha256, old_sha, sizeof old_sha);
+                st->clock_high_water_usec = old_clock;
+                e->refetch_document = true;
+                _cleanup_free_ char *msg =
+                    xasprintf("document: serial %llu not accepted: cannot record it in the state "
+                              "folder (%s); it is fetched again once the folder takes writes",
+                              (unsigned long long)d->serial, strerror(-r));
+                set_source_error(e, msg);
                 return;
+        }
         free(e->desired_key_id);
         free(e->desired_comment);
         e->desired_key_id = TAKE_PTR(key_id);
@@ -866,6 +958,75 @@ static void on_source(struct source *s, const struct source_result *res, void *u
                     (unsigned long long)e->desired->serial, e->desired->n_services,
                     e->desired_key_id ? ", signed by key " : "",
                     e->desired_key_id ? e->desired_key_id : "");
+        engine_reconcile(e);
+}
+
+/* ---- the state folder's condition ---- */
+
+/* What liid, as the user it runs as, may still write in dir; UINT64_MAX
+ * when that cannot be told (then an attempt tells). */
+static uint64_t free_bytes(const char *dir)
+{
+        struct statvfs sv;
+        if (statvfs(dir, &sv) < 0)
+                return UINT64_MAX;
+        /* root may use the blocks a file system keeps in reserve. */
+        return (uint64_t)(geteuid() == 0 ? sv.f_bfree : sv.f_bavail) * sv.f_frsize;
+}
+
+/* Rewrites, whole, every state file whose last save failed, and then
+ * state.json, which also tells whether the folder takes writes again when
+ * nothing else is unsaved. */
+static int save_unsaved(struct engine *e)
+{
+        for (size_t i = 0; i < e->state->n_services; i++) {
+                struct service_state *ss = e->state->services[i];
+                if (ss->unsaved) {
+                        int r = engine_save_service(e, ss);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return engine_save_node(e);
+}
+
+/* What waited for the state folder, other than new rollouts (the
+ * reconcile after this starts those). */
+static void resume_service(struct engine *e, struct service *svc)
+{
+        if (!e->adopted)
+                return;
+        if (svc->rollout) {
+                rollout_resume(svc->rollout);
+                return;
+        }
+        _cleanup_free_ char *reason = TAKE_PTR(svc->revert_later);
+        if (reason)
+                rollout_revert(svc, reason);
+}
+
+/* storage.c's attempt, with backoff, while the state folder fails. */
+static void on_storage_retry(struct storage *st, void *userdata)
+{
+        struct engine *e = userdata;
+        if (save_unsaved(e) < 0)
+                return; /* saved() told storage.c, which tries again later */
+        uint64_t avail = free_bytes(e->cfg->state_dir);
+        if (avail < e->storage_need_bytes) {
+                log_info("The state folder %s has %llu bytes free, a download needs %llu; "
+                         "trying again later",
+                         e->cfg->state_dir, (unsigned long long)avail,
+                         (unsigned long long)e->storage_need_bytes);
+                storage_retry_later(st);
+                return;
+        }
+        e->storage_need_bytes = 0;
+        storage_recovered(st);
+        for_each_service(e, resume_service);
+        if (e->refetch_document) {
+                e->refetch_document = false;
+                source_refetch(e->source);
+        }
         engine_reconcile(e);
 }
 
@@ -1006,6 +1167,7 @@ static json_object *api_status(void *userdata)
         json_object_object_add(src, LII_F_KEY_ID, string_or_null(e->desired_key_id));
         json_object_object_add(src, LII_F_TRUSTED_COMMENT, string_or_null(e->desired_comment));
         json_object_object_add(o, LII_F_SOURCE, src);
+        json_object_object_add(o, LII_F_STORAGE, storage_to_json(e->storage));
 
         json_object *svcs = json_object_new_object();
         for (size_t i = 0; i < e->n_services; i++)
@@ -1040,16 +1202,32 @@ static json_object *api_sync(void *userdata)
 {
         struct engine *e = userdata;
         source_sync(e->source);
+        /* An operator who has just made room need not wait for the next
+         * attempt. */
+        storage_retry_now(e->storage);
         events_emit(e->events, EVENT_OPERATOR, NULL, 0, "sync");
         return message("fetching the desired state from %s now", e->cfg->source_url);
+}
+
+/* The answer to an operator whose action could not be recorded, and so
+ * was not carried out. */
+static json_object *unrecorded(int r)
+{
+        _cleanup_free_ char *msg = xasprintf("cannot record this in the state folder (%s); "
+                                             "nothing was changed",
+                                             strerror(-r));
+        return lii_error_new(LII_ERR_UNAVAILABLE, msg);
 }
 
 static json_object *set_paused(struct engine *e, bool paused)
 {
         if (e->state->paused != paused) {
                 e->state->paused = paused;
-                if (engine_save_node(e) < 0)
-                        return lii_error_new(LII_ERR_INTERNAL, "cannot write the state file");
+                int r = engine_save_node(e);
+                if (r < 0) {
+                        e->state->paused = !paused;
+                        return unrecorded(r);
+                }
                 events_emit(e->events, EVENT_OPERATOR, NULL, 0, "%s", paused ? "pause" : "resume");
         }
         if (!paused)
@@ -1108,18 +1286,26 @@ static json_object *api_rollback(void *userdata, const char *name)
         if (ss->current)
                 snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256, "%s",
                          ss->current->spec_sha256);
+        bool held = ss->held;
         ss->held = true;
-        cancel_backoff(svc);
         uint64_t to = ss->previous->generation;
         uint64_t generation = ss->last_generation + 1;
-        if (engine_save_service(e, ss) < 0)
-                return lii_error_new(LII_ERR_INTERNAL, "cannot write the state file");
+        int r = engine_save_service(e, ss);
+        if (r < 0) {
+                ss->held = held;
+                memcpy(ss->refused_spec_sha256, refused, sizeof refused);
+                return unrecorded(r);
+        }
+        cancel_backoff(svc);
         events_emit(e->events, EVENT_OPERATOR, name, 0, "rollback to the spec of generation %llu",
                     (unsigned long long)to);
-        if (rollout_start(svc, spec, ROLLOUT_ROLLBACK) < 0) {
+        r = rollout_start(svc, spec, ROLLOUT_ROLLBACK);
+        if (r < 0) {
                 ss->held = false;
                 snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256, "%s", refused);
                 engine_save_service(e, ss);
+                if (storage_failing(e->storage))
+                        return unrecorded(r);
                 return lii_error_new(LII_ERR_INTERNAL, "the rollback could not start; see the log");
         }
         json_object *o =
@@ -1139,16 +1325,23 @@ static json_object *api_replace(void *userdata, const char *name)
         if (!e->desired || !desired_find(e->desired, name))
                 return lii_error_new(LII_ERR_CONFLICT, "this service is not in the desired state");
         /* A fresh start: quarantine, hold and restart count are cleared. */
+        char refused[sizeof ss->refused_spec_sha256];
+        memcpy(refused, ss->refused_spec_sha256, sizeof refused);
+        bool held = ss->held;
         ss->refused_spec_sha256[0] = '\0';
         ss->held = false;
+        int r = engine_save_service(e, ss);
+        if (r < 0) {
+                memcpy(ss->refused_spec_sha256, refused, sizeof refused);
+                ss->held = held;
+                return unrecorded(r);
+        }
         svc->restarts = 0;
         cancel_backoff(svc);
         svc->force = true;
         /* The fresh instance may have to wait for a rollout slot
          * (max_parallel), but no generation below this one can be it. */
         uint64_t generation = ss->last_generation + 1;
-        if (engine_save_service(e, ss) < 0)
-                return lii_error_new(LII_ERR_INTERNAL, "cannot write the state file");
         events_emit(e->events, EVENT_OPERATOR, name, 0, "replace");
         engine_reconcile(e);
         json_object *o = message("starting a fresh instance of %s's desired spec", name);
@@ -1162,7 +1355,8 @@ static char *api_metrics(void *userdata)
         unsigned healthy = 0;
         for (size_t i = 0; i < e->n_services; i++)
                 healthy += e->services[i]->current_alive && e->services[i]->healthy;
-        return metrics_render(&e->metrics, healthy, (unsigned)e->n_services, e->state->paused);
+        return metrics_render(&e->metrics, healthy, (unsigned)e->n_services, e->state->paused,
+                              storage_failing(e->storage));
 }
 
 static const struct api_ops engine_api_ops = {
@@ -1239,13 +1433,25 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
                 log_error("Failed to load the state: %s", error);
                 goto fail;
         }
+        r = events_new(&e->events);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up events: %m");
+                goto fail;
+        }
+        struct storage_options sto = {
+            .first_delay_usec = STORAGE_RETRY_FIRST_USEC,
+            .max_delay_usec = STORAGE_RETRY_MAX_USEC,
+        };
+        r = storage_new(loop, e->events, &sto, on_storage_retry, e, &e->storage);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up the storage retries: %m");
+                goto fail;
+        }
         if (e->state->legacy) {
+                /* A folder that takes no writes now does not stop liid: it
+                 * goes on with every save rewriting everything. */
                 log_info("Writing the state in %s in the format %s", cfg->state_dir, STATE_FORMAT);
-                r = state_save_all(e->state, cfg->state_dir);
-                if (r < 0) {
-                        log_error_errno(r, "Failed to write the state in %s: %m", cfg->state_dir);
-                        goto fail;
-                }
+                save_legacy(e);
         }
         r = curlm_new(loop, &e->curlm);
         if (r < 0) {
@@ -1267,11 +1473,6 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
         e->reconnect_timer.data = e;
         e->has_reconnect_timer = true;
 
-        r = events_new(&e->events);
-        if (r < 0) {
-                log_error_errno(r, "Failed to set up events: %m");
-                goto fail;
-        }
         struct api_config acfg = {
             .socket_path = cfg->socket_path,
             .events = e->events,
@@ -1353,6 +1554,7 @@ struct engine *engine_free(struct engine *e)
         free(e->source_error);
         free(e->desired_key_id);
         free(e->desired_comment);
+        storage_free(e->storage);
         events_free(e->events);
         if (e->has_reconnect_timer)
                 uv_close((uv_handle_t *)&e->reconnect_timer, on_engine_closed);

@@ -32,7 +32,7 @@ static void header(FILE *f, const char *name, const char *type, const char *help
 }
 
 char *metrics_render(const struct metrics *m, unsigned healthy_instances, unsigned services,
-                     int paused)
+                     int paused, int storage_failing)
 {
         char *text = NULL;
         size_t size = 0;
@@ -103,6 +103,17 @@ char *metrics_render(const struct metrics *m, unsigned healthy_instances, unsign
 
         header(f, "lii_paused", "gauge", "1 while an operator holds new rollouts, else 0.");
         fprintf(f, "lii_paused %d\n", paused ? 1 : 0);
+
+        header(f, "lii_storage_failing", "gauge",
+               "1 while liid cannot write its state folder (a full disk) and holds every change, "
+               "else 0.");
+        fprintf(f, "lii_storage_failing %d\n", storage_failing ? 1 : 0);
+
+        header(f, "lii_storage_write_failures_total", "counter",
+               "Writes to the state folder that failed: state files, and downloads or unpacking "
+               "into the store for lack of room.");
+        fprintf(f, "lii_storage_write_failures_total %llu\n",
+                (unsigned long long)m->storage_failures);
 
         header(f, "lii_build_info", "gauge", "The version of liid that runs, as a label.");
         fprintf(f, "lii_build_info{version=\"%s\"} 1\n", LII_VERSION);

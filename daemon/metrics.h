@@ -26,12 +26,15 @@ struct metrics {
          * for not sending a whole request in time, and those open now. */
         uint64_t api_refused_uid, api_refused_full, api_timed_out;
         unsigned api_connections;
+        /* Writes that failed in the state folder: state files, and
+         * downloads or unpacking into the store for lack of room. */
+        uint64_t storage_failures;
 };
 
 void metrics_rollout(struct metrics *m, enum lii_result result, uint64_t duration_usec);
 
-/* Renders every metric; healthy and instances are gauges the caller counts
- * at the time of the request. Returns a malloc'ed string, NULL when memory
- * ran out. */
+/* Renders every metric; healthy, instances, paused and storage_failing are
+ * gauges the caller knows at the time of the request. Returns a malloc'ed
+ * string, NULL when memory ran out. */
 char *metrics_render(const struct metrics *m, unsigned healthy_instances, unsigned services,
-                     int paused);
+                     int paused, int storage_failing);

@@ -14,9 +14,16 @@
 #include "log.h"
 #include "port.h"
 
-/* PHASE_EXPLAIN: the new unit ended before it passed; its last output is
- * being read from the journal for the reason. */
-enum phase { PHASE_FETCH, PHASE_START, PHASE_CHECK, PHASE_EXPLAIN };
+/* PHASE_COMMIT: passed; its promotion waits for a state folder that takes
+ * writes. PHASE_EXPLAIN: the new unit ended before it passed; its last
+ * output is being read from the journal for the reason. */
+enum phase {
+        PHASE_FETCH,
+        PHASE_START,
+        PHASE_CHECK,
+        PHASE_COMMIT,
+        PHASE_EXPLAIN,
+};
 
 struct rollout {
         struct service *svc;
@@ -34,6 +41,7 @@ struct rollout {
         struct unit_status unit_status; /* the last word of systemd on the new unit */
         bool have_unit_status;
         char *revert_reason; /* ROLLOUT_REVERT: why the reverted instance failed */
+        char *revert_cause;  /* … as rollout_revert() was told, to tell it again */
         struct instance_env *env; /* set once the artifact is unpacked */
         struct journal_tail *tail; /* PHASE_EXPLAIN */
         char *explained;           /* PHASE_EXPLAIN: the reason without the output */
@@ -62,6 +70,7 @@ static void rollout_free(struct rollout *ro)
         service_spec_free(ro->spec);
         free(ro->artifact_root);
         free(ro->revert_reason);
+        free(ro->revert_cause);
         free(ro->unit);
         free(ro);
 }
@@ -92,42 +101,68 @@ void rollout_abandon(struct rollout *ro)
         rollout_free(ro);
 }
 
-/* A refusal is a verdict on the spec, unless the service's current
- * instance had died and this was its replacement with the same spec: that
- * is tried again after the restart delay, and refused only when the
- * replacements run out. */
-static void rollout_fail(struct rollout *ro, const char *reason)
+/* Ends a rollout that did not promote its instance. A failure is a verdict
+ * on the spec, which is quarantined, unless the service's current instance
+ * had died and this was its replacement with the same spec: that is tried
+ * again after the restart delay, and refused only when the replacements
+ * run out. A failure for want of room in the state folder is no verdict:
+ * the spec is tried again once the folder takes writes (an operator's
+ * rollback is one attempt, and fails either way). */
+static void rollout_end_failed(struct rollout *ro, const char *reason, bool spec_at_fault)
 {
         struct service *svc = ro->svc;
         struct engine *e = svc->engine;
         struct service_state *ss = rollout_state(ro);
         bool started = ro->phase != PHASE_FETCH;
+        bool verdict = spec_at_fault || ro->kind == ROLLOUT_ROLLBACK;
 
         uint64_t now = now_realtime_usec();
-        events_emit(e->events, EVENT_ROLLOUT_FAILED, svc->name, ro->generation,
-                    "generation %llu refused: %s", (unsigned long long)ro->generation, reason);
+        if (verdict)
+                events_emit(e->events, EVENT_ROLLOUT_FAILED, svc->name, ro->generation,
+                            "generation %llu refused: %s", (unsigned long long)ro->generation,
+                            reason);
+        else
+                events_emit(e->events, EVENT_ROLLOUT_FAILED, svc->name, ro->generation,
+                            "generation %llu failed: %s; its spec is tried again once the state "
+                            "folder has room",
+                            (unsigned long long)ro->generation, reason);
         metrics_rollout(&e->metrics, LII_RESULT_FAILED, now - ro->started_usec);
         /* A hold keeps its own refusal (the spec the operator left). */
-        bool retry = ro->restart && engine_schedule_restart(svc);
-        if (!retry && !ss->held)
+        bool retry = verdict && ro->restart && engine_schedule_restart(svc);
+        if (verdict && !retry && !ss->held)
                 snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256, "%s",
                          ro->spec->spec_sha256);
         /* A rollback that fails leaves the service where it was, no longer
          * held; the revision it tried is what is quarantined now. */
         if (ro->kind == ROLLOUT_ROLLBACK)
                 ss->held = false;
+        /* A revert is still due; a dead instance would bring it back by
+         * itself (decide.c), a live one that failed its watch would not. */
+        if (!verdict && ro->kind == ROLLOUT_REVERT) {
+                free(svc->revert_later);
+                svc->revert_later = TAKE_PTR(ro->revert_cause);
+        }
         rollout_record_set(&ss->last_rollout, ro->generation, LII_RESULT_FAILED, reason,
                            ro->started_usec, now);
         if (!started)
                 ss->pending = instance_free(ss->pending);
-        if (engine_save_service(e, ss) < 0)
-                return;
+        /* The new instance goes even when this record cannot be written:
+         * every record of this rollout names it pending, which a restart
+         * stops too. (Only a promotion that could not be written may have
+         * reached the file after all, a rename done before a failed sync of
+         * the folder; a rollout fails from PHASE_COMMIT only once its
+         * instance has exited.) */
+        engine_save_service(e, ss);
         svc->state = LII_STATE_FAILED;
         if (started)
                 engine_stop_unit(e, svc->name, ro->generation, ro->unit, STOP_REFUSED);
         rollout_detach(ro);
 }
 
+static void rollout_fail(struct rollout *ro, const char *reason)
+{
+        rollout_end_failed(ro, reason, true);
+}
 
 static void on_watch_done(struct health_check *h, bool ok, const char *reason, void *userdata)
 {
@@ -219,10 +254,23 @@ void rollout_revert(struct service *svc, const char *reason)
                  ss->current->spec_sha256);
         rollout_record_set(&ss->last_rollout, ss->current->generation, LII_RESULT_FAILED, why,
                            now_realtime_usec(), 0);
-        if (engine_save_service(e, ss) < 0)
+        int r = engine_save_service(e, ss);
+        if (r == 0)
+                r = rollout_start(svc, spec, ROLLOUT_REVERT);
+        if (r < 0) {
+                /* A revert that cannot be recorded cannot start; it starts
+                 * once the state folder takes writes (the refusal above,
+                 * kept in memory, is written then). */
+                if (storage_failing(e->storage)) {
+                        free(svc->revert_later);
+                        svc->revert_later = xstrdup(reason);
+                }
                 return;
-        if (rollout_start(svc, spec, ROLLOUT_REVERT) == 0 && svc->rollout)
+        }
+        if (svc->rollout) {
                 svc->rollout->revert_reason = TAKE_PTR(why);
+                svc->rollout->revert_cause = xstrdup(reason);
+        }
 }
 
 /* Step 4: the new instance passed. The state file says so before the old
@@ -234,6 +282,8 @@ static void rollout_commit(struct rollout *ro)
         struct engine *e = svc->engine;
         struct service_state *ss = rollout_state(ro);
         uint64_t now = now_realtime_usec();
+        /* The record as it is, put back if the promotion cannot be written. */
+        _cleanup_(state_service_freep) struct service_state *before = state_service_copy(ss);
 
         /* With no current instance (a first deploy, or a service that came
          * back after a removal) the previous one stays what it was. */
@@ -266,9 +316,20 @@ static void rollout_commit(struct rollout *ro)
                         strcmp(ss->previous->spec_sha256, ss->current->spec_sha256) != 0;
         ss->watch_until_usec = watching ? now + ro->spec->health.watch_usec : 0;
         /* Nothing may be retired on the strength of a state that did not
-         * reach the disk; liid exits and its next start sorts it out. */
-        if (engine_save_service(e, ss) < 0)
+         * reach the disk. The record goes back to naming the old instance
+         * current and the new one pending, and both run on until the
+         * promotion can be written (rollout_resume()). A restart meanwhile
+         * keeps whichever the file names current and stops the other, so
+         * the service keeps a healthy instance either way. */
+        if (engine_save_service(e, ss) < 0) {
+                state_service_swap(ss, before);
+                ro->phase = PHASE_COMMIT;
+                log_svc(LOG_WARNING, svc->name, ro->generation,
+                        "Generation %llu passed its checks; its promotion waits until the state "
+                        "folder takes writes",
+                        (unsigned long long)ro->generation);
                 return;
+        }
         svc->state = LII_STATE_RUNNING;
         svc->current_alive = true;
         svc->healthy = true;
@@ -374,13 +435,19 @@ static void on_started(struct systemd *m, int r, const char *result, void *userd
         }
 }
 
+void rollout_resume(struct rollout *ro)
+{
+        if (ro->phase == PHASE_COMMIT)
+                rollout_commit(ro);
+}
+
 void rollout_on_unit(struct rollout *ro, const struct unit_status *st)
 {
         if (st->loaded) {
                 ro->unit_status = *st;
                 ro->have_unit_status = true;
         }
-        if (ro->phase != PHASE_CHECK)
+        if (ro->phase != PHASE_CHECK && ro->phase != PHASE_COMMIT)
                 return;
         /* Only a unit that is there and down counts: systemd announces units
          * removed while it reloads or re-executes, and an instance that
@@ -389,9 +456,10 @@ void rollout_on_unit(struct rollout *ro, const struct unit_status *st)
         if (!st->loaded || (strcmp(st->active_state, "failed") != 0 &&
                             strcmp(st->active_state, "inactive") != 0))
                 return;
+        const char *when = ro->phase == PHASE_COMMIT ? "before its promotion could be recorded"
+                                                     : "before passing its checks";
         _cleanup_free_ char *how = exit_status_describe(st);
-        _cleanup_free_ char *msg =
-            xasprintf("%s ended before passing its checks: %s", ro->unit, how);
+        _cleanup_free_ char *msg = xasprintf("%s ended %s: %s", ro->unit, when, how);
         rollout_fail_quoting(ro, msg);
 }
 
@@ -416,7 +484,13 @@ static void on_fetched(const struct store_result *res, void *userdata)
         struct rollout *ro = userdata;
         ro->job = NULL;
         if (res->r < 0) {
-                rollout_fail(ro, res->error ? res->error : "artifact could not be fetched");
+                const char *reason = res->error ? res->error : "artifact could not be fetched";
+                if (engine_storage_full(res->r)) {
+                        engine_storage_short(ro->svc->engine, reason, ro->spec->artifact_size);
+                        rollout_end_failed(ro, reason, false);
+                        return;
+                }
+                rollout_fail(ro, reason);
                 return;
         }
         ro->artifact_root = xstrdup(res->root);

@@ -156,6 +156,54 @@ START_TEST(pause_holds_changes_not_restarts)
 }
 END_TEST
 
+/* With a state folder that takes no writes nothing starts, not even a
+ * dead instance's replacement or an operator's replace: each would begin
+ * by writing the state. What needs no change goes on as before. */
+START_TEST(storage_failure_holds_everything_that_starts)
+{
+        struct decide_input in = base();
+        in.storage_failing = true;
+        ck_assert_int_eq(decide(&in), DECIDE_STORAGE); /* a first deploy */
+        in.current_spec = B;
+        in.current_alive = true;
+        ck_assert_int_eq(decide(&in), DECIDE_STORAGE); /* a new spec */
+        in.running_rollouts = 4;
+        ck_assert_int_eq(decide(&in), DECIDE_STORAGE); /* queued, it would start later */
+        in.running_rollouts = 0;
+        in.want_spec = NULL;
+        ck_assert_int_eq(decide(&in), DECIDE_STORAGE); /* a removal */
+        in.want_spec = B;
+        in.current_alive = false;
+        ck_assert_int_eq(decide(&in), DECIDE_STORAGE); /* a dead instance */
+        in.have_document = false;
+        ck_assert_int_eq(decide(&in), DECIDE_STORAGE); /* ... before any document */
+        in.have_document = true;
+        in.refused_spec = B;
+        in.previous_spec = A;
+        ck_assert_int_eq(decide(&in), DECIDE_STORAGE); /* a revert */
+        in.refused_spec = NULL;
+        in.current_alive = true;
+        in.force = true;
+        ck_assert_int_eq(decide(&in), DECIDE_STORAGE); /* an operator's replace */
+        in.force = false;
+        ck_assert_int_eq(decide(&in), DECIDE_RUNNING);
+        in.rollout_in_flight = true;
+        ck_assert_int_eq(decide(&in), DECIDE_WAIT);
+        in.rollout_in_flight = false;
+        in.want_spec = A;
+        in.refused_spec = A;
+        ck_assert_int_eq(decide(&in), DECIDE_REFUSED);
+        /* A pause says why first. */
+        in.refused_spec = NULL;
+        in.paused = true;
+        ck_assert_int_eq(decide(&in), DECIDE_PAUSED);
+        /* Once the folder takes writes, the change starts. */
+        in.paused = false;
+        in.storage_failing = false;
+        ck_assert_int_eq(decide(&in), DECIDE_ROLLOUT);
+}
+END_TEST
+
 START_TEST(replace_forces_a_rollout)
 {
         struct decide_input in = base();
@@ -224,6 +272,7 @@ int main(void)
         tcase_add_test(tc, dead_instance_waits_for_its_delay);
         tcase_add_test(tc, pause_holds_changes_not_restarts);
         tcase_add_test(tc, replace_forces_a_rollout);
+        tcase_add_test(tc, storage_failure_holds_everything_that_starts);
         tcase_add_test(tc, dead_instance_comes_back_when_the_wanted_spec_is_refused);
         tcase_add_test(tc, refused_current_falls_back_to_previous);
         suite_add_tcase(s, tc);

@@ -45,8 +45,9 @@ START_TEST(counters_and_gauges)
         m.api_refused_full = 3;
         m.api_timed_out = 11;
         m.api_connections = 9;
+        m.storage_failures = 6;
 
-        _cleanup_free_ char *text = metrics_render(&m, 3, 4, 1);
+        _cleanup_free_ char *text = metrics_render(&m, 3, 4, 1, 0);
         ck_assert_ptr_nonnull(text);
         assert_line(text, "# TYPE lii_rollouts_total counter");
         assert_line(text, "lii_rollouts_total{result=\"succeeded\"} 2");
@@ -67,13 +68,19 @@ START_TEST(counters_and_gauges)
         assert_line(text, "lii_healthy_instances 3");
         assert_line(text, "lii_services 4");
         assert_line(text, "lii_paused 1");
+        assert_line(text, "lii_storage_failing 0");
+        assert_line(text, "# TYPE lii_storage_write_failures_total counter");
+        assert_line(text, "lii_storage_write_failures_total 6");
         assert_line(text, "lii_build_info{version=\"" LII_VERSION "\"} 1");
 
         /* Any true value of paused is exposed as 1. */
-        _cleanup_free_ char *again = metrics_render(&m, 0, 0, 7);
+        _cleanup_free_ char *again = metrics_render(&m, 0, 0, 7, 0);
         assert_line(again, "lii_paused 1");
-        _cleanup_free_ char *unpaused = metrics_render(&m, 0, 0, 0);
+        _cleanup_free_ char *unpaused = metrics_render(&m, 0, 0, 0, 0);
         assert_line(unpaused, "lii_paused 0");
+        _cleanup_free_ char *failing = metrics_render(&m, 0, 0, 0, 1);
+        assert_line(failing, "# TYPE lii_storage_failing gauge");
+        assert_line(failing, "lii_storage_failing 1");
 }
 END_TEST
 
@@ -82,7 +89,7 @@ END_TEST
 START_TEST(every_family_is_described)
 {
         struct metrics m = {0};
-        _cleanup_free_ char *text = metrics_render(&m, 0, 0, 0);
+        _cleanup_free_ char *text = metrics_render(&m, 0, 0, 0, 0);
         ck_assert_ptr_nonnull(text);
         ck_assert_int_eq(text[strlen(text) - 1], '\n');
 
@@ -98,6 +105,8 @@ START_TEST(every_family_is_described)
             "lii_healthy_instances",
             "lii_services",
             "lii_paused",
+            "lii_storage_failing",
+            "lii_storage_write_failures_total",
             "lii_build_info",
         };
         for (size_t i = 0; i < ELEMENTSOF(families); i++) {
@@ -128,7 +137,7 @@ START_TEST(histogram_is_cumulative)
         /* A rollout without a result is no rollout. */
         metrics_rollout(&m, LII_RESULT_NONE, USEC_PER_SEC);
 
-        _cleanup_free_ char *text = metrics_render(&m, 0, 0, 0);
+        _cleanup_free_ char *text = metrics_render(&m, 0, 0, 0, 0);
         assert_line(text, "# TYPE lii_rollout_duration_seconds histogram");
         assert_line(text, "lii_rollout_duration_seconds_bucket{le=\"0.1\"} 1");
         assert_line(text, "lii_rollout_duration_seconds_bucket{le=\"0.25\"} 1");
@@ -163,7 +172,7 @@ START_TEST(bucket_bounds_are_inclusive)
 {
         struct metrics m = {0};
         metrics_rollout(&m, LII_RESULT_REVERTED, USEC_PER_SEC);
-        _cleanup_free_ char *text = metrics_render(&m, 0, 0, 0);
+        _cleanup_free_ char *text = metrics_render(&m, 0, 0, 0, 0);
         assert_line(text, "lii_rollout_duration_seconds_bucket{le=\"0.5\"} 0");
         assert_line(text, "lii_rollout_duration_seconds_bucket{le=\"1\"} 1");
         assert_line(text, "lii_rollouts_total{result=\"reverted\"} 1");
