@@ -96,6 +96,17 @@ static void print_header(const struct ctl *ctl, json_object *doc)
                 printf("%s%sSource error: %s%s\n", ctl_color(ctl, COLOR_BOLD),
                        ctl_color(ctl, COLOR_RED), e, reset);
         }
+        json_object *storage = json_get(doc, LII_F_STORAGE, json_type_object);
+        const char *storage_error = json_get_string(storage, LII_F_ERROR);
+        if (storage_error) {
+                /* Nothing changes on this node until liid can write its
+                 * state folder again: as loud as a source error. */
+                _cleanup_free_ char *e = ctl_printable(storage_error);
+                _cleanup_free_ char *since = member_text(storage, LII_F_SINCE);
+                printf("%s%sStorage error: %s (since %s); every change waits until the state "
+                       "folder takes writes again%s\n",
+                       ctl_color(ctl, COLOR_BOLD), ctl_color(ctl, COLOR_RED), e, since, reset);
+        }
 }
 
 enum {
