@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -244,7 +246,8 @@ void h_set_fetch_timeout(struct h_env *env, const char *timeout)
         write_config(env);
 }
 
-void h_setup(struct h_env *env, const char *name)
+/* The folders, keys, configuration and artifacts of a test. */
+static void prepare(struct h_env *env, const char *name)
 {
         memset(env, 0, sizeof *env);
         /* Instances run with PrivateTmp=yes, so nothing they use may live in
@@ -289,8 +292,11 @@ void h_setup(struct h_env *env, const char *name)
                 run_ok(cp);
                 sign(env, "artifact", dst);
         }
+}
 
-        /* The private manager, as the design brief describes it. */
+/* The private manager, as the design brief describes it. */
+static void start_manager(struct h_env *env)
+{
         char notify[700];
         snprintf(notify, sizeof notify, "%s/manager.notify", env->dir);
         int nfd = notify_open(notify);
@@ -316,6 +322,29 @@ void h_setup(struct h_env *env, const char *name)
         env->manager_pid = pid;
         notify_wait_ready(nfd, pid, "the private systemd manager", 15000);
         close(nfd);
+}
+
+void h_setup(struct h_env *env, const char *name)
+{
+        prepare(env, name);
+        start_manager(env);
+}
+
+void h_setup_tmpfs_state(struct h_env *env, const char *name, unsigned long long size)
+{
+        prepare(env, name);
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                fail_now("a mount namespace of its own: %s", strerror(errno));
+        /* Not noexec: the instances run from the store below it. The
+         * manager must be started after this, so that its own namespace is
+         * a copy with the tmpfs in it. */
+        char opts[64];
+        snprintf(opts, sizeof opts, "size=%llu,mode=0755", size);
+        mkdir(env->state_dir, 0755);
+        if (mount("tmpfs", env->state_dir, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+                fail_now("mount tmpfs on %s: %s", env->state_dir, strerror(errno));
+        env->state_tmpfs = true;
+        start_manager(env);
 }
 
 void h_start_liid(struct h_env *env)
@@ -369,6 +398,8 @@ void h_teardown(struct h_env *env)
         }
         h_nginx_stop(&env->nginx);
         unlink(env->socket);
+        if (env->state_tmpfs && umount2(env->state_dir, MNT_DETACH) < 0)
+                fprintf(stderr, "umount %s: %s\n", env->state_dir, strerror(errno));
         if (!getenv("LII_KEEP_TEST_DIR")) {
                 char *rm[] = { "rm", "-rf", env->dir, NULL };
                 run(rm, NULL, NULL);

@@ -30,6 +30,7 @@ struct h_env {
         char ca_file[600];
         char read_group[64]; /* [api], empty unless h_set_api_groups() */
         char admin_group[64];
+        bool state_tmpfs; /* state_dir is a tmpfs of its own (h_setup_tmpfs_state()) */
 };
 
 /* Creates the folder, keys and configuration and starts the manager. */
@@ -37,6 +38,11 @@ struct h_env {
 int h_free_port(void);
 
 void h_setup(struct h_env *env, const char *name);
+/* The same with the state folder on a tmpfs of size bytes, so that a test
+ * can fill it. The test's process first moves to a mount namespace of its
+ * own, which the manager and liid inherit: the mount goes with them. Use
+ * from a checked fixture (it runs in the test's own process). */
+void h_setup_tmpfs_state(struct h_env *env, const char *name, unsigned long long size);
 /* Stops liid and the manager (which stops every instance) and removes the
  * folder. */
 void h_teardown(struct h_env *env);
