@@ -642,9 +642,15 @@ static void job_finish(struct store_job *j, int r, const char *error)
         j->done = true;
         struct store_result res = {.r = r,
                                    .bytes_fetched = j->sink ? store_sink_received(j->sink) : 0};
-        if (r < 0)
+        if (r < 0) {
                 res.error = error ? error : strerror(-r);
-        else {
+                /* A failed download gives its room back (it is an unnamed
+                 * file) before the owner hears of it: on a full disk the
+                 * owner's next step is to record the failure there. */
+                http_get_cancel(j->get);
+                j->get = NULL;
+                j->sink = store_sink_free(j->sink);
+        } else {
                 res.root = j->root;
                 res.key_id = j->key_id;
                 res.trusted_comment = j->comment;
