@@ -276,6 +276,15 @@ START_TEST(rollout_and_document_wait_for_room)
             strstr(h_json_str(status, "source.error"), "No space left on device"));
         ck_assert_int_eq(h_json_int(status, "services.hello.current.generation"), 1);
         json_object_put(status);
+        /* An operator's pause cannot be recorded either: refused, and
+         * nothing changed. */
+        json_object *answer = NULL;
+        ck_assert_int_eq(h_api_post(&env, "/v1/pause", &answer), 503);
+        ck_assert_ptr_nonnull(strstr(h_json_str(answer, "error.message"), "No space left"));
+        json_object_put(answer);
+        ck_assert_int_eq(h_api_get(&env, "/v1/status", &answer), 200);
+        ck_assert(!json_object_get_boolean(h_json_path(answer, "paused")));
+        json_object_put(answer);
         /* liid's own attempts fail too, and it goes on trying. */
         long long before = metric("lii_storage_write_failures_total");
         failures = wait_metric_above("lii_storage_write_failures_total", before, 30000);
