@@ -942,7 +942,7 @@ static void on_source(struct source *s, const struct source_result *res, void *u
                     xasprintf("document: serial %llu not accepted: cannot record it in the state "
                               "folder (%s); it is fetched again once the folder takes writes",
                               (unsigned long long)d->serial, strerror(-r));
-                set_source_error(e, msg);
+                set_source_error(e, msg, NULL);
                 return;
         }
         free(e->desired_key_id);

@@ -454,7 +454,7 @@ START_TEST(copy_and_swap_undo_a_transition)
         ss->previous = instance_new("hello", 1, "{\"x\":1}", SHA_B, SHA_B, 4001);
         ss->pending = instance_new("hello", 3, "{\"x\":3}", SHA_B, SHA_A, 4002);
         state_remember_artifact(ss, SHA_A, 3);
-        rollout_record_set(&ss->last_rollout, LII_RESULT_SUCCEEDED, "before", 1, 2);
+        rollout_record_set(&ss->last_rollout, 2, LII_RESULT_SUCCEEDED, "before", 1, 2);
 
         struct service_state *before = state_service_copy(ss);
         /* A promotion, as rollout.c makes it. */
@@ -462,7 +462,7 @@ START_TEST(copy_and_swap_undo_a_transition)
         ss->previous = TAKE_PTR(ss->current);
         ss->current = TAKE_PTR(ss->pending);
         state_remember_artifact(ss, SHA_B, 3);
-        rollout_record_set(&ss->last_rollout, LII_RESULT_SUCCEEDED, "after", 3, 4);
+        rollout_record_set(&ss->last_rollout, 3, LII_RESULT_SUCCEEDED, "after", 3, 4);
         ck_assert_uint_eq(before->current->generation, 2);
         ck_assert_str_eq(before->last_rollout.reason, "before");
 
