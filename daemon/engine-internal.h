@@ -109,7 +109,10 @@ struct engine {
         struct stop *stops; /* stop jobs in flight, freed with the engine */
         struct exec_probe *probes; /* exec health probes in flight (instance.c) */
         uv_timer_t reconnect_timer; /* after losing systemd */
-        bool has_reconnect_timer;   /* initialised: the engine is freed when it closes */
+        uv_timer_t reconcile_timer; /* engine_reconcile_soon() */
+        bool reconcile_due;
+        bool has_timers; /* initialised: the engine is freed when both close */
+        unsigned closed_timers;
         uint64_t reconnect_delay_usec;
 };
 
@@ -140,8 +143,9 @@ bool engine_schedule_restart(struct service *svc);
  * its current, previous or pending instance, not its desired spec, and not
  * among its keep_revisions latest promoted revisions. */
 void engine_collect(struct engine *e);
-/* Looks at every service and starts what has to change. */
-void engine_reconcile(struct engine *e);
+/* Looks at every service and starts what has to change, on the next turn
+ * of the loop: never from inside the caller. */
+void engine_reconcile_soon(struct engine *e);
 
 enum rollout_kind {
         ROLLOUT_DESIRED,  /* towards the desired spec (or a dead instance's own) */

@@ -174,7 +174,7 @@ static void on_backoff(uv_timer_t *t)
 {
         struct service *svc = t->data;
         svc->backoff_pending = false;
-        engine_reconcile(svc->engine);
+        engine_reconcile_soon(svc->engine);
 }
 
 bool engine_schedule_restart(struct service *svc)
@@ -301,7 +301,7 @@ static void removal_done(struct engine *e, const char *name, int r, const char *
         ss->previous = TAKE_PTR(ss->current);
         engine_save_service(e, ss);
         if (e->desired && desired_find(e->desired, name)) {
-                engine_reconcile(e);
+                engine_reconcile_soon(e);
                 return;
         }
         events_emit(e->events, EVENT_SERVICE_REMOVED, name, 0,
@@ -508,7 +508,7 @@ static void for_each_service(struct engine *e, void (*fn)(struct engine *e, stru
         }
 }
 
-void engine_reconcile(struct engine *e)
+static void reconcile(struct engine *e)
 {
         if (!e->adopted || e->stopping || e->failed)
                 return;
@@ -517,6 +517,25 @@ void engine_reconcile(struct engine *e)
                         engine_service(e, e->desired->services[i].name);
         for_each_service(e, reconcile_service);
         notify_status(e);
+}
+
+static void on_reconcile_timer(uv_timer_t *t)
+{
+        struct engine *e = t->data;
+        e->reconcile_due = false;
+        reconcile(e);
+}
+
+/* Whatever asks for a reconcile (a rollout that ended, an API action, a
+ * new document, a timer) is never re-entered by it: the flag coalesces the
+ * requests of one turn of the loop, and the zero timer runs one reconcile
+ * on the next turn, from the loop alone. */
+void engine_reconcile_soon(struct engine *e)
+{
+        if (e->reconcile_due || e->stopping || !e->has_timers)
+                return;
+        e->reconcile_due = true;
+        uv_timer_start(&e->reconcile_timer, on_reconcile_timer, 0, 0);
 }
 
 /* ---- systemd events ---- */
@@ -599,7 +618,7 @@ static void on_unit(struct systemd *m, const char *unit, const struct unit_statu
                                            now);
                         if (engine_save_service(e, ss) < 0)
                                 return;
-                        engine_reconcile(e);
+                        engine_reconcile_soon(e);
                 }
         }
 }
@@ -747,7 +766,7 @@ static void finish_adoption(struct engine *e)
         e->adopted = true;
         events_emit(e->events, EVENT_DAEMON, NULL, 0, "adopted what systemd runs (%zu services)",
                     e->n_services);
-        engine_reconcile(e);
+        engine_reconcile_soon(e);
 }
 
 /* ---- the source ---- */
@@ -958,7 +977,7 @@ static void on_source(struct source *s, const struct source_result *res, void *u
                     (unsigned long long)e->desired->serial, e->desired->n_services,
                     e->desired_key_id ? ", signed by key " : "",
                     e->desired_key_id ? e->desired_key_id : "");
-        engine_reconcile(e);
+        engine_reconcile_soon(e);
 }
 
 /* ---- the state folder's condition ---- */
@@ -1027,7 +1046,7 @@ static void on_storage_retry(struct storage *st, void *userdata)
                 e->refetch_document = false;
                 source_refetch(e->source);
         }
-        engine_reconcile(e);
+        engine_reconcile_soon(e);
 }
 
 /* ---- status ---- */
@@ -1231,7 +1250,7 @@ static json_object *set_paused(struct engine *e, bool paused)
                 events_emit(e->events, EVENT_OPERATOR, NULL, 0, "%s", paused ? "pause" : "resume");
         }
         if (!paused)
-                engine_reconcile(e);
+                engine_reconcile_soon(e);
         return message(paused ? "paused: no new rollouts start; running ones finish"
                               : "resumed: rollouts start again");
 }
@@ -1343,7 +1362,7 @@ static json_object *api_replace(void *userdata, const char *name)
          * (max_parallel), but no generation below this one can be it. */
         uint64_t generation = ss->last_generation + 1;
         events_emit(e->events, EVENT_OPERATOR, name, 0, "replace");
-        engine_reconcile(e);
+        engine_reconcile_soon(e);
         json_object *o = message("starting a fresh instance of %s's desired spec", name);
         json_object_object_add(o, LII_F_GENERATION, json_object_new_uint64(generation));
         return o;
@@ -1471,7 +1490,9 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
         }
         uv_timer_init(loop, &e->reconnect_timer);
         e->reconnect_timer.data = e;
-        e->has_reconnect_timer = true;
+        uv_timer_init(loop, &e->reconcile_timer);
+        e->reconcile_timer.data = e;
+        e->has_timers = true;
 
         struct api_config acfg = {
             .socket_path = cfg->socket_path,
@@ -1516,9 +1537,12 @@ fail:
         return -EINVAL;
 }
 
+/* The engine's memory goes once both of its timers are closed. */
 static void on_engine_closed(uv_handle_t *h)
 {
-        free(h->data);
+        struct engine *e = h->data;
+        if (++e->closed_timers == 2)
+                free(e);
 }
 
 struct engine *engine_free(struct engine *e)
@@ -1556,9 +1580,12 @@ struct engine *engine_free(struct engine *e)
         free(e->desired_comment);
         storage_free(e->storage);
         events_free(e->events);
-        if (e->has_reconnect_timer)
+        if (e->has_timers) {
+                e->has_timers = false;
                 uv_close((uv_handle_t *)&e->reconnect_timer, on_engine_closed);
-        else
+                uv_close((uv_handle_t *)&e->reconcile_timer, on_engine_closed);
+        } else {
                 free(e);
+        }
         return NULL;
 }

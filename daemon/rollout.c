@@ -91,7 +91,7 @@ static void rollout_detach(struct rollout *ro)
                 engine_collect(e);
                 malloc_trim(0);
         }
-        engine_reconcile(e);
+        engine_reconcile_soon(e);
 }
 
 void rollout_abandon(struct rollout *ro)
