@@ -12,6 +12,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "accept.h"
 #include "api.h"
 #include "decide.h"
 #include "exit-status.h"
@@ -807,48 +808,6 @@ static void sha256_hex(const void *data, size_t len, char out[65])
         hex_encode(md, sizeof md, out);
 }
 
-/* Names one delivery of the source: the document (by its SHA-256, so that
- * the boundary is fixed) and the signature that came with it, as a document
- * signed again is news even when it is refused for the same reason. */
-static void delivery_id(const struct source_result *res, const char doc_sha[static 65],
-                        char out[static 65])
-{
-        size_t sig_len = res->sig ? res->sig_len : 0;
-        _cleanup_free_ char *both = xcalloc(64 + sig_len, 1);
-        memcpy(both, doc_sha, 64);
-        if (sig_len)
-                memcpy(both + 64, res->sig, sig_len);
-        sha256_hex(both, 64 + sig_len, out);
-}
-
-static int verify_document(struct engine *e, const struct source_result *res, char **ret_key_id,
-                           char **ret_comment, char **ret_error)
-{
-        if (!e->cfg->require_signature) {
-                log_warning("Accepting an unsigned desired state: require_signature = no");
-                *ret_key_id = *ret_comment = NULL;
-                return 0;
-        }
-        if (!res->sig) {
-                *ret_error = xasprintf("signature: %s", res->sig_error);
-                return -ENOENT;
-        }
-        _cleanup_(minisign_sig_freep) struct minisign_sig *sig = NULL;
-        _cleanup_free_ char *error = NULL;
-        const struct minisign_key *key;
-        int r = minisign_sig_parse(res->sig, res->sig_len, &sig, &error);
-        if (r == 0)
-                r = minisign_verify_buffer(e->desired_keys, sig, res->doc, res->doc_len, 0, &key,
-                                           &error);
-        if (r < 0) {
-                *ret_error = xasprintf("%s.minisig: %s", e->cfg->source_url, error);
-                return r;
-        }
-        *ret_key_id = xstrdup(key->key_id_string);
-        *ret_comment = xstrdup(sig->trusted_comment);
-        return 0;
-}
-
 static void on_source(struct source *s, const struct source_result *res, void *userdata)
 {
         struct engine *e = userdata;
@@ -895,49 +854,29 @@ static void on_source(struct source *s, const struct source_result *res, void *u
                 return;
         }
 
-        char id[65];
-        delivery_id(res, sha, id);
-        _cleanup_free_ char *error = NULL, *key_id = NULL, *comment = NULL;
-        if (verify_document(e, res, &key_id, &comment, &error) < 0) {
-                refuse_document(e, id, -1, error);
-                return;
-        }
-        _cleanup_(desired_freep) struct desired *d = NULL;
-        _cleanup_free_ char *perror = NULL;
-        if (desired_parse(res->doc, res->doc_len, e->cfg->source_url, &d, &perror) < 0) {
-                /* The parser's message names its own place: a JSON path, or
-                 * "document" for the text as a whole. Signed, so its serial
-                 * says whose document this is. */
-                uint64_t serial;
-                bool known = desired_peek_serial(res->doc, res->doc_len, &serial) == 0;
-                refuse_document(e, id, known ? (int64_t)serial : -1, perror);
-                return;
-        }
-        /* Anti-rollback and anti-freeze: judged against what was applied
-         * before (also before a restart) and the newest time ever seen. */
         struct state *st = e->state;
-        uint64_t clock = now > st->clock_high_water_usec ? now : st->clock_high_water_usec;
-        if (st->doc_sha256[0] && d->serial < st->serial) {
-                _cleanup_free_ char *msg = xasprintf(
-                        "document: serial %llu is lower than the applied serial %llu (rollback refused)",
-                        (unsigned long long)d->serial, (unsigned long long)st->serial);
-                refuse_document(e, id, (int64_t)d->serial, msg);
+        const struct accept_input in = {
+            .doc = res->doc,
+            .doc_len = res->doc_len,
+            .sig = res->sig,
+            .sig_len = res->sig_len,
+            .sig_error = res->sig_error,
+            .keys = e->cfg->require_signature ? e->desired_keys : NULL,
+            .source_url = e->cfg->source_url,
+            .applied_serial = st->serial,
+            .applied_sha256 = st->doc_sha256,
+            .clock_high_water_usec = st->clock_high_water_usec,
+            .now_usec = now,
+        };
+        _cleanup_(accept_result_done) struct accept_result acc;
+        if (accept_document(&in, &acc) < 0) {
+                refuse_document(e, acc.delivery_id, acc.refused_serial, acc.error);
                 return;
         }
-        if (st->doc_sha256[0] && d->serial == st->serial && strcmp(sha, st->doc_sha256) != 0) {
-                _cleanup_free_ char *msg = xasprintf(
-                        "document: serial %llu was already applied with other content (refused)",
-                        (unsigned long long)d->serial);
-                refuse_document(e, id, (int64_t)d->serial, msg);
-                return;
-        }
-        if (d->expires_usec && d->expires_usec <= clock) {
-                char when[RFC3339_MAX];
-                format_rfc3339(d->expires_usec, when);
-                _cleanup_free_ char *msg = xasprintf("document: expired at %s", when);
-                refuse_document(e, id, (int64_t)d->serial, msg);
-                return;
-        }
+        if (!in.keys)
+                log_warning("Accepting an unsigned desired state: require_signature = no");
+        uint64_t clock = acc.clock_usec;
+        struct desired *d = acc.desired;
 
         /* Accepting the document is recording its serial: a serial that
          * cannot be written is not accepted, and the document is fetched
@@ -966,10 +905,10 @@ static void on_source(struct source *s, const struct source_result *res, void *u
         }
         free(e->desired_key_id);
         free(e->desired_comment);
-        e->desired_key_id = TAKE_PTR(key_id);
-        e->desired_comment = TAKE_PTR(comment);
+        e->desired_key_id = TAKE_PTR(acc.key_id);
+        e->desired_comment = TAKE_PTR(acc.trusted_comment);
         desired_free(e->desired);
-        e->desired = TAKE_PTR(d);
+        e->desired = TAKE_PTR(acc.desired);
         e->fetched_at_usec = now;
         set_source_error(e, NULL, NULL);
         events_emit(e->events, EVENT_SOURCE_ACCEPTED, NULL, 0,
