@@ -107,7 +107,7 @@ struct engine {
         bool stopping;
         bool failed; /* a fatal error stopped the loop */
         struct stop *stops; /* stop jobs in flight, freed with the engine */
-        struct exec_probe *probes; /* exec health probes in flight (instance.c) */
+        struct instance_host host;  /* systemd (a copy of the pointer above) for instances */
         uv_timer_t reconnect_timer; /* after losing systemd */
         uv_timer_t reconcile_timer; /* engine_reconcile_soon() */
         bool reconcile_due;

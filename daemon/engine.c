@@ -640,6 +640,7 @@ static int connect_systemd(struct engine *e)
         r = systemd_list_units(e->systemd, "lii-", on_units_listed, e);
         if (r < 0)
                 e->systemd = systemd_free(e->systemd);
+        e->host.systemd = e->systemd;
         return r;
 }
 
@@ -684,10 +685,10 @@ static void on_systemd_lost(struct systemd *m, int r, const char *reason, void *
                 svc->current_alive = svc->healthy = false;
                 svc->main_pid = 0;
         }
-        e->systemd = systemd_free(e->systemd);
+        e->systemd = e->host.systemd = systemd_free(e->systemd);
         while (e->stops)
                 stop_free(e, e->stops);
-        instance_probes_free(e);
+        instance_probes_free(&e->host);
         e->reconnect_delay_usec = RECONNECT_DELAY_FIRST_USEC;
         uv_timer_start(&e->reconnect_timer, on_reconnect,
                        RECONNECT_DELAY_FIRST_USEC / USEC_PER_MSEC, 0);
@@ -1358,6 +1359,7 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
         struct engine *e = xcalloc(1, sizeof *e);
         e->loop = loop;
         e->cfg = cfg;
+        e->host.cfg = cfg;
         e->refused_serial = -1;
         int r;
         _cleanup_free_ char *error = NULL;
@@ -1500,10 +1502,10 @@ struct engine *engine_free(struct engine *e)
         api_free(e->api);
         /* No callback comes after this, so the stops in flight are dropped
          * here; what they were for is on disk, and start-up finishes it. */
-        systemd_free(e->systemd);
+        e->host.systemd = systemd_free(e->systemd);
         while (e->stops)
                 stop_free(e, e->stops);
-        instance_probes_free(e);
+        instance_probes_free(&e->host);
         /* The store aborts its downloads on curl multi: it goes first. */
         store_free(e->store);
         curlm_free(e->curlm);

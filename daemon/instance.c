@@ -3,7 +3,9 @@
 
 #include <string.h>
 
-#include "engine-internal.h"
+#include "config.h"
+#include "state.h"
+#include "store.h"
 #include "expand.h"
 #include "util.h"
 
@@ -95,7 +97,7 @@ static void unit_of(const struct instance_env *ie, struct transient_unit *u, str
                     const char *state_dir)
 {
         const struct service_spec *spec = ie->spec;
-        const struct config *cfg = ie->engine->cfg;
+        const struct config *cfg = ie->host->cfg;
         *v = (struct unit_view){
             .artifact = {.source = ie->root, .destination = INSTANCE_ARTIFACT_DIR},
             .tmpfs = {(char *)INSTANCE_RUN_DIR, NULL},
@@ -141,7 +143,8 @@ int instance_env_start(struct instance_env *ie, const char *unit, systemd_job_cb
         struct transient_unit u;
         struct unit_view view;
         unit_of(ie, &u, &view, unit, description, argv, env, state_dir);
-        int r = systemd_start_transient(ie->engine->systemd, &u, cb, userdata);
+        int r = ie->host->systemd ? systemd_start_transient(ie->host->systemd, &u, cb, userdata)
+                                  : -ENOTCONN;
         unit_view_done(&view);
         return r;
 }
@@ -156,14 +159,12 @@ char *instance_env_health_target(const struct instance_env *ie)
 
 /* One exec probe. Its job's callback frees it, also after a cancel, which
  * only stops the unit and silences the verdict. When systemd goes away no
- * callback comes: the engine keeps every probe on a list and frees what is
- * left (instance_probes_free()). */
+ * callback comes: the host keeps every probe on a list, and the engine
+ * frees what is left (instance_probes_free()). */
 struct exec_probe {
-        struct engine *engine;
+        struct instance_host *host;
         struct exec_probe *prev, *next;
         char *unit;
-        char service[LII_SERVICE_NAME_MAX + 1];
-        uint64_t generation;
         health_exec_done done;
         void *probe;
         bool cancelled;
@@ -171,21 +172,21 @@ struct exec_probe {
 
 static void probe_free(struct exec_probe *p)
 {
-        struct engine *e = p->engine;
+        struct instance_host *h = p->host;
         if (p->prev)
                 p->prev->next = p->next;
         else
-                e->probes = p->next;
+                h->probes = p->next;
         if (p->next)
                 p->next->prev = p->prev;
         free(p->unit);
         free(p);
 }
 
-void instance_probes_free(struct engine *e)
+void instance_probes_free(struct instance_host *h)
 {
-        while (e->probes)
-                probe_free(e->probes);
+        while (h->probes)
+                probe_free(h->probes);
 }
 
 static void on_check_done(struct systemd *m, int r, const char *result, void *userdata)
@@ -215,17 +216,15 @@ static void *exec_start(void *userdata, uint64_t timeout_usec, health_exec_done 
 {
         struct instance_env *ie = userdata;
         struct exec_probe *p = xcalloc(1, sizeof *p);
-        p->engine = ie->engine;
+        p->host = ie->host;
         p->unit = xasprintf("lii-%s@%llu-check-%u.service", ie->service,
                             (unsigned long long)ie->generation, ++ie->checks);
-        snprintf(p->service, sizeof p->service, "%s", ie->service);
-        p->generation = ie->generation;
         p->done = done;
         p->probe = probe;
-        p->next = ie->engine->probes;
+        p->next = ie->host->probes;
         if (p->next)
                 p->next->prev = p;
-        ie->engine->probes = p;
+        ie->host->probes = p;
 
         _cleanup_strv_free_ char **argv = command(ie, ie->spec->health.exec_argv);
         _cleanup_strv_free_ char **env = environment(ie);
@@ -240,7 +239,8 @@ static void *exec_start(void *userdata, uint64_t timeout_usec, health_exec_done 
         u.notify = false;
         u.timeout_start_usec = timeout_usec;
         u.runtime_max_usec = timeout_usec;
-        int r = systemd_start_transient(ie->engine->systemd, &u, on_check_done, p);
+        int r = ie->host->systemd ? systemd_start_transient(ie->host->systemd, &u, on_check_done, p)
+                                  : -ENOTCONN;
         unit_view_done(&view);
         if (r < 0) {
                 *ret_error = xasprintf("cannot start %s: %s", p->unit, strerror(-r));
@@ -254,11 +254,14 @@ static void exec_cancel(void *handle)
 {
         struct exec_probe *p = handle;
         p->cancelled = true;
-        engine_stop_unit(p->engine, p->service, p->generation, p->unit, STOP_LEFTOVER);
+        /* What the check unit does after this is of no interest. */
+        if (p->host->systemd)
+                (void)systemd_stop_unit(p->host->systemd, p->unit, NULL, NULL);
 }
 
-struct instance_env *instance_env_new(struct engine *e, const char *service, uint64_t generation,
-                                      int port, const char *root, const struct service_spec *spec)
+struct instance_env *instance_env_new(struct instance_host *h, const char *service,
+                                      uint64_t generation, int port, const char *root,
+                                      const struct service_spec *spec)
 {
         struct instance_env *ie = xcalloc(1, sizeof *ie);
         _cleanup_free_ char *error = NULL;
@@ -266,7 +269,7 @@ struct instance_env *instance_env_new(struct engine *e, const char *service, uin
                 free(ie);
                 return NULL;
         }
-        ie->engine = e;
+        ie->host = h;
         ie->service = xstrdup(service);
         ie->generation = generation;
         ie->port = port;

@@ -17,7 +17,17 @@
 #include "health.h"
 #include "systemd.h"
 
-struct engine;
+struct config;
+struct exec_probe;
+
+/* What instances are made with, one per engine: the service manager (NULL
+ * while liid is not connected to it), the configuration (the slice, and
+ * what instances must not see), and the exec probes in flight. */
+struct instance_host {
+        struct systemd *systemd;
+        const struct config *cfg;
+        struct exec_probe *probes;
+};
 
 /* The artifact's place inside the instance's mount namespace, on an empty
  * read-only tmpfs over INSTANCE_RUN_DIR (which also hides liid's socket
@@ -26,7 +36,7 @@ struct engine;
 #define INSTANCE_ARTIFACT_DIR INSTANCE_RUN_DIR "/artifact"
 
 struct instance_env {
-        struct engine *engine;
+        struct instance_host *host;
         char *service;
         uint64_t generation;
         int port;
@@ -36,14 +46,15 @@ struct instance_env {
         struct health_exec exec;
 };
 
-struct instance_env *instance_env_new(struct engine *e, const char *service, uint64_t generation,
-                                      int port, const char *root, const struct service_spec *spec);
+struct instance_env *instance_env_new(struct instance_host *h, const char *service,
+                                      uint64_t generation, int port, const char *root,
+                                      const struct service_spec *spec);
 struct instance_env *instance_env_free(struct instance_env *ie);
 
 /* Starts the instance's own unit. */
 int instance_env_start(struct instance_env *ie, const char *unit, systemd_job_cb cb,
                        void *userdata);
 /* Frees the exec probes whose jobs will never report (systemd is gone). */
-void instance_probes_free(struct engine *e);
+void instance_probes_free(struct instance_host *h);
 /* The health target with the instance's variables expanded, or NULL. */
 char *instance_env_health_target(const struct instance_env *ie);

@@ -214,7 +214,7 @@ void rollout_rewatch(struct service *svc)
         if (service_spec_parse(svc->name, ss->current->spec_json, &spec, &error) < 0)
                 return;
         _cleanup_free_ char *root = store_artifact_path(e->store, ss->current->artifact_sha256);
-        struct instance_env *env = instance_env_new(e, svc->name, ss->current->generation,
+        struct instance_env *env = instance_env_new(&e->host, svc->name, ss->current->generation,
                                                     ss->current->port, root, spec);
         if (!env)
                 return;
@@ -467,7 +467,7 @@ static int start_unit(struct rollout *ro)
 {
         struct engine *e = ro->svc->engine;
         struct service_state *ss = rollout_state(ro);
-        ro->env = instance_env_new(e, ro->svc->name, ro->generation, ss->pending->port,
+        ro->env = instance_env_new(&e->host, ro->svc->name, ro->generation, ss->pending->port,
                                    ro->artifact_root, ro->spec);
         if (!ro->env)
                 return -EINVAL;
