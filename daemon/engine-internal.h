@@ -1,5 +1,7 @@
-/* What engine.c (reconciling, adoption, status) and rollout.c (one
- * rollout's steps) share. Nothing outside these two files includes it. */
+/* What engine.c (reconciling, adoption, status, the API's actions) and
+ * engine-rollout.c (starting rollouts, applying their outcomes, watch
+ * windows and reverts) share. Nothing else includes it: rollout.c and
+ * instance.c are leaves that know nothing of the engine. */
 #pragma once
 
 #include "config.h"
@@ -12,12 +14,17 @@
 #include "lii-proto.h"
 #include "metrics.h"
 #include "minisign.h"
+#include "rollout.h"
 #include "state.h"
 #include "storage.h"
 #include "store.h"
 #include "systemd.h"
 
-struct rollout;
+enum rollout_kind {
+        ROLLOUT_DESIRED,  /* towards the desired spec (or a dead instance's own) */
+        ROLLOUT_ROLLBACK, /* an operator's rollback to the previous revision */
+        ROLLOUT_REVERT,   /* back to the previous revision after a failed watch */
+};
 
 /* A service as liid runs it now; its persistent half is state_find(name). */
 struct service {
@@ -30,7 +37,12 @@ struct service {
         uint64_t active_since_usec;
         uint32_t next_main_pid; /* the same two of the instance being rolled out */
         uint64_t next_active_since_usec;
-        struct rollout *rollout; /* at most one in flight */
+        struct rollout *rollout; /* at most one in flight, and what it is for: */
+        enum rollout_kind rollout_kind;
+        bool rollout_restart;          /* replaces a dead current instance with its own spec */
+        uint64_t rollout_started_usec; /* realtime, for the record */
+        char *revert_reason;           /* ROLLOUT_REVERT: why the reverted instance failed */
+        char *revert_cause;            /* ... as engine_rollout_revert() was told it */
         bool removing;           /* absent from the desired state: being stopped */
         bool adopting;           /* found at start-up; systemd has not said how it is yet */
         /* A current instance that died is replaced after a delay that
@@ -125,9 +137,6 @@ struct service *engine_service(struct engine *e, const char *name);
  * there when it is only a record of what already happened. */
 int engine_save_node(struct engine *e);
 int engine_save_service(struct engine *e, struct service_state *ss);
-/* Whether r says that the state folder has no room (or no longer takes
- * writes), rather than anything about what was being written. */
-bool engine_storage_full(int r);
 /* A download or an unpacking into the store failed for lack of room:
  * raises the storage condition, and changes wait until the folder has
  * need_bytes free. */
@@ -147,26 +156,20 @@ void engine_collect(struct engine *e);
  * of the loop: never from inside the caller. */
 void engine_reconcile_soon(struct engine *e);
 
-enum rollout_kind {
-        ROLLOUT_DESIRED,  /* towards the desired spec (or a dead instance's own) */
-        ROLLOUT_ROLLBACK, /* an operator's rollback to the previous revision */
-        ROLLOUT_REVERT,   /* back to the previous revision after a failed watch */
-};
-int rollout_start(struct service *svc, const struct service_spec *spec, enum rollout_kind kind);
+/* engine-rollout.c. Starts a rollout of spec: takes the next generation
+ * and records the new instance as pending before anything happens. A
+ * negative errno when nothing could start (then nothing was recorded). */
+int engine_rollout_start(struct service *svc, const struct service_spec *spec,
+                         enum rollout_kind kind);
 /* Step 5: a promoted instance that fails its watch window is replaced by a
  * fresh instance of the previous spec; its own spec is quarantined. */
-void rollout_revert(struct service *svc, const char *reason);
+void engine_rollout_revert(struct service *svc, const char *reason);
 /* After a restart or a reconnect: watches on for what is left of the
  * current instance's watch window, if any. */
-void rollout_rewatch(struct service *svc);
+void engine_rollout_rewatch(struct service *svc);
 /* Ends a watch window early (a new rollout, a removal, shutdown). */
-void rollout_unwatch(struct service *svc);
-/* Called for unit changes of the rollout's new instance. */
-void rollout_on_unit(struct rollout *ro, const struct unit_status *st);
-/* Abandons a rollout at liid shutdown: the new instance is left to the next
- * start-up, which stops it (it is recorded as pending). */
-void rollout_abandon(struct rollout *ro);
-/* The state folder takes writes again: a promotion that could not be
- * recorded is tried again. */
-void rollout_resume(struct rollout *ro);
-uint64_t rollout_generation(const struct rollout *ro);
+void engine_rollout_unwatch(struct service *svc);
+/* Abandons the service's rollout (liid shuts down or lost systemd): the new
+ * instance is left to the next adoption, which stops it (it is recorded as
+ * pending). */
+void engine_rollout_abandon(struct service *svc);

@@ -1,6 +1,7 @@
 /* The engine: start-up adoption of what systemd already runs, acceptance of
  * desired-state documents (signature, serial, expiry), reconciling, and the
- * status the API serves. One rollout's steps live in rollout.c. */
+ * status the API serves. What a rollout's outcome means lives in
+ * engine-rollout.c, its steps in rollout.c. */
 #include "engine-internal.h"
 
 #include <grp.h>
@@ -62,11 +63,6 @@ int engine_save_service(struct engine *e, struct service_state *ss)
         if (e->state->legacy)
                 return save_legacy(e);
         return saved(e, state_save_service(ss, e->cfg->state_dir), &ss->unsaved, ss->name);
-}
-
-bool engine_storage_full(int r)
-{
-        return r == -ENOSPC || r == -EDQUOT || r == -EROFS;
 }
 
 void engine_storage_short(struct engine *e, const char *error, uint64_t need_bytes)
@@ -325,7 +321,7 @@ static void service_remove(struct engine *e, struct service *svc)
                 }
         }
         cancel_backoff(svc);
-        rollout_unwatch(svc);
+        engine_rollout_unwatch(svc);
         if (!ss || !ss->current) {
                 service_forget(e, svc);
                 return;
@@ -459,12 +455,12 @@ static void reconcile_service(struct engine *e, struct service *svc)
                  * written) stands, and starts once it can. */
                 bool force = svc->force;
                 svc->force = false;
-                if (rollout_start(svc, want, ROLLOUT_DESIRED) < 0)
+                if (engine_rollout_start(svc, want, ROLLOUT_DESIRED) < 0)
                         svc->force = force;
                 return;
         }
         case DECIDE_REVERT:
-                rollout_revert(svc, "cannot be kept running and its spec is refused");
+                engine_rollout_revert(svc, "cannot be kept running and its spec is refused");
                 return;
         case DECIDE_RESTORE: {
                 _cleanup_(service_spec_freep) struct service_spec *kept = NULL;
@@ -473,7 +469,7 @@ static void reconcile_service(struct engine *e, struct service *svc)
                         log_svc(LOG_ERR, svc->name, 0, "Recorded spec unusable: %s", error);
                         return;
                 }
-                rollout_start(svc, kept, ROLLOUT_DESIRED);
+                engine_rollout_start(svc, kept, ROLLOUT_DESIRED);
                 return;
         }
         }
@@ -598,7 +594,7 @@ static void on_unit(struct systemd *m, const char *unit, const struct unit_statu
                 svc->restarts = 0;
         if (svc->watch) {
                 _cleanup_free_ char *why = xasprintf("ended during its watch window: %s", how);
-                rollout_revert(svc, why);
+                engine_rollout_revert(svc, why);
                 return;
         }
         if (!svc->rollout) {
@@ -675,9 +671,8 @@ static void on_systemd_lost(struct systemd *m, int r, const char *reason, void *
         e->n_adopting = 0;
         for (size_t i = 0; i < e->n_services; i++) {
                 struct service *svc = e->services[i];
-                if (svc->rollout)
-                        rollout_abandon(svc->rollout);
-                rollout_unwatch(svc);
+                engine_rollout_abandon(svc);
+                engine_rollout_unwatch(svc);
                 svc->adopting = false;
                 svc->removing = false;
                 /* Nothing is known of the instances until adoption asks
@@ -763,7 +758,7 @@ static void finish_adoption(struct engine *e)
                 struct service_state *ss = state_find(e->state, svc->name);
                 if (ss && ss->current)
                         svc->state = svc->current_alive ? LII_STATE_RUNNING : LII_STATE_FAILED;
-                rollout_rewatch(svc);
+                engine_rollout_rewatch(svc);
         }
         e->adopted = true;
         events_emit(e->events, EVENT_DAEMON, NULL, 0, "adopted what systemd runs (%zu services)",
@@ -961,7 +956,7 @@ static void resume_service(struct engine *e, struct service *svc)
         }
         _cleanup_free_ char *reason = TAKE_PTR(svc->revert_later);
         if (reason)
-                rollout_revert(svc, reason);
+                engine_rollout_revert(svc, reason);
 }
 
 /* storage.c's attempt, with backoff, while the state folder fails. */
@@ -1258,7 +1253,7 @@ static json_object *api_rollback(void *userdata, const char *name)
         cancel_backoff(svc);
         events_emit(e->events, EVENT_OPERATOR, name, 0, "rollback to the spec of generation %llu",
                     (unsigned long long)to);
-        r = rollout_start(svc, spec, ROLLOUT_ROLLBACK);
+        r = engine_rollout_start(svc, spec, ROLLOUT_ROLLBACK);
         if (r < 0) {
                 ss->held = false;
                 snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256, "%s", refused);
@@ -1492,9 +1487,8 @@ struct engine *engine_free(struct engine *e)
                 return NULL;
         e->stopping = true;
         for (size_t i = 0; i < e->n_services; i++) {
-                if (e->services[i]->rollout)
-                        rollout_abandon(e->services[i]->rollout);
-                rollout_unwatch(e->services[i]);
+                engine_rollout_abandon(e->services[i]);
+                engine_rollout_unwatch(e->services[i]);
                 service_free(e->services[i]);
         }
         free(e->services);

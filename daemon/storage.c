@@ -2,6 +2,7 @@
  * storage.h. */
 #include "storage.h"
 
+#include <errno.h>
 #include <stdlib.h>
 
 #include "lii-proto.h"
@@ -127,4 +128,9 @@ json_object *storage_to_json(const struct storage *st)
         }
         json_object_object_add(o, LII_F_SINCE, since);
         return o;
+}
+
+bool storage_is_full_error(int r)
+{
+        return r == -ENOSPC || r == -EDQUOT || r == -EROFS;
 }

@@ -41,5 +41,9 @@ void storage_recovered(struct storage *st);
 void storage_retry_now(struct storage *st);
 
 bool storage_failing(const struct storage *st);
+/* Whether a write failed for want of room, or of a writable file system
+ * (ENOSPC, EDQUOT, EROFS), rather than for something about what was
+ * written. */
+bool storage_is_full_error(int r);
 /* {"error": "…" | null, "since": "RFC 3339" | null} */
 json_object *storage_to_json(const struct storage *st);
