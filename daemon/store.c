@@ -730,7 +730,7 @@ static int job_verify(struct store_job *j, char **ret_error)
         _cleanup_free_ char *error = NULL;
         int r = minisign_verify_prehashed(j->store->keys, j->sig, j->b2, 0, &key, &error);
         if (r < 0)
-                return fail_with(ret_error, r, "artifact %s: signature: %s", j->url, error);
+                return fail_with(ret_error, r, "artifact %s: %s", j->url, error);
         free(j->key_id);
         free(j->comment);
         j->key_id = xstrdup(key->key_id_string);
@@ -897,13 +897,12 @@ static void after_sig(struct store_job *j)
          * makes the final check once the artifact's hash is known. */
         if (!j->sig->prehashed) {
                 job_fail(j, -EPROTONOSUPPORT,
-                         "artifact %s: signature: legacy (non-prehashed) signatures are refused",
-                         j->url);
+                         "artifact %s: legacy (non-prehashed) signatures are refused", j->url);
                 return;
         }
         if (!minisign_keyring_find(j->store->keys, j->sig->key_id)) {
-                job_fail(j, -ENOKEY, "artifact %s: signature: signature key id %s is not trusted",
-                         j->url, j->sig->key_id_string);
+                job_fail(j, -ENOKEY, "artifact %s: signature key id %s is not trusted", j->url,
+                         j->sig->key_id_string);
                 return;
         }
         if (j->exists && j->have_b2) {

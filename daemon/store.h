@@ -47,7 +47,7 @@ struct store_result {
 };
 /* Errors name the artifact URL and the reason, e.g.
  *   "artifact file:///x/hello.tar.gz: SHA-256 mismatch: expected …, got …"
- *   "artifact https://h/hello.tar.gz: signature: signature does not match the file"
+ *   "artifact https://h/hello.tar.gz: signature does not match the file"
  *   "artifact https://h/hello.tar.gz: signature https://h/hello.tar.gz.minisig: HTTP 404" */
 typedef void (*store_done_cb)(const struct store_result *res, void *userdata);
 

@@ -1011,8 +1011,8 @@ START_TEST(test_http_tampered)
         sh(cmd);
         struct service_spec spec;
         spec_for_web(&spec, "http", "h-tampered.tar.gz");
-        _cleanup_free_ char *msg = xasprintf(
-            "artifact %s: signature: signature does not match the file", spec.artifact_url);
+        _cleanup_free_ char *msg =
+            xasprintf("artifact %s: signature does not match the file", spec.artifact_url);
         assert_fails(&spec, -EBADMSG, msg);
         spec_done(&spec);
 }
@@ -1024,9 +1024,8 @@ START_TEST(test_http_untrusted_key_not_downloaded)
         sign(tar, "b", "lii test: signed by B");
         struct service_spec spec;
         spec_for_web(&spec, "http", "h-untrusted.tar.gz");
-        _cleanup_free_ char *msg =
-            xasprintf("artifact %s: signature: signature key id %s is not trusted",
-                      spec.artifact_url, key_id_b);
+        _cleanup_free_ char *msg = xasprintf("artifact %s: signature key id %s is not trusted",
+                                             spec.artifact_url, key_id_b);
         assert_fails(&spec, -ENOKEY, msg);
         ck_assert_int_eq(served("h-untrusted.tar.gz.minisig"), 1);
         ck_assert_int_eq(served("h-untrusted.tar.gz"), 0);
@@ -1056,9 +1055,8 @@ START_TEST(test_http_legacy_signature_refused)
         sign_as(tar, sig, "a", "lii test: legacy", true);
         struct service_spec spec;
         spec_for_web(&spec, "http", "h-legacy.tar.gz");
-        _cleanup_free_ char *msg =
-            xasprintf("artifact %s: signature: legacy (non-prehashed) signatures are refused",
-                      spec.artifact_url);
+        _cleanup_free_ char *msg = xasprintf(
+            "artifact %s: legacy (non-prehashed) signatures are refused", spec.artifact_url);
         assert_fails(&spec, -EPROTONOSUPPORT, msg);
         ck_assert_int_eq(served("h-legacy.tar.gz"), 0);
         spec_done(&spec);
@@ -1098,9 +1096,8 @@ START_TEST(test_reuse_reverifies)
         struct result refused = {0};
         ensure(&spec, &refused);
         ck_assert_int_eq(refused.r, -ENOKEY);
-        _cleanup_free_ char *msg =
-            xasprintf("artifact %s: signature: signature key id %s is not trusted",
-                      spec.artifact_url, key_id_a);
+        _cleanup_free_ char *msg = xasprintf("artifact %s: signature key id %s is not trusted",
+                                             spec.artifact_url, key_id_a);
         ck_assert_str_eq(refused.error, msg);
         ck_assert(store_has(store, spec.artifact_sha256));
 
