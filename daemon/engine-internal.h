@@ -128,7 +128,12 @@ struct engine {
         uint64_t reconnect_delay_usec;
 };
 
+/* The service of that name, made when missing. */
 struct service *engine_service(struct engine *e, const char *name);
+/* The service of that name, or NULL. */
+struct service *engine_find_service(struct engine *e, const char *name);
+/* Drops a pending restart of a dead instance. */
+void engine_cancel_backoff(struct service *svc);
 /* Persist the node's part of the state, or one service's. A failure is
  * logged, counted and raises the storage condition (storage.c), which
  * holds every change until the state folder takes writes again; the file
@@ -173,3 +178,6 @@ void engine_rollout_unwatch(struct service *svc);
  * instance is left to the next adoption, which stops it (it is recorded as
  * pending). */
 void engine_rollout_abandon(struct service *svc);
+
+/* engine-api.c: what the API asks of the engine. */
+extern const struct api_ops engine_api_ops;
