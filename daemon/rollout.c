@@ -96,11 +96,15 @@ static void report_passed(struct rollout *ro)
             .artifact_key_id = ro->key_id,
             .artifact_comment = ro->comment,
         };
-        /* Until the owner has recorded the promotion, the instance is
-         * watched on: if it ends, the pass is withdrawn. */
-        ro->phase = PHASE_COMMIT;
-        if (ro->p.done(ro, &o, ro->p.owner) == 0)
-                ro->phase = PHASE_DONE;
+        /* The owner frees the rollout within the callback when it records
+         * the pass, so nothing touches it after a 0. Until the owner has
+         * recorded the promotion, the instance is watched on: if it ends,
+         * the pass is withdrawn. */
+        ro->phase = PHASE_DONE;
+        if (ro->p.done(ro, &o, ro->p.owner) < 0) {
+                ro->phase = PHASE_COMMIT;
+                ro->bytes_fetched = 0; /* counted once */
+        }
 }
 
 void rollout_resume(struct rollout *ro)
