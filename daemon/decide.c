@@ -111,3 +111,21 @@ const char *decision_to_string(enum decision d)
         };
         return (unsigned)d < sizeof names / sizeof names[0] ? names[d] : "?";
 }
+
+/* A failure is a verdict on the spec, which is quarantined, unless the
+ * service's current instance had died and this was its replacement with
+ * the same spec: that is tried again after the restart delay, and refused
+ * only when the replacements run out. A failure for want of room is no
+ * verdict (the spec is tried again once the folder takes writes), except
+ * for an operator's rollback, which is one attempt. A hold keeps its own
+ * refusal, the spec the operator left. */
+struct failure_rules decide_failure(const struct failure_input *in)
+{
+        struct failure_rules f = {0};
+        f.verdict = in->spec_at_fault || in->kind == ROLLOUT_ROLLBACK;
+        f.retry_later = f.verdict && in->replacing_dead && in->restarts_left;
+        f.quarantine = f.verdict && !f.retry_later && !in->held;
+        f.release_hold = in->kind == ROLLOUT_ROLLBACK;
+        f.revert_later = !f.verdict && in->kind == ROLLOUT_REVERT;
+        return f;
+}

@@ -1,5 +1,6 @@
-/* The reconcile decision for one service, as a pure function of what is
- * wanted and what runs, so that every rule can be tested on its own. */
+/* The engine's rules as pure functions, so that every rule can be tested on
+ * its own: the reconcile decision for one service (what is wanted against
+ * what runs), and what a rollout's failure means. */
 #pragma once
 
 #include <stdbool.h>
@@ -36,3 +37,28 @@ enum decision {
 
 enum decision decide(const struct decide_input *in);
 const char *decision_to_string(enum decision d);
+
+enum rollout_kind {
+        ROLLOUT_DESIRED,  /* towards the desired spec (or a dead instance's own) */
+        ROLLOUT_ROLLBACK, /* an operator's rollback to the previous revision */
+        ROLLOUT_REVERT,   /* back to the previous revision after a failed watch */
+};
+
+struct failure_input {
+        enum rollout_kind kind;
+        bool spec_at_fault;  /* false when it ran out of room in the state folder */
+        bool replacing_dead; /* it replaced a dead current instance with the same spec */
+        bool restarts_left;  /* the dead instance's replacements are not used up */
+        bool held;           /* an operator's rollback holds the service */
+};
+
+struct failure_rules {
+        bool verdict;      /* a verdict on the spec (else: tried again once there is room) */
+        bool retry_later;  /* replace the dead instance again after the restart delay */
+        bool quarantine;   /* refuse this spec until the desired spec changes or replace */
+        bool release_hold; /* a failed rollback leaves the service no longer held */
+        bool revert_later; /* a revert still due, once the state folder takes writes */
+};
+
+/* What a rollout that did not promote its instance means. */
+struct failure_rules decide_failure(const struct failure_input *in);

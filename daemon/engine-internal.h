@@ -6,6 +6,7 @@
 
 #include "config.h"
 #include "curlm.h"
+#include "decide.h"
 #include "desired.h"
 #include "engine.h"
 #include "health.h"
@@ -19,12 +20,6 @@
 #include "storage.h"
 #include "store.h"
 #include "systemd.h"
-
-enum rollout_kind {
-        ROLLOUT_DESIRED,  /* towards the desired spec (or a dead instance's own) */
-        ROLLOUT_ROLLBACK, /* an operator's rollback to the previous revision */
-        ROLLOUT_REVERT,   /* back to the previous revision after a failed watch */
-};
 
 /* A service as liid runs it now; its persistent half is state_find(name). */
 struct service {
@@ -151,7 +146,7 @@ void engine_fail(struct engine *e);
 void engine_stop_unit(struct engine *e, const char *service, uint64_t generation, const char *unit,
                       enum stop_kind kind);
 /* Schedules a reconcile of svc after its restart backoff. Returns false
- * when the restart limit is reached. */
+ * when the restart limit (svc->restarts reaching RESTART_LIMIT) is reached. */
 bool engine_schedule_restart(struct service *svc);
 /* Removes from the store every artifact that no service references: not
  * its current, previous or pending instance, not its desired spec, and not

@@ -42,23 +42,25 @@ static void rollout_ended(struct service *svc)
         engine_reconcile_soon(e);
 }
 
-/* A rollout that did not promote its instance. A failure is a verdict on
- * the spec, which is quarantined, unless the service's current instance had
- * died and this was its replacement with the same spec: that is tried again
- * after the restart delay, and refused only when the replacements run out.
- * A failure for want of room in the state folder is no verdict: the spec is
- * tried again once the folder takes writes (an operator's rollback is one
- * attempt, and fails either way). */
+/* A rollout that did not promote its instance: decide_failure() says what
+ * it means. */
 static void rollout_failed(struct service *svc, uint64_t generation, const char *reason,
                            bool spec_at_fault, bool started)
 {
         struct engine *e = svc->engine;
         struct service_state *ss = state_get(e->state, svc->name);
         enum rollout_kind kind = svc->rollout_kind;
-        bool verdict = spec_at_fault || kind == ROLLOUT_ROLLBACK;
+        const struct failure_input in = {
+            .kind = kind,
+            .spec_at_fault = spec_at_fault,
+            .replacing_dead = svc->rollout_restart,
+            .restarts_left = svc->restarts < RESTART_LIMIT,
+            .held = ss->held,
+        };
+        const struct failure_rules f = decide_failure(&in);
 
         uint64_t now = now_realtime_usec();
-        if (verdict)
+        if (f.verdict)
                 events_emit(e->events, EVENT_ROLLOUT_FAILED, svc->name, generation,
                             "generation %llu refused: %s", (unsigned long long)generation, reason);
         else
@@ -67,18 +69,14 @@ static void rollout_failed(struct service *svc, uint64_t generation, const char 
                             "folder has room",
                             (unsigned long long)generation, reason);
         metrics_rollout(&e->metrics, LII_RESULT_FAILED, now - svc->rollout_started_usec);
-        /* A hold keeps its own refusal (the spec the operator left). */
-        bool retry = verdict && svc->rollout_restart && engine_schedule_restart(svc);
-        if (verdict && !retry && !ss->held && ss->pending)
+        if (f.retry_later)
+                engine_schedule_restart(svc);
+        if (f.quarantine && ss->pending)
                 snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256, "%s",
                          ss->pending->spec_sha256);
-        /* A rollback that fails leaves the service where it was, no longer
-         * held; the revision it tried is what is quarantined now. */
-        if (kind == ROLLOUT_ROLLBACK)
+        if (f.release_hold)
                 ss->held = false;
-        /* A revert is still due; a dead instance would bring it back by
-         * itself (decide.c), a live one that failed its watch would not. */
-        if (!verdict && kind == ROLLOUT_REVERT) {
+        if (f.revert_later) {
                 free(svc->revert_later);
                 svc->revert_later = TAKE_PTR(svc->revert_cause);
         }

@@ -1,4 +1,5 @@
-/* The reconcile rules of the brief, one case each. */
+/* The reconcile rules of the brief, and what a failed rollout means, one
+ * case each. */
 #include <check.h>
 #include <stdlib.h>
 
@@ -255,6 +256,70 @@ START_TEST(refused_current_falls_back_to_previous)
 }
 END_TEST
 
+/* ---- what a failed rollout means ---- */
+
+static struct failure_rules fail_with(enum rollout_kind kind, bool at_fault)
+{
+        const struct failure_input in = {
+            .kind = kind, .spec_at_fault = at_fault, .restarts_left = true};
+        return decide_failure(&in);
+}
+
+START_TEST(a_refused_spec_is_quarantined)
+{
+        struct failure_rules f = fail_with(ROLLOUT_DESIRED, true);
+        ck_assert(f.verdict);
+        ck_assert(f.quarantine);
+        ck_assert(!f.retry_later);
+        ck_assert(!f.release_hold);
+        ck_assert(!f.revert_later);
+}
+END_TEST
+
+START_TEST(a_dead_instance_is_replaced_until_the_replacements_run_out)
+{
+        struct failure_input in = {.kind = ROLLOUT_DESIRED,
+                                   .spec_at_fault = true,
+                                   .replacing_dead = true,
+                                   .restarts_left = true};
+        struct failure_rules f = decide_failure(&in);
+        ck_assert(f.retry_later);
+        ck_assert(!f.quarantine);
+        in.restarts_left = false;
+        f = decide_failure(&in);
+        ck_assert(!f.retry_later);
+        ck_assert(f.quarantine);
+}
+END_TEST
+
+START_TEST(no_room_is_no_verdict_but_for_a_rollback)
+{
+        struct failure_rules f = fail_with(ROLLOUT_DESIRED, false);
+        ck_assert(!f.verdict);
+        ck_assert(!f.quarantine);
+        /* A revert that ran out of room is still due. */
+        f = fail_with(ROLLOUT_REVERT, false);
+        ck_assert(!f.verdict);
+        ck_assert(f.revert_later);
+        /* An operator's rollback is one attempt: it fails either way, and
+         * the service is no longer held. */
+        f = fail_with(ROLLOUT_ROLLBACK, false);
+        ck_assert(f.verdict);
+        ck_assert(f.quarantine);
+        ck_assert(f.release_hold);
+}
+END_TEST
+
+START_TEST(a_hold_keeps_its_own_refusal)
+{
+        struct failure_input in = {.kind = ROLLOUT_DESIRED, .spec_at_fault = true, .held = true};
+        struct failure_rules f = decide_failure(&in);
+        ck_assert(f.verdict);
+        ck_assert(!f.quarantine);
+        ck_assert(!f.release_hold);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("decide");
@@ -275,6 +340,10 @@ int main(void)
         tcase_add_test(tc, storage_failure_holds_everything_that_starts);
         tcase_add_test(tc, dead_instance_comes_back_when_the_wanted_spec_is_refused);
         tcase_add_test(tc, refused_current_falls_back_to_previous);
+        tcase_add_test(tc, a_refused_spec_is_quarantined);
+        tcase_add_test(tc, a_dead_instance_is_replaced_until_the_replacements_run_out);
+        tcase_add_test(tc, no_room_is_no_verdict_but_for_a_rollback);
+        tcase_add_test(tc, a_hold_keeps_its_own_refusal);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
