@@ -23,9 +23,9 @@ static const char *type_color(const struct ctl *ctl, const char *type)
                 const char *type;
                 const char *sgr;
         } table[] = {
-            {"rollout.succeeded", COLOR_GREEN}, {"instance.healthy", COLOR_GREEN},
-            {"rollout.failed", COLOR_RED},      {"source.refused", COLOR_RED},
-            {"instance.exited", COLOR_RED},     {"rollout.reverted", COLOR_YELLOW},
+            {EVENT_ROLLOUT_SUCCEEDED, COLOR_GREEN}, {EVENT_INSTANCE_HEALTHY, COLOR_GREEN},
+            {EVENT_ROLLOUT_FAILED, COLOR_RED},      {EVENT_SOURCE_REFUSED, COLOR_RED},
+            {EVENT_INSTANCE_EXITED, COLOR_RED},     {EVENT_ROLLOUT_REVERTED, COLOR_YELLOW},
         };
         for (size_t i = 0; type && i < ELEMENTSOF(table); i++)
                 if (strcmp(table[i].type, type) == 0)

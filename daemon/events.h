@@ -8,34 +8,19 @@
 #include <stdarg.h>
 #include <stdint.h>
 
+#include "lii-proto.h"
+
 #define EVENTS_KEEP       1024
 #define EVENT_MESSAGE_MAX 1024
 
 struct event {
         uint64_t seq;        /* 1, 2, 3 … within one run of liid */
         uint64_t time_usec;  /* realtime */
-        const char *type;    /* "rollout.started", "rollout.succeeded", … (see below) */
+        const char *type;    /* EVENT_* of lii-proto.h */
         const char *service; /* NULL for node-wide events */
         uint64_t generation; /* 0 when none */
         const char *message; /* one human sentence */
 };
-
-/* Event types (contract of /v1/events; add, never rename). */
-#define EVENT_SOURCE_ACCEPTED   "source.accepted"
-#define EVENT_SOURCE_REFUSED    "source.refused"
-#define EVENT_ROLLOUT_STARTED   "rollout.started"
-#define EVENT_ROLLOUT_SUCCEEDED "rollout.succeeded"
-#define EVENT_ROLLOUT_FAILED    "rollout.failed"
-#define EVENT_ROLLOUT_REVERTED  "rollout.reverted"
-#define EVENT_INSTANCE_STARTED  "instance.started"
-#define EVENT_INSTANCE_HEALTHY  "instance.healthy"
-#define EVENT_INSTANCE_EXITED   "instance.exited"
-#define EVENT_INSTANCE_STOPPED  "instance.stopped"
-#define EVENT_SERVICE_REMOVED   "service.removed"
-#define EVENT_OPERATOR          "operator" /* pause, resume, sync, rollback, replace */
-#define EVENT_DAEMON            "daemon"   /* started, stopping, systemd lost/regained */
-#define EVENT_STORAGE_FAILING   "storage.failing"   /* the state folder stopped taking writes */
-#define EVENT_STORAGE_RECOVERED "storage.recovered" /* … and takes them again */
 
 struct events;
 struct events_sub;

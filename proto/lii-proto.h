@@ -89,6 +89,24 @@
 #define LII_F_TYPE "type"
 #define LII_F_SERVICE "service"
 
+/* Event types: the "type" of every event of GET /v1/events (contract: add,
+ * never rename). */
+#define EVENT_SOURCE_ACCEPTED   "source.accepted"
+#define EVENT_SOURCE_REFUSED    "source.refused"
+#define EVENT_ROLLOUT_STARTED   "rollout.started"
+#define EVENT_ROLLOUT_SUCCEEDED "rollout.succeeded"
+#define EVENT_ROLLOUT_FAILED    "rollout.failed"
+#define EVENT_ROLLOUT_REVERTED  "rollout.reverted"
+#define EVENT_INSTANCE_STARTED  "instance.started"
+#define EVENT_INSTANCE_HEALTHY  "instance.healthy"
+#define EVENT_INSTANCE_EXITED   "instance.exited"
+#define EVENT_INSTANCE_STOPPED  "instance.stopped"
+#define EVENT_SERVICE_REMOVED   "service.removed"
+#define EVENT_OPERATOR          "operator"          /* pause, resume, sync, rollback, replace */
+#define EVENT_DAEMON            "daemon"            /* started, stopping, systemd lost/regained */
+#define EVENT_STORAGE_FAILING   "storage.failing"   /* the state folder stopped taking writes */
+#define EVENT_STORAGE_RECOVERED "storage.recovered" /* … and takes them again */
+
 /* The longest name service_name_is_valid() accepts. */
 #define LII_SERVICE_NAME_MAX 48
 
