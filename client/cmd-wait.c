@@ -214,9 +214,9 @@ int ctl_wait(struct ctl *ctl, uint64_t timeout, wait_judge judge, void *userdata
                 if (now >= deadline)
                         return timed_out(timeout, pending);
                 json_object *seq = json_get(reply.doc, LII_F_EVENT_SEQ, json_type_int);
-                _cleanup_free_ char *route =
-                        xasprintf("%s?follow=1&after=%llu", LII_ROUTE_EVENTS,
-                                  seq ? (unsigned long long)json_object_get_uint64(seq) : 0ULL);
+                _cleanup_free_ char *route = xasprintf(
+                    "%s?%s=1&%s=%llu", LII_ROUTE_EVENTS, LII_QUERY_FOLLOW, LII_QUERY_AFTER,
+                    seq ? (unsigned long long)json_object_get_uint64(seq) : 0ULL);
                 uint64_t wait = deadline - now < WAIT_FOLLOW_MAX_USEC ? deadline - now
                                                                       : WAIT_FOLLOW_MAX_USEC;
                 _cleanup_reply_ struct client_reply stream = {0};
