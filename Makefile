@@ -12,7 +12,7 @@ endif
 # Debian packages the build, the tests and the demo use.
 DEPS := cmake make gcc pkg-config tar gzip curl ca-certificates \
         libuv1-dev libsystemd-dev libjson-c-dev libssl-dev libcurl4-openssl-dev \
-        libarchive-dev libmicrohttpd-dev libinih-dev check \
+        libarchive-dev libmicrohttpd-dev libinih-dev libhttp-parser-dev check \
         systemd minisign nginx-light openssl util-linux coreutils \
         scdoc dpkg-dev file binutils mmdebstrap systemd-container procps jq
 BENCH_DEPS := linux-perf

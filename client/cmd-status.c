@@ -124,29 +124,24 @@ static const char *const column_names[_COL_MAX] = {
     "SERVICE", "STATE", "GEN", "UNIT", "HEALTHY", "SINCE", "LAST-ROLLOUT",
 };
 
-/* One service of the table. Its cells are made as the service arrives, so
- * that its JSON can be freed at once; only the state's note waits for the
- * end of the document, since "paused" may come after the services. */
+/* One service of the table, its cells ready to print; name and state are
+ * borrowed from the status document. */
 struct row {
-        char *name;
-        char *state; /* for its colour; NULL when liid sent no string */
-        bool held;
+        const char *name;
+        const char *state; /* for its colour; NULL when liid sent no string */
         char *cells[_COL_MAX];
 };
 
 struct table {
         struct row *rows;
-        size_t n, allocated;
+        size_t n;
 };
 
 static void table_done(struct table *t)
 {
-        for (size_t i = 0; i < t->n; i++) {
-                free(t->rows[i].name);
-                free(t->rows[i].state);
+        for (size_t i = 0; i < t->n; i++)
                 for (size_t c = 0; c < _COL_MAX; c++)
                         free(t->rows[i].cells[c]);
-        }
         free(t->rows);
 }
 
@@ -173,65 +168,59 @@ static void print_row(const struct ctl *ctl, char *const cells[static _COL_MAX],
  * keeps the service on its previous revision, and "paused" when a pending
  * rollout waits for `liictl resume`, since either explains why the
  * service does not run its desired spec. */
-static void state_note(struct row *r, bool paused)
+static char *state_text(json_object *svc, bool paused)
 {
-        bool waits = paused && strcmp(r->cells[COL_STATE], "pending") == 0;
-        if (!r->held && !waits)
-                return;
-        char *text = xasprintf("%s (%s)", r->cells[COL_STATE], r->held ? "held" : "paused");
-        free(r->cells[COL_STATE]);
-        r->cells[COL_STATE] = text;
+        char *state = member_text(svc, LII_F_STATE);
+        json_object *held = json_get(svc, LII_F_HELD, json_type_boolean);
+        bool is_held = held && json_object_get_boolean(held);
+        bool waits = paused && strcmp(state, "pending") == 0;
+        if (!is_held && !waits)
+                return state;
+        char *text = xasprintf("%s (%s)", state, is_held ? "held" : "paused");
+        free(state);
+        return text;
 }
 
-/* client_request_items() hands over the services one by one. */
-static int on_service(const char *name, json_object *svc, void *userdata)
+static void add_row(struct table *t, const char *name, json_object *svc, bool paused)
 {
-        struct table *t = userdata;
-        if (t->n == t->allocated) {
-                t->allocated = t->allocated ? t->allocated * 2 : 64;
-                t->rows = reallocarray(t->rows, t->allocated, sizeof *t->rows);
-                if (!t->rows)
-                        return -ENOMEM;
-        }
         struct row *r = &t->rows[t->n++];
-        *r = (struct row){.name = xstrdup(name)};
-        const char *state = json_get_string(svc, LII_F_STATE);
-        if (state)
-                r->state = xstrdup(state);
-        r->cells[COL_STATE] = member_text(svc, LII_F_STATE);
-        json_object *held = json_get(svc, LII_F_HELD, json_type_boolean);
-        r->held = held && json_object_get_boolean(held);
-
+        *r = (struct row){.name = name, .state = json_get_string(svc, LII_F_STATE)};
         json_object *cur = json_get(svc, LII_F_CURRENT, json_type_object);
         r->cells[COL_SERVICE] = ctl_printable(name);
+        r->cells[COL_STATE] = state_text(svc, paused);
         r->cells[COL_GEN] = member_text(cur, LII_F_GENERATION);
         r->cells[COL_UNIT] = member_text(cur, LII_F_UNIT);
         r->cells[COL_HEALTHY] = member_text(cur, LII_F_HEALTHY);
         r->cells[COL_SINCE] = member_text(cur, LII_F_ACTIVE_SINCE);
         r->cells[COL_ROLLOUT] = rollout_text(json_get(svc, LII_F_LAST_ROLLOUT, json_type_object));
-        return 0;
 }
 
-static void print_services(const struct ctl *ctl, json_object *doc, struct table *t)
+static void print_services(const struct ctl *ctl, json_object *doc)
 {
         json_object *paused = json_get(doc, LII_F_PAUSED, json_type_boolean);
         bool is_paused = paused && json_object_get_boolean(paused);
-        if (t->n == 0) {
+        json_object *services = json_get(doc, LII_F_SERVICES, json_type_object);
+        size_t n = services ? (size_t)json_object_object_length(services) : 0;
+        if (n == 0) {
                 printf("No services.\n");
                 return;
+        }
+        _cleanup_(table_done) struct table table = {.rows = xcalloc(n, sizeof *table.rows)};
+        struct table *t = &table;
+        json_object_object_foreach(services, name, svc)
+        {
+                if (t->n < n)
+                        add_row(t, name, svc, is_paused);
         }
         qsort(t->rows, t->n, sizeof *t->rows, row_compare);
 
         size_t width[_COL_MAX];
         for (size_t c = 0; c < _COL_MAX; c++)
                 width[c] = strlen(column_names[c]);
-        for (size_t i = 0; i < t->n; i++) {
-                struct row *r = &t->rows[i];
-                state_note(r, is_paused);
+        for (size_t i = 0; i < t->n; i++)
                 for (size_t c = 0; c < _COL_MAX; c++)
-                        if (strlen(r->cells[c]) > width[c])
-                                width[c] = strlen(r->cells[c]);
-        }
+                        if (strlen(t->rows[i].cells[c]) > width[c])
+                                width[c] = strlen(t->rows[i].cells[c]);
 
         char *header[_COL_MAX];
         for (size_t c = 0; c < _COL_MAX; c++)
@@ -245,11 +234,11 @@ static void print_services(const struct ctl *ctl, json_object *doc, struct table
         }
 }
 
-static void print_status(const struct ctl *ctl, json_object *doc, struct table *t)
+static void print_status(const struct ctl *ctl, json_object *doc)
 {
         print_header(ctl, doc);
         printf("\n");
-        print_services(ctl, doc, t);
+        print_services(ctl, doc);
 }
 
 static const char *const sections[] = {
@@ -362,20 +351,11 @@ static int run(struct ctl *ctl, int argc, char **argv)
         if (!route)
                 return LIICTL_EXIT_FAILED;
 
-        /* At hundreds of services the status is hundreds of KiB: unless a
-         * person wants it indented, it is read service by service and
-         * never held as one tree (and its text only when printed). */
         _cleanup_reply_ struct client_reply reply = {0};
-        _cleanup_(table_done) struct table table = {0};
-        int r;
-        if (name || (ctl->json && ctl->tty))
-                r = client_request(ctl, "GET", route, CLIENT_REQUEST_TIMEOUT_USEC, &reply);
-        else if (ctl->json)
-                r = client_request_items(ctl, route, LII_F_SERVICES, true, NULL, NULL, &reply);
-        else
-                r = client_request_items(ctl, route, LII_F_SERVICES, false, on_service, &table,
-                                         &reply);
-        if (r < 0 || reply.status < 200 || reply.status > 299 || !reply.doc)
+        int r = client_request(ctl, "GET", route, CLIENT_REQUEST_TIMEOUT_USEC, &reply);
+        /* Whatever is printed, the answer must be liid's: one JSON object. */
+        if (r < 0 || reply.status < 200 || reply.status > 299 ||
+            !json_object_is_type(reply.doc, json_type_object))
                 return client_fail(ctl, r, &reply);
 
         if (ctl->json)
@@ -383,7 +363,7 @@ static int run(struct ctl *ctl, int argc, char **argv)
         else if (name)
                 print_service(ctl, name, reply.doc);
         else
-                print_status(ctl, reply.doc, &table);
+                print_status(ctl, reply.doc);
         return LIICTL_EXIT_OK;
 }
 

@@ -94,10 +94,6 @@ int main(int argc, char **argv)
         ctl.tty = isatty(STDOUT_FILENO);
         ctl.color = ctl.tty && !(no_color && *no_color);
 
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-                fprintf(stderr, "liictl: cannot initialize libcurl\n");
-                return LIICTL_EXIT_FAILED;
-        }
         /* Commands parse their arguments with getopt_long() again from the
          * start; optind = 0 makes glibc reset its state for that. */
         int rest = argc - optind;
@@ -109,8 +105,6 @@ int main(int argc, char **argv)
                 fprintf(stderr, "liictl: cannot write the output: %m\n");
                 ret = LIICTL_EXIT_FAILED;
         }
-        curl_easy_cleanup(ctl.curl);
-        curl_global_cleanup();
         return ret;
 }
 

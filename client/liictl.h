@@ -3,7 +3,6 @@
  * helpers. */
 #pragma once
 
-#include <curl/curl.h>
 #include <json-c/json.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -27,7 +26,6 @@ struct ctl {
         bool tty;
         /* tty, and the user did not ask for NO_COLOR. */
         bool color;
-        CURL *curl; /* reused across requests, created on first use */
 };
 
 struct cmd {
@@ -49,19 +47,22 @@ extern const struct cmd cmd_rollback;
 extern const struct cmd cmd_replace;
 extern const struct cmd cmd_verify;
 
+/* liid's answer to one request. */
 struct client_reply {
-        long status; /* HTTP status */
-        char *body;  /* exactly what liid sent, NUL-terminated */
+        int status; /* HTTP status */
+        char *body; /* exactly what liid sent, NUL-terminated */
         size_t size;
         json_object *doc;    /* NULL when the body is not one JSON value */
         bool connect_failed; /* the error is about reaching the socket */
-        char error[CURL_ERROR_SIZE];
+        char error[128];     /* the reason of an -EIO, for people */
 };
 
-/* Sends one request. Returns 0 when liid answered, whatever the HTTP
- * status; otherwise a negative errno: the connect() error with
- * connect_failed set, -ETIMEDOUT, -EFBIG (reply over CLIENT_REPLY_MAX), or
- * -EIO (reason in error). Does not print. */
+/* Sends one request on a connection of its own and reads the whole
+ * answer, framed by its Content-Length or chunks and parsed once as JSON.
+ * Returns 0 when liid answered, whatever the HTTP status; otherwise a
+ * negative errno: the connect() error with connect_failed set, -ETIMEDOUT
+ * (nothing, or not all, within timeout_usec), -EFBIG (reply over
+ * CLIENT_REPLY_MAX), or -EIO (reason in error). Does not print. */
 int client_request(struct ctl *ctl, const char *method, const char *route, uint64_t timeout_usec,
                    struct client_reply *ret);
 void client_reply_done(struct client_reply *r);
@@ -78,19 +79,6 @@ void client_reply_done(struct client_reply *r);
 int client_stream(struct ctl *ctl, const char *route, uint64_t timeout_usec,
                   int (*on_line)(char *line, size_t len, void *userdata), void *userdata,
                   struct client_reply *ret);
-
-/* Sends a GET whose 2xx answer is a JSON object and reads it as it
- * arrives: when its member key is an object, each member of that object is
- * handed to on_item (which borrows value; NULL for a JSON null) and then
- * freed, so that a large document never exists as one tree. ret->doc is
- * the rest of the document, without key, or NULL when the answer is not a
- * JSON object. ret->body holds the answer only with keep_body (answers
- * that are not 2xx are always kept and parsed as by client_request()).
- * on_item may be NULL; a negative return stops the transfer and is
- * returned. Otherwise returns as client_request(). */
-int client_request_items(struct ctl *ctl, const char *route, const char *key, bool keep_body,
-                         int (*on_item)(const char *key, json_object *value, void *userdata),
-                         void *userdata, struct client_reply *ret);
 
 /* Says on stderr why a request failed or what error liid answered, and
  * returns the exit code for it. r is client_request()'s result. */

@@ -1,11 +1,10 @@
 /* liictl's reading of large answers, against a stand-in for liid: a
  * thread that answers every connection on a Unix socket with one canned
- * HTTP response. liictl reads `status` service by service as the bytes
- * arrive; these tests give it documents liid would send (hundreds of
- * services, so that the body reaches liictl in many pieces cut at every
- * kind of place) and ones it would not (not JSON, cut short, trailing
- * bytes), and check what a user sees: the table, the exit code, the
- * message. */
+ * HTTP response. These tests give liictl's `status` documents liid would
+ * send (hundreds of services, so that the body reaches liictl in many
+ * pieces cut at every kind of place) and ones it would not (not JSON, cut
+ * short, trailing bytes), and check what a user sees: the table, the exit
+ * code, the message. */
 #include <check.h>
 #include <pthread.h>
 #include <stdio.h>
