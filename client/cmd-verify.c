@@ -1,80 +1,45 @@
 /* liictl verify --key PUB FILE [SIG]: checks a minisign signature offline,
  * with the same code liid uses, so that a publisher can test a release
- * before liid refuses it, and an operator can see why liid did. */
+ * before liid refuses it, and an operator can see why liid did. liictl
+ * reads the command line; the check runs in liictl-verify (verify/), the
+ * one part of liictl that needs OpenSSL, so that the rest starts without
+ * loading it. */
 #include "liictl.h"
 
-#include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <string.h>
-#include <sys/stat.h>
 
-#include "minisign.h"
+/* liictl-verify is beside liictl in a build tree, and in libexec/lii/ of
+ * the prefix liictl is installed in. */
+static const char *const helper_places[] = {"liictl-verify", "../libexec/lii/liictl-verify"};
 
-static int load_keyring(const char *path, struct minisign_keyring **ret, char **ret_error)
+static int run_helper(bool json, const char *key, const char *file, const char *sig_path)
 {
-        struct stat st;
-        if (stat(path, &st) < 0) {
-                *ret_error = xasprintf("%s: %s", path, strerror(errno));
-                return -errno;
+        char self[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n < 0) {
+                fprintf(stderr, "liictl: cannot find liictl-verify: /proc/self/exe: %m\n");
+                return LIICTL_EXIT_FAILED;
         }
-        if (S_ISDIR(st.st_mode))
-                return minisign_keyring_load_dir(path, ret, ret_error);
-        _cleanup_free_ char *text = NULL;
-        size_t len;
-        int r = read_file_capped(path, MINISIGN_KEY_FILE_MAX, &text, &len);
-        if (r < 0) {
-                *ret_error = xasprintf("%s: %s", path, r == -EFBIG ? "too large for a key file"
-                                                                  : read_file_strerror(r));
-                return r;
-        }
-        _cleanup_(minisign_keyring_freep) struct minisign_keyring *k = minisign_keyring_new();
-        r = minisign_keyring_add(k, text, len, path, ret_error);
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(k);
-        return 0;
-}
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash)
+                slash[1] = '\0';
 
-/* Streams the file through BLAKE2b-512: a release may be large, and the
- * prehashed form never needs it whole. */
-static int hash_file(const char *path, uint8_t hash[MINISIGN_HASH_SIZE])
-{
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return -errno;
-        _cleanup_(minisign_hasher_freep) struct minisign_hasher *h = NULL;
-        int r = minisign_hasher_new(&h);
-        if (r < 0)
-                return r;
-        char buf[65536];
-        for (;;) {
-                ssize_t n = read(fd, buf, sizeof buf);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
+        char *args[] = {"liictl-verify", json ? "json" : "text", (char *)key,
+                        (char *)file,    (char *)sig_path,       NULL};
+        for (size_t i = 0; i < ELEMENTSOF(helper_places); i++) {
+                _cleanup_free_ char *path = xasprintf("%s%s", self, helper_places[i]);
+                execv(path, args);
+                /* Not there: the next place. There but failing: say so. */
+                if (errno != ENOENT) {
+                        fprintf(stderr, "liictl: cannot run %s: %m\n", path);
+                        return LIICTL_EXIT_FAILED;
                 }
-                if (n == 0)
-                        break;
-                r = minisign_hasher_update(h, buf, (size_t)n);
-                if (r < 0)
-                        return r;
         }
-        return minisign_hasher_final(h, hash);
-}
-
-static int refuse(struct ctl *ctl, const char *file, const char *reason)
-{
-        _cleanup_free_ char *p = ctl_printable(reason);
-        if (ctl->json) {
-                _cleanup_json_ json_object *o = json_object_new_object();
-                json_object_object_add(o, "file", json_object_new_string(file));
-                json_object_object_add(o, "verified", json_object_new_boolean(false));
-                json_object_object_add(o, "error", json_object_new_string(reason));
-                puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-                                                               JSON_C_TO_STRING_NOSLASHESCAPE));
-        }
-        fprintf(stderr, "liictl: %s: %s\n", file, p);
+        fprintf(stderr, "liictl: liictl-verify is neither in %s nor in %s../libexec/lii/\n", self,
+                self);
         return LIICTL_EXIT_FAILED;
 }
 
@@ -106,61 +71,8 @@ static int run(struct ctl *ctl, int argc, char **argv)
         _cleanup_free_ char *sig_path =
                 n == 2 ? xstrdup(argv[optind + 1]) : xasprintf("%s.minisig", file);
 
-        _cleanup_free_ char *error = NULL;
-        _cleanup_(minisign_keyring_freep) struct minisign_keyring *k = NULL;
-        int r = load_keyring(key, &k, &error);
-        if (r == -EKEYREJECTED) {
-                /* A key that is there and well-formed but weak is a refusal,
-                 * as liid would refuse it, not a mistake on the command line:
-                 * no signature under it can hold. */
-                _cleanup_free_ char *msg = xasprintf("key: %s", error);
-                return refuse(ctl, file, msg);
-        }
-        if (r < 0) {
-                _cleanup_free_ char *p = ctl_printable(error);
-                fprintf(stderr, "liictl: key: %s\n", p);
-                return LIICTL_EXIT_USAGE;
-        }
-
-        _cleanup_free_ char *sig_text = NULL;
-        size_t sig_len;
-        r = read_file_capped(sig_path, MINISIGN_SIG_FILE_MAX, &sig_text, &sig_len);
-        if (r < 0) {
-                _cleanup_free_ char *msg = xasprintf(
-                        "signature %s: %s", sig_path,
-                        r == -EFBIG ? "too large for a signature file" : read_file_strerror(r));
-                return refuse(ctl, file, msg);
-        }
-        _cleanup_(minisign_sig_freep) struct minisign_sig *sig = NULL;
-        if (minisign_sig_parse(sig_text, sig_len, &sig, &error) < 0) {
-                _cleanup_free_ char *msg = xasprintf("signature %s: %s", sig_path, error);
-                return refuse(ctl, file, msg);
-        }
-        uint8_t hash[MINISIGN_HASH_SIZE];
-        r = hash_file(file, hash);
-        if (r < 0)
-                return refuse(ctl, file, strerror(-r));
-        const struct minisign_key *by;
-        if (minisign_verify_prehashed(k, sig, hash, 0, &by, &error) < 0)
-                return refuse(ctl, file, error);
-
-        if (ctl->json) {
-                _cleanup_json_ json_object *o = json_object_new_object();
-                json_object_object_add(o, "file", json_object_new_string(file));
-                json_object_object_add(o, "verified", json_object_new_boolean(true));
-                json_object_object_add(o, LII_F_KEY_ID, json_object_new_string(by->key_id_string));
-                json_object_object_add(o, LII_F_TRUSTED_COMMENT,
-                                       json_object_new_string(sig->trusted_comment));
-                puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-                                                               JSON_C_TO_STRING_NOSLASHESCAPE));
-                return LIICTL_EXIT_OK;
-        }
-        _cleanup_free_ char *comment = ctl_printable(sig->trusted_comment);
-        printf("%s: signature verified\n"
-               "key:             %s\n"
-               "trusted comment: %s\n",
-               file, by->key_id_string, comment);
-        return LIICTL_EXIT_OK;
+        fflush(stdout);
+        return run_helper(ctl->json, key, file, sig_path);
 }
 
 const struct cmd cmd_verify = {

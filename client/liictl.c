@@ -1,7 +1,8 @@
 /* liictl: asks liid on this host what it runs and tells it what to do,
  * over liid's local socket API. This file owns the command line (global
- * options, the command table, help and version) and the output helpers
- * the commands share; each command lives in its own cmd-<verb>.c. */
+ * options, the command table, help, version and usage errors); each
+ * command lives in its own cmd-<verb>.c, the output helpers they share in
+ * output.c. */
 #include "liictl.h"
 
 #include <getopt.h>
@@ -143,50 +144,6 @@ int ctl_getopt(struct ctl *ctl, const struct cmd *cmd, int argc, char **argv, co
         }
 }
 
-const char *ctl_color(const struct ctl *ctl, const char *sgr)
-{
-        return ctl->color ? sgr : "";
-}
-
-const char *ctl_state_color(const struct ctl *ctl, const char *state)
-{
-        if (!state)
-                return "";
-        if (strcmp(state, "running") == 0)
-                return ctl_color(ctl, COLOR_GREEN);
-        /* A reverting service had a rollout go wrong: as worth a look as a
-         * failed one. */
-        if (strcmp(state, "failed") == 0 || strcmp(state, "reverting") == 0)
-                return ctl_color(ctl, COLOR_RED);
-        /* Going away on purpose (removed from the desired state) needs no
-         * attention. */
-        if (strcmp(state, "stopping") == 0 || strcmp(state, "stopped") == 0)
-                return "";
-        return ctl_color(ctl, COLOR_YELLOW);
-}
-
-void ctl_print_json(const struct ctl *ctl, const struct client_reply *reply)
-{
-        if (ctl->tty && reply->doc) {
-                printf("%s\n", json_object_to_json_string_ext(
-                                   reply->doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
-                return;
-        }
-        fwrite(reply->body, 1, reply->size, stdout);
-        if (reply->size == 0 || reply->body[reply->size - 1] != '\n')
-                putchar('\n');
-}
-
-char *ctl_printable(const char *s)
-{
-        char *p = xstrdup(s ? s : "");
-        for (char *q = p; *q; q++)
-                if ((unsigned char)*q < 0x20 || *q == 0x7f)
-                        *q = '?';
-        return p;
-}
-
 void ctl_usage_error(const char *cmd, const char *fmt, ...)
 {
         va_list ap;
@@ -195,18 +152,4 @@ void ctl_usage_error(const char *cmd, const char *fmt, ...)
         vfprintf(stderr, fmt, ap);
         va_end(ap);
         fprintf(stderr, "\nTry 'liictl %s%s--help'.\n", cmd ? cmd : "", cmd ? " " : "");
-}
-
-json_object *json_get(json_object *o, const char *key, json_type type)
-{
-        json_object *v;
-        if (!o || !json_object_is_type(o, json_type_object) ||
-            !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, type))
-                return NULL;
-        return v;
-}
-
-const char *json_get_string(json_object *o, const char *key)
-{
-        return json_object_get_string(json_get(o, key, json_type_string));
 }

@@ -21,7 +21,7 @@ endif()
 # Reproducible builds: one commit gives the same bytes whatever folder it
 # is built in and whenever. The compiler records no build paths in what is
 # shipped, and every date (man pages, the package's files) is the commit's.
-foreach(target liiproto liidcore liid liictl)
+foreach(target liiproto liidcore liid liictl liictl-verify)
   target_compile_options(${target} PRIVATE
     -ffile-prefix-map=${CMAKE_SOURCE_DIR}=.
     -ffile-prefix-map=${CMAKE_BINARY_DIR}=.)

@@ -143,7 +143,8 @@ cpack_again "$work/deb-upgrade" -D CPACK_PACKAGE_VERSION="$upgrade_version"
 cp "$work/deb-upgrade/lii_${upgrade_version}_amd64.deb" "$work/share/deb/"
 
 contents=$(dpkg-deb -c "$deb")
-for f in ./usr/sbin/liid ./usr/bin/liictl ./lib/systemd/system/liid.service \
+for f in ./usr/sbin/liid ./usr/bin/liictl ./usr/libexec/lii/liictl-verify \
+	./lib/systemd/system/liid.service \
 	./lib/systemd/system/liid.socket ./usr/lib/sysusers.d/lii.conf ./usr/lib/tmpfiles.d/lii.conf \
 	./etc/lii/liid.conf ./etc/lii/keys/desired.d/ ./etc/lii/keys/artifact.d/ \
 	./usr/share/man/man8/liid.8.gz ./usr/share/man/man1/liictl.1.gz \
@@ -304,6 +305,9 @@ expect_running() {
 
 in_ct cp /srv/lii-test/desired.pub /etc/lii/keys/desired.d/systest.pub
 in_ct cp /srv/lii-test/artifact.pub /etc/lii/keys/artifact.d/systest.pub
+# liictl verify finds its helper where the package put it.
+in_ct liictl verify --key /etc/lii/keys/artifact.d /srv/lii-test/www/hello-1.tar.gz >/dev/null ||
+	fail "liictl verify does not verify a signed artifact in the installed package"
 in_ct sed -i -e 's|^url = .*|url = file:///srv/lii-test/www/desired.json|' \
 	-e 's|^poll_interval = .*|poll_interval = 2s|' /etc/lii/liid.conf
 in_ct systemctl restart liid.service
