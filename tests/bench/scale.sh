@@ -2,7 +2,9 @@
 # Scenarios 4 and 5: N services changed in one document (N = 1, 10, 100,
 # 500 real instances of the sample service, each with its own artifact),
 # liid's memory, CPU and idle wake-ups at each size, and the API (liictl
-# status, requests per second on GET /v1/status) at 10 and 500 services.
+# status against liid and against nginx serving the same bytes, liid's
+# answer alone, requests per second on GET /v1/status) at 10 and 500
+# services.
 # Sourced by tests/bench/run.
 
 # The artifacts s<k>-v<v>.tar that PLAN ("SIZE:REPEATS ...") needs:
@@ -114,25 +116,39 @@ scale_idle() {
 # scale_api N RUNS LOAD_SECONDS PROFILE
 scale_api() {
 	local n=$1 runs=$2 seconds=$3 profile=$4
+	# The same status document as a static file for nginx, at the load
+	# generator's path and at the one liictl asks for.
+	b_api GET /v1/status >"$B_DIR/apiroot/status.json"
+	mkdir -p "$B_DIR/apiroot/v1"
+	cp "$B_DIR/apiroot/status.json" "$B_DIR/apiroot/v1/status"
+	record "api.$n.status_bytes" "$(stat -c %s "$B_DIR/apiroot/status.json")"
+
 	# The floors: any small program, and liictl before it asks anything.
 	b_repeat "api.$n.true" "$runs" true
 	b_repeat "api.$n.liictl_version" "$runs" "$B_BUILD/liictl" --version
 	b_repeat "api.$n.liictl" "$runs" "$B_BUILD/liictl" -s "$B_SOCK" status
 	b_repeat "api.$n.liictl_json" "$runs" "$B_BUILD/liictl" -s "$B_SOCK" --json status
 	b_repeat "api.$n.curl" "$runs" curl -fsS --unix-socket "$B_SOCK" http://lii/v1/status
+	# liictl's own share: the same command and bytes, from nginx, which
+	# answers in a fraction of a millisecond.
+	b_repeat "api.$n.liictl_nginx" "$runs" "$B_BUILD/liictl" -s "$B_NGINX_SOCK" status
+
+	local out cpu0 cpu1
+	load_field() { sed -n "s/.*$1=\([0-9]*\).*/\1/p" <<<"$2"; }
+	# liid's share: its answer to one request at a time, without a
+	# process start.
+	out=$("$B_TOOL" load "$B_SOCK" /v1/status 1 "$seconds")
+	echo "liid $n, one connection: $out" >>"$B_DIR/load.txt"
+	record "api.$n.single_p50_us" "$(load_field p50_us "$out")"
 
 	# Requests per second from 4 connections, against liid and against
 	# nginx serving the same bytes as a static file on a Unix socket (one
 	# worker, as liid has one loop).
-	b_api GET /v1/status >"$B_DIR/apiroot/status.json"
 	record "api.$n.load_seconds" "$seconds"
-	record "api.$n.status_bytes" "$(stat -c %s "$B_DIR/apiroot/status.json")"
-	local out cpu0 cpu1
 	cpu0=$(b_liid_cpu)
 	out=$("$B_TOOL" load "$B_SOCK" /v1/status 4 "$seconds")
 	cpu1=$(b_liid_cpu)
 	echo "liid $n: $out" >>"$B_DIR/load.txt"
-	load_field() { sed -n "s/.*$1=\([0-9]*\).*/\1/p" <<<"$2"; }
 	record "api.$n.rps" "$(load_field rps "$out")"
 	record "api.$n.p50_us" "$(load_field p50_us "$out")"
 	record "api.$n.p99_us" "$(load_field p99_us "$out")"
