@@ -211,18 +211,6 @@ struct follower {
         bool ending;  /* liid stops serving */
 };
 
-static void mhd_response_destroyp(struct MHD_Response **r)
-{
-        if (*r)
-                MHD_destroy_response(*r);
-}
-
-static void json_object_putp(json_object **o)
-{
-        json_object_put(*o);
-}
-#define _cleanup_json_ _cleanup_(json_object_putp)
-
 static json_object *handle_status(struct api *a, const struct request *req)
 {
         return a->ops->status(a->userdata);

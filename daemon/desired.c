@@ -22,30 +22,6 @@
 /* Longest excerpt of an attacker-chosen key or name quoted in an error. */
 #define QUOTE_MAX 64
 
-static void json_object_putp(json_object **o)
-{
-        if (*o)
-                json_object_put(*o);
-}
-#define _cleanup_json_ _cleanup_(json_object_putp)
-
-static void json_tokener_freep(struct json_tokener **t)
-{
-        if (*t)
-                json_tokener_free(*t);
-}
-
-static void curl_url_cleanupp(CURLU **u)
-{
-        if (*u)
-                curl_url_cleanup(*u);
-}
-
-static void curl_freep(char **p)
-{
-        curl_free(*p);
-}
-
 static const char *const template_variables[] = {"PORT", "LII_SERVICE", "LII_GENERATION",
                                                  "LII_ARTIFACT_DIR", NULL};
 static const char *const artifact_type_names[] = {

@@ -10,12 +10,6 @@
 
 #include "util.h"
 
-static void json_object_putp(json_object **o)
-{
-        json_object_put(*o);
-}
-#define _cleanup_json_ _cleanup_(json_object_putp)
-
 struct instance *instance_new(const char *service, uint64_t generation, const char *spec_json,
                               const char *spec_sha256, const char *artifact_sha256, int port)
 {

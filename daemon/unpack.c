@@ -5,6 +5,8 @@
  * flags. Nothing here changes the working directory: liid is multi-threaded. */
 #include "unpack.h"
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>

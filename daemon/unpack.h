@@ -6,8 +6,6 @@
  * whole artifact. Synchronous: callers run it on the libuv thread pool. */
 #pragma once
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <stdint.h>
 
 struct unpack_limits {
@@ -30,20 +28,3 @@ struct unpack_limits {
  * is exceeded, another negative errno when writing to dest_dir fails. */
 int unpack_tar_fd(int fd, const char *dest_dir, const struct unpack_limits *limits,
                   char **ret_error);
-
-/* _cleanup_ adapters for libarchive's objects. */
-static inline void archive_read_freep(struct archive **a)
-{
-        if (*a)
-                archive_read_free(*a);
-}
-static inline void archive_write_freep(struct archive **a)
-{
-        if (*a)
-                archive_write_free(*a);
-}
-static inline void archive_entry_freep(struct archive_entry **e)
-{
-        if (*e)
-                archive_entry_free(*e);
-}

@@ -21,25 +21,6 @@
 #define KEY_BLOB_SIZE    (ALG_SIZE + MINISIGN_KEY_ID_SIZE + MINISIGN_PK_SIZE)
 #define SIG_BLOB_SIZE    (ALG_SIZE + MINISIGN_KEY_ID_SIZE + MINISIGN_SIG_SIZE)
 
-/* Cleanup adapters for the OpenSSL types used here. */
-static void evp_md_unrefp(EVP_MD **p)
-{
-        EVP_MD_free(*p);
-}
-static void evp_md_ctx_unrefp(EVP_MD_CTX **p)
-{
-        EVP_MD_CTX_free(*p);
-}
-static void evp_pkey_unrefp(EVP_PKEY **p)
-{
-        EVP_PKEY_free(*p);
-}
-static void closedirp(DIR **d)
-{
-        if (*d)
-                closedir(*d);
-}
-
 void minisign_key_id_to_string(const uint8_t key_id[MINISIGN_KEY_ID_SIZE],
                                char out[static MINISIGN_KEY_ID_STRING_MAX])
 {

@@ -1,6 +1,7 @@
-/* Small helpers shared by liid and liictl: cleanup attributes for every
- * owned resource type we use, duration and time formatting, hex. Helpers
- * here never log; callers decide what an error means. */
+/* Small helpers shared by liid and liictl: duration and time formatting,
+ * hex, UTF-8 checks, whole-file reads, allocation that aborts on failure;
+ * with cleanup.h, the _cleanup_ adapters. Helpers here never log; callers
+ * decide what an error means. */
 #pragma once
 
 #include <errno.h>
@@ -11,7 +12,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#define _cleanup_(f) __attribute__((cleanup(f)))
+#include "cleanup.h"
+
 #define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
 #ifndef container_of
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
@@ -20,43 +22,6 @@
 #define USEC_PER_MSEC 1000ULL
 #define USEC_PER_SEC 1000000ULL
 #define USEC_INFINITY UINT64_MAX
-
-static inline void freep(void *p)
-{
-        free(*(void **)p);
-}
-#define _cleanup_free_ _cleanup_(freep)
-
-static inline void closep(int *fd)
-{
-        if (*fd >= 0) {
-                int saved = errno;
-                close(*fd);
-                errno = saved;
-        }
-}
-#define _cleanup_close_ _cleanup_(closep)
-
-static inline void fclosep(FILE **f)
-{
-        if (*f)
-                fclose(*f);
-}
-#define _cleanup_fclose_ _cleanup_(fclosep)
-
-/* Transfers ownership out of a _cleanup_ variable. */
-#define TAKE_PTR(p)                                                                                \
-        ({                                                                                         \
-                __typeof__(p) _p = (p);                                                            \
-                (p) = NULL;                                                                        \
-                _p;                                                                                \
-        })
-#define TAKE_FD(fd)                                                                                \
-        ({                                                                                         \
-                int _fd = (fd);                                                                    \
-                (fd) = -1;                                                                         \
-                _fd;                                                                               \
-        })
 
 /* Frees a NULL-terminated vector of strings. Accepts NULL, returns NULL. */
 char **strv_free(char **v);
