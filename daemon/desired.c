@@ -8,7 +8,6 @@
 #include <assert.h>
 #include <curl/curl.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -544,15 +543,16 @@ static int parse_artifact(json_object *o, const char *path, const char *base_url
         r = get_string(v, p_sha, "not 64 hex digits", &str, err);
         if (r < 0)
                 return r;
-        if (!is_hex_string(str, 64)) {
+        if (!is_hex_string(str, SHA256_HEX_LEN)) {
                 _cleanup_free_ char *lower = xstrdup(str);
                 for (char *c = lower; *c; c++)
                         if (*c >= 'A' && *c <= 'F')
                                 *c = (char)(*c - 'A' + 'a');
                 return fail(err, p_sha,
-                            is_hex_string(lower, 64) ? "not lower-case hex" : "not 64 hex digits");
+                            is_hex_string(lower, SHA256_HEX_LEN) ? "not lower-case hex"
+                                                                 : "not 64 hex digits");
         }
-        memcpy(s->artifact_sha256, str, 65);
+        memcpy(s->artifact_sha256, str, sizeof s->artifact_sha256);
 
         if (!member(o, "size", &v))
                 return fail(err, p_size, "required");
@@ -943,17 +943,6 @@ static char *service_canonical_json(const struct service_spec *s)
         return xstrdup(json);
 }
 
-static int sha256_hex(const char *s, char out[static 65])
-{
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned n = 0;
-
-        if (!EVP_Digest(s, strlen(s), md, &n, EVP_sha256(), NULL) || n != 32)
-                return -EIO;
-        hex_encode(md, n, out);
-        return 0;
-}
-
 static int service_parse_json(json_object *o, const char *name, const char *path,
                               const char *base_url, struct service_spec *ret, char **err)
 {
@@ -1069,7 +1058,7 @@ static int service_parse_json(json_object *o, const char *name, const char *path
         }
 
         s.spec_json = service_canonical_json(&s);
-        r = sha256_hex(s.spec_json, s.spec_sha256);
+        r = sha256_hex_of(s.spec_json, strlen(s.spec_json), s.spec_sha256);
         if (r < 0)
                 return fail_code(err, r, path, "cannot compute SHA-256");
 

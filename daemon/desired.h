@@ -7,6 +7,7 @@
 #include <json-c/json.h>
 #include <stdint.h>
 
+#include "sha256.h"
 #include "util.h"
 
 #define DESIRED_FORMAT            "lii.desired/1"
@@ -41,7 +42,7 @@ struct service_spec {
         char *name;
         char *artifact_url;  /* absolute: resolved against the document URL */
         char *signature_url; /* absolute; defaults to artifact_url + ".minisig" */
-        char artifact_sha256[65];
+        char artifact_sha256[SHA256_HEX_LEN + 1];
         uint64_t artifact_size;
         enum artifact_type artifact_type;
         char **exec; /* NULL-terminated templates; exec[0] relative to the artifact root */
@@ -55,7 +56,7 @@ struct service_spec {
         uint64_t tasks_max;   /* 0 = no limit */
         enum sandbox_kind sandbox;
         char *spec_json;      /* canonical JSON of the entry (keys sorted, no spaces) */
-        char spec_sha256[65]; /* SHA-256 of spec_json */
+        char spec_sha256[SHA256_HEX_LEN + 1]; /* SHA-256 of spec_json */
 };
 
 struct desired {

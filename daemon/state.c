@@ -266,11 +266,11 @@ static bool get_u64(json_object *o, const char *key, uint64_t *ret)
         return true;
 }
 
-static bool copy_sha(char dst[65], const char *src, bool empty_ok)
+static bool copy_sha(char dst[static SHA256_HEX_LEN + 1], const char *src, bool empty_ok)
 {
-        if (!src || (!(empty_ok && !*src) && !is_hex_string(src, 64)))
+        if (!src || (!(empty_ok && !*src) && !is_hex_string(src, SHA256_HEX_LEN)))
                 return false;
-        snprintf(dst, 65, "%s", src);
+        snprintf(dst, SHA256_HEX_LEN + 1, "%s", src);
         return true;
 }
 
@@ -342,7 +342,7 @@ static int service_from_json(struct state *s, const char *name, json_object *o)
                         const char *sha = json_object_is_type(a, json_type_string)
                                                   ? json_object_get_string(a)
                                                   : NULL;
-                        if (!sha || !is_hex_string(sha, 64))
+                        if (!sha || !is_hex_string(sha, SHA256_HEX_LEN))
                                 return -EINVAL;
                         ss->artifacts[i] = xstrdup(sha);
                 }

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "lii-proto.h"
+#include "sha256.h"
 
 #define STATE_FORMAT "lii.state/2"
 #define STATE_FORMAT_1 "lii.state/1" /* everything in state.json; read, then rewritten */
@@ -27,8 +28,8 @@ struct instance {
         uint64_t generation;
         char *unit;          /* "lii-<service>@<generation>.service" */
         char *spec_json;     /* the canonical spec this instance runs */
-        char spec_sha256[65];
-        char artifact_sha256[65];
+        char spec_sha256[SHA256_HEX_LEN + 1];
+        char artifact_sha256[SHA256_HEX_LEN + 1];
         int port;
         uint64_t started_usec; /* realtime; when liid started it */
         char *artifact_key_id;  /* the key that signed the artifact; NULL when unsigned */
@@ -48,7 +49,7 @@ struct service_state {
         struct instance *current; /* promoted */
         struct instance *previous;
         struct instance *pending; /* started or about to be; not promoted */
-        char refused_spec_sha256[65]; /* quarantined spec, "" when none */
+        char refused_spec_sha256[SHA256_HEX_LEN + 1]; /* quarantined spec, "" when none */
         /* Gone from the desired state: its instance is to be stopped and
          * never brought back from the record. The entry itself stays, so
          * that generations keep counting if the service returns. */
@@ -71,7 +72,7 @@ struct service_state {
 
 struct state {
         uint64_t serial;         /* last applied desired-state serial */
-        char doc_sha256[65];     /* SHA-256 of that document, "" when none */
+        char doc_sha256[SHA256_HEX_LEN + 1]; /* SHA-256 of that document, "" when none */
         uint64_t clock_high_water_usec; /* newest time liid has seen */
         bool paused; /* an operator holds new rollouts */
         size_t n_services;

@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "sha256.h"
 #include "util.h"
 
 /* 2 MiB per download in flight, however large the artifact: enough for the
@@ -25,7 +26,6 @@
  * (a few hundred microseconds in all): two threads per download would cost
  * more than they save, and 64 small rollouts at once would start 128. */
 #define SINK_INLINE_MAX SINK_SLOT_SIZE
-#define SHA256_HEX_LEN 64
 
 enum sink_worker_kind {
         WORKER_FILE, /* SHA-256, then write() */

@@ -20,11 +20,11 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "sha256.h"
 #include "store-sink.h"
 #include "util.h"
 
 #define COPY_BUFFER_SIZE (128 * 1024)
-#define SHA256_HEX_LEN   64
 #define B2_HEX_LEN       (2 * MINISIGN_HASH_SIZE)
 #define SIG_SUFFIX       ".sig"
 #define B2_SUFFIX        ".b2"
@@ -234,17 +234,6 @@ static int empty_dir(const char *path)
         }
         closedir(d);
         return r;
-}
-
-static int unhex(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
 }
 
 /* Decodes %XX escapes of a URL's path part; NUL bytes are refused. */

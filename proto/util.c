@@ -186,6 +186,17 @@ void hex_encode(const uint8_t *in, size_t n, char *out)
         out[2 * n] = '\0';
 }
 
+int unhex(char c)
+{
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
 bool is_hex_string(const char *s, size_t len)
 {
         if (!s || strlen(s) != len)
@@ -279,10 +290,7 @@ static int32_t hex4(const char *s, size_t len)
         if (len < 4)
                 return -1;
         for (size_t i = 0; i < 4; i++) {
-                int d = isdigit((unsigned char)s[i]) ? s[i] - '0'
-                        : s[i] >= 'a' && s[i] <= 'f' ? s[i] - 'a' + 10
-                        : s[i] >= 'A' && s[i] <= 'F' ? s[i] - 'A' + 10
-                                                     : -1;
+                int d = unhex(s[i]);
                 if (d < 0)
                         return -1;
                 v = v << 4 | d;

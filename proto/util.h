@@ -62,6 +62,8 @@ int parse_rfc3339(const char *s, uint64_t *ret_usec);
 /* Lower-case hex of n bytes into out (2n+1 bytes). */
 void hex_encode(const uint8_t *in, size_t n, char *out);
 bool is_hex_string(const char *s, size_t len);
+/* The value of the hex digit c, in either case, or -1. */
+int unhex(char c);
 
 /* Reads a whole small regular file, NUL-terminated. A larger file than max
  * is -EFBIG and something else than a regular file -EBADFD (a FIFO planted

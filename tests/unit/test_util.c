@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sha256.h"
 #include "util.h"
 
 START_TEST(durations)
@@ -124,6 +125,26 @@ START_TEST(hex)
         ck_assert(!is_hex_string("00ABFF", 6));
         ck_assert(!is_hex_string("00abf", 6));
         ck_assert(!is_hex_string("00abfg", 6));
+        ck_assert_int_eq(unhex('0'), 0);
+        ck_assert_int_eq(unhex('a'), 10);
+        ck_assert_int_eq(unhex('F'), 15);
+        ck_assert_int_eq(unhex('g'), -1);
+        ck_assert_int_eq(unhex('\0'), -1);
+}
+END_TEST
+
+/* The digests of FIPS 180-2's examples, as the store and the documents
+ * name them. */
+START_TEST(sha256)
+{
+        char out[SHA256_HEX_LEN + 1];
+        ck_assert_int_eq(sha256_hex_of("abc", 3, out), 0);
+        ck_assert_str_eq(out, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        ck_assert_int_eq(sha256_hex_of("", 0, out), 0);
+        ck_assert_str_eq(out, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        /* Bytes, not a C string: a NUL in the middle counts. */
+        ck_assert_int_eq(sha256_hex_of("a\0b", 3, out), 0);
+        ck_assert_str_ne(out, "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb");
 }
 END_TEST
 
@@ -332,6 +353,7 @@ int main(void)
         tcase_add_test(tc, rfc3339);
         tcase_add_test(tc, service_names);
         tcase_add_test(tc, hex);
+        tcase_add_test(tc, sha256);
         tcase_add_test(tc, sorted_by_name);
         tcase_add_loop_test(tc, utf8_valid, 0, ELEMENTSOF(utf8_good));
         tcase_add_loop_test(tc, utf8_invalid, 0, ELEMENTSOF(utf8_bad));
