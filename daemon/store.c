@@ -1153,11 +1153,6 @@ struct store *store_free(struct store *s)
         return NULL;
 }
 
-static int compare_strings(const void *a, const void *b)
-{
-        return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 /* The artifact a record file belongs to: "<hex>.sig" or "<hex>.b2". */
 static bool record_name(const char *name, char ret_sha256[static SHA256_HEX_LEN + 1])
 {
@@ -1196,7 +1191,7 @@ int store_collect(struct store *s, char *const *keep)
                 stay[n_stay++] = *k;
         for (struct store_job *j = s->jobs; j; j = j->next)
                 stay[n_stay++] = j->sha256;
-        qsort(stay, n_stay, sizeof(*stay), compare_strings);
+        qsort(stay, n_stay, sizeof(*stay), strptr_compare);
 
         DIR *d = opendir(s->sha_dir);
         if (!d)
@@ -1213,7 +1208,7 @@ int store_collect(struct store *s, char *const *keep)
                 else if (!record_name(de->d_name, sha256))
                         continue;
                 const char *key = sha256;
-                if (bsearch(&key, stay, n_stay, sizeof(*stay), compare_strings))
+                if (bsearch(&key, stay, n_stay, sizeof(*stay), strptr_compare))
                         continue;
                 _cleanup_free_ char *path = xasprintf("%s/%s", s->sha_dir, sha256);
                 int q;

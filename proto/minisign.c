@@ -369,11 +369,6 @@ struct minisign_keyring *minisign_keyring_free(struct minisign_keyring *k)
         return NULL;
 }
 
-static int compare_strings(const void *a, const void *b)
-{
-        return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static bool is_key_file_name(const char *name)
 {
         size_t n = strlen(name);
@@ -452,7 +447,7 @@ int minisign_keyring_load_dir(const char *dir, struct minisign_keyring **ret, ch
         /* Name order makes which file an error names, and which of two
          * files with the same key is remembered, independent of the file
          * system. */
-        qsort(names, n_names, sizeof(char *), compare_strings);
+        qsort(names, n_names, sizeof(char *), strptr_compare);
 
         k = minisign_keyring_new();
         size_t dir_len = strlen(dir);

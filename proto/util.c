@@ -48,6 +48,11 @@ size_t strv_length(char *const *v)
         return n;
 }
 
+int strptr_compare(const void *a, const void *b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 struct unit_scale {
         const char *suffix;
         uint64_t factor;

@@ -31,6 +31,9 @@ static inline void strv_freep(char ***v)
 }
 #define _cleanup_strv_free_ _cleanup_(strv_freep)
 size_t strv_length(char *const *v);
+/* strcmp() of two elements of an array of char *: the comparison function
+ * for qsort() and bsearch() over such an array. */
+int strptr_compare(const void *a, const void *b);
 
 /* Arrays of pointers to structs that hold a `char *` name at name_offset,
  * kept sorted by name so that finding one is a binary search. Returns the

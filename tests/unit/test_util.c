@@ -95,6 +95,22 @@ START_TEST(sorted_by_name)
 }
 END_TEST
 
+/* Sorting and searching an array of strings, as the store's collection
+ * and the keyring's file order do. */
+START_TEST(string_arrays)
+{
+        const char *v[] = {"b", "ab", "a", "B"};
+        qsort(v, ELEMENTSOF(v), sizeof *v, strptr_compare);
+        ck_assert_str_eq(v[0], "B");
+        ck_assert_str_eq(v[1], "a");
+        ck_assert_str_eq(v[2], "ab");
+        ck_assert_str_eq(v[3], "b");
+        const char *key = "ab", *missing = "c";
+        ck_assert_ptr_eq(bsearch(&key, v, ELEMENTSOF(v), sizeof *v, strptr_compare), &v[2]);
+        ck_assert_ptr_null(bsearch(&missing, v, ELEMENTSOF(v), sizeof *v, strptr_compare));
+}
+END_TEST
+
 START_TEST(service_names)
 {
         ck_assert(service_name_is_valid("hello"));
@@ -355,6 +371,7 @@ int main(void)
         tcase_add_test(tc, hex);
         tcase_add_test(tc, sha256);
         tcase_add_test(tc, sorted_by_name);
+        tcase_add_test(tc, string_arrays);
         tcase_add_loop_test(tc, utf8_valid, 0, ELEMENTSOF(utf8_good));
         tcase_add_loop_test(tc, utf8_invalid, 0, ELEMENTSOF(utf8_bad));
         tcase_add_test(tc, utf8_length_is_honoured);
