@@ -7,6 +7,8 @@
 #include <sys/uio.h>
 #include <systemd/sd-journal.h>
 
+#include "unit-name.h"
+
 int log_max_level = LOG_INFO;
 static bool log_to_journal;
 
@@ -83,9 +85,10 @@ static void emit(int level, int error, const char *event, const char *service,
                         snprintf(f[n++], sizeof f[0], "LII_GENERATION=%llu", generation);
                 /* The instance's unit, so that its lines and lii's about it
                  * can be read together. */
+                char unit[UNIT_NAME_SIZE];
                 if (service && generation)
-                        snprintf(f[n++], sizeof f[0], "LII_UNIT=lii-%s@%llu.service", service,
-                                 generation);
+                        snprintf(f[n++], sizeof f[0], "LII_UNIT=%s",
+                                 unit_name_instance(unit, service, generation));
                 if (error)
                         snprintf(f[n++], sizeof f[0], "ERRNO=%d", error);
                 for (size_t i = 0; i < n; i++)

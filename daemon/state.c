@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "unit-name.h"
 #include "util.h"
 
 struct instance *instance_new(const char *service, uint64_t generation, const char *spec_json,
@@ -15,7 +16,8 @@ struct instance *instance_new(const char *service, uint64_t generation, const ch
 {
         struct instance *i = xcalloc(1, sizeof *i);
         i->generation = generation;
-        i->unit = xasprintf("lii-%s@%llu.service", service, (unsigned long long)generation);
+        char unit[UNIT_NAME_SIZE];
+        i->unit = xstrdup(unit_name_instance(unit, service, generation));
         i->spec_json = xstrdup(spec_json);
         snprintf(i->spec_sha256, sizeof i->spec_sha256, "%s", spec_sha256);
         snprintf(i->artifact_sha256, sizeof i->artifact_sha256, "%s", artifact_sha256);

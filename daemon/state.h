@@ -26,7 +26,7 @@
 
 struct instance {
         uint64_t generation;
-        char *unit;          /* "lii-<service>@<generation>.service" */
+        char *unit;          /* "lii-<service>@<generation>.service" (unit-name.h) */
         char *spec_json;     /* the canonical spec this instance runs */
         char spec_sha256[SHA256_HEX_LEN + 1];
         char artifact_sha256[SHA256_HEX_LEN + 1];

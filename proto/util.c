@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "lii-proto.h"
+
 char **strv_free(char **v)
 {
         if (!v)
@@ -366,7 +368,7 @@ int json_text_check_strings(const char *buf, size_t len, char **ret_error)
 bool service_name_is_valid(const char *s)
 {
         size_t n = s ? strlen(s) : 0;
-        if (n < 1 || n > 48)
+        if (n < 1 || n > LII_SERVICE_NAME_MAX)
                 return false;
         for (size_t i = 0; i < n; i++) {
                 char c = s[i];
