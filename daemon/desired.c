@@ -76,19 +76,7 @@ fail_code(char **err, int code, const char *path, const char *fmt, ...)
  * they are cut short and anything unprintable is escaped. */
 static char *quote(const char *s)
 {
-        size_t n = strlen(s);
-        char *out = xcalloc(QUOTE_MAX * 4 + 4, 1), *p = out;
-
-        for (size_t i = 0; i < n && i < QUOTE_MAX; i++) {
-                unsigned char c = (unsigned char)s[i];
-                if (c >= 0x20 && c < 0x7f && c != '\\')
-                        *p++ = (char)c;
-                else
-                        p += sprintf(p, "\\x%02x", c);
-        }
-        if (n > QUOTE_MAX)
-                strcpy(p, "...");
-        return out;
+        return escape_untrusted(s, QUOTE_MAX);
 }
 
 static char *path_join(const char *parent, const char *key)

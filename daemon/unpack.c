@@ -89,28 +89,6 @@ static int remember_path(struct extract *x, const char *rel, uint64_t *ret_first
         return 0;
 }
 
-/* Names come from the archive: control and non-ASCII bytes are escaped and
- * long names shortened, so that a message stays one readable line in the
- * journal and in API answers. */
-static char *escape_name(const char *name)
-{
-        size_t len = strnlen(name, MESSAGE_NAME_MAX + 1);
-        bool cut = len > MESSAGE_NAME_MAX;
-        if (cut)
-                len = MESSAGE_NAME_MAX;
-        char *out = xcalloc(len * 4 + sizeof("..."), 1), *p = out;
-        for (size_t i = 0; i < len; i++) {
-                unsigned char c = (unsigned char)name[i];
-                if (c < 0x20 || c >= 0x7f || c == '\'' || c == '\\')
-                        p += sprintf(p, "\\x%02x", c);
-                else
-                        *p++ = (char)c;
-        }
-        if (cut)
-                strcpy(p, "...");
-        return out;
-}
-
 /* Sets *ret_error to "entry '<name>': <reason>" (or just the reason when
  * there is no name) and returns r, so that callers can `return fail(…)`. */
 static int fail(char **ret_error, int r, const char *name, const char *fmt, ...)
@@ -124,7 +102,10 @@ static int fail(char **ret_error, int r, const char *name, const char *fmt, ...)
                 abort();
         va_end(ap);
         if (name) {
-                _cleanup_free_ char *escaped = escape_name(name);
+                /* Names come from the archive: escaped and cut short, so
+                 * that a message stays one readable line in the journal
+                 * and in API answers. */
+                _cleanup_free_ char *escaped = escape_untrusted(name, MESSAGE_NAME_MAX);
                 *ret_error = xasprintf("entry '%s': %s", escaped, reason);
         } else
                 *ret_error = TAKE_PTR(reason);

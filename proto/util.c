@@ -289,6 +289,23 @@ char *utf8_escape_invalid(const char *s)
         return out;
 }
 
+char *escape_untrusted(const char *s, size_t max)
+{
+        size_t len = strnlen(s, max), n = 0;
+        char *out = xcalloc(len * 4 + sizeof("..."), 1);
+
+        for (size_t i = 0; i < len; i++) {
+                unsigned char c = (unsigned char)s[i];
+                if (c < 0x20 || c >= 0x7f || c == '\\' || c == '\'' || c == '"')
+                        n += (size_t)sprintf(out + n, "\\x%02x", c);
+                else
+                        out[n++] = (char)c;
+        }
+        if (s[len] != '\0')
+                strcpy(out + n, "...");
+        return out;
+}
+
 /* The value of the four hex digits at s, or -1 when they are not that. */
 static int32_t hex4(const char *s, size_t len)
 {

@@ -96,6 +96,16 @@ int utf8_check(const char *s, size_t len, size_t *ret_offset, const char **ret_r
  * liid stores and serves, and so must keep strict UTF-8. */
 char *utf8_escape_invalid(const char *s);
 
+/* A copy of untrusted s (a key or name from a document, a path from an
+ * archive) fit to quote in an error message, which ends up in the
+ * journal, API answers and terminals: printable ASCII stays as it is but
+ * for the backslash and the two quote characters, and every other byte is
+ * written "\xNN", so that the copy is one line of plain ASCII that cannot
+ * pass for lii's own words. Only the first max bytes of s are taken,
+ * followed by "..." when there were more. Unlike utf8_escape_invalid(),
+ * for whole messages that may hold such copies, it escapes backslashes. */
+char *escape_untrusted(const char *s, size_t max);
+
 /* Checks one JSON string as written between its quotes: its bytes pass
  * utf8_check(), and so does what its escapes stand for: a \uXXXX surrogate
  * must be one half of a pair (json-c silently turns a lone one into U+FFFD),

@@ -272,6 +272,33 @@ START_TEST(utf8_escaping)
 }
 END_TEST
 
+/* Untrusted names in messages: one line of plain ASCII, whose escapes
+ * cannot be mistaken for the name's own text, cut short after max bytes. */
+START_TEST(untrusted_escaping)
+{
+        static const struct {
+                const char *s;
+                size_t max;
+                const char *want;
+        } cases[] = {
+            {"", 8, ""},
+            {"plain-name_1.txt", 64, "plain-name_1.txt"},
+            {"../x\n\x1b[2J", 64, "../x\\x0a\\x1b[2J"},
+            {"tab\there\x7f", 64, "tab\\x09here\\x7f"},
+            {"caf\xc3\xa9", 64, "caf\\xc3\\xa9"},
+            {"a\\x41", 64, "a\\x5cx41"},
+            {"it's \"x\"", 64, "it\\x27s \\x22x\\x22"},
+            {"abcdef", 6, "abcdef"},
+            {"abcdefg", 6, "abcdef..."},
+            {"\x01\x02\x03", 2, "\\x01\\x02..."},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *out = escape_untrusted(cases[i].s, cases[i].max);
+                ck_assert_str_eq(out, cases[i].want);
+        }
+}
+END_TEST
+
 /* JSON strings as written between their quotes: their escapes count too. */
 static const struct {
         const char *s;
@@ -376,6 +403,7 @@ int main(void)
         tcase_add_loop_test(tc, utf8_invalid, 0, ELEMENTSOF(utf8_bad));
         tcase_add_test(tc, utf8_length_is_honoured);
         tcase_add_test(tc, utf8_escaping);
+        tcase_add_test(tc, untrusted_escaping);
         tcase_add_loop_test(tc, json_string_escapes, 0, ELEMENTSOF(json_strings));
         tcase_add_test(tc, json_string_nul_and_base);
         tcase_add_test(tc, json_text_strings);
