@@ -396,6 +396,8 @@ bool service_name_is_valid(const char *s)
         return true;
 }
 
+static void oom(void);
+
 int read_file_capped(const char *path, size_t max, char **ret, size_t *ret_len)
 {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -406,10 +408,25 @@ int read_file_capped(const char *path, size_t max, char **ret, size_t *ret_len)
                 return -errno;
         if (!S_ISREG(st.st_mode))
                 return -EBADFD;
-        _cleanup_free_ char *buf = xcalloc(1, max + 2);
+        /* Reading stops one byte past max, which is how a file over the cap
+         * shows. The buffer starts at the size fstat() saw plus that byte,
+         * so that a file read whole ends in one read() and the end-of-file
+         * in the next, and grows only when the file turns out longer (it
+         * grew meanwhile, or, as in /proc, its size says nothing). */
+        size_t want = max + 1;
+        size_t size = (uint64_t)st.st_size < max ? (size_t)st.st_size + 1 : want;
+        _cleanup_free_ char *buf = NULL;
         size_t len = 0;
         for (;;) {
-                ssize_t n = read(fd, buf + len, max + 1 - len);
+                if (!buf || (len == size && size < want)) {
+                        if (buf)
+                                size = size > want / 2 ? want : size * 2;
+                        char *bigger = realloc(buf, size + 1);
+                        if (!bigger)
+                                oom();
+                        buf = bigger;
+                }
+                ssize_t n = read(fd, buf + len, size - len);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -421,6 +438,7 @@ int read_file_capped(const char *path, size_t max, char **ret, size_t *ret_len)
                 if (len > max)
                         return -EFBIG;
         }
+        buf[len] = '\0';
         *ret = TAKE_PTR(buf);
         *ret_len = len;
         return 0;

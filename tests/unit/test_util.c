@@ -1,8 +1,11 @@
 /* Shared helpers: durations, sizes, times and names as users write them,
  * and the strict UTF-8 check every string from outside goes through. */
 #include <check.h>
+#include <fcntl.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "sha256.h"
 #include "util.h"
@@ -272,6 +275,68 @@ START_TEST(utf8_escaping)
 }
 END_TEST
 
+static char *write_temp_file(const char *content, size_t len)
+{
+        char *path = xasprintf("%s/test-util.XXXXXX", LII_BUILD_DIR);
+        int fd = mkostemp(path, O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(write_all(fd, content, len), 0);
+        close(fd);
+        return path;
+}
+
+/* A small file read under a large cap costs memory for its size, not for
+ * the cap (a state file's cap is 64 MiB); the cap holds to the byte. */
+START_TEST(read_small_file_under_large_cap)
+{
+        _cleanup_free_ char *path = write_temp_file("hello\n", 6);
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        ck_assert_int_eq(read_file_capped(path, (size_t)64 << 20, &text, &len), 0);
+        ck_assert_uint_eq(len, 6);
+        ck_assert_str_eq(text, "hello\n");
+        ck_assert_uint_lt(malloc_usable_size(text), 4096);
+        free(TAKE_PTR(text));
+
+        ck_assert_int_eq(read_file_capped(path, 6, &text, &len), 0);
+        ck_assert_str_eq(text, "hello\n");
+        free(TAKE_PTR(text));
+        ck_assert_int_eq(read_file_capped(path, 5, &text, &len), -EFBIG);
+        ck_assert_ptr_null(text);
+        unlink(path);
+
+        _cleanup_free_ char *empty = write_temp_file("", 0);
+        ck_assert_int_eq(read_file_capped(empty, 0, &text, &len), 0);
+        ck_assert_uint_eq(len, 0);
+        ck_assert_str_eq(text, "");
+        free(TAKE_PTR(text));
+        unlink(empty);
+}
+END_TEST
+
+/* A file longer than fstat() says (a file of /proc says 0, as does one
+ * that grows while it is read) is still read whole, up to the cap. */
+START_TEST(read_file_longer_than_its_size)
+{
+        const char *path = "/proc/self/status";
+        struct stat st;
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert_int_eq(st.st_size, 0);
+
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        ck_assert_int_eq(read_file_capped(path, 1 << 20, &text, &len), 0);
+        ck_assert_uint_gt(len, 100);
+        ck_assert_uint_eq(strlen(text), len);
+        ck_assert_int_eq(strncmp(text, "Name:", 5), 0);
+        ck_assert_str_eq(text + len - 1, "\n");
+        free(TAKE_PTR(text));
+
+        ck_assert_int_eq(read_file_capped(path, 100, &text, &len), -EFBIG);
+        ck_assert_ptr_null(text);
+}
+END_TEST
+
 /* Untrusted names in messages: one line of plain ASCII, whose escapes
  * cannot be mistaken for the name's own text, cut short after max bytes. */
 START_TEST(untrusted_escaping)
@@ -404,6 +469,8 @@ int main(void)
         tcase_add_test(tc, utf8_length_is_honoured);
         tcase_add_test(tc, utf8_escaping);
         tcase_add_test(tc, untrusted_escaping);
+        tcase_add_test(tc, read_small_file_under_large_cap);
+        tcase_add_test(tc, read_file_longer_than_its_size);
         tcase_add_loop_test(tc, json_string_escapes, 0, ELEMENTSOF(json_strings));
         tcase_add_test(tc, json_string_nul_and_base);
         tcase_add_test(tc, json_text_strings);
