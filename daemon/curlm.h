@@ -1,7 +1,8 @@
 /* libcurl's multi interface driven by the libuv loop: one uv_poll_t per
  * socket curl asks about (CURLMOPT_SOCKETFUNCTION) and one uv_timer_t for
- * curl's timeout (CURLMOPT_TIMERFUNCTION). Used for HTTP health probes and,
- * later, HTTP(S) fetches. */
+ * curl's timeout (CURLMOPT_TIMERFUNCTION). Every HTTP(S) transfer of liid
+ * goes through it: health probes, and (through http.h) the desired-state
+ * document, signatures and artifacts. */
 #pragma once
 
 #include <curl/curl.h>

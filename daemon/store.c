@@ -994,7 +994,7 @@ static void after_lookup(struct store_job *j)
                 return;
         }
         if (!scheme_supported(j->url)) {
-                job_fail(j, -EPROTONOSUPPORT, "artifact %s: scheme not supported yet", j->url);
+                job_fail(j, -EPROTONOSUPPORT, "artifact %s: scheme not supported", j->url);
                 return;
         }
         /* Not there, or there without a record that a key trusted now

@@ -97,12 +97,11 @@ void systemd_unwatch_unit(struct systemd *m, const char *unit);
  * or a user manager (some mount-namespace options are unavailable). */
 bool systemd_is_system(struct systemd *m);
 
-/* Additions. */
-
 /* Called once when the connection to the manager is lost or unusable.
  * Every pending job callback has been called with -ENOTCONN before, and no
- * other callback follows; the owner decides what to do (liid exits and lets
- * systemd restart it). reason is a message for the log. */
+ * other callback follows; the owner decides what to do (the engine frees
+ * this connection and opens a new one, which adopts what systemd runs).
+ * reason is a message for the log. */
 typedef void (*systemd_disconnect_cb)(struct systemd *m, int r, const char *reason, void *userdata);
 void systemd_set_disconnect_cb(struct systemd *m, systemd_disconnect_cb cb, void *userdata);
 

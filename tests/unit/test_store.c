@@ -600,9 +600,8 @@ START_TEST(test_unsupported_scheme)
         spec_for(&spec, tar, ARTIFACT_TAR);
         free(spec.artifact_url);
         spec.artifact_url = xstrdup("gopher://artifacts.invalid/hello-1.tar.gz");
-        assert_fails(
-            &spec, -EPROTONOSUPPORT,
-            "artifact gopher://artifacts.invalid/hello-1.tar.gz: scheme not supported yet");
+        assert_fails(&spec, -EPROTONOSUPPORT,
+                     "artifact gopher://artifacts.invalid/hello-1.tar.gz: scheme not supported");
         spec_done(&spec);
 }
 END_TEST
