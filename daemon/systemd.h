@@ -9,6 +9,8 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "systemd-unit.h"
+
 struct systemd;
 
 struct unit_status {
@@ -41,46 +43,6 @@ int systemd_new(uv_loop_t *loop, const char *bus, systemd_unit_cb unit_cb, void 
                 struct systemd **ret);
 /* Accepts NULL. No callbacks are called after this. */
 struct systemd *systemd_free(struct systemd *m);
-
-/* A read-only bind mount into a unit's mount namespace. */
-struct bind_path {
-        const char *source;      /* on the host */
-        const char *destination; /* as the unit sees it */
-};
-
-struct transient_unit {
-        const char *name; /* "lii-hello@3.service" */
-        const char *description;
-        const char *slice; /* "lii.slice" */
-        char *const *argv; /* argv[0] absolute */
-        const char *working_directory;
-        char *const *environment; /* "KEY=value", NULL-terminated */
-        bool notify;              /* Type=notify instead of Type=exec */
-        uint64_t timeout_stop_usec;
-        uint64_t memory_max;             /* 0: none */
-        uint64_t cpu_quota_per_sec_usec; /* 0: none; 500000 = 50% */
-        uint64_t tasks_max;              /* 0: none */
-        const char *state_directory;     /* "lii/hello", or NULL */
-        bool sandbox_strict; /* DynamicUser, ProtectSystem=strict, NoNewPrivileges, PrivateTmp, … */
-        /* How long the start may take (TimeoutStartUSec); 0: the manager's
-         * default. For a notify unit this bounds the wait for READY=1. */
-        uint64_t timeout_start_usec;
-        /* Type=oneshot instead: the start job ends when the command exits,
-         * "done" for status 0 (used for exec health checks). */
-        bool oneshot;
-        /* RuntimeMaxUSec; 0: unlimited. */
-        uint64_t runtime_max_usec;
-        /* The unit's view of the file system: read-only bind mounts
-         * (BindReadOnlyPaths=), empty read-only tmpfs folders
-         * (TemporaryFileSystem=), paths hidden from it (InaccessiblePaths=;
-         * a "-" prefix ignores a missing path). Lists NULL-terminated. */
-        const struct bind_path *bind_read_only;
-        size_t n_bind_read_only;
-        char *const *temporary_file_systems;
-        char *const *inaccessible_paths;
-        /* Fields added to every journal entry of the unit ("FIELD=value"). */
-        char *const *log_extra_fields;
-};
 
 /* StartTransientUnit with mode "fail"; cb fires when the job is removed. */
 int systemd_start_transient(struct systemd *m, const struct transient_unit *u, systemd_job_cb cb,
