@@ -11,15 +11,19 @@
 #include <stdarg.h>
 #include <string.h>
 
-/* Strict JSON for the whole document, so that the bytes that were signed
- * mean one thing only, whichever parser reads them. UTF-8 is checked by
- * json_check_strict() instead of json-c, which lets overlong forms and
- * surrogates through and could not name the path of what it refuses. */
-#define JSON_FLAGS      JSON_TOKENER_STRICT
+#include "json-scan.h"
+
 #define CANONICAL_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
-/* Longest excerpt of an attacker-chosen key or name quoted in an error. */
-#define QUOTE_MAX 64
+/* Strict JSON for the whole document and for each spec_json, so that the
+ * bytes that were signed mean one thing only, whichever parser reads them;
+ * UTF-8 is checked there instead of by json-c, which lets overlong forms
+ * and surrogates through. */
+static const struct json_scan_limits json_limits = {
+    .max_bytes = DESIRED_MAX_BYTES,
+    .max_depth = DESIRED_MAX_DEPTH,
+    .max_key = DESIRED_MAX_STRING,
+};
 
 static const char *const template_variables[] = {"PORT", "LII_SERVICE", "LII_GENERATION",
                                                  "LII_ARTIFACT_DIR", NULL};
@@ -29,15 +33,6 @@ static const char *const ready_names[] = {
     [READY_STARTED] = "started", [READY_NOTIFY] = "notify", NULL};
 static const char *const sandbox_names[] = {
     [SANDBOX_STRICT] = "strict", [SANDBOX_NONE] = "none", NULL};
-
-/* Out of memory is not survived half-way (see xstrdup()); json-c reports it
- * as NULL or -1, which would otherwise turn into a silently different spec. */
-static void *oom_check(void *p)
-{
-        if (!p)
-                abort();
-        return p;
-}
 
 static int __attribute__((format(printf, 4, 0)))
 failv(char **err, int code, const char *path, const char *fmt, va_list ap)
@@ -76,17 +71,7 @@ fail_code(char **err, int code, const char *path, const char *fmt, ...)
  * they are cut short and anything unprintable is escaped. */
 static char *quote(const char *s)
 {
-        return escape_untrusted(s, QUOTE_MAX);
-}
-
-static char *path_join(const char *parent, const char *key)
-{
-        return parent[0] ? xasprintf("%s.%s", parent, key) : xstrdup(key);
-}
-
-static char *path_index(const char *parent, size_t i)
-{
-        return xasprintf("%s[%zu]", parent, i);
+        return escape_untrusted(s, JSON_SCAN_QUOTE_MAX);
 }
 
 static bool strv_contains(const char *const *v, const char *s)
@@ -95,248 +80,6 @@ static bool strv_contains(const char *const *v, const char *s)
                 if (strcmp(*v, s) == 0)
                         return true;
         return false;
-}
-
-/* Strict JSON, as json-c does not enforce all of it. */
-
-struct scan_frame {
-        bool object;
-        bool expect_key;
-        size_t index;      /* arrays: the current element */
-        char *key;         /* objects: the current key, decoded */
-        json_object *seen; /* objects: the keys so far, as a set */
-};
-
-struct scan {
-        struct scan_frame frames[DESIRED_MAX_DEPTH];
-        size_t depth;
-        struct json_tokener *tok; /* decodes keys written with escapes */
-};
-
-static void scan_pop(struct scan *sc)
-{
-        struct scan_frame *f = &sc->frames[--sc->depth];
-        free(f->key);
-        if (f->seen)
-                json_object_put(f->seen);
-}
-
-static void scan_done(struct scan *sc)
-{
-        while (sc->depth > 0)
-                scan_pop(sc);
-        if (sc->tok)
-                json_tokener_free(sc->tok);
-}
-
-/* The path through the outer levels frames (the object being scanned is
- * depth - 1 of them, the value at hand depth), plus key when not NULL. */
-static char *scan_path(const struct scan *sc, size_t levels, const char *root, const char *prefix,
-                       const char *key)
-{
-        _cleanup_free_ char *p = xstrdup(prefix);
-
-        for (size_t i = 0; i < levels; i++) {
-                const struct scan_frame *f = &sc->frames[i];
-                char *n;
-                if (f->object) {
-                        _cleanup_free_ char *q = quote(f->key ? f->key : "");
-                        n = path_join(p, q);
-                } else {
-                        n = path_index(p, f->index);
-                }
-                free(p);
-                p = n;
-        }
-        if (key) {
-                _cleanup_free_ char *q = quote(key);
-                char *n = path_join(p, q);
-                free(p);
-                p = n;
-        }
-        return p[0] ? TAKE_PTR(p) : xstrdup(root);
-}
-
-/* Decodes the quoted key raw[0..n), which json_string_check() has passed:
- * it holds no NUL, which json-c would silently cut the key short at. */
-static int scan_decode_key(struct scan *sc, const char *raw, size_t n, char **ret)
-{
-        if (!memchr(raw, '\\', n)) {
-                *ret = xasprintf("%.*s", (int)(n - 2), raw + 1);
-                return 0;
-        }
-        if (!sc->tok) {
-                sc->tok = oom_check(json_tokener_new_ex(1));
-                json_tokener_set_flags(sc->tok, JSON_FLAGS);
-        } else {
-                json_tokener_reset(sc->tok);
-        }
-        _cleanup_json_ json_object *o = json_tokener_parse_ex(sc->tok, raw, (int)n);
-        if (!json_object_is_type(o, json_type_string))
-                return -EBADMSG;
-        *ret = xstrdup(json_object_get_string(o));
-        return 0;
-}
-
-static int scan_key(struct scan *sc, const char *raw, size_t n, const char *root,
-                    const char *prefix, char **err)
-{
-        struct scan_frame *f = &sc->frames[sc->depth - 1];
-        _cleanup_free_ char *key = NULL;
-
-        if (n - 2 > DESIRED_MAX_STRING) {
-                _cleanup_free_ char *p = scan_path(sc, sc->depth - 1, root, prefix, NULL);
-                return fail_code(err, -EBADMSG, p, "object key longer than %d bytes",
-                                 DESIRED_MAX_STRING);
-        }
-        if (scan_decode_key(sc, raw, n, &key) < 0) {
-                _cleanup_free_ char *p = scan_path(sc, sc->depth - 1, root, prefix, NULL);
-                return fail_code(err, -EBADMSG, p, "object key cannot be decoded");
-        }
-        if (json_object_object_get_ex(f->seen, key, NULL)) {
-                _cleanup_free_ char *p = scan_path(sc, sc->depth - 1, root, prefix, key);
-                return fail_code(err, -EBADMSG, p, "duplicate key");
-        }
-        if (json_object_object_add(f->seen, key, NULL) < 0)
-                abort();
-        free(f->key);
-        f->key = TAKE_PTR(key);
-        f->expect_key = false;
-        return 0;
-}
-
-/* Refuses a string (key or value) that is not strict UTF-8 or holds a NUL,
- * naming its path: a key by itself, as written, a value by where it is. */
-static int scan_string(const struct scan *sc, const char *raw, size_t n, bool is_key,
-                       const char *root, const char *prefix, char **err)
-{
-        _cleanup_free_ char *why = NULL;
-
-        if (json_string_check(raw + 1, n - 2, 0, &why) >= 0)
-                return 0;
-        if (!is_key) {
-                _cleanup_free_ char *p = scan_path(sc, sc->depth, root, prefix, NULL);
-                return fail_code(err, -EBADMSG, p, "%s", why);
-        }
-        _cleanup_free_ char *key = xasprintf("%.*s", (int)(n - 2), raw + 1);
-        _cleanup_free_ char *p = scan_path(sc, sc->depth - 1, root, prefix, key);
-        return fail_code(err, -EBADMSG, p, "object key %s", why);
-}
-
-/* Runs over text json-c has already accepted and refuses what json-c lets
- * through but other parsers read differently or not at all: duplicate keys
- * (json-c keeps the last one), strings that are not strict UTF-8 or hold a
- * NUL (json-c cuts keys short at one), single-quoted strings, raw control
- * characters in strings, NaN and Infinity. */
-static int json_check_strict(const char *buf, size_t len, const char *root, const char *prefix,
-                             char **err)
-{
-        _cleanup_(scan_done) struct scan sc = {};
-
-        for (size_t i = 0; i < len; i++) {
-                struct scan_frame *top = sc.depth > 0 ? &sc.frames[sc.depth - 1] : NULL;
-                switch (buf[i]) {
-                case '{':
-                case '[':
-                        if (sc.depth >= ELEMENTSOF(sc.frames))
-                                return fail_code(err, -EBADMSG, root,
-                                                 "nested deeper than %d levels", DESIRED_MAX_DEPTH);
-                        sc.frames[sc.depth++] = (struct scan_frame){
-                            .object = buf[i] == '{',
-                            .expect_key = buf[i] == '{',
-                            .seen = buf[i] == '{' ? oom_check(json_object_new_object()) : NULL,
-                        };
-                        break;
-                case '}':
-                case ']':
-                        if (!top)
-                                return fail_code(err, -EBADMSG, root, "invalid JSON at byte %zu",
-                                                 i);
-                        scan_pop(&sc);
-                        break;
-                case ',':
-                        if (top && top->object)
-                                top->expect_key = true;
-                        else if (top)
-                                top->index++;
-                        break;
-                case ':':
-                        if (top)
-                                top->expect_key = false;
-                        break;
-                case '\'':
-                        return fail_code(err, -EBADMSG, root,
-                                         "invalid JSON at byte %zu: single-quoted string", i);
-                case '"': {
-                        size_t start = i;
-                        for (i++; i < len && buf[i] != '"'; i++) {
-                                if (buf[i] == '\\')
-                                        i++;
-                                else if ((unsigned char)buf[i] < 0x20)
-                                        return fail_code(
-                                            err, -EBADMSG, root,
-                                            "invalid JSON at byte %zu: control character in "
-                                            "string",
-                                            i);
-                        }
-                        if (i >= len)
-                                return fail_code(err, -EBADMSG, root, "unexpected end of input");
-                        bool is_key = top && top->object && top->expect_key;
-                        int r =
-                            scan_string(&sc, buf + start, i - start + 1, is_key, root, prefix, err);
-                        if (r == 0 && is_key)
-                                r = scan_key(&sc, buf + start, i - start + 1, root, prefix, err);
-                        if (r < 0)
-                                return r;
-                        break;
-                }
-                default:
-                        /* Outside strings only numbers and the literals true,
-                         * false and null remain; this refuses NaN and Infinity,
-                         * which json-c takes even in strict mode. */
-                        if (!strchr(" \t\n\r-+.0123456789eEtruefalsn", buf[i]))
-                                return fail_code(err, -EBADMSG, root,
-                                                 "invalid JSON at byte %zu: unexpected character",
-                                                 i);
-                        break;
-                }
-        }
-        return 0;
-}
-
-/* Parses buf as strict JSON. root names the whole text in errors
- * ("document"); prefix is prepended to the paths of keys within it. */
-static int json_parse_strict(const char *buf, size_t len, const char *root, const char *prefix,
-                             json_object **ret, char **err)
-{
-        if (len > DESIRED_MAX_BYTES)
-                return fail_code(err, -EFBIG, root, "larger than %d bytes", DESIRED_MAX_BYTES);
-        if (memchr(buf, '\0', len))
-                return fail_code(err, -EBADMSG, root, "contains a NUL byte");
-
-        /* json-c's depth counts the levels it may enter, one more than may nest. */
-        _cleanup_(json_tokener_freep) struct json_tokener *tok =
-            oom_check(json_tokener_new_ex(DESIRED_MAX_DEPTH + 1));
-        json_tokener_set_flags(tok, JSON_FLAGS);
-        _cleanup_json_ json_object *o = json_tokener_parse_ex(tok, buf, (int)len);
-        enum json_tokener_error e = json_tokener_get_error(tok);
-        size_t end = json_tokener_get_parse_end(tok);
-        if (e == json_tokener_continue)
-                return fail_code(err, -EBADMSG, root, "unexpected end of input");
-        if (e == json_tokener_error_depth)
-                return fail_code(err, -EBADMSG, root, "nested deeper than %d levels",
-                                 DESIRED_MAX_DEPTH);
-        if (e != json_tokener_success)
-                return fail_code(err, -EBADMSG, root, "invalid JSON at byte %zu: %s", end,
-                                 json_tokener_error_desc(e));
-        if (end != len)
-                return fail_code(err, -EBADMSG, root, "trailing data at byte %zu", end);
-
-        int r = json_check_strict(buf, len, root, prefix, err);
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(o);
-        return 0;
 }
 
 /* Schema helpers. Each takes the full path of the value it looks at. */
@@ -358,8 +101,7 @@ static int check_object(json_object *o, const char *path, const char *const *key
         for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it)) {
                 const char *key = json_object_iter_peek_name(&it);
                 if (!strv_contains(keys, key)) {
-                        _cleanup_free_ char *q = quote(key);
-                        _cleanup_free_ char *p = path_join(path, q);
+                        _cleanup_free_ char *p = json_scan_path_key(path, key);
                         return fail(err, p, "unknown key");
                 }
         }
@@ -372,7 +114,7 @@ static int get_string(json_object *v, const char *path, const char *what, const 
 {
         if (!json_object_is_type(v, json_type_string))
                 return fail(err, path, "%s", what);
-        /* json_check_strict() has refused every string with a NUL. */
+        /* json_scan_parse() has refused every string with a NUL. */
         if (json_object_get_string_len(v) > DESIRED_MAX_STRING)
                 return fail(err, path, "longer than %d bytes", DESIRED_MAX_STRING);
         *ret = json_object_get_string(v);
@@ -504,11 +246,11 @@ static int parse_artifact(json_object *o, const char *path, const char *base_url
                           struct service_spec *s, char **err)
 {
         static const char *const keys[] = {"url", "sha256", "size", "signature", "type", NULL};
-        _cleanup_free_ char *p_url = path_join(path, "url");
-        _cleanup_free_ char *p_sha = path_join(path, "sha256");
-        _cleanup_free_ char *p_size = path_join(path, "size");
-        _cleanup_free_ char *p_sig = path_join(path, "signature");
-        _cleanup_free_ char *p_type = path_join(path, "type");
+        _cleanup_free_ char *p_url = json_scan_path_key(path, "url");
+        _cleanup_free_ char *p_sha = json_scan_path_key(path, "sha256");
+        _cleanup_free_ char *p_size = json_scan_path_key(path, "size");
+        _cleanup_free_ char *p_sig = json_scan_path_key(path, "signature");
+        _cleanup_free_ char *p_type = json_scan_path_key(path, "type");
         json_object *v;
         const char *str = NULL;
         int r;
@@ -581,7 +323,7 @@ static int parse_argv(json_object *v, const char *path, char ***ret, char **err)
 
         _cleanup_strv_free_ char **argv = xcalloc(n + 1, sizeof(char *));
         for (size_t i = 0; i < n; i++) {
-                _cleanup_free_ char *p = path_index(path, i);
+                _cleanup_free_ char *p = json_scan_path_index(path, i);
                 const char *a;
                 int r = get_string(json_object_array_get_idx(v, i), p, "must be a string", &a, err);
                 if (r < 0)
@@ -653,11 +395,10 @@ static int parse_env(json_object *o, const char *path, char ***ret, char **err)
         for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it), i++) {
                 const char *key = json_object_iter_peek_name(&it);
                 if (!env_name_is_valid(key)) {
-                        _cleanup_free_ char *q = quote(key);
-                        _cleanup_free_ char *p = path_join(path, q);
+                        _cleanup_free_ char *p = json_scan_path_key(path, key);
                         return fail(err, p, "invalid variable name (want [A-Za-z_][A-Za-z0-9_]*)");
                 }
-                _cleanup_free_ char *p = path_join(path, key);
+                _cleanup_free_ char *p = json_scan_path_key(path, key);
                 const char *value;
                 int r = get_string(json_object_iter_peek_value(&it), p, "must be a string", &value,
                                    err);
@@ -698,9 +439,9 @@ static int parse_health(json_object *o, const char *path, struct health_spec *h,
 {
         static const char *const keys[] = {"http",   "tcp",      "exec",  "interval", "timeout",
                                            "passes", "deadline", "watch", NULL};
-        _cleanup_free_ char *p_http = path_join(path, "http");
-        _cleanup_free_ char *p_tcp = path_join(path, "tcp");
-        _cleanup_free_ char *p_exec = path_join(path, "exec");
+        _cleanup_free_ char *p_http = json_scan_path_key(path, "http");
+        _cleanup_free_ char *p_tcp = json_scan_path_key(path, "tcp");
+        _cleanup_free_ char *p_exec = json_scan_path_key(path, "exec");
         json_object *v;
         const char *str = NULL;
         uint64_t u;
@@ -756,14 +497,14 @@ static int parse_health(json_object *o, const char *path, struct health_spec *h,
         for (size_t i = 0; i < ELEMENTSOF(durations); i++) {
                 if (!member(o, durations[i].key, &v))
                         continue;
-                _cleanup_free_ char *p = path_join(path, durations[i].key);
+                _cleanup_free_ char *p = json_scan_path_key(path, durations[i].key);
                 r = get_duration(v, p, durations[i].allow_zero, durations[i].value, err);
                 if (r < 0)
                         return r;
         }
 
         if (member(o, "passes", &v)) {
-                _cleanup_free_ char *p = path_join(path, "passes");
+                _cleanup_free_ char *p = json_scan_path_key(path, "passes");
                 r = get_uint(v, p, 1, DESIRED_MAX_HEALTH_PASSES, &u, err);
                 if (r < 0)
                         return r;
@@ -784,7 +525,7 @@ static int parse_limits(json_object *o, const char *path, struct service_spec *s
 
         if (member(o, "memory", &v)) {
                 static const char what[] = "must be a size like \"256M\" or a number of bytes";
-                _cleanup_free_ char *p = path_join(path, "memory");
+                _cleanup_free_ char *p = json_scan_path_key(path, "memory");
                 uint64_t bytes;
                 const char *str = NULL;
                 if (json_object_is_type(v, json_type_int)) {
@@ -803,7 +544,7 @@ static int parse_limits(json_object *o, const char *path, struct service_spec *s
         }
 
         if (member(o, "cpu", &v)) {
-                _cleanup_free_ char *p = path_join(path, "cpu");
+                _cleanup_free_ char *p = json_scan_path_key(path, "cpu");
                 _cleanup_free_ char *what = xasprintf(
                     "must be a percentage like \"50%%\" from 1%% to %d%%", DESIRED_MAX_CPU_PERCENT);
                 const char *str = NULL;
@@ -820,7 +561,7 @@ static int parse_limits(json_object *o, const char *path, struct service_spec *s
         }
 
         if (member(o, "tasks", &v)) {
-                _cleanup_free_ char *p = path_join(path, "tasks");
+                _cleanup_free_ char *p = json_scan_path_key(path, "tasks");
                 r = get_uint(v, p, 1, DESIRED_MAX_TASKS, &s->tasks_max, err);
                 if (r < 0)
                         return r;
@@ -963,25 +704,25 @@ static int service_parse_json(json_object *o, const char *name, const char *path
         if (r < 0)
                 return r;
 
-        _cleanup_free_ char *p_artifact = path_join(path, "artifact");
+        _cleanup_free_ char *p_artifact = json_scan_path_key(path, "artifact");
         if (!member(o, "artifact", &v))
                 return fail(err, p_artifact, "required");
         r = parse_artifact(v, p_artifact, base_url, &s, err);
         if (r < 0)
                 return r;
 
-        _cleanup_free_ char *p_exec = path_join(path, "exec");
+        _cleanup_free_ char *p_exec = json_scan_path_key(path, "exec");
         if (!member(o, "exec", &v))
                 return fail(err, p_exec, "required");
         r = parse_argv(v, p_exec, &s.exec, err);
         if (r < 0)
                 return r;
-        _cleanup_free_ char *p_exec0 = path_index(p_exec, 0);
+        _cleanup_free_ char *p_exec0 = json_scan_path_index(p_exec, 0);
         r = check_exec_path(s.exec[0], p_exec0, err);
         if (r < 0)
                 return r;
 
-        _cleanup_free_ char *p_env = path_join(path, "env");
+        _cleanup_free_ char *p_env = json_scan_path_key(path, "env");
         if (member(o, "env", &v))
                 r = parse_env(v, p_env, &s.env, err);
         else {
@@ -993,7 +734,7 @@ static int service_parse_json(json_object *o, const char *name, const char *path
 
         if (member(o, "port", &v)) {
                 static const char what[] = "must be \"auto\" or an integer from 1 to 65535";
-                _cleanup_free_ char *p = path_join(path, "port");
+                _cleanup_free_ char *p = json_scan_path_key(path, "port");
                 uint64_t port;
                 const char *str = NULL;
                 if (json_object_is_type(v, json_type_string)) {
@@ -1009,7 +750,7 @@ static int service_parse_json(json_object *o, const char *name, const char *path
         }
 
         if (member(o, "ready", &v)) {
-                _cleanup_free_ char *p = path_join(path, "ready");
+                _cleanup_free_ char *p = json_scan_path_key(path, "ready");
                 r = get_choice(v, p, ready_names, &choice, err);
                 if (r < 0)
                         return r;
@@ -1017,28 +758,28 @@ static int service_parse_json(json_object *o, const char *name, const char *path
         }
 
         if (member(o, "health", &v)) {
-                _cleanup_free_ char *p = path_join(path, "health");
+                _cleanup_free_ char *p = json_scan_path_key(path, "health");
                 r = parse_health(v, p, &s.health, err);
                 if (r < 0)
                         return r;
         }
 
         if (member(o, "stop_timeout", &v)) {
-                _cleanup_free_ char *p = path_join(path, "stop_timeout");
+                _cleanup_free_ char *p = json_scan_path_key(path, "stop_timeout");
                 r = get_duration(v, p, false, &s.stop_timeout_usec, err);
                 if (r < 0)
                         return r;
         }
 
         if (member(o, "limits", &v)) {
-                _cleanup_free_ char *p = path_join(path, "limits");
+                _cleanup_free_ char *p = json_scan_path_key(path, "limits");
                 r = parse_limits(v, p, &s, err);
                 if (r < 0)
                         return r;
         }
 
         if (member(o, "sandbox", &v)) {
-                _cleanup_free_ char *p = path_join(path, "sandbox");
+                _cleanup_free_ char *p = json_scan_path_key(path, "sandbox");
                 r = get_choice(v, p, sandbox_names, &choice, err);
                 if (r < 0)
                         return r;
@@ -1074,12 +815,9 @@ static int parse_services(json_object *o, const char *base_url, struct desired *
         struct json_object_iterator end = json_object_iter_end(o);
         for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it)) {
                 const char *name = json_object_iter_peek_name(&it);
-                if (!service_name_is_valid(name)) {
-                        _cleanup_free_ char *q = quote(name);
-                        _cleanup_free_ char *p = path_join("services", q);
+                _cleanup_free_ char *p = json_scan_path_key("services", name);
+                if (!service_name_is_valid(name))
                         return fail(err, p, "invalid service name (want [a-z0-9][a-z0-9-]{0,47})");
-                }
-                _cleanup_free_ char *p = path_join("services", name);
                 /* Instances keep their data in StateDirectory=lii/<service>,
                  * beside lii's own store in the default state folder: a
                  * service of that name would be handed the store. */
@@ -1152,7 +890,7 @@ int desired_parse(const char *buf, size_t len, const char *base_url, struct desi
         assert(ret);
         assert(ret_error);
 
-        r = json_parse_strict(buf ? buf : "", len, "document", "", &root, &error);
+        r = json_scan_parse(buf ? buf : "", len, &json_limits, "document", "", &root, &error);
         if (r < 0) {
                 *ret_error = TAKE_PTR(error);
                 return r;
@@ -1172,7 +910,7 @@ int desired_peek_serial(const char *buf, size_t len, uint64_t *ret_serial)
         _cleanup_free_ char *error = NULL;
         _cleanup_json_ json_object *root = NULL;
         json_object *v;
-        if (json_parse_strict(buf ? buf : "", len, "document", "", &root, &error) < 0 ||
+        if (json_scan_parse(buf ? buf : "", len, &json_limits, "document", "", &root, &error) < 0 ||
             !json_object_is_type(root, json_type_object) || !member(root, "serial", &v) ||
             !uint_value(v, 0, INT64_MAX, ret_serial))
                 return -ENODATA;
@@ -1190,15 +928,13 @@ int service_spec_parse(const char *name, const char *spec_json, struct service_s
 
         assert(name && spec_json && ret && ret_error);
 
+        path = json_scan_path_key("services", name);
         if (!service_name_is_valid(name)) {
-                _cleanup_free_ char *q = quote(name);
-                *ret_error = xasprintf("services.%s: invalid service name (want "
-                                       "[a-z0-9][a-z0-9-]{0,47})",
-                                       q);
+                *ret_error =
+                    xasprintf("%s: invalid service name (want [a-z0-9][a-z0-9-]{0,47})", path);
                 return -EINVAL;
         }
-        path = path_join("services", name);
-        r = json_parse_strict(spec_json, strlen(spec_json), path, path, &root, &error);
+        r = json_scan_parse(spec_json, strlen(spec_json), &json_limits, path, path, &root, &error);
         if (r < 0) {
                 *ret_error = TAKE_PTR(error);
                 return r;

@@ -486,6 +486,13 @@ char *xstrdup(const char *s)
         return r;
 }
 
+void *oom_check(void *p)
+{
+        if (!p)
+                oom();
+        return p;
+}
+
 void *xcalloc(size_t n, size_t size)
 {
         void *r = calloc(n ? n : 1, size ? size : 1);

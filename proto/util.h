@@ -129,6 +129,10 @@ bool service_name_is_valid(const char *s);
  * condition lii tries to survive half-way through a transition. */
 char *xstrdup(const char *s);
 void *xcalloc(size_t n, size_t size);
+/* p, or an abort when it is NULL: for libraries that report running out of
+ * memory as NULL (json-c, libcurl), where going on would quietly turn into
+ * a different result. */
+void *oom_check(void *p);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Sets *ret_error to the formatted message (when ret_error is not NULL) and
  * returns r, so that a failure with its reason is one statement. */
