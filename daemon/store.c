@@ -7,7 +7,9 @@
  * signature (loop), then unpack, record and rename (thread pool).
  * Work on the thread pool owns copies of everything it needs, so that the
  * store itself may be freed while such work is still running; the keyring
- * and curl are only touched from the loop while the job is alive. */
+ * and curl are only touched from the loop while the job is alive.
+ * Collection renames the trees no longer needed into store/tmp on the
+ * loop and removes them on the thread pool. */
 #include "store.h"
 
 #include <dirent.h>
@@ -39,6 +41,7 @@ struct store {
         char *sha_dir;          /* <state_dir>/store/sha256, absolute */
         char *tmp_dir;          /* <state_dir>/store/tmp, absolute */
         struct store_job *jobs; /* jobs whose callback is still due */
+        unsigned n_removed;     /* trees store_collect() took out, for unique names */
 };
 
 /* What a job has queued on the thread pool. */
@@ -1176,6 +1179,59 @@ static int unlink_record(const char *root)
         return r;
 }
 
+/* The trees one store_collect() took out of the store, under store/tmp,
+ * for the thread pool to remove. It owns copies of everything, so that it
+ * may outlive the store. */
+struct removal {
+        uv_work_t work;
+        char **paths;
+        size_t n_paths;
+};
+
+static void removal_work(uv_work_t *req)
+{
+        struct removal *rm = container_of(req, struct removal, work);
+        /* What cannot be removed now stays in store/tmp, which store_new()
+         * empties when liid starts again. */
+        for (size_t i = 0; i < rm->n_paths; i++)
+                (void)rm_rf(rm->paths[i]);
+}
+
+static void removal_after_work(uv_work_t *req, int status)
+{
+        struct removal *rm = container_of(req, struct removal, work);
+        strv_free(rm->paths);
+        free(rm);
+}
+
+/* Takes the tree at path out of the store: renamed under store/tmp at once,
+ * so that no lookup finds it any more and a fetch of the same artifact
+ * builds a new tree beside it, and removed later, off the loop. Returns
+ * the new path, or NULL with errno set. */
+static char *tree_take_out(struct store *s, const char *path, const char *sha256)
+{
+        /* Moving a folder to another parent rewrites its ".." entry, which
+         * needs write access to it (unless one is root); the tree's root is
+         * 0555. A name still taken by an earlier liid's removal is skipped. */
+        if (chmod(path, 0755) < 0)
+                return NULL;
+        for (unsigned tries = 0; tries < 16; tries++) {
+                char *dest = xasprintf("%s/removed-%u-%s", s->tmp_dir, s->n_removed++, sha256);
+                if (rename(path, dest) == 0)
+                        return dest;
+                int saved = errno;
+                free(dest);
+                if (saved != EEXIST && saved != ENOTEMPTY) {
+                        (void)chmod(path, 0555);
+                        errno = saved;
+                        return NULL;
+                }
+        }
+        (void)chmod(path, 0555);
+        errno = EEXIST;
+        return NULL;
+}
+
 int store_collect(struct store *s, char *const *keep)
 {
         /* What stays, sorted once so that each entry of the store costs a
@@ -1193,9 +1249,11 @@ int store_collect(struct store *s, char *const *keep)
                 stay[n_stay++] = j->sha256;
         qsort(stay, n_stay, sizeof(*stay), strptr_compare);
 
-        DIR *d = opendir(s->sha_dir);
+        _cleanup_(closedirp) DIR *d = opendir(s->sha_dir);
         if (!d)
                 return -errno;
+        struct removal *rm = xcalloc(1, sizeof(*rm));
+        size_t paths_max = 0;
         int removed = 0, r = 0;
         struct dirent *de;
         while ((de = readdir(d))) {
@@ -1213,7 +1271,17 @@ int store_collect(struct store *s, char *const *keep)
                 _cleanup_free_ char *path = xasprintf("%s/%s", s->sha_dir, sha256);
                 int q;
                 if (entry) {
-                        q = rm_rf(path);
+                        char *moved = tree_take_out(s, path, sha256);
+                        q = moved ? 0 : -errno;
+                        if (moved) {
+                                if (rm->n_paths + 1 >= paths_max) {
+                                        paths_max = paths_max ? 2 * paths_max : 8;
+                                        rm->paths = oom_check(
+                                            reallocarray(rm->paths, paths_max, sizeof(char *)));
+                                }
+                                rm->paths[rm->n_paths++] = moved;
+                                rm->paths[rm->n_paths] = NULL;
+                        }
                         if (q >= 0 || q == -ENOENT) {
                                 removed++;
                                 q = unlink_record(path);
@@ -1228,6 +1296,17 @@ int store_collect(struct store *s, char *const *keep)
                 if (q < 0 && q != -ENOENT && r == 0)
                         r = q;
         }
-        closedir(d);
+
+        if (rm->n_paths == 0) {
+                free(rm);
+        } else {
+                int q = uv_queue_work(s->loop, &rm->work, removal_work, removal_after_work);
+                if (q < 0) {
+                        /* The trees wait in store/tmp for the next start. */
+                        removal_after_work(&rm->work, q);
+                        if (r == 0)
+                                r = q;
+                }
+        }
         return r < 0 ? r : removed;
 }

@@ -2,7 +2,7 @@
  *   store/sha256/<hex>/      unpacked once, read-only, shared by every generation
  *   store/sha256/<hex>.sig   the minisign signature it was verified with
  *   store/sha256/<hex>.b2    the BLAKE2b-512 of its bytes (hex), what minisign signs
- *   store/tmp/               downloads and unpacking in progress
+ *   store/tmp/               downloads and unpacking in progress, trees being removed
  * An artifact (file://, http:// or https://) is verified while its bytes
  * stream in: size, SHA-256 and, when a keyring is given, a minisign
  * signature by one of its keys, fetched and checked for a trusted key id
@@ -106,8 +106,14 @@ uint64_t store_artifact_timeout_usec(uint64_t base_usec, uint64_t min_rate, uint
 char *store_artifact_path(struct store *s, const char *sha256);
 bool store_has(struct store *s, const char *sha256);
 
-/* Removes every store entry whose SHA-256 is not in keep (NULL-terminated),
- * with its record (<hex>.sig, <hex>.b2), and records left without an entry.
- * Entries that an outstanding job is about to hand out are kept too.
- * Synchronous. Returns how many were removed, or a negative errno. */
+/* Takes every store entry whose SHA-256 is not in keep (NULL-terminated)
+ * out of the store, with its record (<hex>.sig, <hex>.b2), and removes
+ * records left without an entry. Entries that an outstanding job is about
+ * to hand out are kept too. An entry leaves at once: its tree is renamed
+ * into store/tmp here, so that nothing hands it out any more and a job for
+ * the same artifact builds a new tree, and it is removed on the thread
+ * pool afterwards (what cannot be removed waits in store/tmp, which
+ * store_new() empties). Returns how many entries left, or a negative
+ * errno. As after store_free(), run the loop until it has no more active
+ * requests before closing it. */
 int store_collect(struct store *s, char *const *keep);

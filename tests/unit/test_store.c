@@ -15,6 +15,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <openssl/evp.h>
+#include <semaphore.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -720,6 +721,134 @@ START_TEST(test_collect)
         spec_done(&s1);
         spec_done(&s2);
         spec_done(&s3);
+}
+END_TEST
+
+/* Holds every thread of libuv's pool, so that a test can tell work done
+ * on the loop from work queued for the pool. */
+struct pool_hold {
+        uv_work_t *work;
+        unsigned n;
+        sem_t started, release;
+};
+
+static void hold_work(uv_work_t *w)
+{
+        struct pool_hold *h = w->data;
+        sem_post(&h->started);
+        sem_wait(&h->release);
+}
+
+static void hold_after_work(uv_work_t *w, int status)
+{
+}
+
+static void pool_hold(struct pool_hold *h)
+{
+        /* The pool's size as libuv reads it: UV_THREADPOOL_SIZE, else 4. */
+        const char *size = getenv("UV_THREADPOOL_SIZE");
+        h->n = size ? (unsigned)atoi(size) : 4;
+        h->n = h->n < 1 ? 1 : h->n > 1024 ? 1024 : h->n;
+        h->work = xcalloc(h->n, sizeof(*h->work));
+        ck_assert_int_eq(sem_init(&h->started, 0, 0), 0);
+        ck_assert_int_eq(sem_init(&h->release, 0, 0), 0);
+        for (unsigned i = 0; i < h->n; i++) {
+                h->work[i].data = h;
+                ck_assert_int_eq(uv_queue_work(&loop, &h->work[i], hold_work, hold_after_work), 0);
+        }
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 10;
+        for (unsigned i = 0; i < h->n; i++)
+                ck_assert_msg(sem_timedwait(&h->started, &deadline) == 0,
+                              "the pool's threads did not all start");
+}
+
+static void pool_release(struct pool_hold *h)
+{
+        for (unsigned i = 0; i < h->n; i++)
+                sem_post(&h->release);
+}
+
+static void pool_hold_done(struct pool_hold *h)
+{
+        sem_destroy(&h->started);
+        sem_destroy(&h->release);
+        free(h->work);
+}
+
+/* Collection takes a tree out of the store at once and removes it on the
+ * thread pool, not on the loop: an artifact asked for again while its old
+ * tree waits for removal is fetched anew into a whole tree of its own,
+ * never handed out half removed, and nothing is left in store/tmp once
+ * the pool has done its work. */
+START_TEST(test_collect_then_ensure_again)
+{
+        _cleanup_free_ char *tar = make_tar("hello-1.tar.gz", "1");
+        struct service_spec spec;
+        spec_for(&spec, tar, ARTIFACT_TAR);
+        struct result first = {0};
+        ensure(&spec, &first);
+        ck_assert_msg(first.r == 0, "%s", first.error);
+        _cleanup_free_ char *sig = record_path(spec.artifact_sha256, ".sig");
+        _cleanup_free_ char *tmp = xasprintf("%s/store/tmp", state_dir);
+
+        struct pool_hold hold;
+        pool_hold(&hold);
+        ck_assert_int_eq(store_collect(store, NULL), 1);
+        /* The entry and its record are gone from the store at once… */
+        ck_assert(!store_has(store, spec.artifact_sha256));
+        ck_assert_int_ne(access(first.root, F_OK), 0);
+        ck_assert_int_ne(access(sig, F_OK), 0);
+        /* …while the tree waits in store/tmp for a thread of the pool. */
+        _cleanup_free_ char *cmd = xasprintf("test -f %s/removed-*/bin/hello", tmp);
+        ck_assert_msg(system(cmd) == 0, "the tree was removed on the loop");
+
+        /* Asked for again while the removal is due: the lookup queues
+         * behind it, and both may run at once. */
+        struct result again = {0};
+        ck_assert_int_eq(store_ensure(store, &spec, on_done, &again, NULL), 0);
+        pool_release(&hold);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        pool_hold_done(&hold);
+        ck_assert_int_eq(again.calls, 1);
+        ck_assert_msg(again.r == 0, "%s", again.error);
+        ck_assert_str_eq(again.root, first.root);
+        ck_assert_int_eq(mode_of(again.root) & 07777, 0555);
+        _cleanup_free_ char *hello = xasprintf("%s/bin/hello", again.root);
+        _cleanup_free_ char *text = slurp(hello);
+        ck_assert_str_eq(text, "#!/bin/sh\necho hi\n");
+        _cleanup_free_ char *version = xasprintf("%s/VERSION", again.root);
+        _cleanup_free_ char *v = slurp(version);
+        ck_assert_str_eq(v, "1\n");
+        ck_assert_int_eq(access(sig, F_OK), 0);
+        ck_assert_msg(count_entries(tmp) == 0, "store/tmp is not empty");
+
+        result_done(&first);
+        result_done(&again);
+        spec_done(&spec);
+}
+END_TEST
+
+/* A removal still running when the store is freed finishes on its own. */
+START_TEST(test_collect_then_free)
+{
+        _cleanup_free_ char *tar = make_tar("hello-1.tar.gz", "1");
+        struct service_spec spec;
+        spec_for(&spec, tar, ARTIFACT_TAR);
+        struct result res = {0};
+        ensure(&spec, &res);
+        ck_assert_msg(res.r == 0, "%s", res.error);
+
+        ck_assert_int_eq(store_collect(store, NULL), 1);
+        store = store_free(store);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        _cleanup_free_ char *tmp = xasprintf("%s/store/tmp", state_dir);
+        ck_assert_msg(count_entries(tmp) == 0, "store/tmp is not empty");
+        ck_assert_int_ne(access(res.root, F_OK), 0);
+
+        result_done(&res);
+        spec_done(&spec);
 }
 END_TEST
 
@@ -1555,6 +1684,8 @@ static Suite *store_suite(void)
         tcase_add_test(tc, test_hostile_archive);
         tcase_add_test(tc, test_type_file);
         tcase_add_test(tc, test_collect);
+        tcase_add_test(tc, test_collect_then_ensure_again);
+        tcase_add_test(tc, test_collect_then_free);
         tcase_add_test(tc, test_cancel);
         tcase_add_test(tc, test_free_with_jobs);
         tcase_add_test(tc, test_parallel_same_artifact);
