@@ -145,12 +145,6 @@ int ctl_getopt(struct ctl *ctl, const struct cmd *cmd, int argc, char **argv, co
 json_object *json_get(json_object *o, const char *key, json_type type);
 const char *json_get_string(json_object *o, const char *key);
 
-static inline void json_object_putp(json_object **o)
-{
-        json_object_put(*o);
-}
-#define _cleanup_json_ _cleanup_(json_object_putp)
-
 static inline void client_reply_donep(struct client_reply *r)
 {
         client_reply_done(r);

@@ -2,28 +2,21 @@
 #include "accept.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
 #include <string.h>
 
+#include "sha256.h"
 #include "util.h"
 
-static void sha256_hex(const void *data, size_t len, char out[65])
-{
-        uint8_t md[32];
-        unsigned n = sizeof md;
-        EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
-        hex_encode(md, sizeof md, out);
-}
-
-static void delivery_id(const struct accept_input *in, const char doc_sha[static 65],
-                        char out[static 65])
+static void delivery_id(const struct accept_input *in,
+                        const char doc_sha[static SHA256_HEX_LEN + 1],
+                        char out[static SHA256_HEX_LEN + 1])
 {
         size_t sig_len = in->sig ? in->sig_len : 0;
-        _cleanup_free_ char *both = xcalloc(64 + sig_len, 1);
-        memcpy(both, doc_sha, 64);
+        _cleanup_free_ char *both = xcalloc(SHA256_HEX_LEN + sig_len, 1);
+        memcpy(both, doc_sha, SHA256_HEX_LEN);
         if (sig_len)
-                memcpy(both + 64, in->sig, sig_len);
-        sha256_hex(both, 64 + sig_len, out);
+                memcpy(both + SHA256_HEX_LEN, in->sig, sig_len);
+        sha256_hex_of(both, SHA256_HEX_LEN + sig_len, out);
 }
 
 static int refuse(struct accept_result *ret, int r, int64_t serial, char *error)
@@ -57,7 +50,7 @@ static int verify(const struct accept_input *in, struct accept_result *ret)
 int accept_document(const struct accept_input *in, struct accept_result *ret)
 {
         *ret = (struct accept_result){.refused_serial = -1};
-        sha256_hex(in->doc, in->doc_len, ret->doc_sha256);
+        sha256_hex_of(in->doc, in->doc_len, ret->doc_sha256);
         delivery_id(in, ret->doc_sha256, ret->delivery_id);
 
         int r = verify(in, ret);

@@ -16,6 +16,7 @@
 
 #include "desired.h"
 #include "minisign.h"
+#include "sha256.h"
 
 struct accept_input {
         const char *doc;
@@ -33,11 +34,11 @@ struct accept_input {
 };
 
 struct accept_result {
-        char doc_sha256[65];
+        char doc_sha256[SHA256_HEX_LEN + 1];
         /* The delivery: the document's hash and the signature that came
          * with it, as a document signed again is news even when it is
          * refused for the same reason. */
-        char delivery_id[65];
+        char delivery_id[SHA256_HEX_LEN + 1];
         /* Accepted (0): */
         struct desired *desired;
         char *key_id, *trusted_comment; /* NULL when unsigned */

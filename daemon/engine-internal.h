@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "minisign.h"
 #include "rollout.h"
+#include "sha256.h"
 #include "state.h"
 #include "storage.h"
 #include "store.h"
@@ -96,7 +97,7 @@ struct engine {
 
         struct desired *desired; /* the last accepted document; NULL before one */
         char *source_error;      /* why the last fetch was refused; NULL when fine */
-        char source_refused_id[65]; /* the refused document behind it, or "" */
+        char source_refused_id[SHA256_HEX_LEN + 1]; /* the refused document behind it, or "" */
         /* The serial of the refused document source_error is about, so that
          * a publisher waiting for its own serial hears that it was refused;
          * -1 when the error is not about a document whose serial is known

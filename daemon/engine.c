@@ -6,7 +6,6 @@
 
 #include <grp.h>
 #include <stdarg.h>
-#include <openssl/evp.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -19,6 +18,8 @@
 #include "exit-status.h"
 #include "lii-version.h"
 #include "log.h"
+#include "sha256.h"
+#include "unit-name.h"
 #include "source.h"
 
 /* ---- the state on disk ---- */
@@ -145,24 +146,6 @@ static void service_forget(struct engine *e, struct service *svc)
                 e->n_services--;
         }
         service_free(svc);
-}
-
-/* "lii-<service>@<generation>.service" → service, generation. */
-static bool parse_unit_name(const char *unit, char name[static 49], uint64_t *ret_gen)
-{
-        const char *at = strrchr(unit, '@');
-        size_t n = at ? (size_t)(at - unit) : 0;
-        if (strncmp(unit, "lii-", 4) != 0 || !at || n - 4 > 48 || n <= 4)
-                return false;
-        memcpy(name, unit + 4, n - 4);
-        name[n - 4] = '\0';
-        char *end;
-        errno = 0;
-        unsigned long long gen = strtoull(at + 1, &end, 10);
-        if (errno || gen == 0 || strcmp(end, ".service") != 0 || !service_name_is_valid(name))
-                return false;
-        *ret_gen = gen;
-        return true;
 }
 
 /* ---- restarts ---- */
@@ -335,11 +318,6 @@ static void service_remove(struct engine *e, struct service *svc)
 
 /* ---- the store ---- */
 
-static int compare_strings(const void *a, const void *b)
-{
-        return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static void keep_add(char **keep, size_t *n, const char *sha)
 {
         if (sha && *sha)
@@ -366,7 +344,7 @@ void engine_collect(struct engine *e)
         }
         for (size_t i = 0; e->desired && i < e->desired->n_services; i++)
                 keep_add(keep, &n, e->desired->services[i].artifact_sha256);
-        qsort(keep, n, sizeof *keep, compare_strings);
+        qsort(keep, n, sizeof *keep, strptr_compare);
         size_t unique = 0;
         for (size_t i = 0; i < n; i++)
                 if (unique == 0 || strcmp(keep[unique - 1], keep[i]) != 0)
@@ -543,9 +521,9 @@ static void on_unit(struct systemd *m, const char *unit, const struct unit_statu
                     void *userdata)
 {
         struct engine *e = userdata;
-        char name[49];
+        char name[LII_SERVICE_NAME_MAX + 1];
         uint64_t gen;
-        if (!parse_unit_name(unit, name, &gen))
+        if (!unit_name_parse(unit, name, &gen))
                 return;
         struct service *svc = engine_find_service(e, name);
         struct service_state *ss = state_find(e->state, name);
@@ -633,7 +611,7 @@ static int connect_systemd(struct engine *e)
         if (r < 0)
                 return r;
         systemd_set_disconnect_cb(e->systemd, on_systemd_lost, e);
-        r = systemd_list_units(e->systemd, "lii-", on_units_listed, e);
+        r = systemd_list_units(e->systemd, UNIT_NAME_PREFIX, on_units_listed, e);
         if (r < 0)
                 e->systemd = systemd_free(e->systemd);
         e->host.systemd = e->systemd;
@@ -701,9 +679,9 @@ static void on_units_listed(struct systemd *m, int r, char *const *names, void *
                 return;
         }
         for (char *const *u = names; u && *u; u++) {
-                char name[49];
+                char name[LII_SERVICE_NAME_MAX + 1];
                 uint64_t gen;
-                if (!parse_unit_name(*u, name, &gen))
+                if (!unit_name_parse(*u, name, &gen))
                         continue;
                 struct service_state *ss = state_find(e->state, name);
                 if (ss && !ss->removed && ss->current && ss->current->generation == gen) {
@@ -796,14 +774,6 @@ static void refuse_document(struct engine *e, const char *id, int64_t serial, co
         e->refused_serial = serial;
 }
 
-static void sha256_hex(const void *data, size_t len, char out[65])
-{
-        uint8_t md[32];
-        unsigned n = sizeof md;
-        EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
-        hex_encode(md, sizeof md, out);
-}
-
 static void on_source(struct source *s, const struct source_result *res, void *userdata)
 {
         struct engine *e = userdata;
@@ -827,8 +797,8 @@ static void on_source(struct source *s, const struct source_result *res, void *u
                         e->fetched_at_usec = now;
                 return;
         }
-        char sha[65];
-        sha256_hex(res->doc, res->doc_len, sha);
+        char sha[SHA256_HEX_LEN + 1];
+        sha256_hex_of(res->doc, res->doc_len, sha);
         if (e->desired && strcmp(sha, e->state->doc_sha256) == 0) {
                 /* The applied document again. It keeps being enforced, but
                  * once it has expired its publisher must hear about it. */

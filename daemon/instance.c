@@ -6,6 +6,7 @@
 #include "config.h"
 #include "state.h"
 #include "store.h"
+#include "unit-name.h"
 #include "expand.h"
 #include "util.h"
 
@@ -217,8 +218,8 @@ static void *exec_start(void *userdata, uint64_t timeout_usec, health_exec_done 
         struct instance_env *ie = userdata;
         struct exec_probe *p = xcalloc(1, sizeof *p);
         p->host = ie->host;
-        p->unit = xasprintf("lii-%s@%llu-check-%u.service", ie->service,
-                            (unsigned long long)ie->generation, ++ie->checks);
+        char name[UNIT_NAME_SIZE];
+        p->unit = xstrdup(unit_name_check(name, ie->service, ie->generation, ++ie->checks));
         p->done = done;
         p->probe = probe;
         p->next = ie->host->probes;

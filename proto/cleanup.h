@@ -6,11 +6,9 @@
  * adapter takes the address of the variable and accepts one that holds
  * NULL (or -1 for a descriptor). util.h includes this header.
  *
- * liictl's files build with LII_CLEANUP_CLIENT and get the libc adapters
- * only: liictl links none of the daemon's libraries, and so needs neither
- * their headers nor their adapters; json-c's it still defines itself, in
- * client/liictl.h (take json-c's section out of the condition when that
- * copy goes). */
+ * liictl's files build with LII_CLEANUP_CLIENT and get the libc and json-c
+ * adapters only: liictl links none of the daemon's other libraries, and so
+ * needs neither their headers nor their adapters. */
 #pragma once
 
 #include <dirent.h>
@@ -66,9 +64,7 @@ static inline void closedirp(DIR **d)
                 closedir(*d);
 }
 
-#ifndef LII_CLEANUP_CLIENT
-
-/* json-c */
+/* json-c: liid and liictl both parse with it. */
 
 #include <json-c/json.h>
 
@@ -77,6 +73,8 @@ static inline void json_object_putp(json_object **o)
         json_object_put(*o);
 }
 #define _cleanup_json_ _cleanup_(json_object_putp)
+
+#ifndef LII_CLEANUP_CLIENT
 
 static inline void json_tokener_freep(struct json_tokener **t)
 {
