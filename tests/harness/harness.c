@@ -577,6 +577,31 @@ long h_api_post(struct h_env *env, const char *path, json_object **ret)
         return api_request(env, "POST", path, ret);
 }
 
+static char public_bin[64];
+
+static void remove_public_bin(void)
+{
+        char *rm[] = {"rm", "-rf", public_bin, NULL};
+        if (public_bin[0])
+                run(rm, NULL, NULL);
+}
+
+const char *h_public_liictl(void)
+{
+        static char path[128];
+        if (path[0])
+                return path;
+        snprintf(public_bin, sizeof public_bin, "/run/lii-itest-bin.%d", getpid());
+        snprintf(path, sizeof path, "%s/liictl", public_bin);
+        char *mk[] = {"mkdir", "-p", "-m", "0755", public_bin, NULL};
+        run_ok(mk);
+        char *cp[] = {"cp", LII_BUILD_DIR "/liictl", path, NULL};
+        run_ok(cp);
+        chmod(path, 0755);
+        atexit(remove_public_bin);
+        return path;
+}
+
 long h_http_get(int port, const char *path, char **ret_body)
 {
         char url[512];

@@ -90,6 +90,10 @@ unsigned h_publish(struct h_env *env, const struct h_service *svcs, size_t n, un
 /* Writes raw bytes as the document and signs them. */
 void h_publish_raw(struct h_env *env, const char *doc);
 
+/* A copy of liictl that any user can run, wherever the build is (a build
+ * under /root or a 0700 home folder is out of other users' reach). */
+const char *h_public_liictl(void);
+
 /* GET on liid's API; returns the HTTP status and sets *ret (NULL if no JSON). */
 long h_api_get(struct h_env *env, const char *path, json_object **ret);
 /* GET on liid's API; returns the HTTP status and sets *ret to the body as

@@ -232,6 +232,7 @@ static void get_on(int fd, const char *path, struct answer *ret)
  * wrote to stderr. */
 static int liictl_as(uid_t uid, const char *command, char **ret_err)
 {
+        const char *liictl = h_public_liictl();
         int pipefd[2];
         ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
         pid_t pid = fork();
@@ -241,7 +242,7 @@ static int liictl_as(uid_t uid, const char *command, char **ret_err)
                 int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
                 dup2(null, STDOUT_FILENO);
                 become(uid, false);
-                execl(LII_BUILD_DIR "/liictl", "liictl", "-s", env.socket, command, (char *)NULL);
+                execl(liictl, "liictl", "-s", env.socket, command, (char *)NULL);
                 _exit(127);
         }
         close(pipefd[1]);

@@ -90,7 +90,7 @@ static int run_as(const char *user, char **ret_out, const char *const *argv)
  * operand (a service) may be NULL. */
 static int liictl_as(const char *user, char **ret_out, const char *command, const char *operand)
 {
-        const char *argv[] = {LII_BUILD_DIR "/liictl", "-s", env.socket, command, operand, NULL};
+        const char *argv[] = {h_public_liictl(), "-s", env.socket, command, operand, NULL};
         return run_as(user, ret_out, argv);
 }
 
