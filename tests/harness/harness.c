@@ -383,6 +383,8 @@ void h_kill_liid(struct h_env *env, int sig)
                 fail_now("liid did not exit cleanly on SIGTERM (status %d)", status);
 }
 
+static void remove_public_bin(void);
+
 void h_teardown(struct h_env *env)
 {
         h_kill_liid(env, SIGTERM);
@@ -398,6 +400,7 @@ void h_teardown(struct h_env *env)
         }
         h_nginx_stop(&env->nginx);
         unlink(env->socket);
+        remove_public_bin();
         if (env->state_tmpfs && umount2(env->state_dir, MNT_DETACH) < 0)
                 fprintf(stderr, "umount %s: %s\n", env->state_dir, strerror(errno));
         if (!getenv("LII_KEEP_TEST_DIR")) {
@@ -589,7 +592,7 @@ static void remove_public_bin(void)
 const char *h_public_liictl(void)
 {
         static char path[128];
-        if (path[0])
+        if (public_bin[0])
                 return path;
         snprintf(public_bin, sizeof public_bin, "/run/lii-itest-bin.%d", getpid());
         snprintf(path, sizeof path, "%s/liictl", public_bin);
