@@ -224,6 +224,13 @@ static int resolve_url(const char *base, const char *url, const char *path, char
         _cleanup_(curl_freep) char *scheme = NULL;
         _cleanup_(curl_freep) char *out = NULL;
 
+        /* A key in etcd is no place an artifact can be fetched from
+         * relative to. */
+        if (base && (strncmp(base, "etcd://", 7) == 0 || strncmp(base, "etcds://", 8) == 0)) {
+                if (curl_url_set(h, CURLUPART_URL, url, 0) != CURLUE_OK)
+                        return fail(err, path, "must be absolute in a document from etcd");
+                base = NULL;
+        }
         if (base && curl_url_set(h, CURLUPART_URL, base, 0) != CURLUE_OK)
                 return fail(err, path, "the document URL is not a valid base URL");
         if (curl_url_set(h, CURLUPART_URL, url, 0) != CURLUE_OK)

@@ -67,7 +67,8 @@ struct desired {
 };
 
 /* Parses and validates a whole document. base_url is the document's own URL,
- * against which relative artifact URLs resolve. On failure returns a negative
+ * against which relative artifact URLs resolve (from an etcd(s):// URL they
+ * are refused: "PATH: must be absolute in a document from etcd"). On failure returns a negative
  * errno-style code and sets *ret_error to a malloc'ed "path: reason" message;
  * on success sets *ret and leaves *ret_error untouched.
  * The codes: -EFBIG for more than DESIRED_MAX_BYTES, -EBADMSG for anything
