@@ -10,6 +10,7 @@
 #include <syslog.h>
 
 #include "log.h"
+#include "source-etcd.h"
 #include "util.h"
 
 void config_init_defaults(struct config *c)
@@ -37,6 +38,7 @@ void config_init_defaults(struct config *c)
                 .admin_group = NULL,
                 .log_level = LOG_INFO,
         };
+        c->etcd_lease_ttl_usec = 15 * USEC_PER_SEC;
 }
 
 void config_done(struct config *c)
@@ -44,9 +46,15 @@ void config_done(struct config *c)
         char **strings[] = {&c->source_url, &c->ca_file,    &c->desired_keys, &c->artifact_keys,
                             &c->node_name,  &c->state_dir,  &c->socket_path,  &c->bus,
                             &c->slice,      &c->read_group, &c->admin_group,  &c->config_path};
+        char **etcd_strings[] = {&c->etcd_ca_file, &c->etcd_key_file, &c->etcd_cert_file,
+                                 &c->etcd_username, &c->etcd_password_file};
         for (size_t i = 0; i < ELEMENTSOF(strings); i++) {
                 free(*strings[i]);
                 *strings[i] = NULL;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(etcd_strings); i++) {
+                free(*etcd_strings[i]);
+                *etcd_strings[i] = NULL;
         }
 }
 
@@ -70,6 +78,7 @@ struct option {
         enum value_kind kind;
         size_t offset;
         unsigned min, max; /* for V_UINT */
+        uint64_t min_usec; /* for V_DURATION */
 };
 
 #define OPT(sec, k, kd, field, ...)                                                              \
@@ -94,6 +103,12 @@ static const struct option options[] = {
         OPT("api", "read_group", V_OPT_STRING, read_group),
         OPT("api", "admin_group", V_OPT_STRING, admin_group),
         OPT("log", "level", V_LEVEL, log_level),
+        OPT("etcd", "ca_file", V_OPT_PATH, etcd_ca_file),
+        OPT("etcd", "cert_file", V_OPT_PATH, etcd_cert_file),
+        OPT("etcd", "key_file", V_OPT_PATH, etcd_key_file),
+        OPT("etcd", "username", V_OPT_STRING, etcd_username),
+        OPT("etcd", "password_file", V_OPT_PATH, etcd_password_file),
+        OPT("etcd", "lease_ttl", V_DURATION, etcd_lease_ttl_usec, .min_usec = 2 * USEC_PER_SEC),
 };
 
 static int set_string(char **field, const char *value)
@@ -166,9 +181,20 @@ int config_set(struct config *c, const char *section, const char *key, const cha
                                                key, value);
                         return -EINVAL;
                 }
+                if (strncmp(value, "etcd://", 7) == 0 || strncmp(value, "etcds://", 8) == 0) {
+                        struct etcd_url eu;
+                        _cleanup_free_ char *why = NULL;
+                        if (etcd_url_parse(value, &eu, &why) < 0) {
+                                *ret_error = xasprintf("%s: '%s': %s", key, value, why);
+                                return -EINVAL;
+                        }
+                        etcd_url_done(&eu);
+                        return set_string(field, value);
+                }
                 if (strncmp(value, "file:///", 8) != 0 && strncmp(value, "http://", 7) != 0 &&
                     strncmp(value, "https://", 8) != 0) {
-                        *ret_error = xasprintf("%s: '%s' is not a file:///, http:// or https:// URL",
+                        *ret_error = xasprintf("%s: '%s' is not a file:///, http://, https://, "
+                                               "etcd:// or etcds:// URL",
                                                key, value);
                         return -EINVAL;
                 }
@@ -185,6 +211,12 @@ int config_set(struct config *c, const char *section, const char *key, const cha
                 if (parse_duration(value, &u) < 0 || u == 0) {
                         *ret_error = xasprintf("%s: '%s' is not a duration (like 500ms, 30s, 5m, 1h)",
                                                key, value);
+                        return -EINVAL;
+                }
+                if (u < o->min_usec) {
+                        char min[32];
+                        format_duration(o->min_usec, min, sizeof min);
+                        *ret_error = xasprintf("%s: '%s' is shorter than %s", key, value, min);
                         return -EINVAL;
                 }
                 *(uint64_t *)field = u;

@@ -30,6 +30,13 @@ struct config {
         char *read_group;
         char *admin_group;
         int log_level;
+        /* [etcd], for etcd(s):// sources */
+        char *etcd_ca_file;
+        char *etcd_cert_file;
+        char *etcd_key_file;
+        char *etcd_username;
+        char *etcd_password_file;
+        uint64_t etcd_lease_ttl_usec; /* for the node's lease (fleet mode), 2 s at least */
         char *config_path; /* the file read, if any (instances must not see it) */
 };
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "source-etcd.h"
 #include "util.h"
 
 /* Editors and publishers write a document and its signature in several
@@ -22,6 +23,7 @@
 enum source_kind {
         SOURCE_FILE,
         SOURCE_HTTP,
+        SOURCE_ETCD,
 };
 
 struct buffer {
@@ -63,6 +65,9 @@ struct source {
         char *etag;         /* of the document delivered last, for If-None-Match */
         char *fetched_etag; /* of the document being fetched */
         unsigned failures;  /* in a row, for the backoff */
+
+        /* etcd(s):// */
+        struct etcd_source *etcd;
 };
 
 static void buffer_done(struct buffer *b)
@@ -111,6 +116,7 @@ struct source *source_free(struct source *s)
         if (!s)
                 return NULL;
         s->freed = true;
+        s->etcd = etcd_source_free(s->etcd);
         http_get_cancel(s->get);
         s->get = NULL;
         uv_close((uv_handle_t *)&s->poll_timer, on_handle_closed);
@@ -345,6 +351,10 @@ static void http_fetch(struct source *s)
 
 void source_sync(struct source *s)
 {
+        if (s->kind == SOURCE_ETCD) {
+                etcd_source_sync(s->etcd);
+                return;
+        }
         if (s->kind == SOURCE_FILE) {
                 uv_timer_start(&s->settle_timer, on_file_settled, 0, 0);
                 return;
@@ -365,6 +375,8 @@ void source_refetch(struct source *s)
 
 int source_start(struct source *s)
 {
+        if (s->kind == SOURCE_ETCD)
+                return etcd_source_start(s->etcd);
         if (s->kind == SOURCE_FILE) {
                 /* The folder is watched rather than the file, because
                  * publishers replace a document by renaming a new file over
@@ -429,6 +441,12 @@ static int http_init(struct source *s, const char *url, const struct source_opti
         return 0;
 }
 
+static void on_etcd_result(const struct source_result *res, void *userdata)
+{
+        struct source *s = userdata;
+        s->cb(s, res, s->userdata);
+}
+
 int source_new(uv_loop_t *loop, const char *url, const struct source_options *opts, source_cb cb,
                void *userdata, struct source **ret)
 {
@@ -437,11 +455,19 @@ int source_new(uv_loop_t *loop, const char *url, const struct source_options *op
                 kind = SOURCE_FILE;
         else if (strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0)
                 kind = SOURCE_HTTP;
+        else if (strncmp(url, "etcd://", 7) == 0 || strncmp(url, "etcds://", 8) == 0)
+                kind = SOURCE_ETCD;
         else
                 return -EPROTONOSUPPORT;
 
         struct source *s = xcalloc(1, sizeof *s);
-        int r = kind == SOURCE_FILE ? file_init(s, url) : http_init(s, url, opts);
+        int r;
+        if (kind == SOURCE_FILE)
+                r = file_init(s, url);
+        else if (kind == SOURCE_HTTP)
+                r = http_init(s, url, opts);
+        else
+                r = etcd_source_new(loop, url, opts, on_etcd_result, s, &s->etcd);
         if (r < 0) {
                 free(s->path);
                 free(s->sig_path);

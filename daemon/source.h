@@ -5,7 +5,8 @@
  * jitter) with If-None-Match, so that an unchanged document costs no
  * download; failed fetches back off exponentially. Either way the document
  * is capped in size before anything parses it, and it is delivered only
- * together with its detached signature (or the reason there is none). */
+ * together with its detached signature (or the reason there is none).
+ * etcd(s):// documents are read and watched in etcd (source-etcd.c). */
 #pragma once
 
 #include <stdbool.h>
@@ -21,9 +22,17 @@
 
 struct source;
 
+/* The [etcd] section, for etcd(s):// sources. */
+struct source_etcd_options {
+        const char *ca_file;
+        const char *cert_file, *key_file; /* TLS client authentication */
+        const char *username;             /* etcd authentication: not yet supported */
+};
+
 struct source_options {
-        struct curlm *curlm;      /* for http(s) sources */
+        struct curlm *curlm;      /* for http(s) and etcd(s) sources */
         struct http_options http; /* ca_file, timeouts */
+        struct source_etcd_options etcd;
         uint64_t poll_interval_usec;
 };
 
@@ -45,8 +54,8 @@ struct source_result {
 };
 typedef void (*source_cb)(struct source *s, const struct source_result *res, void *userdata);
 
-/* url is file://, http:// or https://; opts->curlm must outlive the source
- * when it is http(s). */
+/* url is file://, http://, https://, etcd:// or etcds:// (source-etcd.h);
+ * opts->curlm must outlive the source when it is not file://. */
 int source_new(uv_loop_t *loop, const char *url, const struct source_options *opts, source_cb cb,
                void *userdata, struct source **ret);
 /* Starts watching; the first fetch runs on the next loop iteration. */
