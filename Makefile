@@ -14,7 +14,8 @@ DEPS := cmake make gcc pkg-config tar gzip curl ca-certificates \
         libuv1-dev libsystemd-dev libjson-c-dev libssl-dev libcurl4-openssl-dev \
         libarchive-dev libmicrohttpd-dev libinih-dev libhttp-parser-dev check \
         systemd minisign nginx-light openssl util-linux coreutils \
-        scdoc dpkg-dev file binutils mmdebstrap systemd-container procps jq
+        scdoc dpkg-dev file binutils mmdebstrap systemd-container procps jq \
+        etcd-server etcd-client
 BENCH_DEPS := linux-perf
 
 .PHONY: all build deps bench-deps check check-unit check-integration check-system deb demo clean

@@ -240,6 +240,13 @@ void h_set_max_parallel(struct h_env *env, unsigned n)
         write_config(env);
 }
 
+void h_set_source(struct h_env *env, const char *url, const char *poll_interval)
+{
+        snprintf(env->source_url, sizeof env->source_url, "%s", url);
+        snprintf(env->poll_interval, sizeof env->poll_interval, "%s", poll_interval);
+        write_config(env);
+}
+
 void h_set_fetch_timeout(struct h_env *env, const char *timeout)
 {
         snprintf(env->fetch_timeout, sizeof env->fetch_timeout, "%s", timeout);
@@ -474,6 +481,9 @@ unsigned h_publish(struct h_env *env, const struct h_service *svcs, size_t n, un
                         snprintf(file, sizeof file, "hello-%d.tar.gz", svcs[i].artifact);
                 snprintf(art, sizeof art, "%s/%s", env->www, file);
                 sha256_file(art, sha, &size);
+                char url[1024];
+                snprintf(url, sizeof url, "%s%s%s", env->artifact_base,
+                         env->artifact_base[0] ? "/" : "", file);
                 if (svcs[i].size)
                         size = svcs[i].size;
                 fprintf(f,
@@ -482,7 +492,7 @@ unsigned h_publish(struct h_env *env, const struct h_service *svcs, size_t n, un
                         "\"exec\":[\"%s\",\"--version-name\",\"v%d\"%s],"
                         "\"env\":%s,"
                         "\"health\":%s,\"stop_timeout\":\"5s\"",
-                        i ? "," : "", svcs[i].name, file, svcs[i].sha256 ? svcs[i].sha256 : sha,
+                        i ? "," : "", svcs[i].name, url, svcs[i].sha256 ? svcs[i].sha256 : sha,
                         size, svcs[i].exec ? svcs[i].exec : "bin/hello", svcs[i].artifact,
                         svcs[i].extra_args ? svcs[i].extra_args : "",
                         svcs[i].env ? svcs[i].env : "{\"GREETING\":\"hi from ${LII_SERVICE}\"}",

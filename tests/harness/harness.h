@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "etcd.h"
 #include "nginx.h"
 
 struct h_env {
@@ -31,6 +32,9 @@ struct h_env {
         char read_group[64]; /* [api], empty unless h_set_api_groups() */
         char admin_group[64];
         bool state_tmpfs; /* state_dir is a tmpfs of its own (h_setup_tmpfs_state()) */
+        /* When set, h_publish() writes absolute artifact URLs, BASE/FILE
+         * (a document from etcd must); else relative ones. */
+        char artifact_base[700];
 };
 
 /* Creates the folder, keys and configuration and starts the manager. */
@@ -62,6 +66,8 @@ void h_set_api_groups(struct h_env *env, const char *read_group, const char *adm
 void h_set_state_dir(struct h_env *env, const char *dir);
 /* Sets [rollout] max_parallel (4 unless set). Call before h_start_liid(). */
 void h_set_max_parallel(struct h_env *env, unsigned n);
+/* Sets [source] url and poll_interval. Call before h_start_liid(). */
+void h_set_source(struct h_env *env, const char *url, const char *poll_interval);
 /* Sets [source] fetch_timeout (e.g. "2s"). Call before h_start_liid(). */
 void h_set_fetch_timeout(struct h_env *env, const char *timeout);
 

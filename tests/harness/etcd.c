@@ -1,0 +1,244 @@
+/* The test etcd cluster; see etcd.h. */
+#include "etcd.h"
+#include "harness.h"
+
+#include <check.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+struct body {
+        char *data;
+        size_t len;
+};
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+        struct body *b = userdata;
+        size_t n = size * nmemb;
+        char *p = realloc(b->data, b->len + n + 1);
+        ck_assert_ptr_nonnull(p);
+        memcpy(p + b->len, ptr, n);
+        b->data = p;
+        b->len += n;
+        p[b->len] = '\0';
+        return n;
+}
+
+/* A POST (body) or GET (body NULL) to one member; returns the HTTP status,
+ * 0 when it does not answer. */
+static long request(int port, const char *path, const char *body, char **ret)
+{
+        char url[256];
+        snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+        struct body b = {0};
+        CURL *c = curl_easy_init();
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+        if (body)
+                curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        long status = 0;
+        if (curl_easy_perform(c) == CURLE_OK)
+                curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_cleanup(c);
+        if (ret)
+                *ret = b.data;
+        else
+                free(b.data);
+        return status;
+}
+
+static bool healthy(int port)
+{
+        char *out = NULL;
+        long status = request(port, "/health", NULL, &out);
+        bool ok = status == 200 && out && strstr(out, "\"true\"");
+        free(out);
+        return ok;
+}
+
+static void spawn(struct h_etcd *e, int i)
+{
+        char name[16], data[700], log[700], client[64], peer[64];
+        snprintf(name, sizeof name, "m%d", i);
+        snprintf(data, sizeof data, "%s/%s.data", e->dir, name);
+        snprintf(log, sizeof log, "%s/%s.log", e->dir, name);
+        snprintf(client, sizeof client, "http://127.0.0.1:%d", e->client_port[i]);
+        snprintf(peer, sizeof peer, "http://127.0.0.1:%d", e->peer_port[i]);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                /* etcd must not outlive a test that fails before teardown. */
+                prctl(PR_SET_PDEATHSIG, SIGTERM);
+                int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+                dup2(fd, STDOUT_FILENO);
+                dup2(fd, STDERR_FILENO);
+                execlp("etcd", "etcd", "--name", name, "--data-dir", data, "--listen-client-urls",
+                       client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
+                       "--initial-advertise-peer-urls", peer, "--initial-cluster",
+                       e->initial_cluster, "--initial-cluster-token", e->dir,
+                       "--initial-cluster-state", "new", (char *)NULL);
+                _exit(127);
+        }
+        e->pid[i] = pid;
+}
+
+/* Waits (20 s at most) until member i answers /health. */
+static void wait_healthy(struct h_etcd *e, int i)
+{
+        for (int waited = 0; !healthy(e->client_port[i]); waited += 100) {
+                int status;
+                if (waitpid(e->pid[i], &status, WNOHANG) == e->pid[i]) {
+                        e->pid[i] = 0;
+                        ck_abort_msg("etcd member %d exited (status %d); see %s/m%d.log", i, status,
+                                     e->dir, i);
+                }
+                ck_assert_msg(waited < 20000, "etcd member %d not healthy within 20 s", i);
+                usleep(100 * 1000);
+        }
+}
+
+void h_etcd_start(struct h_etcd *e, const char *dir)
+{
+        memset(e, 0, sizeof *e);
+        snprintf(e->dir, sizeof e->dir, "%s", dir);
+        mkdir(e->dir, 0700);
+        size_t off = 0;
+        for (int i = 0; i < H_ETCD_MEMBERS; i++) {
+                e->client_port[i] = h_free_port();
+                e->peer_port[i] = h_free_port();
+                off +=
+                    (size_t)snprintf(e->initial_cluster + off, sizeof e->initial_cluster - off,
+                                     "%sm%d=http://127.0.0.1:%d", i ? "," : "", i, e->peer_port[i]);
+        }
+        for (int i = 0; i < H_ETCD_MEMBERS; i++)
+                spawn(e, i);
+        for (int i = 0; i < H_ETCD_MEMBERS; i++)
+                wait_healthy(e, i);
+}
+
+void h_etcd_stop_member(struct h_etcd *e, int i)
+{
+        if (e->pid[i] <= 0)
+                return;
+        kill(e->pid[i], SIGTERM);
+        int status;
+        waitpid(e->pid[i], &status, 0);
+        e->pid[i] = 0;
+}
+
+void h_etcd_start_member(struct h_etcd *e, int i)
+{
+        spawn(e, i);
+        wait_healthy(e, i);
+}
+
+void h_etcd_stop(struct h_etcd *e)
+{
+        for (int i = 0; i < H_ETCD_MEMBERS; i++)
+                h_etcd_stop_member(e, i);
+}
+
+void h_etcd_url(struct h_etcd *e, int first, const char *prefix, char *buf, size_t size)
+{
+        size_t off = (size_t)snprintf(buf, size, "etcd://");
+        for (int k = 0; k < H_ETCD_MEMBERS; k++)
+                off += (size_t)snprintf(buf + off, size - off, "%s127.0.0.1:%d", k ? "," : "",
+                                        e->client_port[(first + k) % H_ETCD_MEMBERS]);
+        snprintf(buf + off, size - off, "/%s", prefix);
+}
+
+static char *base64(const void *data, size_t len)
+{
+        char *out = malloc(4 * ((len + 2) / 3) + 1);
+        ck_assert_ptr_nonnull(out);
+        EVP_EncodeBlock((unsigned char *)out, data, (int)len);
+        return out;
+}
+
+static char *base64_file(const char *path)
+{
+        FILE *f = fopen(path, "re");
+        ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+        char *data = NULL;
+        size_t len = 0;
+        FILE *mem = open_memstream(&data, &len);
+        char buf[65536];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+                fwrite(buf, 1, n, mem);
+        fclose(f);
+        fclose(mem);
+        char *out = base64(data, len);
+        free(data);
+        return out;
+}
+
+/* A POST to the first member that runs; fails the test on no answer. */
+static json_object *post(struct h_etcd *e, const char *path, const char *body)
+{
+        for (int i = 0; i < H_ETCD_MEMBERS; i++) {
+                if (e->pid[i] <= 0)
+                        continue;
+                char *out = NULL;
+                long status = request(e->client_port[i], path, body, &out);
+                if (status == 0) {
+                        free(out);
+                        continue;
+                }
+                ck_assert_msg(status == 200, "etcd %s: HTTP %ld: %s", path, status, out ? out : "");
+                json_object *o = json_tokener_parse(out);
+                free(out);
+                ck_assert_ptr_nonnull(o);
+                return o;
+        }
+        ck_abort_msg("no etcd member answers %s", path);
+        return NULL;
+}
+
+long long h_etcd_put_files(struct h_etcd *e, const char *key_a, const char *file_a,
+                           const char *key_b, const char *file_b)
+{
+        char *ka = base64(key_a, strlen(key_a)), *va = base64_file(file_a);
+        char *kb = key_b ? base64(key_b, strlen(key_b)) : NULL;
+        char *vb = key_b ? base64_file(file_b) : NULL;
+        char *body = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&body, &len);
+        fprintf(f, "{\"success\":[{\"request_put\":{\"key\":\"%s\",\"value\":\"%s\"}}", ka, va);
+        if (key_b)
+                fprintf(f, ",{\"request_put\":{\"key\":\"%s\",\"value\":\"%s\"}}", kb, vb);
+        fprintf(f, "]}");
+        fclose(f);
+        json_object *o = post(e, "/v3/kv/txn", body);
+        long long rev = h_json_int(o, "header.revision");
+        if (rev < 0) /* 64-bit numbers are strings */
+                rev = atoll(h_json_str(o, "header.revision"));
+        json_object_put(o);
+        free(body);
+        free(ka);
+        free(va);
+        free(kb);
+        free(vb);
+        return rev;
+}
+
+void h_etcd_compact(struct h_etcd *e, long long rev)
+{
+        char body[128];
+        snprintf(body, sizeof body, "{\"revision\":\"%lld\",\"physical\":true}", rev);
+        json_object_put(post(e, "/v3/kv/compaction", body));
+}
