@@ -250,6 +250,33 @@ START_TEST(shipped_file_is_the_defaults)
 }
 END_TEST
 
+START_TEST(etcd_section)
+{
+        struct config c;
+        char *error = NULL;
+        config_init_defaults(&c);
+        ck_assert_uint_eq(c.etcd_lease_ttl_usec, 15 * USEC_PER_SEC);
+        ck_assert_int_eq(config_set(&c, "etcd", "lease_ttl", "2s", &error), 0);
+        ck_assert_uint_eq(c.etcd_lease_ttl_usec, 2 * USEC_PER_SEC);
+        ck_assert_int_eq(config_set(&c, "etcd", "lease_ttl", "1500ms", &error), -EINVAL);
+        ck_assert_str_eq(error, "lease_ttl: '1500ms' is shorter than 2s");
+        free(error);
+        error = NULL;
+        ck_assert_int_eq(config_set(&c, "etcd", "cert_file", "/etc/lii/etcd.pem", &error), 0);
+        ck_assert_str_eq(c.etcd_cert_file, "/etc/lii/etcd.pem");
+        ck_assert_int_eq(config_set(&c, "etcd", "key_file", "etcd.key", &error), -EINVAL);
+        free(error);
+        error = NULL;
+        ck_assert_int_eq(config_set(&c, "source", "url", "etcds://a:2379,b:2379/lii/prod", &error),
+                         0);
+        ck_assert_str_eq(c.source_url, "etcds://a:2379,b:2379/lii/prod");
+        ck_assert_int_eq(config_set(&c, "source", "url", "etcd://a:2379/", &error), -EINVAL);
+        ck_assert_str_eq(error, "url: 'etcd://a:2379/': no key prefix after the hosts");
+        free(error);
+        config_done(&c);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("config");
@@ -264,6 +291,7 @@ int main(void)
         tcase_add_test(tc, missing_file);
         tcase_add_test(tc, flags_use_the_same_checks);
         tcase_add_test(tc, shipped_file_is_the_defaults);
+        tcase_add_test(tc, etcd_section);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
