@@ -37,12 +37,17 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 
 /* A POST (body) or GET (body NULL) to one member; returns the HTTP status,
  * 0 when it does not answer. */
-static long request(int port, const char *path, const char *body, char **ret)
+static long request(struct h_etcd *e, int port, const char *path, const char *body, char **ret)
 {
         char url[256];
-        snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+        snprintf(url, sizeof url, "%s://127.0.0.1:%d%s", e->tls ? "https" : "http", port, path);
         struct body b = {0};
         CURL *c = curl_easy_init();
+        if (e->tls) {
+                curl_easy_setopt(c, CURLOPT_CAINFO, e->ca_file);
+                curl_easy_setopt(c, CURLOPT_SSLCERT, e->cert_file);
+                curl_easy_setopt(c, CURLOPT_SSLKEY, e->key_file);
+        }
         curl_easy_setopt(c, CURLOPT_URL, url);
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
@@ -61,10 +66,10 @@ static long request(int port, const char *path, const char *body, char **ret)
         return status;
 }
 
-static bool healthy(int port)
+static bool healthy(struct h_etcd *e, int port)
 {
         char *out = NULL;
-        long status = request(port, "/health", NULL, &out);
+        long status = request(e, port, "/health", NULL, &out);
         bool ok = status == 200 && out && strstr(out, "\"true\"");
         free(out);
         return ok;
@@ -76,7 +81,19 @@ static void spawn(struct h_etcd *e, int i)
         snprintf(name, sizeof name, "m%d", i);
         snprintf(data, sizeof data, "%s/%s.data", e->dir, name);
         snprintf(log, sizeof log, "%s/%s.log", e->dir, name);
-        snprintf(client, sizeof client, "http://127.0.0.1:%d", e->client_port[i]);
+        snprintf(client, sizeof client, "%s://127.0.0.1:%d", e->tls ? "https" : "http",
+                 e->client_port[i]);
+        char cert[720], key[720], ca[720];
+        snprintf(cert, sizeof cert, "--cert-file=%s/server.pem", e->dir);
+        snprintf(key, sizeof key, "--key-file=%s/server.key", e->dir);
+        snprintf(ca, sizeof ca, "--trusted-ca-file=%s", e->ca_file);
+        char *argv[] = {"etcd", "--name", name, "--data-dir", data, "--listen-client-urls", client,
+                        "--advertise-client-urls", client, "--listen-peer-urls", peer,
+                        "--initial-advertise-peer-urls", peer, "--initial-cluster",
+                        e->initial_cluster, "--initial-cluster-token", e->dir,
+                        "--initial-cluster-state", "new",
+                        /* TLS on the client port only; peers speak plain HTTP. */
+                        e->tls ? "--client-cert-auth" : NULL, cert, key, ca, NULL};
         snprintf(peer, sizeof peer, "http://127.0.0.1:%d", e->peer_port[i]);
         pid_t pid = fork();
         ck_assert_int_ge(pid, 0);
@@ -86,11 +103,7 @@ static void spawn(struct h_etcd *e, int i)
                 int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
                 dup2(fd, STDOUT_FILENO);
                 dup2(fd, STDERR_FILENO);
-                execlp("etcd", "etcd", "--name", name, "--data-dir", data, "--listen-client-urls",
-                       client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
-                       "--initial-advertise-peer-urls", peer, "--initial-cluster",
-                       e->initial_cluster, "--initial-cluster-token", e->dir,
-                       "--initial-cluster-state", "new", (char *)NULL);
+                execvp("etcd", argv);
                 _exit(127);
         }
         e->pid[i] = pid;
@@ -99,7 +112,7 @@ static void spawn(struct h_etcd *e, int i)
 /* Waits (20 s at most) until member i answers /health. */
 static void wait_healthy(struct h_etcd *e, int i)
 {
-        for (int waited = 0; !healthy(e->client_port[i]); waited += 100) {
+        for (int waited = 0; !healthy(e, e->client_port[i]); waited += 100) {
                 int status;
                 if (waitpid(e->pid[i], &status, WNOHANG) == e->pid[i]) {
                         e->pid[i] = 0;
@@ -111,11 +124,8 @@ static void wait_healthy(struct h_etcd *e, int i)
         }
 }
 
-void h_etcd_start(struct h_etcd *e, const char *dir)
+static void start(struct h_etcd *e)
 {
-        memset(e, 0, sizeof *e);
-        snprintf(e->dir, sizeof e->dir, "%s", dir);
-        mkdir(e->dir, 0700);
         size_t off = 0;
         for (int i = 0; i < H_ETCD_MEMBERS; i++) {
                 e->client_port[i] = h_free_port();
@@ -128,6 +138,45 @@ void h_etcd_start(struct h_etcd *e, const char *dir)
                 spawn(e, i);
         for (int i = 0; i < H_ETCD_MEMBERS; i++)
                 wait_healthy(e, i);
+}
+
+void h_etcd_start(struct h_etcd *e, const char *dir)
+{
+        memset(e, 0, sizeof *e);
+        snprintf(e->dir, sizeof e->dir, "%s", dir);
+        mkdir(e->dir, 0700);
+        start(e);
+}
+
+/* A CA, a server certificate for 127.0.0.1 and a client certificate. The
+ * server's may also authenticate clients: etcd's gateway dials the member's
+ * gRPC side with it, and --client-cert-auth refuses it otherwise. */
+void h_etcd_start_tls(struct h_etcd *e, const char *dir)
+{
+        memset(e, 0, sizeof *e);
+        snprintf(e->dir, sizeof e->dir, "%s", dir);
+        mkdir(e->dir, 0700);
+        e->tls = true;
+        char cmd[4096];
+        snprintf(cmd, sizeof cmd,
+                 "set -e; cd '%s'; ec='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes'; "
+                 "openssl req -x509 $ec -keyout ca.key -out ca.pem -days 2 "
+                 "-subj /CN=lii-etcd-test-ca 2>/dev/null; "
+                 "for n in server client; do "
+                 "openssl req $ec -keyout $n.key -out $n.csr -subj /CN=$n 2>/dev/null; done; "
+                 "printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth,clientAuth\\n' "
+                 "> s.ext; "
+                 "printf 'extendedKeyUsage=clientAuth\\n' > c.ext; "
+                 "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+                 "-out server.pem -days 2 -extfile s.ext 2>/dev/null; "
+                 "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+                 "-out client.pem -days 2 -extfile c.ext 2>/dev/null",
+                 e->dir);
+        ck_assert_int_eq(system(cmd), 0);
+        snprintf(e->ca_file, sizeof e->ca_file, "%s/ca.pem", e->dir);
+        snprintf(e->cert_file, sizeof e->cert_file, "%s/client.pem", e->dir);
+        snprintf(e->key_file, sizeof e->key_file, "%s/client.key", e->dir);
+        start(e);
 }
 
 void h_etcd_stop_member(struct h_etcd *e, int i)
@@ -154,7 +203,7 @@ void h_etcd_stop(struct h_etcd *e)
 
 void h_etcd_url(struct h_etcd *e, int first, const char *prefix, char *buf, size_t size)
 {
-        size_t off = (size_t)snprintf(buf, size, "etcd://");
+        size_t off = (size_t)snprintf(buf, size, "%s://", e->tls ? "etcds" : "etcd");
         for (int k = 0; k < H_ETCD_MEMBERS; k++)
                 off += (size_t)snprintf(buf + off, size - off, "%s127.0.0.1:%d", k ? "," : "",
                                         e->client_port[(first + k) % H_ETCD_MEMBERS]);
@@ -194,7 +243,7 @@ static json_object *post(struct h_etcd *e, const char *path, const char *body)
                 if (e->pid[i] <= 0)
                         continue;
                 char *out = NULL;
-                long status = request(e->client_port[i], path, body, &out);
+                long status = request(e, e->client_port[i], path, body, &out);
                 if (status == 0) {
                         free(out);
                         continue;

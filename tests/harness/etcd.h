@@ -13,18 +13,25 @@ struct h_etcd {
         int client_port[H_ETCD_MEMBERS], peer_port[H_ETCD_MEMBERS];
         pid_t pid[H_ETCD_MEMBERS];
         char initial_cluster[512];
+        /* After h_etcd_start_tls(): clients speak HTTPS and must show a
+         * certificate signed by ca_file (cert_file and key_file are one). */
+        bool tls;
+        char ca_file[700], cert_file[700], key_file[700];
 };
 
 /* Starts the cluster in dir (created) and returns once every member
  * answers /health. */
 void h_etcd_start(struct h_etcd *e, const char *dir);
+/* The same with TLS and client certificate authentication on the client
+ * port (etcd's --client-cert-auth), with a CA the harness makes. */
+void h_etcd_start_tls(struct h_etcd *e, const char *dir);
 /* Stops every member that runs (SIGTERM, then waits). Accepts a cluster
  * that never started. */
 void h_etcd_stop(struct h_etcd *e);
 /* Stops one member; h_etcd_start_member() starts it again on its data. */
 void h_etcd_stop_member(struct h_etcd *e, int i);
 void h_etcd_start_member(struct h_etcd *e, int i);
-/* etcd://127.0.0.1:P1,…/prefix with the members in the order first, first+1… */
+/* etcd://127.0.0.1:P1,…/prefix (etcds:// with TLS) with the members in the order first, first+1… */
 void h_etcd_url(struct h_etcd *e, int first, const char *prefix, char *buf, size_t size);
 /* Puts the two files' bytes as the values of key_a and key_b in one
  * transaction (key_b may be NULL), through a member that runs. Returns the

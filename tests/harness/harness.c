@@ -213,11 +213,11 @@ static void write_config(struct h_env *env)
                  "[rollout]\nkeep_revisions = 1\nmax_parallel = %u\n"
                  "[systemd]\nbus = %s\n"
                  "[api]\nread_group = %s\nadmin_group = %s\n"
-                 "[log]\nlevel = debug\n",
+                 "[log]\nlevel = debug\n%s",
                  env->source_url, env->poll_interval, env->ca_file,
                  env->fetch_timeout[0] ? "fetch_timeout = " : "", env->fetch_timeout,
                  env->fetch_timeout[0] ? "\n" : "", env->dir, env->dir, env->state_dir, env->socket,
-                 env->max_parallel, env->bus, env->read_group, env->admin_group);
+                 env->max_parallel, env->bus, env->read_group, env->admin_group, env->config_extra);
         write_file(env->config, conf);
 }
 
@@ -237,6 +237,12 @@ void h_set_state_dir(struct h_env *env, const char *dir)
 void h_set_max_parallel(struct h_env *env, unsigned n)
 {
         env->max_parallel = n;
+        write_config(env);
+}
+
+void h_set_config_extra(struct h_env *env, const char *text)
+{
+        snprintf(env->config_extra, sizeof env->config_extra, "%s", text);
         write_config(env);
 }
 

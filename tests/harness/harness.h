@@ -35,6 +35,7 @@ struct h_env {
         /* When set, h_publish() writes absolute artifact URLs, BASE/FILE
          * (a document from etcd must); else relative ones. */
         char artifact_base[700];
+        char config_extra[2048]; /* appended to liid.conf as it is */
 };
 
 /* Creates the folder, keys and configuration and starts the manager. */
@@ -66,6 +67,8 @@ void h_set_api_groups(struct h_env *env, const char *read_group, const char *adm
 void h_set_state_dir(struct h_env *env, const char *dir);
 /* Sets [rollout] max_parallel (4 unless set). Call before h_start_liid(). */
 void h_set_max_parallel(struct h_env *env, unsigned n);
+/* Appends text (whole sections) to liid.conf. Call before h_start_liid(). */
+void h_set_config_extra(struct h_env *env, const char *text);
 /* Sets [source] url and poll_interval. Call before h_start_liid(). */
 void h_set_source(struct h_env *env, const char *url, const char *poll_interval);
 /* Sets [source] fetch_timeout (e.g. "2s"). Call before h_start_liid(). */

@@ -22,18 +22,37 @@ static const struct h_service v1 = {.name = "hello", .artifact = 1};
 static const struct h_service v2 = {.name = "hello", .artifact = 2};
 static const struct h_service v3 = {.name = "hello", .artifact = 3};
 
-static void setup(void)
+static void setup_with(bool tls)
 {
         const char *name = tcase_name();
         h_setup(&env, name ? name : "etcd");
         char dir[700], url[700];
         snprintf(dir, sizeof dir, "%s/etcd", env.dir);
-        h_etcd_start(&etcd, dir);
+        if (tls) {
+                h_etcd_start_tls(&etcd, dir);
+                char extra[2400];
+                snprintf(extra, sizeof extra,
+                         "[etcd]\nca_file = %s\ncert_file = %s\nkey_file = %s\n", etcd.ca_file,
+                         etcd.cert_file, etcd.key_file);
+                h_set_config_extra(&env, extra);
+        } else {
+                h_etcd_start(&etcd, dir);
+        }
         /* liid talks to member 0 first: the failover tests stop it. */
         h_etcd_url(&etcd, 0, PREFIX, url, sizeof url);
         h_set_source(&env, url, "1h");
         snprintf(env.artifact_base, sizeof env.artifact_base, "file://%s", env.www);
         h_start_liid(&env);
+}
+
+static void setup(void)
+{
+        setup_with(false);
+}
+
+static void setup_tls(void)
+{
+        setup_with(true);
 }
 
 static void teardown(void)
@@ -72,6 +91,16 @@ START_TEST(test_applied_and_watched)
         ck_assert_int_eq(h_json_int(st, "source.serial"), 1);
         json_object_put(st);
         /* With an hour between polls, only the watch can bring this. */
+        publish(&v2);
+        json_object_put(h_wait_generation(&env, "hello", 2));
+}
+END_TEST
+
+/* etcds:// with the members' CA and a client certificate, which the
+ * cluster requires (--client-cert-auth). */
+START_TEST(test_tls_with_client_certificate)
+{
+        deploy_v1();
         publish(&v2);
         json_object_put(h_wait_generation(&env, "hello", 2));
 }
@@ -160,16 +189,18 @@ static Suite *suite(void)
         const struct {
                 const char *name;
                 const TTest *test;
+                void (*setup)(void);
         } cases[] = {
-            {"applied_and_watched", test_applied_and_watched},
-            {"forged", test_forged_document_refused},
-            {"relative_url", test_relative_artifact_url_refused},
-            {"lost_member", test_watch_survives_a_lost_member},
-            {"compaction", test_compaction_while_disconnected},
+            {"applied_and_watched", test_applied_and_watched, setup},
+            {"tls", test_tls_with_client_certificate, setup_tls},
+            {"forged", test_forged_document_refused, setup},
+            {"relative_url", test_relative_artifact_url_refused, setup},
+            {"lost_member", test_watch_survives_a_lost_member, setup},
+            {"compaction", test_compaction_while_disconnected, setup},
         };
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
                 TCase *tc = tcase_create(cases[i].name);
-                tcase_add_checked_fixture(tc, setup, teardown);
+                tcase_add_checked_fixture(tc, cases[i].setup, teardown);
                 tcase_set_timeout(tc, 120);
                 tcase_add_test(tc, cases[i].test);
                 suite_add_tcase(s, tc);
