@@ -1080,7 +1080,8 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
                 .curlm = e->curlm,
                 .http = { .ca_file = cfg->ca_file, .timeout_usec = cfg->fetch_timeout_usec },
                 .etcd = { .ca_file = cfg->etcd_ca_file, .cert_file = cfg->etcd_cert_file,
-                          .key_file = cfg->etcd_key_file, .username = cfg->etcd_username },
+                          .key_file = cfg->etcd_key_file, .username = cfg->etcd_username,
+                          .password_file = cfg->etcd_password_file },
                 .poll_interval_usec = cfg->poll_interval_usec,
         };
         r = source_new(loop, cfg->source_url, &sopts, on_source, e, &e->source);

@@ -505,13 +505,17 @@ struct etcd_source {
         char *doc_key, *sig_key;
         char *key_b64, *range_end_b64; /* PREFIX/desired/ and all below it */
         char *ca_file, *cert_file, *key_file;
+        char *username, *password;
+        char *token; /* from /v3/auth/authenticate, until etcd says it is invalid */
         uint64_t poll_interval_usec, timeout_usec;
         etcd_source_cb cb;
         void *userdata;
 
         size_t endpoint;  /* the member being talked to */
         int64_t revision; /* the newest revision the watch has covered */
-        struct call range, watch;
+        struct call range, watch, auth;
+        bool range_after_auth, watch_after_auth;
+        bool token_retried;     /* the read in flight came after an invalid token */
         bool range_pending;     /* a sync came while a range was in flight */
         bool watch_after_range; /* (re)start the watch when the range ends */
         bool compacted;         /* the watch was cancelled by a compaction */
@@ -554,6 +558,11 @@ static void on_handle_closed(uv_handle_t *h)
         free(es->ca_file);
         free(es->cert_file);
         free(es->key_file);
+        free(es->username);
+        if (es->password)
+                explicit_bzero(es->password, strlen(es->password));
+        free(es->password);
+        free(es->token);
         free(es);
 }
 
@@ -564,6 +573,7 @@ struct etcd_source *etcd_source_free(struct etcd_source *es)
         es->freed = true;
         call_reset(&es->range);
         call_reset(&es->watch);
+        call_reset(&es->auth);
         es->stream = etcd_stream_free(es->stream);
         uv_close((uv_handle_t *)&es->range_timer, on_handle_closed);
         uv_close((uv_handle_t *)&es->watch_timer, on_handle_closed);
@@ -607,6 +617,10 @@ static int call_start(struct etcd_source *es, struct call *c, const char *path, 
          * instead of keeping it open without events. */
         if (watch)
                 c->headers = curl_slist_append(c->headers, "Grpc-Metadata-Hasleader: true");
+        if (es->token && c != &es->auth) {
+                _cleanup_free_ char *h = xasprintf("Authorization: %s", es->token);
+                c->headers = curl_slist_append(c->headers, h);
+        }
         curl_easy_setopt(easy, CURLOPT_URL, c->url);
         curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
@@ -661,6 +675,85 @@ static void deliver_error(struct etcd_source *es, int r, const char *fmt, ...)
 
 static void range_start(struct etcd_source *es);
 static void watch_start(struct etcd_source *es);
+
+/* A token expires (etcd's --auth-token-ttl) or dies with the member that
+ * issued it; the next request authenticates again. */
+static bool forget_token_if_invalid(struct etcd_source *es, const char *error)
+{
+        if (!es->token || !error || !strstr(error, "invalid auth token"))
+                return false;
+        log_info("etcd says the auth token of %s is invalid: authenticating again", es->username);
+        free(es->token);
+        es->token = NULL;
+        return true;
+}
+
+static void range_finish(struct etcd_source *es, bool ok);
+
+static void on_auth_done(CURL *easy, CURLcode result, void *userdata)
+{
+        struct call *c = userdata;
+        struct etcd_source *es = c->es;
+        long status = 0;
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_cleanup(easy);
+        c->easy = NULL;
+
+        _cleanup_json_ json_object *root = NULL;
+        json_object *token = NULL;
+        if (result == CURLE_OK && !c->error && c->resp.data)
+                root = json_tokener_parse(c->resp.data);
+        const char *error = root ? error_message(root) : NULL;
+        if (root && !error && status == 200 && json_object_object_get_ex(root, "token", &token) &&
+            json_object_is_type(token, json_type_string) && json_object_get_string_len(token) > 0 &&
+            !strpbrk(json_object_get_string(token), "\r\n")) {
+                free(es->token);
+                es->token = xstrdup(json_object_get_string(token));
+                call_reset(c);
+                if (es->watch_after_auth) {
+                        es->watch_after_auth = false;
+                        watch_start(es);
+                }
+                if (es->range_after_auth) {
+                        es->range_after_auth = false;
+                        range_start(es);
+                }
+                return;
+        }
+        deliver_error(es, -EACCES, "authentication as %s failed: %s", es->username,
+                      error                ? error
+                      : c->error_msg       ? c->error_msg
+                      : result != CURLE_OK ? curl_easy_strerror(result)
+                                           : "no token in the answer");
+        call_reset(c);
+        /* Tried again with the next read, after its backoff. */
+        es->range_after_auth = false;
+        range_finish(es, false);
+}
+
+/* Gets a token first when etcd wants one; returns whether that is under
+ * way, in which case what asked is started again once it is there. */
+static bool need_auth(struct etcd_source *es, bool *after)
+{
+        if (!es->username || es->token)
+                return false;
+        *after = true;
+        if (es->auth.easy)
+                return true;
+        _cleanup_json_ json_object *o = json_object_new_object();
+        json_object_object_add(o, "name", json_object_new_string(es->username));
+        json_object_object_add(o, "password", json_object_new_string(es->password));
+        char *body = xstrdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+        int r =
+            call_start(es, &es->auth, "/v3/auth/authenticate", body, 65536, false, on_auth_done);
+        if (r < 0) {
+                deliver_error(es, r, "authentication: %s", strerror(-r));
+                call_reset(&es->auth);
+                *after = false;
+                return false;
+        }
+        return true;
+}
 
 static void on_range_timer(uv_timer_t *t)
 {
@@ -727,11 +820,20 @@ static void on_range_done(CURL *easy, CURLcode result, void *userdata)
         if (r < 0 || status < 200 || status > 299) {
                 if (r >= 0)
                         etcd_range_done(&rg);
+                /* An expired token is no news: the read is made again at
+                 * once with a new one, and only a second refusal tells. */
+                if (forget_token_if_invalid(es, error) && !es->token_retried) {
+                        es->token_retried = true;
+                        call_reset(&es->range);
+                        range_start(es);
+                        return;
+                }
                 deliver_error(es, r < 0 ? r : -EIO, "HTTP %ld%s%s", status, error ? ": " : "",
                               error ? error : "");
                 range_finish(es, false);
                 return;
         }
+        es->token_retried = false;
         if (rg.revision > es->revision)
                 es->revision = rg.revision;
 
@@ -762,6 +864,8 @@ static void range_start(struct etcd_source *es)
                 es->range_pending = true;
                 return;
         }
+        if (need_auth(es, &es->range_after_auth))
+                return;
         /* One read of both keys: the document and the signature of one
          * revision. */
         char *body =
@@ -806,6 +910,8 @@ static void on_watch_done(CURL *easy, CURLcode result, void *userdata)
         struct etcd_source *es = c->es;
         curl_easy_cleanup(easy);
         c->easy = NULL;
+        forget_token_if_invalid(es, c->error_msg);
+        forget_token_if_invalid(es, c->resp.data);
         _cleanup_free_ char *why = c->error_msg         ? xstrdup(c->error_msg)
                                    : result != CURLE_OK ? xstrdup(curl_easy_strerror(result))
                                                         : xstrdup("the member closed it");
@@ -886,7 +992,7 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 static void watch_start(struct etcd_source *es)
 {
         uv_timer_stop(&es->watch_timer);
-        if (es->watch.easy)
+        if (es->watch.easy || need_auth(es, &es->watch_after_auth))
                 return;
         es->stream = etcd_stream_free(es->stream);
         es->stream = etcd_stream_new(ETCD_MAX_MESSAGE);
@@ -920,10 +1026,20 @@ int etcd_source_new(uv_loop_t *loop, const char *url, const struct source_option
 {
         if (!opts->curlm)
                 return -EINVAL;
-        /* Not yet spoken: refused rather than ignored, so that a cluster
-         * with authentication on is not taken for an empty one. */
-        if (opts->etcd.username)
-                return -EOPNOTSUPP;
+        _cleanup_free_ char *password = NULL;
+        if (opts->etcd.username) {
+                size_t len;
+                if (!opts->etcd.password_file)
+                        return -EINVAL;
+                int r = read_file_capped(opts->etcd.password_file, 4096, &password, &len);
+                if (r < 0)
+                        return r;
+                /* The file's last line break is not part of the password. */
+                while (len > 0 && (password[len - 1] == '\n' || password[len - 1] == '\r'))
+                        password[--len] = '\0';
+                if (strlen(password) != len)
+                        return -EINVAL;
+        }
         struct etcd_url u;
         _cleanup_free_ char *error = NULL;
         int r = etcd_url_parse(url, &u, &error);
@@ -943,11 +1059,13 @@ int etcd_source_new(uv_loop_t *loop, const char *url, const struct source_option
         es->ca_file = opts->etcd.ca_file ? xstrdup(opts->etcd.ca_file) : NULL;
         es->cert_file = opts->etcd.cert_file ? xstrdup(opts->etcd.cert_file) : NULL;
         es->key_file = opts->etcd.key_file ? xstrdup(opts->etcd.key_file) : NULL;
+        es->username = opts->etcd.username ? xstrdup(opts->etcd.username) : NULL;
+        es->password = TAKE_PTR(password);
         es->poll_interval_usec = opts->poll_interval_usec;
         es->timeout_usec = opts->http.timeout_usec ? opts->http.timeout_usec : 30 * USEC_PER_SEC;
         es->cb = cb;
         es->userdata = userdata;
-        es->range.es = es->watch.es = es;
+        es->range.es = es->watch.es = es->auth.es = es;
         /* Members are tried in the order listed: a fleet that should spread
          * its watches lists them in another order on each host. */
         es->endpoint = 0;

@@ -26,7 +26,7 @@ struct source;
 struct source_etcd_options {
         const char *ca_file;
         const char *cert_file, *key_file; /* TLS client authentication */
-        const char *username;             /* etcd authentication: not yet supported */
+        const char *username, *password_file; /* etcd's user/password authentication */
 };
 
 struct source_options {

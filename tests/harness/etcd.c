@@ -37,7 +37,8 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 
 /* A POST (body) or GET (body NULL) to one member; returns the HTTP status,
  * 0 when it does not answer. */
-static long request(struct h_etcd *e, int port, const char *path, const char *body, char **ret)
+static long request(struct h_etcd *e, int port, const char *path, const char *body,
+                    const char *token, char **ret)
 {
         char url[256];
         snprintf(url, sizeof url, "%s://127.0.0.1:%d%s", e->tls ? "https" : "http", port, path);
@@ -55,9 +56,17 @@ static long request(struct h_etcd *e, int port, const char *path, const char *bo
         curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
         if (body)
                 curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        struct curl_slist *headers = NULL;
+        if (token) {
+                char h[512];
+                snprintf(h, sizeof h, "Authorization: %s", token);
+                headers = curl_slist_append(NULL, h);
+                curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+        }
         long status = 0;
         if (curl_easy_perform(c) == CURLE_OK)
                 curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        curl_slist_free_all(headers);
         curl_easy_cleanup(c);
         if (ret)
                 *ret = b.data;
@@ -69,7 +78,7 @@ static long request(struct h_etcd *e, int port, const char *path, const char *bo
 static bool healthy(struct h_etcd *e, int port)
 {
         char *out = NULL;
-        long status = request(e, port, "/health", NULL, &out);
+        long status = request(e, port, "/health", NULL, NULL, &out);
         bool ok = status == 200 && out && strstr(out, "\"true\"");
         free(out);
         return ok;
@@ -87,11 +96,14 @@ static void spawn(struct h_etcd *e, int i)
         snprintf(cert, sizeof cert, "--cert-file=%s/server.pem", e->dir);
         snprintf(key, sizeof key, "--key-file=%s/server.key", e->dir);
         snprintf(ca, sizeof ca, "--trusted-ca-file=%s", e->ca_file);
+        char ttl[32];
+        snprintf(ttl, sizeof ttl, "--auth-token-ttl=%d",
+                 e->auth_token_ttl ? e->auth_token_ttl : 300);
         char *argv[] = {"etcd", "--name", name, "--data-dir", data, "--listen-client-urls", client,
                         "--advertise-client-urls", client, "--listen-peer-urls", peer,
                         "--initial-advertise-peer-urls", peer, "--initial-cluster",
                         e->initial_cluster, "--initial-cluster-token", e->dir,
-                        "--initial-cluster-state", "new",
+                        "--initial-cluster-state", "new", ttl,
                         /* TLS on the client port only; peers speak plain HTTP. */
                         e->tls ? "--client-cert-auth" : NULL, cert, key, ca, NULL};
         snprintf(peer, sizeof peer, "http://127.0.0.1:%d", e->peer_port[i]);
@@ -142,7 +154,9 @@ static void start(struct h_etcd *e)
 
 void h_etcd_start(struct h_etcd *e, const char *dir)
 {
+        int ttl = e->auth_token_ttl;
         memset(e, 0, sizeof *e);
+        e->auth_token_ttl = ttl;
         snprintf(e->dir, sizeof e->dir, "%s", dir);
         mkdir(e->dir, 0700);
         start(e);
@@ -177,6 +191,24 @@ void h_etcd_start_tls(struct h_etcd *e, const char *dir)
         snprintf(e->cert_file, sizeof e->cert_file, "%s/client.pem", e->dir);
         snprintf(e->key_file, sizeof e->key_file, "%s/client.key", e->dir);
         start(e);
+}
+
+void h_etcd_enable_auth(struct h_etcd *e, const char *user, const char *password,
+                        const char *prefix)
+{
+        char cmd[2048];
+        snprintf(cmd, sizeof cmd,
+                 "set -e; c='etcdctl --endpoints=127.0.0.1:%d'; "
+                 "$c user add root --new-user-password=rootpw >/dev/null; "
+                 "$c user grant-role root root >/dev/null; "
+                 "$c user add '%s' --new-user-password='%s' >/dev/null; "
+                 "$c role add reader >/dev/null; "
+                 "$c role grant-permission reader read '%s/' --prefix=true >/dev/null; "
+                 "$c user grant-role '%s' reader >/dev/null; "
+                 "$c auth enable >/dev/null",
+                 e->client_port[0], user, password, prefix, user);
+        ck_assert_int_eq(system(cmd), 0);
+        snprintf(e->root_password, sizeof e->root_password, "rootpw");
 }
 
 void h_etcd_stop_member(struct h_etcd *e, int i)
@@ -242,8 +274,24 @@ static json_object *post(struct h_etcd *e, const char *path, const char *body)
         for (int i = 0; i < H_ETCD_MEMBERS; i++) {
                 if (e->pid[i] <= 0)
                         continue;
-                char *out = NULL;
-                long status = request(e, e->client_port[i], path, body, &out);
+                char *out = NULL, *token = NULL;
+                if (e->root_password[0]) {
+                        char auth[256];
+                        snprintf(auth, sizeof auth, "{\"name\":\"root\",\"password\":\"%s\"}",
+                                 e->root_password);
+                        if (request(e, e->client_port[i], "/v3/auth/authenticate", auth, NULL,
+                                    &out) != 200) {
+                                free(out);
+                                continue;
+                        }
+                        json_object *o = json_tokener_parse(out);
+                        free(out);
+                        ck_assert_ptr_nonnull(h_json_str(o, "token"));
+                        token = strdup(h_json_str(o, "token"));
+                        json_object_put(o);
+                }
+                long status = request(e, e->client_port[i], path, body, token, &out);
+                free(token);
                 if (status == 0) {
                         free(out);
                         continue;

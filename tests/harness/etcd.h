@@ -17,6 +17,10 @@ struct h_etcd {
          * certificate signed by ca_file (cert_file and key_file are one). */
         bool tls;
         char ca_file[700], cert_file[700], key_file[700];
+        /* etcd's --auth-token-ttl in seconds (0: etcd's 300); set before
+         * h_etcd_start(), which keeps it. */
+        int auth_token_ttl;
+        char root_password[32]; /* after h_etcd_enable_auth() */
 };
 
 /* Starts the cluster in dir (created) and returns once every member
@@ -28,6 +32,10 @@ void h_etcd_start_tls(struct h_etcd *e, const char *dir);
 /* Stops every member that runs (SIGTERM, then waits). Accepts a cluster
  * that never started. */
 void h_etcd_stop(struct h_etcd *e);
+/* Turns etcd's authentication on, with a root user (the harness writes as
+ * it) and user, who may read the keys under prefix. */
+void h_etcd_enable_auth(struct h_etcd *e, const char *user, const char *password,
+                        const char *prefix);
 /* Stops one member; h_etcd_start_member() starts it again on its data. */
 void h_etcd_stop_member(struct h_etcd *e, int i);
 void h_etcd_start_member(struct h_etcd *e, int i);

@@ -22,18 +22,35 @@ static const struct h_service v1 = {.name = "hello", .artifact = 1};
 static const struct h_service v2 = {.name = "hello", .artifact = 2};
 static const struct h_service v3 = {.name = "hello", .artifact = 3};
 
-static void setup_with(bool tls)
+enum mode { PLAIN, TLS, AUTH, AUTH_WRONG_PASSWORD };
+
+static void setup_with(enum mode mode)
 {
         const char *name = tcase_name();
         h_setup(&env, name ? name : "etcd");
         char dir[700], url[700];
         snprintf(dir, sizeof dir, "%s/etcd", env.dir);
-        if (tls) {
+        if (mode == TLS) {
                 h_etcd_start_tls(&etcd, dir);
                 char extra[2400];
                 snprintf(extra, sizeof extra,
                          "[etcd]\nca_file = %s\ncert_file = %s\nkey_file = %s\n", etcd.ca_file,
                          etcd.cert_file, etcd.key_file);
+                h_set_config_extra(&env, extra);
+        } else if (mode == AUTH || mode == AUTH_WRONG_PASSWORD) {
+                /* Tokens expire after a second unused: liid must get a new
+                 * one when etcd says its token is invalid. */
+                etcd.auth_token_ttl = 1;
+                h_etcd_start(&etcd, dir);
+                h_etcd_enable_auth(&etcd, "lii", "s3cret", PREFIX);
+                char extra[2400], password_file[700];
+                snprintf(password_file, sizeof password_file, "%s/etcd-password", env.dir);
+                FILE *f = fopen(password_file, "we");
+                ck_assert_ptr_nonnull(f);
+                fputs(mode == AUTH ? "s3cret\n" : "guessed\n", f);
+                fclose(f);
+                snprintf(extra, sizeof extra, "[etcd]\nusername = lii\npassword_file = %s\n",
+                         password_file);
                 h_set_config_extra(&env, extra);
         } else {
                 h_etcd_start(&etcd, dir);
@@ -47,12 +64,22 @@ static void setup_with(bool tls)
 
 static void setup(void)
 {
-        setup_with(false);
+        setup_with(PLAIN);
 }
 
 static void setup_tls(void)
 {
-        setup_with(true);
+        setup_with(TLS);
+}
+
+static void setup_auth(void)
+{
+        setup_with(AUTH);
+}
+
+static void setup_auth_wrong_password(void)
+{
+        setup_with(AUTH_WRONG_PASSWORD);
 }
 
 static void teardown(void)
@@ -103,6 +130,37 @@ START_TEST(test_tls_with_client_certificate)
         deploy_v1();
         publish(&v2);
         json_object_put(h_wait_generation(&env, "hello", 2));
+}
+END_TEST
+
+/* etcd's user/password authentication, with a token that expires between
+ * publishes. */
+START_TEST(test_user_and_password)
+{
+        deploy_v1();
+        /* Longer than the token's life (1 s): no event can stand for it. */
+        usleep(2500 * 1000);
+        publish(&v2);
+        json_object_put(h_wait_generation(&env, "hello", 2));
+        char cmd[800];
+        snprintf(cmd, sizeof cmd, "grep -q 'is invalid: authenticating again' '%s/liid.log'",
+                 env.dir);
+        ck_assert_msg(system(cmd) == 0, "liid's token never expired: the test proves nothing");
+        /* An expired token is renewed without a refusal in between. */
+        snprintf(cmd, sizeof cmd, "grep 'source.refused' '%s/liid.log' | grep -q 'auth token'",
+                 env.dir);
+        ck_assert_msg(system(cmd) != 0, "an expired token was reported as a source error");
+}
+END_TEST
+
+START_TEST(test_wrong_password)
+{
+        publish(&v1);
+        json_object *st =
+            h_wait_status(&env, h_source_error_mentions, "authentication as lii failed", 10000,
+                          "the refused authentication");
+        ck_assert_ptr_null(h_json_path(st, "services.hello"));
+        json_object_put(st);
 }
 END_TEST
 
@@ -193,6 +251,8 @@ static Suite *suite(void)
         } cases[] = {
             {"applied_and_watched", test_applied_and_watched, setup},
             {"tls", test_tls_with_client_certificate, setup_tls},
+            {"auth", test_user_and_password, setup_auth},
+            {"auth_refused", test_wrong_password, setup_auth_wrong_password},
             {"forged", test_forged_document_refused, setup},
             {"relative_url", test_relative_artifact_url_refused, setup},
             {"lost_member", test_watch_survives_a_lost_member, setup},
