@@ -19,6 +19,11 @@
 #define ETCD_BACKOFF_MIN_MSEC 100
 #define ETCD_BACKOFF_MAX_MSEC (30 * 1000)
 #define ETCD_DEFAULT_PORT     "2379"
+/* A watch asks for progress notifications, which etcd sends after 10
+ * minutes without events (--experimental-watch-progress-notify-interval):
+ * a watch silent for longer than that is on a member that froze, and is
+ * given up on. */
+#define ETCD_WATCH_SILENCE_SEC 660L
 
 static void json_object_putp(json_object **o)
 {
@@ -635,6 +640,10 @@ static int call_start(struct etcd_source *es, struct call *c, const char *path, 
         if (!watch && es->timeout_usec)
                 curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS,
                                  (long)(es->timeout_usec / USEC_PER_MSEC));
+        if (watch) {
+                curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
+                curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, ETCD_WATCH_SILENCE_SEC);
+        }
         if (es->u.tls) {
                 curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
                 curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
@@ -997,7 +1006,7 @@ static void watch_start(struct etcd_source *es)
         es->stream = etcd_stream_free(es->stream);
         es->stream = etcd_stream_new(ETCD_MAX_MESSAGE);
         char *body = xasprintf("{\"create_request\":{\"key\":\"%s\",\"range_end\":\"%s\","
-                               "\"start_revision\":\"%lld\"}}",
+                               "\"start_revision\":\"%lld\",\"progress_notify\":true}}",
                                es->key_b64, es->range_end_b64, (long long)es->revision + 1);
         int r = call_start(es, &es->watch, "/v3/watch", body, 4096, true, on_watch_done);
         if (r < 0)
