@@ -25,19 +25,6 @@
  * given up on. */
 #define ETCD_WATCH_SILENCE_SEC 660L
 
-static void json_object_putp(json_object **o)
-{
-        if (*o)
-                json_object_put(*o);
-}
-#define _cleanup_json_ _cleanup_(json_object_putp)
-
-static void json_tokener_freep(json_tokener **t)
-{
-        if (*t)
-                json_tokener_free(*t);
-}
-
 /* ---- URL ---- */
 
 void etcd_url_done(struct etcd_url *u)
