@@ -151,64 +151,6 @@ int etcd_url_parse(const char *url, struct etcd_url *ret, char **ret_error)
         return 0;
 }
 
-/* ---- base64 ---- */
-
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-char *etcd_base64_encode(const char *data, size_t len)
-{
-        const unsigned char *d = (const unsigned char *)data;
-        char *out = xcalloc(1, (len + 2) / 3 * 4 + 1), *o = out;
-        for (size_t i = 0; i < len; i += 3) {
-                uint32_t v = (uint32_t)d[i] << 16;
-                if (i + 1 < len)
-                        v |= (uint32_t)d[i + 1] << 8;
-                if (i + 2 < len)
-                        v |= d[i + 2];
-                *o++ = b64_alphabet[(v >> 18) & 63];
-                *o++ = b64_alphabet[(v >> 12) & 63];
-                *o++ = i + 1 < len ? b64_alphabet[(v >> 6) & 63] : '=';
-                *o++ = i + 2 < len ? b64_alphabet[v & 63] : '=';
-        }
-        *o = '\0';
-        return out;
-}
-
-int etcd_base64_decode(const char *b64, size_t len, char **ret, size_t *ret_len)
-{
-        if (len % 4 != 0)
-                return -EBADMSG;
-        size_t pad = 0;
-        while (pad < 2 && pad < len && b64[len - 1 - pad] == '=')
-                pad++;
-        _cleanup_free_ char *out = xcalloc(1, len / 4 * 3 + 1);
-        size_t n = 0;
-        uint32_t acc = 0;
-        for (size_t i = 0; i < len - pad; i++) {
-                const char *c = b64[i] ? strchr(b64_alphabet, b64[i]) : NULL;
-                if (!c)
-                        return -EBADMSG;
-                acc = (acc << 6) | (uint32_t)(c - b64_alphabet);
-                if (i % 4 == 3) {
-                        out[n++] = (char)(acc >> 16);
-                        out[n++] = (char)(acc >> 8);
-                        out[n++] = (char)acc;
-                        acc = 0;
-                }
-        }
-        if (pad == 2) {
-                out[n++] = (char)(acc >> 4);
-        } else if (pad == 1) {
-                out[n++] = (char)(acc >> 10);
-                out[n++] = (char)(acc >> 2);
-        }
-        out[n] = '\0';
-        *ret = TAKE_PTR(out);
-        *ret_len = n;
-        return 0;
-}
-
 /* ---- JSON of the gateway ---- */
 
 /* 64-bit numbers come as JSON strings; zero values are left out. */
@@ -245,14 +187,19 @@ static bool get_bool(json_object *o, const char *key)
 static int get_bytes(json_object *o, const char *key, size_t max, char **ret, size_t *ret_len)
 {
         json_object *v;
-        if (!json_object_object_get_ex(o, key, &v) || !v)
-                return etcd_base64_decode("", 0, ret, ret_len);
-        if (!json_object_is_type(v, json_type_string))
-                return -EBADMSG;
-        size_t len = (size_t)json_object_get_string_len(v);
+        const char *text = "";
+        size_t len = 0;
+        if (json_object_object_get_ex(o, key, &v) && v) {
+                if (!json_object_is_type(v, json_type_string))
+                        return -EBADMSG;
+                text = json_object_get_string(v);
+                len = (size_t)json_object_get_string_len(v);
+        }
         if (len / 4 * 3 > max + 2)
                 return -EFBIG;
-        int r = etcd_base64_decode(json_object_get_string(v), len, ret, ret_len);
+        const char *why;
+        size_t at;
+        int r = base64_decode(text, len, (uint8_t **)ret, ret_len, &why, &at);
         if (r < 0)
                 return r;
         if (*ret_len > max) {
@@ -1050,8 +997,8 @@ int etcd_source_new(uv_loop_t *loop, const char *url, const struct source_option
         es->sig_key = xasprintf("%s/desired/sig", u.prefix);
         _cleanup_free_ char *key = xasprintf("%s/desired/", u.prefix);
         _cleanup_free_ char *end = xasprintf("%s/desired0", u.prefix); /* '0' follows '/' */
-        es->key_b64 = etcd_base64_encode(key, strlen(key));
-        es->range_end_b64 = etcd_base64_encode(end, strlen(end));
+        es->key_b64 = base64_encode(key, strlen(key));
+        es->range_end_b64 = base64_encode(end, strlen(end));
         es->ca_file = opts->etcd.ca_file ? xstrdup(opts->etcd.ca_file) : NULL;
         es->cert_file = opts->etcd.cert_file ? xstrdup(opts->etcd.cert_file) : NULL;
         es->key_file = opts->etcd.key_file ? xstrdup(opts->etcd.key_file) : NULL;

@@ -71,10 +71,6 @@ struct etcd_stream *etcd_stream_free(struct etcd_stream *st);
 int etcd_stream_feed(struct etcd_stream *st, const char *data, size_t len, etcd_stream_cb cb,
                      void *userdata, char **ret_error);
 
-/* Base64 (the standard alphabet with padding, as the gateway writes it). */
-char *etcd_base64_encode(const char *data, size_t len);
-int etcd_base64_decode(const char *b64, size_t len, char **ret, size_t *ret_len);
-
 struct etcd_source;
 typedef void (*etcd_source_cb)(const struct source_result *res, void *userdata);
 

@@ -79,74 +79,35 @@ static int check_prefix(const struct line *l, size_t lineno, const char *prefix,
         return 0;
 }
 
-static int base64_value(unsigned char c)
-{
-        if (c >= 'A' && c <= 'Z')
-                return c - 'A';
-        if (c >= 'a' && c <= 'z')
-                return c - 'a' + 26;
-        if (c >= '0' && c <= '9')
-                return c - '0' + 52;
-        if (c == '+')
-                return 62;
-        if (c == '/')
-                return 63;
-        return -1;
-}
-
-/* Decodes a line that must be the canonical base64 of exactly size bytes.
- * Written out rather than left to EVP_DecodeBlock(), which skips blanks,
- * counts padding into its result and does not check the unused bits; here
- * an encoding is accepted only if it is the one minisign would write. */
+/* Decodes a line that must be the canonical base64 of exactly size bytes
+ * (base64_decode() accepts only the one encoding minisign would write;
+ * EVP_DecodeBlock() would skip blanks, count padding into its result and
+ * not check the unused bits). */
 static int decode_base64_line(const struct line *l, size_t lineno, uint8_t *out, size_t size,
                               char **ret_error)
 {
-        const char *s = l->p;
-        size_t len = l->len;
-
-        if (len == 0)
+        if (l->len == 0)
                 return fail_with(ret_error, -EBADMSG, "line %zu: empty, expected base64", lineno);
-        if (len % 4 != 0)
-                return fail_with(ret_error, -EBADMSG,
-                            "line %zu: invalid base64: length %zu is not a multiple of 4", lineno,
-                            len);
-        size_t pad = 0;
-        while (pad < len && s[len - 1 - pad] == '=')
-                pad++;
-        if (pad > 2)
-                return fail_with(ret_error, -EBADMSG, "line %zu: invalid base64: too much padding",
-                            lineno);
-        for (size_t i = 0; i < len - pad; i++)
-                if (base64_value((unsigned char)s[i]) < 0)
+        _cleanup_free_ uint8_t *bytes = NULL;
+        size_t n, at;
+        const char *why;
+        if (base64_decode(l->p, l->len, &bytes, &n, &why, &at) < 0) {
+                if (l->len % 4 != 0)
                         return fail_with(ret_error, -EBADMSG,
-                                    "line %zu: invalid base64: character %zu is not in the "
-                                    "base64 alphabet",
-                                    lineno, i + 1);
-        size_t decoded = len / 4 * 3 - pad;
-        if (decoded != size)
-                return fail_with(ret_error, -EBADMSG, "line %zu: decodes to %zu bytes, expected %zu",
-                            lineno, decoded, size);
-
-        uint32_t acc = 0;
-        unsigned bits = 0;
-        size_t o = 0;
-        for (size_t i = 0; i < len - pad; i++) {
-                acc = (acc << 6) | (uint32_t)base64_value((unsigned char)s[i]);
-                bits += 6;
-                if (bits >= 8) {
-                        bits -= 8;
-                        out[o++] = (uint8_t)(acc >> bits);
-                        acc &= (1u << bits) - 1;
-                }
+                                         "line %zu: invalid base64: length %zu is not a multiple "
+                                         "of 4",
+                                         lineno, l->len);
+                if (at != SIZE_MAX)
+                        return fail_with(ret_error, -EBADMSG,
+                                         "line %zu: invalid base64: character %zu is not in the "
+                                         "base64 alphabet",
+                                         lineno, at + 1);
+                return fail_with(ret_error, -EBADMSG, "line %zu: invalid base64: %s", lineno, why);
         }
-        assert(o == size);
-        /* Padding leaves 2 or 4 bits over; they must be zero, or several
-         * strings would decode to the same bytes. */
-        if (acc != 0)
+        if (n != size)
                 return fail_with(ret_error, -EBADMSG,
-                            "line %zu: invalid base64: non-canonical encoding (unused bits are "
-                            "not zero)",
-                            lineno);
+                                 "line %zu: decodes to %zu bytes, expected %zu", lineno, n, size);
+        memcpy(out, bytes, size);
         return 0;
 }
 

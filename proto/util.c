@@ -524,3 +524,73 @@ char *xasprintf(const char *fmt, ...)
                 oom();
         return r;
 }
+
+static const char base64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+char *base64_encode(const void *data, size_t len)
+{
+        const uint8_t *d = data;
+        char *out = xcalloc(1, (len + 2) / 3 * 4 + 1), *o = out;
+        for (size_t i = 0; i < len; i += 3) {
+                uint32_t v = (uint32_t)d[i] << 16;
+                if (i + 1 < len)
+                        v |= (uint32_t)d[i + 1] << 8;
+                if (i + 2 < len)
+                        v |= d[i + 2];
+                *o++ = base64_alphabet[(v >> 18) & 63];
+                *o++ = base64_alphabet[(v >> 12) & 63];
+                *o++ = i + 1 < len ? base64_alphabet[(v >> 6) & 63] : '=';
+                *o++ = i + 2 < len ? base64_alphabet[v & 63] : '=';
+        }
+        return out;
+}
+
+static int base64_value(unsigned char c)
+{
+        const char *p = c ? strchr(base64_alphabet, c) : NULL;
+        return p ? (int)(p - base64_alphabet) : -1;
+}
+
+int base64_decode(const char *s, size_t len, uint8_t **ret, size_t *ret_len,
+                  const char **ret_reason, size_t *ret_at)
+{
+        *ret_at = SIZE_MAX;
+        if (len % 4 != 0) {
+                *ret_reason = "length is not a multiple of 4";
+                return -EBADMSG;
+        }
+        size_t pad = 0;
+        while (pad < len && s[len - 1 - pad] == '=')
+                pad++;
+        if (pad > 2) {
+                *ret_reason = "too much padding";
+                return -EBADMSG;
+        }
+        _cleanup_free_ uint8_t *out = xcalloc(1, len / 4 * 3 + 1);
+        size_t n = 0;
+        uint32_t acc = 0;
+        unsigned bits = 0;
+        for (size_t i = 0; i < len - pad; i++) {
+                int v = base64_value((unsigned char)s[i]);
+                if (v < 0) {
+                        *ret_reason = "a character is not in the base64 alphabet";
+                        *ret_at = i;
+                        return -EBADMSG;
+                }
+                acc = (acc << 6) | (uint32_t)v;
+                bits += 6;
+                if (bits >= 8) {
+                        bits -= 8;
+                        out[n++] = (uint8_t)(acc >> bits);
+                        acc &= (1u << bits) - 1;
+                }
+        }
+        if (acc != 0) {
+                *ret_reason = "non-canonical encoding (unused bits are not zero)";
+                return -EBADMSG;
+        }
+        *ret = TAKE_PTR(out);
+        *ret_len = n;
+        return 0;
+}

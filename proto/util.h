@@ -64,6 +64,18 @@ int parse_rfc3339(const char *s, uint64_t *ret_usec);
 
 /* Lower-case hex of n bytes into out (2n+1 bytes). */
 void hex_encode(const uint8_t *in, size_t n, char *out);
+
+/* base64 (RFC 4648, padded). The encoding is NUL-terminated and malloc'ed. */
+char *base64_encode(const void *data, size_t len);
+/* Decodes s[0..len), which must be the one canonical base64 of some bytes:
+ * a multiple of 4 long, no blanks, at most two '=' at the end, and the bits
+ * that padding leaves over zero (else several strings would stand for the
+ * same bytes). The bytes are malloc'ed, with a NUL after them. On failure
+ * returns -EBADMSG and sets *ret_reason to a static text ("length is not a
+ * multiple of 4", …) and *ret_at to the offset of a character not in the
+ * alphabet, or SIZE_MAX when the fault is not one character. */
+int base64_decode(const char *s, size_t len, uint8_t **ret, size_t *ret_len,
+                  const char **ret_reason, size_t *ret_at);
 bool is_hex_string(const char *s, size_t len);
 /* The value of the hex digit c, in either case, or -1. */
 int unhex(char c);

@@ -47,30 +47,6 @@ START_TEST(url_refused)
 }
 END_TEST
 
-START_TEST(base64_round_trip)
-{
-        const char data[] = "a\0bc\xff\x01";
-        for (size_t len = 0; len <= sizeof data; len++) {
-                char *b64 = etcd_base64_encode(data, len);
-                ck_assert_uint_eq(strlen(b64) % 4, 0);
-                char *out;
-                size_t out_len;
-                ck_assert_int_eq(etcd_base64_decode(b64, strlen(b64), &out, &out_len), 0);
-                ck_assert_uint_eq(out_len, len);
-                ck_assert(memcmp(out, data, len) == 0);
-                free(out);
-                free(b64);
-        }
-        char *out;
-        size_t out_len;
-        char *key = etcd_base64_encode("lii/prod/desired/doc", 20);
-        ck_assert_str_eq(key, "bGlpL3Byb2QvZGVzaXJlZC9kb2M=");
-        free(key);
-        ck_assert_int_eq(etcd_base64_decode("aGk", 3, &out, &out_len), -EBADMSG);
-        ck_assert_int_eq(etcd_base64_decode("a$k=", 4, &out, &out_len), -EBADMSG);
-}
-END_TEST
-
 /* What etcd 3.4's gateway answers (keys lii/t/desired/doc and .../sig). */
 #define DOC_KEY "lii/t/desired/doc"
 #define SIG_KEY "lii/t/desired/sig"
@@ -243,7 +219,6 @@ int main(void)
         TCase *tc = tcase_create("source_etcd");
         tcase_add_test(tc, url_hosts_and_prefix);
         tcase_add_test(tc, url_refused);
-        tcase_add_test(tc, base64_round_trip);
         tcase_add_test(tc, range_answer);
         tcase_add_test(tc, watch_stream_whole);
         tcase_add_test(tc, watch_stream_split);

@@ -452,6 +452,48 @@ START_TEST(json_text_strings)
 }
 END_TEST
 
+START_TEST(base64_round_trip_and_strictness)
+{
+        const char data[] = "a\0bc\xff\x01";
+        for (size_t len = 0; len <= sizeof data; len++) {
+                _cleanup_free_ char *b64 = base64_encode(data, len);
+                ck_assert_uint_eq(strlen(b64) % 4, 0);
+                _cleanup_free_ uint8_t *out = NULL;
+                size_t out_len, at;
+                const char *why;
+                ck_assert_int_eq(base64_decode(b64, strlen(b64), &out, &out_len, &why, &at), 0);
+                ck_assert_uint_eq(out_len, len);
+                ck_assert(memcmp(out, data, len) == 0);
+        }
+        _cleanup_free_ char *key = base64_encode("lii/prod/desired/doc", 20);
+        ck_assert_str_eq(key, "bGlpL3Byb2QvZGVzaXJlZC9kb2M=");
+
+        const struct {
+                const char *text;
+                const char *why;
+                size_t at;
+        } bad[] = {
+            {"aGk", "length is not a multiple of 4", SIZE_MAX},
+            {"a$k=", "a character is not in the base64 alphabet", 1},
+            {"aG k", "a character is not in the base64 alphabet", 2},
+            {"a===", "too much padding", SIZE_MAX},
+            /* "aGk=" is "hi"; "aGl=" differs only in bits padding drops. */
+            {"aGl=", "non-canonical encoding (unused bits are not zero)", SIZE_MAX},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                uint8_t *out = NULL;
+                size_t out_len, at;
+                const char *why = NULL;
+                ck_assert_int_eq(
+                    base64_decode(bad[i].text, strlen(bad[i].text), &out, &out_len, &why, &at),
+                    -EBADMSG);
+                ck_assert_str_eq(why, bad[i].why);
+                ck_assert_uint_eq(at, bad[i].at);
+                ck_assert_ptr_null(out);
+        }
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("util");
@@ -474,6 +516,7 @@ int main(void)
         tcase_add_loop_test(tc, json_string_escapes, 0, ELEMENTSOF(json_strings));
         tcase_add_test(tc, json_string_nul_and_base);
         tcase_add_test(tc, json_text_strings);
+        tcase_add_test(tc, base64_round_trip_and_strictness);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
