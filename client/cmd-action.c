@@ -207,7 +207,7 @@ const struct cmd cmd_replace = {
     .summary = "start a fresh instance of SERVICE's desired spec",
     .help = "Starts a fresh instance of SERVICE's current desired spec and rolls over to\n"
             "it, even when that spec failed before, a rollback holds the service or rollouts\n"
-            "are paused. While max_parallel rollouts run, it waits for a free slot.\n"
-            SERVICE_ACTION_OPTIONS,
+            "are paused. While max_parallel rollouts run, it waits for a free "
+            "slot.\n" SERVICE_ACTION_OPTIONS,
     .run = run,
 };

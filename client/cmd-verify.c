@@ -47,8 +47,8 @@ static int run(struct ctl *ctl, int argc, char **argv)
 {
         enum { OPT_KEY = 0x200 };
         static const struct option options[] = {
-                { "key", required_argument, NULL, OPT_KEY },
-                {},
+            {"key", required_argument, NULL, OPT_KEY},
+            {},
         };
         const char *key = NULL;
         int c, ret = LIICTL_EXIT_OK;
@@ -69,25 +69,25 @@ static int run(struct ctl *ctl, int argc, char **argv)
         }
         const char *file = argv[optind];
         _cleanup_free_ char *sig_path =
-                n == 2 ? xstrdup(argv[optind + 1]) : xasprintf("%s.minisig", file);
+            n == 2 ? xstrdup(argv[optind + 1]) : xasprintf("%s.minisig", file);
 
         fflush(stdout);
         return run_helper(ctl->json, key, file, sig_path);
 }
 
 const struct cmd cmd_verify = {
-        .name = "verify",
-        .args = "--key PUB FILE [SIG]",
-        .summary = "check a file's minisign signature offline",
-        .help = "Checks that SIG (default FILE.minisig) is a valid minisign signature of FILE\n"
-                "by the public key in PUB (a .pub file, or a folder of them as liid's key\n"
-                "folders are), exactly as liid checks documents and artifacts: only the\n"
-                "prehashed form is accepted, and the trusted comment must be intact. Does\n"
-                "not talk to liid. Exit 0 when the signature holds, 1 when it does not\n"
-                "or when PUB holds a weak key (one of small order, as minisign refuses).\n"
-                "\n"
-                "Options:\n"
-                "      --key PUB   the trusted public key file or key folder\n"
-                "  -h, --help      show this help",
-        .run = run,
+    .name = "verify",
+    .args = "--key PUB FILE [SIG]",
+    .summary = "check a file's minisign signature offline",
+    .help = "Checks that SIG (default FILE.minisig) is a valid minisign signature of FILE\n"
+            "by the public key in PUB (a .pub file, or a folder of them as liid's key\n"
+            "folders are), exactly as liid checks documents and artifacts: only the\n"
+            "prehashed form is accepted, and the trusted comment must be intact. Does\n"
+            "not talk to liid. Exit 0 when the signature holds, 1 when it does not\n"
+            "or when PUB holds a weak key (one of small order, as minisign refuses).\n"
+            "\n"
+            "Options:\n"
+            "      --key PUB   the trusted public key file or key folder\n"
+            "  -h, --help      show this help",
+    .run = run,
 };

@@ -217,8 +217,8 @@ int ctl_wait(struct ctl *ctl, uint64_t timeout, wait_judge judge, void *userdata
                 _cleanup_free_ char *route = xasprintf(
                     "%s?%s=1&%s=%llu", LII_ROUTE_EVENTS, LII_QUERY_FOLLOW, LII_QUERY_AFTER,
                     seq ? (unsigned long long)json_object_get_uint64(seq) : 0ULL);
-                uint64_t wait = deadline - now < WAIT_FOLLOW_MAX_USEC ? deadline - now
-                                                                      : WAIT_FOLLOW_MAX_USEC;
+                uint64_t wait =
+                    deadline - now < WAIT_FOLLOW_MAX_USEC ? deadline - now : WAIT_FOLLOW_MAX_USEC;
                 _cleanup_reply_ struct client_reply stream = {0};
                 r = client_stream(ctl, route, wait, on_event, NULL, &stream);
                 /* An event, the safety-net timeout, or a broken stream (liid

@@ -16,27 +16,27 @@
 void config_init_defaults(struct config *c)
 {
         *c = (struct config){
-                .source_url = xstrdup("file:///etc/lii/desired.json"),
-                .poll_interval_usec = 30 * USEC_PER_SEC,
-                /* A document is capped at 1 MiB: 30 s is about 35 KB/s, far
-                 * below any working link, far above a trickle. */
-                .fetch_timeout_usec = 30 * USEC_PER_SEC,
-                /* 512 kbit/s: 100 MiB may take about half an hour. */
-                .artifact_min_rate = 64 * 1024,
-                .require_signature = true,
-                .ca_file = NULL,
-                .desired_keys = xstrdup("/etc/lii/keys/desired.d"),
-                .artifact_keys = xstrdup("/etc/lii/keys/artifact.d"),
-                .node_name = NULL,
-                .state_dir = xstrdup("/var/lib/lii"),
-                .socket_path = xstrdup("/run/lii/liid.sock"),
-                .bus = xstrdup("system"),
-                .slice = xstrdup("lii.slice"),
-                .max_parallel = 4,
-                .keep_revisions = 3,
-                .read_group = xstrdup("lii"),
-                .admin_group = NULL,
-                .log_level = LOG_INFO,
+            .source_url = xstrdup("file:///etc/lii/desired.json"),
+            .poll_interval_usec = 30 * USEC_PER_SEC,
+            /* A document is capped at 1 MiB: 30 s is about 35 KB/s, far
+             * below any working link, far above a trickle. */
+            .fetch_timeout_usec = 30 * USEC_PER_SEC,
+            /* 512 kbit/s: 100 MiB may take about half an hour. */
+            .artifact_min_rate = 64 * 1024,
+            .require_signature = true,
+            .ca_file = NULL,
+            .desired_keys = xstrdup("/etc/lii/keys/desired.d"),
+            .artifact_keys = xstrdup("/etc/lii/keys/artifact.d"),
+            .node_name = NULL,
+            .state_dir = xstrdup("/var/lib/lii"),
+            .socket_path = xstrdup("/run/lii/liid.sock"),
+            .bus = xstrdup("system"),
+            .slice = xstrdup("lii.slice"),
+            .max_parallel = 4,
+            .keep_revisions = 3,
+            .read_group = xstrdup("lii"),
+            .admin_group = NULL,
+            .log_level = LOG_INFO,
         };
         c->etcd_lease_ttl_usec = 15 * USEC_PER_SEC;
 }
@@ -81,34 +81,36 @@ struct option {
         uint64_t min_usec; /* for V_DURATION */
 };
 
-#define OPT(sec, k, kd, field, ...)                                                              \
-        { .section = sec, .key = k, .kind = kd, .offset = offsetof(struct config, field),      \
-          __VA_ARGS__ }
+#define OPT(sec, k, kd, field, ...)                                                                \
+        {                                                                                          \
+                .section = sec, .key = k, .kind = kd, .offset = offsetof(struct config, field),    \
+                __VA_ARGS__                                                                        \
+        }
 static const struct option options[] = {
-        OPT("source", "url", V_URL, source_url),
-        OPT("source", "poll_interval", V_DURATION, poll_interval_usec),
-        OPT("source", "fetch_timeout", V_DURATION, fetch_timeout_usec),
-        OPT("source", "artifact_min_rate", V_SIZE, artifact_min_rate),
-        OPT("source", "require_signature", V_BOOL, require_signature),
-        OPT("source", "ca_file", V_OPT_PATH, ca_file),
-        OPT("trust", "desired_keys", V_PATH, desired_keys),
-        OPT("trust", "artifact_keys", V_PATH, artifact_keys),
-        OPT("node", "name", V_OPT_STRING, node_name),
-        OPT("paths", "state_dir", V_PATH, state_dir),
-        OPT("paths", "socket", V_PATH, socket_path),
-        OPT("systemd", "bus", V_BUS, bus),
-        OPT("systemd", "slice", V_STRING, slice),
-        OPT("rollout", "max_parallel", V_UINT, max_parallel, .min = 1, .max = 64),
-        OPT("rollout", "keep_revisions", V_UINT, keep_revisions, .min = 1, .max = 100),
-        OPT("api", "read_group", V_OPT_STRING, read_group),
-        OPT("api", "admin_group", V_OPT_STRING, admin_group),
-        OPT("log", "level", V_LEVEL, log_level),
-        OPT("etcd", "ca_file", V_OPT_PATH, etcd_ca_file),
-        OPT("etcd", "cert_file", V_OPT_PATH, etcd_cert_file),
-        OPT("etcd", "key_file", V_OPT_PATH, etcd_key_file),
-        OPT("etcd", "username", V_OPT_STRING, etcd_username),
-        OPT("etcd", "password_file", V_OPT_PATH, etcd_password_file),
-        OPT("etcd", "lease_ttl", V_DURATION, etcd_lease_ttl_usec, .min_usec = 2 * USEC_PER_SEC),
+    OPT("source", "url", V_URL, source_url),
+    OPT("source", "poll_interval", V_DURATION, poll_interval_usec),
+    OPT("source", "fetch_timeout", V_DURATION, fetch_timeout_usec),
+    OPT("source", "artifact_min_rate", V_SIZE, artifact_min_rate),
+    OPT("source", "require_signature", V_BOOL, require_signature),
+    OPT("source", "ca_file", V_OPT_PATH, ca_file),
+    OPT("trust", "desired_keys", V_PATH, desired_keys),
+    OPT("trust", "artifact_keys", V_PATH, artifact_keys),
+    OPT("node", "name", V_OPT_STRING, node_name),
+    OPT("paths", "state_dir", V_PATH, state_dir),
+    OPT("paths", "socket", V_PATH, socket_path),
+    OPT("systemd", "bus", V_BUS, bus),
+    OPT("systemd", "slice", V_STRING, slice),
+    OPT("rollout", "max_parallel", V_UINT, max_parallel, .min = 1, .max = 64),
+    OPT("rollout", "keep_revisions", V_UINT, keep_revisions, .min = 1, .max = 100),
+    OPT("api", "read_group", V_OPT_STRING, read_group),
+    OPT("api", "admin_group", V_OPT_STRING, admin_group),
+    OPT("log", "level", V_LEVEL, log_level),
+    OPT("etcd", "ca_file", V_OPT_PATH, etcd_ca_file),
+    OPT("etcd", "cert_file", V_OPT_PATH, etcd_cert_file),
+    OPT("etcd", "key_file", V_OPT_PATH, etcd_key_file),
+    OPT("etcd", "username", V_OPT_STRING, etcd_username),
+    OPT("etcd", "password_file", V_OPT_PATH, etcd_password_file),
+    OPT("etcd", "lease_ttl", V_DURATION, etcd_lease_ttl_usec, .min_usec = 2 * USEC_PER_SEC),
 };
 
 static int set_string(char **field, const char *value)
@@ -209,8 +211,8 @@ int config_set(struct config *c, const char *section, const char *key, const cha
                 return set_string(field, value);
         case V_DURATION:
                 if (parse_duration(value, &u) < 0 || u == 0) {
-                        *ret_error = xasprintf("%s: '%s' is not a duration (like 500ms, 30s, 5m, 1h)",
-                                               key, value);
+                        *ret_error = xasprintf(
+                            "%s: '%s' is not a duration (like 500ms, 30s, 5m, 1h)", key, value);
                         return -EINVAL;
                 }
                 if (u < o->min_usec) {
@@ -223,14 +225,15 @@ int config_set(struct config *c, const char *section, const char *key, const cha
                 return 0;
         case V_SIZE:
                 if (parse_size(value, &u) < 0 || u == 0) {
-                        *ret_error = xasprintf("%s: '%s' is not a size (like 512, 64K, 1M)", key,
-                                               value);
+                        *ret_error =
+                            xasprintf("%s: '%s' is not a size (like 512, 64K, 1M)", key, value);
                         return -EINVAL;
                 }
                 *(uint64_t *)field = u;
                 return 0;
         case V_BOOL:
-                if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 || strcmp(value, "1") == 0)
+                if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 ||
+                    strcmp(value, "1") == 0)
                         *(bool *)field = true;
                 else if (strcmp(value, "no") == 0 || strcmp(value, "false") == 0 ||
                          strcmp(value, "0") == 0)
@@ -255,9 +258,9 @@ int config_set(struct config *c, const char *section, const char *key, const cha
         case V_LEVEL: {
                 int l = log_level_from_string(value);
                 if (l < 0) {
-                        *ret_error = xasprintf(
-                                "%s: '%s' is not one of error, warning, notice, info, debug", key,
-                                value);
+                        *ret_error =
+                            xasprintf("%s: '%s' is not one of error, warning, notice, info, debug",
+                                      key, value);
                         return -EINVAL;
                 }
                 *(int *)field = l;
@@ -290,7 +293,7 @@ int config_load_file(struct config *c, const char *path, bool missing_ok, char *
                 *ret_error = xasprintf("%s: %s", path, strerror(-r));
                 return r;
         }
-        struct ini_ctx ctx = { .config = c };
+        struct ini_ctx ctx = {.config = c};
         int line = ini_parse_file(f, on_ini_value, &ctx);
         if (line == 0) {
                 free(c->config_path);

@@ -37,7 +37,7 @@ struct config {
         char *etcd_username; /* with etcd_password_file: etcd's own authentication */
         char *etcd_password_file;
         uint64_t etcd_lease_ttl_usec; /* for the node's lease (fleet mode), 2 s at least */
-        char *config_path; /* the file read, if any (instances must not see it) */
+        char *config_path;            /* the file read, if any (instances must not see it) */
 };
 
 /* Fills in the built-in defaults. */

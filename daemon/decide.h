@@ -13,11 +13,11 @@ struct decide_input {
         bool current_alive;        /* systemd reports it active */
         const char *refused_spec;  /* the quarantined spec; "" or NULL when none */
         bool rollout_in_flight;
-        bool removing;             /* a stop for removal is under way */
-        bool backoff_pending;      /* a dead instance's replacement waits for its delay */
-        bool paused;               /* an operator holds new rollouts and removals */
-        bool storage_failing;      /* the state folder takes no writes (storage.h) */
-        bool force;                /* an operator asked for a fresh instance (replace) */
+        bool removing;        /* a stop for removal is under way */
+        bool backoff_pending; /* a dead instance's replacement waits for its delay */
+        bool paused;          /* an operator holds new rollouts and removals */
+        bool storage_failing; /* the state folder takes no writes (storage.h) */
+        bool force;           /* an operator asked for a fresh instance (replace) */
         unsigned running_rollouts, max_parallel;
 };
 

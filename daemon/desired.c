@@ -829,7 +829,8 @@ static int parse_services(json_object *o, const char *base_url, struct desired *
                  * beside lii's own store in the default state folder: a
                  * service of that name would be handed the store. */
                 if (strcmp(name, DESIRED_RESERVED_NAME) == 0)
-                        return fail(err, p, "reserved name (lii keeps its artifact store under it)");
+                        return fail(err, p,
+                                    "reserved name (lii keeps its artifact store under it)");
                 int r = service_parse_json(json_object_iter_peek_value(&it), name, p, base_url,
                                            &d->services[d->n_services], err);
                 if (r < 0)

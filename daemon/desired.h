@@ -55,7 +55,7 @@ struct service_spec {
         unsigned cpu_percent; /* 0 = no limit; may exceed 100 on several cores */
         uint64_t tasks_max;   /* 0 = no limit */
         enum sandbox_kind sandbox;
-        char *spec_json;      /* canonical JSON of the entry (keys sorted, no spaces) */
+        char *spec_json; /* canonical JSON of the entry (keys sorted, no spaces) */
         char spec_sha256[SHA256_HEX_LEN + 1]; /* SHA-256 of spec_json */
 };
 

@@ -39,14 +39,14 @@ struct service {
         uint64_t rollout_started_usec; /* realtime, for the record */
         char *revert_reason;           /* ROLLOUT_REVERT: why the reverted instance failed */
         char *revert_cause;            /* ... as engine_rollout_revert() was told it */
-        bool removing;           /* absent from the desired state: being stopped */
-        bool adopting;           /* found at start-up; systemd has not said how it is yet */
+        bool removing;                 /* absent from the desired state: being stopped */
+        bool adopting;                 /* found at start-up; systemd has not said how it is yet */
         /* A current instance that died is replaced after a delay that
          * doubles with each death in a row, up to RESTART_DELAY_MAX. */
         uv_timer_t backoff_timer;
         bool backoff_pending;
         unsigned restarts;
-        bool force; /* an operator asked for a fresh instance of the desired spec */
+        bool force;                 /* an operator asked for a fresh instance of the desired spec */
         struct health_check *watch; /* the watch window after a promotion */
         struct instance_env *watch_env;
         /* Why the current instance is to be reverted, when that could not
@@ -60,8 +60,8 @@ struct service {
  * a failed rollout. An instance that lived longer than the longest delay
  * starts the count afresh. */
 #define RESTART_DELAY_FIRST_USEC USEC_PER_SEC
-#define RESTART_DELAY_MAX_USEC (300 * USEC_PER_SEC)
-#define RESTART_LIMIT 10
+#define RESTART_DELAY_MAX_USEC   (300 * USEC_PER_SEC)
+#define RESTART_LIMIT            10
 
 /* Why liid stops a unit, which decides what happens when it is gone. */
 enum stop_kind {
@@ -113,8 +113,8 @@ struct engine {
         bool adopted; /* the units found at start-up have been sorted out */
         unsigned n_adopting;
         bool stopping;
-        bool failed; /* a fatal error stopped the loop */
-        struct stop *stops; /* stop jobs in flight, freed with the engine */
+        bool failed;                /* a fatal error stopped the loop */
+        struct stop *stops;         /* stop jobs in flight, freed with the engine */
         struct instance_host host;  /* systemd (a copy of the pointer above) for instances */
         uv_timer_t reconnect_timer; /* after losing systemd */
         uv_timer_t reconcile_timer; /* engine_reconcile_soon() */

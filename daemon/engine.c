@@ -169,7 +169,8 @@ bool engine_schedule_restart(struct service *svc)
         svc->restarts++;
         svc->backoff_pending = true;
         uv_timer_start(&svc->backoff_timer, on_backoff, delay / USEC_PER_MSEC, 0);
-        log_svc(LOG_NOTICE, svc->name, 0, "Replacing the dead instance in %llu ms (attempt %u of %u)",
+        log_svc(LOG_NOTICE, svc->name, 0,
+                "Replacing the dead instance in %llu ms (attempt %u of %u)",
                 (unsigned long long)(delay / USEC_PER_MSEC), svc->restarts, RESTART_LIMIT);
         return true;
 }
@@ -335,7 +336,7 @@ void engine_collect(struct engine *e)
         size_t n = 0;
         for (size_t i = 0; i < e->state->n_services; i++) {
                 const struct service_state *ss = e->state->services[i];
-                const struct instance *insts[] = { ss->current, ss->previous, ss->pending };
+                const struct instance *insts[] = {ss->current, ss->previous, ss->pending};
                 for (size_t j = 0; j < ELEMENTSOF(insts); j++)
                         if (insts[j])
                                 keep_add(keep, &n, insts[j]->artifact_sha256);
@@ -354,7 +355,8 @@ void engine_collect(struct engine *e)
         if (r < 0)
                 log_warning_errno(r, "Failed to collect old artifacts: %m");
         else if (r > 0)
-                log_info("Collected %d artifact%s no revision needs any more", r, r == 1 ? "" : "s");
+                log_info("Collected %d artifact%s no revision needs any more", r,
+                         r == 1 ? "" : "s");
 }
 
 /* ---- reconciling ---- */
@@ -581,9 +583,9 @@ static void on_unit(struct systemd *m, const char *unit, const struct unit_statu
                         /* Out of restarts: the spec is refused like a failed
                          * rollout (which brings back the previous revision,
                          * if there is one). A hold keeps its own refusal. */
-                        _cleanup_free_ char *why = xasprintf(
-                                "gave up after %u replacements of dead instances in a row",
-                                RESTART_LIMIT);
+                        _cleanup_free_ char *why =
+                            xasprintf("gave up after %u replacements of dead instances in a row",
+                                      RESTART_LIMIT);
                         events_emit(e->events, EVENT_ROLLOUT_FAILED, name, gen, "%s", why);
                         if (!ss->held)
                                 snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256,
@@ -602,7 +604,7 @@ static void on_units_listed(struct systemd *m, int r, char *const *names, void *
 static void on_systemd_lost(struct systemd *m, int r, const char *reason, void *userdata);
 
 #define RECONNECT_DELAY_FIRST_USEC (100 * USEC_PER_MSEC)
-#define RECONNECT_DELAY_MAX_USEC (5 * USEC_PER_SEC)
+#define RECONNECT_DELAY_MAX_USEC   (5 * USEC_PER_SEC)
 
 /* Connects to systemd and sorts out what it runs, as at start-up. */
 static int connect_systemd(struct engine *e)
@@ -628,8 +630,8 @@ static void on_reconnect(uv_timer_t *t)
                 return;
         }
         e->reconnect_delay_usec = e->reconnect_delay_usec * 2 > RECONNECT_DELAY_MAX_USEC
-                                          ? RECONNECT_DELAY_MAX_USEC
-                                          : e->reconnect_delay_usec * 2;
+                                      ? RECONNECT_DELAY_MAX_USEC
+                                      : e->reconnect_delay_usec * 2;
         log_debug_errno(r, "Cannot reach systemd yet (%m); trying again in %llu ms",
                         (unsigned long long)(e->reconnect_delay_usec / USEC_PER_MSEC));
         uv_timer_start(&e->reconnect_timer, on_reconnect, e->reconnect_delay_usec / USEC_PER_MSEC,
@@ -643,7 +645,8 @@ static void on_reconnect(uv_timer_t *t)
 static void on_systemd_lost(struct systemd *m, int r, const char *reason, void *userdata)
 {
         struct engine *e = userdata;
-        events_emit(e->events, EVENT_DAEMON, NULL, 0, "lost the connection to systemd: %s; reconnecting",
+        events_emit(e->events, EVENT_DAEMON, NULL, 0,
+                    "lost the connection to systemd: %s; reconnecting",
                     reason ? reason : strerror(-r));
         e->adopted = false;
         e->n_adopting = 0;
@@ -802,17 +805,16 @@ static void on_source(struct source *s, const struct source_result *res, void *u
         if (e->desired && strcmp(sha, e->state->doc_sha256) == 0) {
                 /* The applied document again. It keeps being enforced, but
                  * once it has expired its publisher must hear about it. */
-                uint64_t clock = now > e->state->clock_high_water_usec
-                                         ? now
-                                         : e->state->clock_high_water_usec;
+                uint64_t clock =
+                    now > e->state->clock_high_water_usec ? now : e->state->clock_high_water_usec;
                 e->fetched_at_usec = now;
                 if (e->desired->expires_usec && e->desired->expires_usec <= clock) {
                         char when[RFC3339_MAX];
                         format_rfc3339(e->desired->expires_usec, when);
-                        _cleanup_free_ char *msg = xasprintf(
-                                "document: expired at %s; still running what it said, "
-                                "waiting for a newer one",
-                                when);
+                        _cleanup_free_ char *msg =
+                            xasprintf("document: expired at %s; still running what it said, "
+                                      "waiting for a newer one",
+                                      when);
                         set_source_error(e, msg, NULL);
                         return;
                 }
@@ -1044,10 +1046,10 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
                 goto fail;
         }
         struct store_options stopts = {
-                .curlm = e->curlm,
-                .http = { .ca_file = cfg->ca_file, .timeout_usec = cfg->fetch_timeout_usec },
-                .keys = e->artifact_keys,
-                .min_rate = cfg->artifact_min_rate,
+            .curlm = e->curlm,
+            .http = {.ca_file = cfg->ca_file, .timeout_usec = cfg->fetch_timeout_usec},
+            .keys = e->artifact_keys,
+            .min_rate = cfg->artifact_min_rate,
         };
         r = store_new(loop, cfg->state_dir, &stopts, &e->store);
         if (r < 0) {
@@ -1077,12 +1079,14 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
         }
 
         struct source_options sopts = {
-                .curlm = e->curlm,
-                .http = { .ca_file = cfg->ca_file, .timeout_usec = cfg->fetch_timeout_usec },
-                .etcd = { .ca_file = cfg->etcd_ca_file, .cert_file = cfg->etcd_cert_file,
-                          .key_file = cfg->etcd_key_file, .username = cfg->etcd_username,
-                          .password_file = cfg->etcd_password_file },
-                .poll_interval_usec = cfg->poll_interval_usec,
+            .curlm = e->curlm,
+            .http = {.ca_file = cfg->ca_file, .timeout_usec = cfg->fetch_timeout_usec},
+            .etcd = {.ca_file = cfg->etcd_ca_file,
+                     .cert_file = cfg->etcd_cert_file,
+                     .key_file = cfg->etcd_key_file,
+                     .username = cfg->etcd_username,
+                     .password_file = cfg->etcd_password_file},
+            .poll_interval_usec = cfg->poll_interval_usec,
         };
         r = source_new(loop, cfg->source_url, &sopts, on_source, e, &e->source);
         if (r < 0) {

@@ -16,10 +16,10 @@ char *expand_template(const char *tpl, const struct expand_vars *v)
                 const char *name;
                 const char *value;
         } vars[] = {
-                { "${PORT}", port },
-                { "${LII_SERVICE}", v->service },
-                { "${LII_GENERATION}", gen },
-                { "${LII_ARTIFACT_DIR}", v->artifact_dir },
+            {"${PORT}", port},
+            {"${LII_SERVICE}", v->service},
+            {"${LII_GENERATION}", gen},
+            {"${LII_ARTIFACT_DIR}", v->artifact_dir},
         };
 
         char *out = NULL;

@@ -14,12 +14,12 @@ struct health_check {
         char *target;
         uint64_t interval_usec, timeout_usec, deadline_mono_usec;
         unsigned passes_needed, passes;
-        bool watch;         /* watch mode: ok at the deadline, failed after passes_needed failures */
-        unsigned failures;  /* in a row, in watch mode */
+        bool watch;        /* watch mode: ok at the deadline, failed after passes_needed failures */
+        unsigned failures; /* in a row, in watch mode */
         health_done_cb cb;
         void *userdata;
 
-        uv_timer_t timer;     /* next probe, or the deadline */
+        uv_timer_t timer; /* next probe, or the deadline */
         /* The timer is set for the deadline: when it fires the check ends,
          * even if the loop's clock (milliseconds, cached) says a hair
          * before it. */
@@ -34,9 +34,9 @@ struct health_check {
         bool probing;
         /* Before the instance first accepts a connection, a refused probe
          * is retried sooner than the interval: from 1 ms, doubling. */
-        bool refused;          /* the last probe found nothing listening */
-        bool accepted_once;    /* some probe found something listening */
-        uint64_t retry_usec;   /* the next early retry's delay */
+        bool refused;        /* the last probe found nothing listening */
+        bool accepted_once;  /* some probe found something listening */
+        uint64_t retry_usec; /* the next early retry's delay */
         char last_error[512];
         unsigned open_handles; /* freed when the last one closes */
 };
@@ -114,7 +114,7 @@ static void on_timer(uv_timer_t *t)
                 h->timer_is_deadline = true;
                 uv_timer_start(&h->timer, on_timer,
                                (h->deadline_mono_usec - now_monotonic_usec() + USEC_PER_MSEC - 1) /
-                                       USEC_PER_MSEC,
+                                   USEC_PER_MSEC,
                                0);
                 return;
         }
@@ -269,7 +269,8 @@ static int parse_tcp_target(const char *target, struct sockaddr_storage *ret)
         size_t n = strlen(host);
         if (n > 2 && host[0] == '[' && host[n - 1] == ']') {
                 host[n - 1] = '\0';
-                return uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)ret) < 0 ? -EINVAL : 0;
+                return uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)ret) < 0 ? -EINVAL
+                                                                                        : 0;
         }
         return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ret) < 0 ? -EINVAL : 0;
 }
@@ -377,14 +378,12 @@ int health_check_start(uv_loop_t *loop, struct curlm *curlm, const struct health
                        uint64_t deadline_mono_usec, health_done_cb cb, void *userdata,
                        struct health_check **ret)
 {
-        return start(loop, curlm, spec, target, exec, deadline_mono_usec, false, cb, userdata,
-                     ret);
+        return start(loop, curlm, spec, target, exec, deadline_mono_usec, false, cb, userdata, ret);
 }
 
 int health_watch_start(uv_loop_t *loop, struct curlm *curlm, const struct health_spec *spec,
-                       const char *target, const struct health_exec *exec,
-                       uint64_t until_mono_usec, health_done_cb cb, void *userdata,
-                       struct health_check **ret)
+                       const char *target, const struct health_exec *exec, uint64_t until_mono_usec,
+                       health_done_cb cb, void *userdata, struct health_check **ret)
 {
         return start(loop, curlm, spec, target, exec, until_mono_usec, true, cb, userdata, ret);
 }

@@ -30,8 +30,7 @@ struct health_exec {
 /* ok: the instance passed. Otherwise reason says why the last probe failed
  * ("GET http://127.0.0.1:4000/healthz: HTTP 503 (2 of 2 passes needed, 0 in a row)").
  * reason is valid only during the call. */
-typedef void (*health_done_cb)(struct health_check *h, bool ok, const char *reason,
-                               void *userdata);
+typedef void (*health_done_cb)(struct health_check *h, bool ok, const char *reason, void *userdata);
 
 /* Starts checking against target (already expanded: a URL for http,
  * "host:port" for tcp). deadline_mono_usec is the CLOCK_MONOTONIC time by
@@ -48,8 +47,7 @@ int health_check_start(uv_loop_t *loop, struct curlm *curlm, const struct health
  * window closes without that. HEALTH_NONE just waits for the window to
  * close: then only the unit's own exit counts, which the caller watches. */
 int health_watch_start(uv_loop_t *loop, struct curlm *curlm, const struct health_spec *spec,
-                       const char *target, const struct health_exec *exec,
-                       uint64_t until_mono_usec, health_done_cb cb, void *userdata,
-                       struct health_check **ret);
+                       const char *target, const struct health_exec *exec, uint64_t until_mono_usec,
+                       health_done_cb cb, void *userdata, struct health_check **ret);
 /* Stops a check; its callback is not called. Accepts NULL. */
 void health_check_cancel(struct health_check *h);

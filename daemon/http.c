@@ -172,10 +172,10 @@ static int start(struct http_get *g)
         CURL *easy = curl_easy_init();
         if (!easy)
                 return -ENOMEM;
-        uint64_t connect = g->opts.connect_timeout_usec ? g->opts.connect_timeout_usec
-                                                        : 10 * USEC_PER_SEC;
-        uint64_t low_speed = g->opts.low_speed_time_usec ? g->opts.low_speed_time_usec
-                                                         : 30 * USEC_PER_SEC;
+        uint64_t connect =
+            g->opts.connect_timeout_usec ? g->opts.connect_timeout_usec : 10 * USEC_PER_SEC;
+        uint64_t low_speed =
+            g->opts.low_speed_time_usec ? g->opts.low_speed_time_usec : 30 * USEC_PER_SEC;
         curl_easy_setopt(easy, CURLOPT_URL, g->url);
         curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
@@ -225,12 +225,12 @@ static int start(struct http_get *g)
 static void finish(struct http_get *g, int r, const char *error)
 {
         struct http_result res = {
-                .r = r,
-                .status = g->status,
-                .not_modified = r == 0 && g->status == 304,
-                .etag = g->etag,
-                .error = r < 0 ? error : NULL,
-                .bytes = g->bytes,
+            .r = r,
+            .status = g->status,
+            .not_modified = r == 0 && g->status == 304,
+            .etag = g->etag,
+            .error = r < 0 ? error : NULL,
+            .bytes = g->bytes,
         };
         g->on_done(g, &res, g->userdata);
         http_get_free(g);

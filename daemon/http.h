@@ -14,9 +14,9 @@
 #define HTTP_MAX_REDIRECTS 5
 
 struct http_options {
-        const char *ca_file;            /* extra CA bundle, or NULL */
-        uint64_t connect_timeout_usec;  /* 0: 10 s */
-        uint64_t low_speed_time_usec;   /* abort when under 1 byte/s this long; 0: 30 s */
+        const char *ca_file;           /* extra CA bundle, or NULL */
+        uint64_t connect_timeout_usec; /* 0: 10 s */
+        uint64_t low_speed_time_usec;  /* abort when under 1 byte/s this long; 0: 30 s */
         /* The whole GET, redirects included, so that a peer that trickles
          * (fast enough for the low-speed limit) is still given up on; 0:
          * none. Exceeding it ends the get with -ETIMEDOUT and
@@ -27,12 +27,12 @@ struct http_options {
 struct http_get;
 
 struct http_result {
-        int r;               /* 0: a 2xx or 304 answer arrived whole; negative otherwise */
-        long status;         /* the final HTTP status, 0 when none arrived */
-        bool not_modified;   /* 304 to an If-None-Match */
-        const char *etag;    /* the answer's ETag, or NULL */
-        const char *error;   /* when r < 0: what went wrong, naming the URL */
-        uint64_t bytes;      /* body bytes delivered to on_data */
+        int r;             /* 0: a 2xx or 304 answer arrived whole; negative otherwise */
+        long status;       /* the final HTTP status, 0 when none arrived */
+        bool not_modified; /* 304 to an If-None-Match */
+        const char *etag;  /* the answer's ETag, or NULL */
+        const char *error; /* when r < 0: what went wrong, naming the URL */
+        uint64_t bytes;    /* body bytes delivered to on_data */
 };
 
 /* Body bytes as they arrive. Return 0 to go on; a negative errno aborts the

@@ -133,13 +133,12 @@ static void unit_of(const struct instance_env *ie, struct transient_unit *u, str
         };
 }
 
-int instance_env_start(struct instance_env *ie, const char *unit, systemd_job_cb cb,
-                       void *userdata)
+int instance_env_start(struct instance_env *ie, const char *unit, systemd_job_cb cb, void *userdata)
 {
         _cleanup_strv_free_ char **argv = command(ie, ie->spec->exec);
         _cleanup_strv_free_ char **env = environment(ie);
-        _cleanup_free_ char *description = xasprintf("lii %s generation %llu", ie->service,
-                                                     (unsigned long long)ie->generation);
+        _cleanup_free_ char *description =
+            xasprintf("lii %s generation %llu", ie->service, (unsigned long long)ie->generation);
         _cleanup_free_ char *state_dir = xasprintf("lii/%s", ie->service);
         struct transient_unit u;
         struct unit_view view;
@@ -202,11 +201,12 @@ static void on_check_done(struct systemd *m, int r, const char *result, void *us
                 /* A oneshot's start job is "done" when the command exited 0;
                  * "failed" for another status, "timeout" past the timeout. */
                 _cleanup_free_ char *detail =
-                        r == 0 ? NULL
-                               : xasprintf("%s %s", p->unit,
-                                           result && strcmp(result, "failed") == 0
-                                                   ? "exited with a failure status"
-                                                   : result ? result : "did not run");
+                    r == 0 ? NULL
+                           : xasprintf("%s %s", p->unit,
+                                       result && strcmp(result, "failed") == 0
+                                           ? "exited with a failure status"
+                                       : result ? result
+                                                : "did not run");
                 p->done(p->probe, r == 0, detail);
         }
         probe_free(p);
@@ -229,9 +229,8 @@ static void *exec_start(void *userdata, uint64_t timeout_usec, health_exec_done 
 
         _cleanup_strv_free_ char **argv = command(ie, ie->spec->health.exec_argv);
         _cleanup_strv_free_ char **env = environment(ie);
-        _cleanup_free_ char *description = xasprintf("lii %s generation %llu health check",
-                                                     ie->service,
-                                                     (unsigned long long)ie->generation);
+        _cleanup_free_ char *description = xasprintf(
+            "lii %s generation %llu health check", ie->service, (unsigned long long)ie->generation);
         _cleanup_free_ char *state_dir = xasprintf("lii/%s", ie->service);
         struct transient_unit u;
         struct unit_view view;
@@ -275,7 +274,7 @@ struct instance_env *instance_env_new(struct instance_host *h, const char *servi
         ie->generation = generation;
         ie->port = port;
         ie->root = xstrdup(root);
-        ie->exec = (struct health_exec){ .start = exec_start, .cancel = exec_cancel, .userdata = ie };
+        ie->exec = (struct health_exec){.start = exec_start, .cancel = exec_cancel, .userdata = ie};
         return ie;
 }
 

@@ -13,8 +13,8 @@ int log_max_level = LOG_INFO;
 static bool log_to_journal;
 
 static const char *const level_names[] = {
-        [LOG_ERR] = "error", [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
-        [LOG_INFO] = "info", [LOG_DEBUG] = "debug",
+    [LOG_ERR] = "error", [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
+    [LOG_INFO] = "info", [LOG_DEBUG] = "debug",
 };
 
 int log_level_from_string(const char *s)
@@ -33,8 +33,8 @@ void log_open(void)
         const char *e = getenv("JOURNAL_STREAM");
         struct stat st;
         unsigned long long dev, ino;
-        log_to_journal = e && sscanf(e, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
-                         st.st_dev == dev && st.st_ino == ino;
+        log_to_journal = e && sscanf(e, "%llu:%llu", &dev, &ino) == 2 &&
+                         fstat(STDERR_FILENO, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
 }
 
 static void emit(int level, int error, const char *event, const char *service,
@@ -92,10 +92,11 @@ static void emit(int level, int error, const char *event, const char *service,
                 if (error)
                         snprintf(f[n++], sizeof f[0], "ERRNO=%d", error);
                 for (size_t i = 0; i < n; i++)
-                        iov[i] = (struct iovec){ .iov_base = f[i], .iov_len = strlen(f[i]) };
+                        iov[i] = (struct iovec){.iov_base = f[i], .iov_len = strlen(f[i])};
                 sd_journal_sendv(iov, (int)n);
         } else {
-                fprintf(stderr, "liid: %s: %s%s%s%s%s\n", level_names[level], service ? service : "",
-                        service ? ": " : "", event ? event : "", event ? ": " : "", msg);
+                fprintf(stderr, "liid: %s: %s%s%s%s%s\n", level_names[level],
+                        service ? service : "", service ? ": " : "", event ? event : "",
+                        event ? ": " : "", msg);
         }
 }

@@ -25,15 +25,15 @@ void log_event(const char *type, const char *service, unsigned long long generat
                const char *message);
 
 #define log_full_errno(level, error, ...) log_internal(level, error, NULL, 0, __VA_ARGS__)
-#define log_error(...) log_full_errno(LOG_ERR, 0, __VA_ARGS__)
-#define log_warning(...) log_full_errno(LOG_WARNING, 0, __VA_ARGS__)
-#define log_notice(...) log_full_errno(LOG_NOTICE, 0, __VA_ARGS__)
-#define log_info(...) log_full_errno(LOG_INFO, 0, __VA_ARGS__)
-#define log_debug(...) log_full_errno(LOG_DEBUG, 0, __VA_ARGS__)
+#define log_error(...)                    log_full_errno(LOG_ERR, 0, __VA_ARGS__)
+#define log_warning(...)                  log_full_errno(LOG_WARNING, 0, __VA_ARGS__)
+#define log_notice(...)                   log_full_errno(LOG_NOTICE, 0, __VA_ARGS__)
+#define log_info(...)                     log_full_errno(LOG_INFO, 0, __VA_ARGS__)
+#define log_debug(...)                    log_full_errno(LOG_DEBUG, 0, __VA_ARGS__)
 /* These return -abs(error), so `return log_error_errno(r, "…: %m");` works;
  * %m prints strerror(error). */
-#define log_error_errno(error, ...) log_full_errno(LOG_ERR, error, __VA_ARGS__)
+#define log_error_errno(error, ...)   log_full_errno(LOG_ERR, error, __VA_ARGS__)
 #define log_warning_errno(error, ...) log_full_errno(LOG_WARNING, error, __VA_ARGS__)
-#define log_debug_errno(error, ...) log_full_errno(LOG_DEBUG, error, __VA_ARGS__)
+#define log_debug_errno(error, ...)   log_full_errno(LOG_DEBUG, error, __VA_ARGS__)
 /* Per-service messages carry the service and generation as fields. */
 #define log_svc(level, svc, gen, ...) log_internal(level, 0, svc, gen, __VA_ARGS__)

@@ -48,15 +48,15 @@ static int parse_args(int argc, char **argv, struct config *cfg)
 {
         enum { ARG_SOURCE = 0x100, ARG_STATE_DIR, ARG_BUS, ARG_LOG_LEVEL, ARG_VERSION };
         static const struct option longopts[] = {
-                { "config", required_argument, NULL, 'c' },
-                { "source", required_argument, NULL, ARG_SOURCE },
-                { "state-dir", required_argument, NULL, ARG_STATE_DIR },
-                { "socket", required_argument, NULL, 's' },
-                { "bus", required_argument, NULL, ARG_BUS },
-                { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
-                { "version", no_argument, NULL, ARG_VERSION },
-                { "help", no_argument, NULL, 'h' },
-                {},
+            {"config", required_argument, NULL, 'c'},
+            {"source", required_argument, NULL, ARG_SOURCE},
+            {"state-dir", required_argument, NULL, ARG_STATE_DIR},
+            {"socket", required_argument, NULL, 's'},
+            {"bus", required_argument, NULL, ARG_BUS},
+            {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
+            {"version", no_argument, NULL, ARG_VERSION},
+            {"help", no_argument, NULL, 'h'},
+            {},
         };
         struct {
                 const char *section, *key, *value, *flag;
@@ -72,21 +72,23 @@ static int parse_args(int argc, char **argv, struct config *cfg)
                         config_given = true;
                         break;
                 case ARG_SOURCE:
-                        overrides[n++] = (typeof(overrides[0])){ "source", "url", optarg, "--source" };
+                        overrides[n++] =
+                            (typeof(overrides[0])){"source", "url", optarg, "--source"};
                         break;
                 case ARG_STATE_DIR:
-                        overrides[n++] = (typeof(overrides[0])){ "paths", "state_dir", optarg,
-                                                                 "--state-dir" };
+                        overrides[n++] =
+                            (typeof(overrides[0])){"paths", "state_dir", optarg, "--state-dir"};
                         break;
                 case 's':
-                        overrides[n++] = (typeof(overrides[0])){ "paths", "socket", optarg, "--socket" };
+                        overrides[n++] =
+                            (typeof(overrides[0])){"paths", "socket", optarg, "--socket"};
                         break;
                 case ARG_BUS:
-                        overrides[n++] = (typeof(overrides[0])){ "systemd", "bus", optarg, "--bus" };
+                        overrides[n++] = (typeof(overrides[0])){"systemd", "bus", optarg, "--bus"};
                         break;
                 case ARG_LOG_LEVEL:
-                        overrides[n++] = (typeof(overrides[0])){ "log", "level", optarg,
-                                                                 "--log-level" };
+                        overrides[n++] =
+                            (typeof(overrides[0])){"log", "level", optarg, "--log-level"};
                         break;
                 case ARG_VERSION:
                         printf("liid %s\n", LII_VERSION);
@@ -104,7 +106,8 @@ static int parse_args(int argc, char **argv, struct config *cfg)
                 }
         }
         if (optind < argc) {
-                fprintf(stderr, "liid: unexpected argument '%s'\nTry 'liid --help'.\n", argv[optind]);
+                fprintf(stderr, "liid: unexpected argument '%s'\nTry 'liid --help'.\n",
+                        argv[optind]);
                 return -EINVAL;
         }
 
@@ -166,7 +169,7 @@ int main(int argc, char **argv)
                 seed = (unsigned)getpid() ^ (unsigned)now_realtime_usec();
         srandom(seed);
 
-        struct daemon d = { 0 };
+        struct daemon d = {0};
         /* How liid's heap behaves (see BENCHMARKS.md, section 4 and 5):
          * - one arena: libuv's pool threads would each get their own, and
          *   each keeps the ~120 KiB of its last copy or unpack buffer;

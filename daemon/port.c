@@ -37,7 +37,7 @@ static int bind_any_port(int *fd)
         *fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (*fd < 0)
                 return -errno;
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         socklen_t len = sizeof sa;
         if (bind(*fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
             getsockname(*fd, (struct sockaddr *)&sa, &len) < 0)

@@ -198,8 +198,8 @@ void rollout_on_unit(struct rollout *ro, const struct unit_status *st)
          * removed while it reloads or re-executes, and an instance that
          * really exits is reported inactive or failed before it is
          * collected. */
-        if (!st->loaded || (strcmp(st->active_state, "failed") != 0 &&
-                            strcmp(st->active_state, "inactive") != 0))
+        if (!st->loaded ||
+            (strcmp(st->active_state, "failed") != 0 && strcmp(st->active_state, "inactive") != 0))
                 return;
         const char *when = ro->phase == PHASE_COMMIT ? "before its promotion could be recorded"
                                                      : "before passing its checks";

@@ -25,7 +25,7 @@ struct source;
 /* The [etcd] section, for etcd(s):// sources. */
 struct source_etcd_options {
         const char *ca_file;
-        const char *cert_file, *key_file; /* TLS client authentication */
+        const char *cert_file, *key_file;     /* TLS client authentication */
         const char *username, *password_file; /* etcd's user/password authentication */
 };
 

@@ -173,7 +173,8 @@ void state_remove(struct state *s, const char *name)
         if (!found)
                 return;
         state_service_free(s->services[i]);
-        memmove(&s->services[i], &s->services[i + 1], (s->n_services - i - 1) * sizeof *s->services);
+        memmove(&s->services[i], &s->services[i + 1],
+                (s->n_services - i - 1) * sizeof *s->services);
         s->n_services--;
 }
 
@@ -237,10 +238,9 @@ static json_object *service_to_json(const struct service_state *ss)
         json_object_object_add(lr, "generation",
                                json_object_new_uint64(ss->last_rollout.generation));
         json_object_object_add(lr, "result", json_object_new_int(ss->last_rollout.result));
-        json_object_object_add(lr, "reason",
-                               ss->last_rollout.reason
-                                       ? json_object_new_string(ss->last_rollout.reason)
-                                       : NULL);
+        json_object_object_add(
+            lr, "reason",
+            ss->last_rollout.reason ? json_object_new_string(ss->last_rollout.reason) : NULL);
         json_object_object_add(lr, "started_usec",
                                json_object_new_uint64(ss->last_rollout.started_usec));
         json_object_object_add(lr, "finished_usec",
@@ -313,8 +313,8 @@ static int service_from_json(struct state *s, const char *name, json_object *o)
         json_object *v, *lr;
         if (!get_u64(o, "last_generation", &ss->last_generation))
                 return -EINVAL;
-        const char *keys[] = { "current", "previous", "pending" };
-        struct instance **slots[] = { &ss->current, &ss->previous, &ss->pending };
+        const char *keys[] = {"current", "previous", "pending"};
+        struct instance **slots[] = {&ss->current, &ss->previous, &ss->pending};
         for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
                 v = NULL;
                 json_object_object_get_ex(o, keys[i], &v);
@@ -342,8 +342,8 @@ static int service_from_json(struct state *s, const char *name, json_object *o)
                 for (size_t i = 0; i < n; i++) {
                         json_object *a = json_object_array_get_idx(v, i);
                         const char *sha = json_object_is_type(a, json_type_string)
-                                                  ? json_object_get_string(a)
-                                                  : NULL;
+                                              ? json_object_get_string(a)
+                                              : NULL;
                         if (!sha || !is_hex_string(sha, SHA256_HEX_LEN))
                                 return -EINVAL;
                         ss->artifacts[i] = xstrdup(sha);
@@ -469,9 +469,8 @@ static int load_services(struct state *s, const char *dir, char **ret_error)
                 if (f[0] == '.' || has_suffix(f, ".json.tmp"))
                         continue;
                 _cleanup_free_ char *path = xasprintf("%s/%s", sdir, f);
-                _cleanup_free_ char *name = has_suffix(f, ".json")
-                                                    ? strndup(f, strlen(f) - strlen(".json"))
-                                                    : NULL;
+                _cleanup_free_ char *name =
+                    has_suffix(f, ".json") ? strndup(f, strlen(f) - strlen(".json")) : NULL;
                 if (!name || !service_name_is_valid(name)) {
                         *ret_error = xasprintf("%s: not a service's state file "
                                                "(expected <service>.json)",
@@ -510,7 +509,8 @@ int state_load(const char *dir, struct state **ret, char **ret_error)
                 if (format && strcmp(format, STATE_FORMAT) == 0)
                         r = load_node(s, path, root, ret_error);
                 else if (format && strcmp(format, STATE_FORMAT_1) == 0)
-                        r = load_node(s, path, root, ret_error) ?: load_legacy_services(s, path, root, ret_error);
+                        r = load_node(s, path, root, ret_error)
+                                ?: load_legacy_services(s, path, root, ret_error);
                 else
                         r = invalid(path, ret_error);
         }
@@ -528,11 +528,12 @@ int state_load(const char *dir, struct state **ret, char **ret_error)
  * the folder. */
 static int write_json_atomic(const char *dir, const char *name, json_object *o)
 {
-        const char *text = json_object_to_json_string_ext(
-                o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+        const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+                                                                 JSON_C_TO_STRING_NOSLASHESCAPE);
         _cleanup_free_ char *path = xasprintf("%s/%s", dir, name);
         _cleanup_free_ char *tmp = xasprintf("%s.tmp", path);
-        _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        _cleanup_close_ int fd =
+            open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return -errno;
         int r = write_all(fd, text, strlen(text));

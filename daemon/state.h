@@ -17,21 +17,21 @@
 #include "lii-proto.h"
 #include "sha256.h"
 
-#define STATE_FORMAT "lii.state/2"
-#define STATE_FORMAT_1 "lii.state/1" /* everything in state.json; read, then rewritten */
-#define STATE_NODE_FILE "state.json"
-#define STATE_SERVICES_DIR "state.d"
-#define STATE_MAX_BYTES (64U << 20)
+#define STATE_FORMAT        "lii.state/2"
+#define STATE_FORMAT_1      "lii.state/1" /* everything in state.json; read, then rewritten */
+#define STATE_NODE_FILE     "state.json"
+#define STATE_SERVICES_DIR  "state.d"
+#define STATE_MAX_BYTES     (64U << 20)
 #define STATE_MAX_ARTIFACTS 100 /* keep_revisions' upper bound */
 
 struct instance {
         uint64_t generation;
-        char *unit;          /* "lii-<service>@<generation>.service" (unit-name.h) */
-        char *spec_json;     /* the canonical spec this instance runs */
+        char *unit;      /* "lii-<service>@<generation>.service" (unit-name.h) */
+        char *spec_json; /* the canonical spec this instance runs */
         char spec_sha256[SHA256_HEX_LEN + 1];
         char artifact_sha256[SHA256_HEX_LEN + 1];
         int port;
-        uint64_t started_usec; /* realtime; when liid started it */
+        uint64_t started_usec;  /* realtime; when liid started it */
         char *artifact_key_id;  /* the key that signed the artifact; NULL when unsigned */
         char *artifact_comment; /* that signature's trusted comment */
 };
@@ -48,7 +48,7 @@ struct service_state {
         uint64_t last_generation; /* generations never repeat */
         struct instance *current; /* promoted */
         struct instance *previous;
-        struct instance *pending; /* started or about to be; not promoted */
+        struct instance *pending;                     /* started or about to be; not promoted */
         char refused_spec_sha256[SHA256_HEX_LEN + 1]; /* quarantined spec, "" when none */
         /* Gone from the desired state: its instance is to be stopped and
          * never brought back from the record. The entry itself stays, so
@@ -71,13 +71,13 @@ struct service_state {
 };
 
 struct state {
-        uint64_t serial;         /* last applied desired-state serial */
+        uint64_t serial;                     /* last applied desired-state serial */
         char doc_sha256[SHA256_HEX_LEN + 1]; /* SHA-256 of that document, "" when none */
-        uint64_t clock_high_water_usec; /* newest time liid has seen */
-        bool paused; /* an operator holds new rollouts */
+        uint64_t clock_high_water_usec;      /* newest time liid has seen */
+        bool paused;                         /* an operator holds new rollouts */
         size_t n_services;
         struct service_state **services; /* sorted by name */
-        bool legacy; /* read from format 1: state_save_all() before anything else */
+        bool legacy;  /* read from format 1: state_save_all() before anything else */
         bool unsaved; /* not in the file: as in struct service_state, for state.json */
 };
 

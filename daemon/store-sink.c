@@ -172,8 +172,8 @@ static int process_file(struct store_sink *s, const char *buf, size_t n, char **
                 return fail_with(ret_error, -EIO, "artifact %s: hashing failed", s->url);
         int r = write_all(s->fd, buf, n);
         if (r < 0)
-                return fail_with(ret_error, r, "artifact %s: cannot write the download: %s",
-                                 s->url, strerror(-r));
+                return fail_with(ret_error, r, "artifact %s: cannot write the download: %s", s->url,
+                                 strerror(-r));
         return 0;
 }
 
@@ -309,7 +309,7 @@ int store_sink_start(struct store_sink *s, uv_loop_t *loop, store_sink_cb cb, vo
 static int too_big(struct store_sink *s, char **ret_error)
 {
         return fail_with(ret_error, -EFBIG, "artifact %s: larger than the declared size %" PRIu64,
-                    s->url, s->declared);
+                         s->url, s->declared);
 }
 
 static void publish(struct store_sink *s)
@@ -346,8 +346,8 @@ int store_sink_push(struct store_sink *s, const void *buf, size_t n, char **ret_
         /* Bytes that need more than the ring minus a partly filled slot
          * could never be taken. curl hands over 16 KiB at a time. */
         if (n > (SINK_SLOTS - 1) * SINK_SLOT_SIZE)
-                return fail_with(ret_error, -EMSGSIZE, "artifact %s: %zu bytes at once are too many",
-                            s->url, n);
+                return fail_with(ret_error, -EMSGSIZE,
+                                 "artifact %s: %zu bytes at once are too many", s->url, n);
 
         uv_mutex_lock(&s->lock);
         size_t needed = slots_needed(s, n);
@@ -439,8 +439,8 @@ int store_sink_finish(struct store_sink *s, const char *expected,
         }
         if (s->received != s->declared)
                 return fail_with(ret_error, -EBADMSG,
-                            "artifact %s: %" PRIu64 " bytes, declared %" PRIu64, s->url,
-                            s->received, s->declared);
+                                 "artifact %s: %" PRIu64 " bytes, declared %" PRIu64, s->url,
+                                 s->received, s->declared);
         uint8_t digest[EVP_MAX_MD_SIZE];
         unsigned len = 0;
         if (EVP_DigestFinal_ex(s->sha256, digest, &len) != 1 || len != SHA256_HEX_LEN / 2)
@@ -449,8 +449,8 @@ int store_sink_finish(struct store_sink *s, const char *expected,
         hex_encode(digest, len, hex);
         if (strcmp(hex, expected) != 0)
                 return fail_with(ret_error, -EBADMSG,
-                            "artifact %s: SHA-256 mismatch: expected %s, got %s", s->url, expected,
-                            hex);
+                                 "artifact %s: SHA-256 mismatch: expected %s, got %s", s->url,
+                                 expected, hex);
         if (s->b2 && minisign_hasher_final(s->b2, ret_b2) < 0)
                 return fail_with(ret_error, -EIO, "artifact %s: hashing failed", s->url);
         return 0;

@@ -316,12 +316,12 @@ static int place_file(struct store_job *j, int fd, const char *dir, char **ret_e
         _cleanup_close_ int out =
             open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0555);
         if (out < 0)
-                return fail_with(ret_error, -errno, "artifact %s: cannot create %s: %s", j->url, path,
-                            strerror(errno));
+                return fail_with(ret_error, -errno, "artifact %s: cannot create %s: %s", j->url,
+                                 path, strerror(errno));
         int r = lseek(fd, 0, SEEK_SET) < 0 ? -errno : copy_fd(fd, out);
         if (r < 0)
                 return fail_with(ret_error, r, "artifact %s: cannot write %s: %s", j->url, path,
-                            strerror(-r));
+                                 strerror(-r));
         return 0;
 }
 
@@ -399,7 +399,8 @@ static int fetch_file(const char *url, struct store_sink *sink, char **ret_error
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0)
-                        return fail_with(ret_error, -errno, "artifact %s: %s", url, strerror(errno));
+                        return fail_with(ret_error, -errno, "artifact %s: %s", url,
+                                         strerror(errno));
                 if (n == 0)
                         return 0;
                 int r = store_sink_write(sink, buf, (size_t)n, ret_error);
@@ -446,8 +447,8 @@ static int write_record(struct store_job *j, bool durable, char **ret_error)
         if (r >= 0)
                 r = write_file_atomic(j->tmp_dir, sig_path, j->sig_text, j->sig_len, durable);
         if (r < 0)
-                return fail_with(ret_error, r, "artifact %s: cannot record its signature: %s", j->url,
-                            strerror(-r));
+                return fail_with(ret_error, r, "artifact %s: cannot record its signature: %s",
+                                 j->url, strerror(-r));
         return 0;
 }
 
@@ -485,15 +486,16 @@ static int work_read_sig(struct store_job *j, char **ret_error)
 {
         _cleanup_free_ char *path = file_url_path(j->sig_url);
         if (!path)
-                return fail_with(ret_error, -EINVAL, "artifact %s: signature %s: not a local file URL",
-                            j->url, j->sig_url);
+                return fail_with(ret_error, -EINVAL,
+                                 "artifact %s: signature %s: not a local file URL", j->url,
+                                 j->sig_url);
         int r = read_file_capped(path, MINISIGN_SIG_FILE_MAX, &j->sig_text, &j->sig_len);
         if (r == -EFBIG)
-                return fail_with(ret_error, r, "artifact %s: signature %s: larger than %d bytes", j->url,
-                            j->sig_url, MINISIGN_SIG_FILE_MAX);
+                return fail_with(ret_error, r, "artifact %s: signature %s: larger than %d bytes",
+                                 j->url, j->sig_url, MINISIGN_SIG_FILE_MAX);
         if (r < 0)
                 return fail_with(ret_error, r, "artifact %s: signature %s: %s", j->url, j->sig_url,
-                            read_file_strerror(r));
+                                 read_file_strerror(r));
         return 0;
 }
 
@@ -524,8 +526,9 @@ static int work_install(struct store_job *j, char **ret_error)
                 if (!mkdtemp(dir)) {
                         r = -errno;
                         free(TAKE_PTR(dir));
-                        return fail_with(ret_error, r, "artifact %s: cannot create a folder in %s: %s",
-                                    j->url, j->tmp_dir, strerror(-r));
+                        return fail_with(ret_error, r,
+                                         "artifact %s: cannot create a folder in %s: %s", j->url,
+                                         j->tmp_dir, strerror(-r));
                 }
                 if (j->type == ARTIFACT_TAR) {
                         _cleanup_free_ char *error = NULL;
@@ -541,8 +544,9 @@ static int work_install(struct store_job *j, char **ret_error)
 
                 r = make_read_only(dir);
                 if (r < 0)
-                        return fail_with(ret_error, r, "artifact %s: cannot make the tree read-only: %s",
-                                    j->url, strerror(-r));
+                        return fail_with(ret_error, r,
+                                         "artifact %s: cannot make the tree read-only: %s", j->url,
+                                         strerror(-r));
                 /* The record goes first: a tree in place without one would
                  * have to be fetched again to be trusted. The syncfs()
                  * below puts it on the disk with the tree; should a crash
@@ -559,8 +563,9 @@ static int work_install(struct store_job *j, char **ret_error)
                  * disk before the rename matters. */
                 _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
                 if (dfd < 0 || syncfs(dfd) < 0)
-                        return fail_with(ret_error, -errno, "artifact %s: cannot sync the store: %s",
-                                    j->url, strerror(errno));
+                        return fail_with(ret_error, -errno,
+                                         "artifact %s: cannot sync the store: %s", j->url,
+                                         strerror(errno));
 
                 if (rename(dir, j->root) < 0) {
                         /* A concurrent job for the same artifact won: its
@@ -568,8 +573,8 @@ static int work_install(struct store_job *j, char **ret_error)
                          * discarded. */
                         if (errno != EEXIST && errno != ENOTEMPTY)
                                 return fail_with(ret_error, -errno,
-                                            "artifact %s: cannot move it into the store: %s",
-                                            j->url, strerror(errno));
+                                                 "artifact %s: cannot move it into the store: %s",
+                                                 j->url, strerror(errno));
                 } else {
                         free(TAKE_PTR(dir));
                         /* Should this fail or not reach the disk, the entry
@@ -577,8 +582,8 @@ static int work_install(struct store_job *j, char **ret_error)
                          * read-only for liid itself: it is not synced. */
                         if (chmod(j->root, 0555) < 0)
                                 return fail_with(ret_error, -errno,
-                                            "artifact %s: cannot make %s read-only: %s", j->url,
-                                            j->root, strerror(errno));
+                                                 "artifact %s: cannot make %s read-only: %s",
+                                                 j->url, j->root, strerror(errno));
                 }
         } else if (j->record) {
                 r = write_record(j, true, ret_error);
@@ -589,7 +594,7 @@ static int work_install(struct store_job *j, char **ret_error)
         r = fsync_dir(j->sha_dir);
         if (r < 0)
                 return fail_with(ret_error, r, "artifact %s: cannot sync the store: %s", j->url,
-                            strerror(-r));
+                                 strerror(-r));
         return 0;
 }
 

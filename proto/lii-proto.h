@@ -10,73 +10,74 @@
 #include <stdbool.h>
 
 #define LII_API_VERSION 1
-#define LII_API_PREFIX "/v1"
+#define LII_API_PREFIX  "/v1"
 
 /* The host part of URLs sent over the Unix socket is ignored by liid;
  * clients use this one so that logs read naturally. */
 #define LII_API_HOST "http://lii"
 
-#define LII_ROUTE_STATUS LII_API_PREFIX "/status"
+#define LII_ROUTE_STATUS   LII_API_PREFIX "/status"
 #define LII_ROUTE_SERVICES LII_API_PREFIX "/services/" /* + {name} */
-#define LII_ROUTE_EVENTS LII_API_PREFIX "/events"
-#define LII_ROUTE_SYNC LII_API_PREFIX "/sync"
-#define LII_ROUTE_PAUSE LII_API_PREFIX "/pause"
-#define LII_ROUTE_RESUME LII_API_PREFIX "/resume"
-#define LII_ROUTE_METRICS LII_API_PREFIX "/metrics"
+#define LII_ROUTE_EVENTS   LII_API_PREFIX "/events"
+#define LII_ROUTE_SYNC     LII_API_PREFIX "/sync"
+#define LII_ROUTE_PAUSE    LII_API_PREFIX "/pause"
+#define LII_ROUTE_RESUME   LII_API_PREFIX "/resume"
+#define LII_ROUTE_METRICS  LII_API_PREFIX "/metrics"
 /* Appended to LII_ROUTE_SERVICES "{name}" for the per-service actions. */
 #define LII_ROUTE_ROLLBACK_SUFFIX "/rollback"
-#define LII_ROUTE_REPLACE_SUFFIX "/replace"
+#define LII_ROUTE_REPLACE_SUFFIX  "/replace"
 
 /* Query parameters of GET /v1/events: only events with a greater seq;
  * keep the answer open and stream new events as they happen. */
-#define LII_QUERY_AFTER "after"
+#define LII_QUERY_AFTER  "after"
 #define LII_QUERY_FOLLOW "follow"
 /* Content types of the answers that are not JSON. */
-#define LII_CONTENT_TYPE_NDJSON "application/x-ndjson"
+#define LII_CONTENT_TYPE_NDJSON  "application/x-ndjson"
 #define LII_CONTENT_TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
 
 #define LII_DEFAULT_SOCKET "/run/lii/liid.sock"
-#define LII_SOCKET_ENV "LIID_SOCKET"
+#define LII_SOCKET_ENV     "LIID_SOCKET"
 
 /* Status document field names (contract; see the design brief). */
-#define LII_F_NODE "node"
-#define LII_F_VERSION "version"
-#define LII_F_PAUSED "paused"
-#define LII_F_SOURCE "source"
-#define LII_F_URL "url"
-#define LII_F_SERIAL "serial"
-#define LII_F_FETCHED_AT "fetched_at"
-#define LII_F_ERROR "error"
-#define LII_F_SERVICES "services"
-#define LII_F_STATE "state"
-#define LII_F_CURRENT "current"
-#define LII_F_PREVIOUS "previous"
-#define LII_F_DESIRED "desired"
-#define LII_F_GENERATION "generation"
-#define LII_F_UNIT "unit"
+#define LII_F_NODE            "node"
+#define LII_F_VERSION         "version"
+#define LII_F_PAUSED          "paused"
+#define LII_F_SOURCE          "source"
+#define LII_F_URL             "url"
+#define LII_F_SERIAL          "serial"
+#define LII_F_FETCHED_AT      "fetched_at"
+#define LII_F_ERROR           "error"
+#define LII_F_SERVICES        "services"
+#define LII_F_STATE           "state"
+#define LII_F_CURRENT         "current"
+#define LII_F_PREVIOUS        "previous"
+#define LII_F_DESIRED         "desired"
+#define LII_F_GENERATION      "generation"
+#define LII_F_UNIT            "unit"
 #define LII_F_ARTIFACT_SHA256 "artifact_sha256"
-#define LII_F_SPEC_SHA256 "spec_sha256"
-#define LII_F_ACTIVE_SINCE "active_since"
-#define LII_F_HEALTHY "healthy"
-#define LII_F_MAIN_PID "main_pid"
-#define LII_F_PORT "port"
-#define LII_F_LAST_ROLLOUT "last_rollout"
-#define LII_F_RESULT "result"
-#define LII_F_REASON "reason"
-#define LII_F_STARTED_AT "started_at"
-#define LII_F_FINISHED_AT "finished_at"
-#define LII_F_DURATION_MS "duration_ms"
-#define LII_F_CODE "code"
-#define LII_F_MESSAGE "message"
-#define LII_F_NEXT "next"                       /* the instance being rolled out */
-#define LII_F_REFUSED_SERIAL  "refused_serial" /* the serial of the document source.error refused  \
-                                                */
-#define LII_F_KEY_ID "key_id"                   /* minisign key that signed the document */
+#define LII_F_SPEC_SHA256     "spec_sha256"
+#define LII_F_ACTIVE_SINCE    "active_since"
+#define LII_F_HEALTHY         "healthy"
+#define LII_F_MAIN_PID        "main_pid"
+#define LII_F_PORT            "port"
+#define LII_F_LAST_ROLLOUT    "last_rollout"
+#define LII_F_RESULT          "result"
+#define LII_F_REASON          "reason"
+#define LII_F_STARTED_AT      "started_at"
+#define LII_F_FINISHED_AT     "finished_at"
+#define LII_F_DURATION_MS     "duration_ms"
+#define LII_F_CODE            "code"
+#define LII_F_MESSAGE         "message"
+#define LII_F_NEXT            "next" /* the instance being rolled out */
+#define LII_F_REFUSED_SERIAL                                                                       \
+        "refused_serial"                        /* the serial of the document source.error refused \
+                                                 */
+#define LII_F_KEY_ID          "key_id"          /* minisign key that signed the document */
 #define LII_F_TRUSTED_COMMENT "trusted_comment" /* its trusted comment */
-#define LII_F_SIGNATURE "signature"             /* {key_id, trusted_comment} of an artifact */
-#define LII_F_RESTARTS "restarts"               /* dead instances replaced in a row */
-#define LII_F_HELD "held"                       /* an operator rollback holds the service */
-#define LII_F_EVENT_SEQ "event_seq" /* the newest event's seq when status was made */
+#define LII_F_SIGNATURE       "signature"       /* {key_id, trusted_comment} of an artifact */
+#define LII_F_RESTARTS        "restarts"        /* dead instances replaced in a row */
+#define LII_F_HELD            "held"            /* an operator rollback holds the service */
+#define LII_F_EVENT_SEQ       "event_seq"       /* the newest event's seq when status was made */
 
 /* Whether liid can write its state folder: {"error", "since"}. */
 #define LII_F_STORAGE "storage"
@@ -84,9 +85,9 @@
 
 /* Event fields of GET /v1/events (one JSON object per line); generation
  * and message are the LII_F_* above. */
-#define LII_F_SEQ "seq"
-#define LII_F_TIME "time"
-#define LII_F_TYPE "type"
+#define LII_F_SEQ     "seq"
+#define LII_F_TIME    "time"
+#define LII_F_TYPE    "type"
 #define LII_F_SERVICE "service"
 
 /* Event types: the "type" of every event of GET /v1/events (contract: add,
@@ -136,15 +137,15 @@ enum lii_result {
 const char *lii_result_to_string(enum lii_result r); /* NULL for NONE */
 
 /* Error codes of {"error":{"code":…,"message":…}} and their HTTP status. */
-#define LII_ERR_NOT_FOUND "not_found"                   /* 404 */
+#define LII_ERR_NOT_FOUND          "not_found"          /* 404 */
 #define LII_ERR_METHOD_NOT_ALLOWED "method_not_allowed" /* 405 */
-#define LII_ERR_FORBIDDEN "forbidden"                   /* 403 */
-#define LII_ERR_BAD_REQUEST "bad_request"               /* 400 */
-#define LII_ERR_TOO_LARGE "request_too_large"           /* 413 */
-#define LII_ERR_CONFLICT "conflict"                     /* 409 */
-#define LII_ERR_INTERNAL "internal"                     /* 500 */
-#define LII_ERR_NOT_IMPLEMENTED "not_implemented"       /* 501 */
-#define LII_ERR_UNAVAILABLE "unavailable"               /* 503 */
+#define LII_ERR_FORBIDDEN          "forbidden"          /* 403 */
+#define LII_ERR_BAD_REQUEST        "bad_request"        /* 400 */
+#define LII_ERR_TOO_LARGE          "request_too_large"  /* 413 */
+#define LII_ERR_CONFLICT           "conflict"           /* 409 */
+#define LII_ERR_INTERNAL           "internal"           /* 500 */
+#define LII_ERR_NOT_IMPLEMENTED    "not_implemented"    /* 501 */
+#define LII_ERR_UNAVAILABLE        "unavailable"        /* 503 */
 
 /* Builds the error document. Never returns NULL. */
 json_object *lii_error_new(const char *code, const char *message);

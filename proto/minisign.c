@@ -50,7 +50,7 @@ static int split_lines(const char *text, size_t len, struct line *lines, size_t 
                         if (i == 0)
                                 return fail_with(ret_error, -EBADMSG, "file is empty");
                         return fail_with(ret_error, -EBADMSG,
-                                    "file ends after line %zu, expected %zu lines", i, n);
+                                         "file ends after line %zu, expected %zu lines", i, n);
                 }
                 const char *start = text + pos;
                 const char *nl = memchr(start, '\n', len - pos);
@@ -59,10 +59,11 @@ static int split_lines(const char *text, size_t len, struct line *lines, size_t 
                 if (nl && l > 0 && start[l - 1] == '\r')
                         l--;
                 if (memchr(start, '\0', l))
-                        return fail_with(ret_error, -EBADMSG, "line %zu: contains a NUL byte", i + 1);
+                        return fail_with(ret_error, -EBADMSG, "line %zu: contains a NUL byte",
+                                         i + 1);
                 if (memchr(start, '\r', l))
-                        return fail_with(ret_error, -EBADMSG, "line %zu: contains a carriage return",
-                                    i + 1);
+                        return fail_with(ret_error, -EBADMSG,
+                                         "line %zu: contains a carriage return", i + 1);
                 lines[i] = (struct line){start, l};
         }
         if (pos < len)
@@ -74,8 +75,8 @@ static int check_prefix(const struct line *l, size_t lineno, const char *prefix,
 {
         size_t n = strlen(prefix);
         if (l->len < n || memcmp(l->p, prefix, n) != 0)
-                return fail_with(ret_error, -EBADMSG, "line %zu: does not start with \"%s\"", lineno,
-                            prefix);
+                return fail_with(ret_error, -EBADMSG, "line %zu: does not start with \"%s\"",
+                                 lineno, prefix);
         return 0;
 }
 
@@ -245,7 +246,8 @@ int minisign_key_parse(const char *text, size_t len, struct minisign_key *ret, c
         int r;
 
         if (len > MINISIGN_KEY_FILE_MAX)
-                return fail_with(ret_error, -EBADMSG, "larger than %d bytes", MINISIGN_KEY_FILE_MAX);
+                return fail_with(ret_error, -EBADMSG, "larger than %d bytes",
+                                 MINISIGN_KEY_FILE_MAX);
         r = split_lines(text, len, lines, ELEMENTSOF(lines), ret_error);
         if (r < 0)
                 return r;
@@ -303,12 +305,12 @@ int minisign_keyring_add(struct minisign_keyring *k, const char *text, size_t le
                 if (memcmp(old->pk, key.pk, MINISIGN_PK_SIZE) == 0)
                         return 0;
                 return fail_with(ret_error, -EEXIST,
-                            "%s: key id %s is also used by a different key in %s", origin,
-                            key.key_id_string, old->path ? old->path : "the keyring");
+                                 "%s: key id %s is also used by a different key in %s", origin,
+                                 key.key_id_string, old->path ? old->path : "the keyring");
         }
         if (k->n >= MINISIGN_KEYRING_MAX)
                 return fail_with(ret_error, -E2BIG, "%s: more than %d keys", origin,
-                            MINISIGN_KEYRING_MAX);
+                                 MINISIGN_KEYRING_MAX);
 
         struct minisign_key *keys = reallocarray(k->keys, k->n + 1, sizeof(*keys));
         if (!keys)
@@ -364,7 +366,7 @@ static int read_key_file(int dir_fd, const char *name, const char *path, char *b
                 len += (size_t)n;
                 if (len > MINISIGN_KEY_FILE_MAX)
                         return fail_with(ret_error, -EBADMSG, "%s: larger than %d bytes", path,
-                                    MINISIGN_KEY_FILE_MAX);
+                                         MINISIGN_KEY_FILE_MAX);
         }
         *ret_len = len;
         return 0;
@@ -402,7 +404,7 @@ int minisign_keyring_load_dir(const char *dir, struct minisign_keyring **ret, ch
                         continue;
                 if (n_names >= MINISIGN_KEYRING_MAX)
                         return fail_with(ret_error, -E2BIG, "%s: more than %d key files", dir,
-                                    MINISIGN_KEYRING_MAX);
+                                         MINISIGN_KEYRING_MAX);
                 names[n_names++] = xstrdup(de->d_name);
         }
         /* Name order makes which file an error names, and which of two
@@ -437,7 +439,8 @@ int minisign_sig_parse(const char *text, size_t len, struct minisign_sig **ret, 
         int r;
 
         if (len > MINISIGN_SIG_FILE_MAX)
-                return fail_with(ret_error, -EBADMSG, "larger than %d bytes", MINISIGN_SIG_FILE_MAX);
+                return fail_with(ret_error, -EBADMSG, "larger than %d bytes",
+                                 MINISIGN_SIG_FILE_MAX);
         r = split_lines(text, len, lines, ELEMENTSOF(lines), ret_error);
         if (r < 0)
                 return r;
@@ -455,7 +458,8 @@ int minisign_sig_parse(const char *text, size_t len, struct minisign_sig **ret, 
         else {
                 char alg[16];
                 format_alg(blob, alg);
-                return fail_with(ret_error, -EBADMSG, "line 2: unknown signature algorithm %s", alg);
+                return fail_with(ret_error, -EBADMSG, "line 2: unknown signature algorithm %s",
+                                 alg);
         }
         r = check_prefix(&lines[2], 3, TRUSTED_PREFIX, ret_error);
         if (r < 0)
@@ -604,7 +608,7 @@ static int verify_message(const struct minisign_keyring *k, const struct minisig
         key = minisign_keyring_find(k, sig->key_id);
         if (!key)
                 return fail_with(ret_error, -ENOKEY, "signature key id %s is not trusted",
-                            sig->key_id_string);
+                                 sig->key_id_string);
 
         /* A keyring is filled by minisign_keyring_add(), which refuses such
          * keys; checked again here because the keyring is a plain struct
@@ -646,7 +650,8 @@ static int verify_message(const struct minisign_keyring *k, const struct minisig
 
 static int refuse_legacy(char **ret_error)
 {
-        return fail_with(ret_error, -EPROTONOSUPPORT, "legacy (non-prehashed) signatures are refused");
+        return fail_with(ret_error, -EPROTONOSUPPORT,
+                         "legacy (non-prehashed) signatures are refused");
 }
 
 int minisign_verify_prehashed(const struct minisign_keyring *k, const struct minisign_sig *sig,
@@ -657,7 +662,7 @@ int minisign_verify_prehashed(const struct minisign_keyring *k, const struct min
                 if (!(flags & MINISIGN_ALLOW_LEGACY))
                         return refuse_legacy(ret_error);
                 return fail_with(ret_error, -EOPNOTSUPP,
-                            "a legacy signature can only be checked against the whole file");
+                                 "a legacy signature can only be checked against the whole file");
         }
         return verify_message(k, sig, hash, MINISIGN_HASH_SIZE, ret_key, ret_error);
 }

@@ -5,11 +5,11 @@
 #include <string.h>
 
 static const char *const state_names[_LII_STATE_MAX] = {
-        [LII_STATE_PENDING] = "pending",     [LII_STATE_FETCHING] = "fetching",
-        [LII_STATE_STARTING] = "starting",   [LII_STATE_CHECKING] = "checking",
-        [LII_STATE_RUNNING] = "running",     [LII_STATE_FAILED] = "failed",
-        [LII_STATE_REVERTING] = "reverting", [LII_STATE_STOPPING] = "stopping",
-        [LII_STATE_STOPPED] = "stopped",
+    [LII_STATE_PENDING] = "pending",     [LII_STATE_FETCHING] = "fetching",
+    [LII_STATE_STARTING] = "starting",   [LII_STATE_CHECKING] = "checking",
+    [LII_STATE_RUNNING] = "running",     [LII_STATE_FAILED] = "failed",
+    [LII_STATE_REVERTING] = "reverting", [LII_STATE_STOPPING] = "stopping",
+    [LII_STATE_STOPPED] = "stopped",
 };
 
 const char *lii_state_to_string(enum lii_state s)

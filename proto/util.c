@@ -87,10 +87,10 @@ static int parse_scaled(const char *s, const struct unit_scale *units, size_t n_
 int parse_duration(const char *s, uint64_t *ret_usec)
 {
         static const struct unit_scale units[] = {
-                { "ms", USEC_PER_MSEC },
-                { "s", USEC_PER_SEC },
-                { "m", 60 * USEC_PER_SEC },
-                { "h", 3600 * USEC_PER_SEC },
+            {"ms", USEC_PER_MSEC},
+            {"s", USEC_PER_SEC},
+            {"m", 60 * USEC_PER_SEC},
+            {"h", 3600 * USEC_PER_SEC},
         };
         return parse_scaled(s, units, ELEMENTSOF(units), USEC_PER_SEC, ret_usec);
 }
@@ -98,10 +98,10 @@ int parse_duration(const char *s, uint64_t *ret_usec)
 int parse_size(const char *s, uint64_t *ret_bytes)
 {
         static const struct unit_scale units[] = {
-                { "K", 1ULL << 10 },
-                { "M", 1ULL << 20 },
-                { "G", 1ULL << 30 },
-                { "T", 1ULL << 40 },
+            {"K", 1ULL << 10},
+            {"M", 1ULL << 20},
+            {"G", 1ULL << 30},
+            {"T", 1ULL << 40},
         };
         return parse_scaled(s, units, ELEMENTSOF(units), 1, ret_bytes);
 }
@@ -143,7 +143,7 @@ void format_rfc3339(uint64_t usec, char buf[static RFC3339_MAX])
 
 int parse_rfc3339(const char *s, uint64_t *ret_usec)
 {
-        struct tm tm = { 0 };
+        struct tm tm = {0};
         const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
         if (!p)
                 return -EINVAL;

@@ -16,11 +16,11 @@
 
 #define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
 #ifndef container_of
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #endif
 
 #define USEC_PER_MSEC 1000ULL
-#define USEC_PER_SEC 1000000ULL
+#define USEC_PER_SEC  1000000ULL
 #define USEC_INFINITY UINT64_MAX
 
 /* Frees a NULL-terminated vector of strings. Accepts NULL, returns NULL. */

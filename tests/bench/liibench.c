@@ -60,7 +60,8 @@ static int usage(void)
 {
         fprintf(stderr, "usage: liibench stamp | watch DIR... | probe PORT PATH TIMEOUT_MS |\n"
                         "       load SOCKET PATH CONNS SECONDS | repeat N CMD [ARG...] | port |\n"
-                        "       post SOCKET PATH | fsync DIR | waitlog FILE FROM ERE COUNT SECONDS [FAIL_ERE] |\n"
+                        "       post SOCKET PATH | fsync DIR | waitlog FILE FROM ERE COUNT SECONDS "
+                        "[FAIL_ERE] |\n"
                         "       peak PID FIELD FILE\n");
         return 2;
 }
@@ -184,8 +185,8 @@ static int http_get_once(int port, const char *path, int timeout_ms)
         int code = 0;
         if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
                 char req[512];
-                int len = snprintf(req, sizeof req,
-                                   "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+                int len =
+                    snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
                 struct pollfd p = {.fd = fd, .events = POLLIN};
                 char resp[256];
                 if (write_all(fd, req, (size_t)len) == 0 && poll(&p, 1, timeout_ms) == 1) {
@@ -235,7 +236,7 @@ struct load_conn {
         const char *path;
         uint64_t deadline; /* monotonic */
         uint64_t requests, errors, bytes, reconnects;
-        uint32_t *lat;     /* latencies in µs, the first lat_cap of them */
+        uint32_t *lat; /* latencies in µs, the first lat_cap of them */
         size_t lat_n, lat_cap;
 };
 
@@ -377,9 +378,9 @@ static int cmd_load(int argc, char **argv)
         qsort(all, n_lat, sizeof *all, cmp_u32);
         printf("requests=%llu rps=%.0f p50_us=%u p99_us=%u errors=%llu connections=%llu "
                "bytes_per_response=%llu\n",
-               (unsigned long long)requests, (double)requests / elapsed,
-               n_lat ? all[n_lat / 2] : 0, n_lat ? all[n_lat * 99 / 100] : 0,
-               (unsigned long long)errors, (unsigned long long)reconnects,
+               (unsigned long long)requests, (double)requests / elapsed, n_lat ? all[n_lat / 2] : 0,
+               n_lat ? all[n_lat * 99 / 100] : 0, (unsigned long long)errors,
+               (unsigned long long)reconnects,
                (unsigned long long)(requests ? bytes / requests : 0));
         return requests > 0 ? 0 : 1;
 }

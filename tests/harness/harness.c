@@ -55,7 +55,7 @@ static void write_file(const char *path, const char *text)
  * given. Returns the exit code (128+signal when killed). */
 static int run_to(char *const *argv, char *const *extra_env, char **ret_out, const char *err_path)
 {
-        int pipefd[2] = { -1, -1 };
+        int pipefd[2] = {-1, -1};
         if (ret_out && pipe2(pipefd, O_CLOEXEC) < 0)
                 fail_now("pipe: %s", strerror(errno));
         pid_t pid = fork();
@@ -114,7 +114,7 @@ static void run_ok(char *const *argv)
 static int notify_open(const char *path)
 {
         int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
         unlink(path);
         if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
@@ -131,7 +131,7 @@ static void notify_wait_ready(int fd, pid_t pid, const char *what, int timeout_m
                 uint64_t now = now_monotonic_usec();
                 if (now >= deadline)
                         fail_now("%s did not report READY=1 within %d ms", what, timeout_ms);
-                struct pollfd p = { .fd = fd, .events = POLLIN };
+                struct pollfd p = {.fd = fd, .events = POLLIN};
                 int r = poll(&p, 1, (int)((deadline - now) / 1000) + 1);
                 if (r < 0 && errno != EINTR)
                         fail_now("poll: %s", strerror(errno));
@@ -155,7 +155,7 @@ static void make_key(const char *dir, const char *name)
         char pub[700], sec[700];
         snprintf(pub, sizeof pub, "%s/%s.pub", dir, name);
         snprintf(sec, sizeof sec, "%s/../%s.key", dir, name);
-        char *argv[] = { MINISIGN, "-G", "-W", "-f", "-p", pub, "-s", sec, NULL };
+        char *argv[] = {MINISIGN, "-G", "-W", "-f", "-p", pub, "-s", sec, NULL};
         char *out = NULL;
         int rc = run(argv, NULL, &out);
         free(out);
@@ -192,7 +192,7 @@ static void sign(struct h_env *env, const char *key, const char *file)
 {
         char sec[700];
         snprintf(sec, sizeof sec, "%s/keys/%s.key", env->dir, key);
-        char *argv[] = { MINISIGN, "-S", "-s", sec, "-m", (char *)file, "-t", "lii test", NULL };
+        char *argv[] = {MINISIGN, "-S", "-s", sec, "-m", (char *)file, "-t", "lii test", NULL};
         char *out = NULL;
         int rc = run(argv, NULL, &out);
         free(out);
@@ -266,9 +266,9 @@ static void prepare(struct h_env *env, const char *name)
         /* Instances run with PrivateTmp=yes, so nothing they use may live in
          * /tmp; and a DynamicUser must be able to walk down to the store. */
         snprintf(env->dir, sizeof env->dir, "%s/itest/%s.%d", LII_BUILD_DIR, name, getpid());
-        char *rm[] = { "rm", "-rf", env->dir, NULL };
+        char *rm[] = {"rm", "-rf", env->dir, NULL};
         run_ok(rm);
-        char *mk[] = { "mkdir", "-p", "-m", "0755", env->dir, NULL };
+        char *mk[] = {"mkdir", "-p", "-m", "0755", env->dir, NULL};
         run_ok(mk);
         chmod(LII_BUILD_DIR "/itest", 0755);
         snprintf(env->runtime, sizeof env->runtime, "%s/runtime", env->dir);
@@ -301,7 +301,7 @@ static void prepare(struct h_env *env, const char *name)
                 char src[700], dst[700];
                 snprintf(src, sizeof src, "%s/sample/hello-%d.tar.gz", LII_BUILD_DIR, v);
                 snprintf(dst, sizeof dst, "%s/hello-%d.tar.gz", env->www, v);
-                char *cp[] = { "cp", src, dst, NULL };
+                char *cp[] = {"cp", src, dst, NULL};
                 run_ok(cp);
                 sign(env, "artifact", dst);
         }
@@ -417,7 +417,7 @@ void h_teardown(struct h_env *env)
         if (env->state_tmpfs && umount2(env->state_dir, MNT_DETACH) < 0)
                 fprintf(stderr, "umount %s: %s\n", env->state_dir, strerror(errno));
         if (!getenv("LII_KEEP_TEST_DIR")) {
-                char *rm[] = { "rm", "-rf", env->dir, NULL };
+                char *rm[] = {"rm", "-rf", env->dir, NULL};
                 run(rm, NULL, NULL);
         }
 }
@@ -462,8 +462,8 @@ void h_publish_raw(struct h_env *env, const char *doc)
          * as files published a while apart have. */
         static unsigned publications;
         struct timespec times[2] = {
-                { .tv_sec = 1700000000 + (time_t)++publications },
-                { .tv_sec = 1700000000 + (time_t)publications },
+            {.tv_sec = 1700000000 + (time_t)++publications},
+            {.tv_sec = 1700000000 + (time_t)publications},
         };
         if (utimensat(AT_FDCWD, tmp, times, 0) < 0)
                 fail_now("utimensat %s: %s", tmp, strerror(errno));
@@ -544,7 +544,7 @@ static long http_request(const char *unix_socket, const char *method, const char
                          char **ret_body)
 {
         CURL *c = curl_easy_init();
-        struct buffer b = { 0 };
+        struct buffer b = {0};
         curl_easy_setopt(c, CURLOPT_URL, url);
         if (strcmp(method, "POST") == 0) {
                 curl_easy_setopt(c, CURLOPT_POST, 1L);
@@ -567,8 +567,7 @@ static long http_request(const char *unix_socket, const char *method, const char
         return code;
 }
 
-static long api_request(struct h_env *env, const char *method, const char *path,
-                        json_object **ret)
+static long api_request(struct h_env *env, const char *method, const char *path, json_object **ret)
 {
         char url[512];
         snprintf(url, sizeof url, "http://lii%s", path);
@@ -630,7 +629,7 @@ long h_http_get(int port, const char *path, char **ret_body)
 
 int h_liictl_err(struct h_env *env, char **ret_out, char **ret_err, const char *const *args)
 {
-        char *argv[32] = { LII_BUILD_DIR "/liictl", "-s", env->socket };
+        char *argv[32] = {LII_BUILD_DIR "/liictl", "-s", env->socket};
         size_t n = 3;
         for (; args && *args && n < ELEMENTSOF(argv) - 1; args++)
                 argv[n++] = (char *)*args;
@@ -666,14 +665,14 @@ int h_liictl(struct h_env *env, char **ret_out, const char *const *args)
 
 int h_systemctl(struct h_env *env, char **ret_out, const char *const *args)
 {
-        char *argv[32] = { "systemctl", "--user", "--no-pager" };
+        char *argv[32] = {"systemctl", "--user", "--no-pager"};
         size_t n = 3;
         for (; args && *args && n < ELEMENTSOF(argv) - 1; args++)
                 argv[n++] = (char *)*args;
         argv[n] = NULL;
         char xdg[700];
         snprintf(xdg, sizeof xdg, "XDG_RUNTIME_DIR=%s", env->runtime);
-        char *extra[] = { xdg, NULL };
+        char *extra[] = {xdg, NULL};
         char *out = NULL;
         int rc = run(argv, extra, &out);
         if (ret_out)
@@ -702,9 +701,10 @@ static json_object *wait_for(struct h_env *env, const char *path, h_pred pred, v
                         last = o;
                 }
                 if (now_monotonic_usec() >= deadline)
-                        fail_now("timed out after %d ms waiting for %s; last answer: %s", timeout_ms,
-                                 what, last ? json_object_to_json_string(last) : "(none)");
-                struct timespec ts = { 0, 20 * 1000 * 1000 };
+                        fail_now("timed out after %d ms waiting for %s; last answer: %s",
+                                 timeout_ms, what,
+                                 last ? json_object_to_json_string(last) : "(none)");
+                struct timespec ts = {0, 20 * 1000 * 1000};
                 nanosleep(&ts, NULL);
         }
 }
@@ -770,7 +770,8 @@ json_object *h_wait_generation(struct h_env *env, const char *service, long long
 int h_main(Suite *s)
 {
         if (geteuid() != 0) {
-                fprintf(stderr, "integration tests need root (they run a private systemd manager)\n");
+                fprintf(stderr,
+                        "integration tests need root (they run a private systemd manager)\n");
                 return 77;
         }
         SRunner *sr = srunner_create(s);
@@ -784,7 +785,7 @@ int h_main(Suite *s)
 int h_free_port(void)
 {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         socklen_t len = sizeof sa;
         ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
         ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);

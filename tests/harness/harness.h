@@ -11,13 +11,13 @@
 #include "nginx.h"
 
 struct h_env {
-        char dir[512];       /* this test's folder, outside /tmp (PrivateTmp) */
-        char runtime[600];   /* XDG_RUNTIME_DIR of the private manager */
-        char bus[700];       /* its private D-Bus address */
-        char socket[600];    /* liid's API socket */
+        char dir[512];     /* this test's folder, outside /tmp (PrivateTmp) */
+        char runtime[600]; /* XDG_RUNTIME_DIR of the private manager */
+        char bus[700];     /* its private D-Bus address */
+        char socket[600];  /* liid's API socket */
         char config[600];
         char state_dir[600];
-        char www[600];       /* where documents and artifacts are published */
+        char www[600]; /* where documents and artifacts are published */
         pid_t manager_pid;
         pid_t liid_pid;
         unsigned serial;
@@ -81,17 +81,17 @@ void h_kill_liid(struct h_env *env, int sig);
 /* One service entry of a document. */
 struct h_service {
         const char *name;
-        int artifact;            /* which sample artifact: 1, 2 or 3 */
-        const char *extra_args;  /* JSON array items appended to exec, e.g. ",\"--never-healthy\"" */
-        const char *health;      /* JSON object for "health", or NULL for the default */
-        const char *sha256;      /* override the artifact's real hash (to break it) */
+        int artifact;           /* which sample artifact: 1, 2 or 3 */
+        const char *extra_args; /* JSON array items appended to exec, e.g. ",\"--never-healthy\"" */
+        const char *health;     /* JSON object for "health", or NULL for the default */
+        const char *sha256;     /* override the artifact's real hash (to break it) */
         const char *artifact_file; /* another file in the published folder */
-        long long size;          /* override the artifact's real size, when nonzero */
-        const char *ready;       /* "notify", or NULL for the default */
-        int port;                /* a fixed port, or 0 for "auto" */
-        const char *sandbox;     /* "none", or NULL for the default (strict) */
-        const char *exec;        /* exec[0], or NULL for "bin/hello" */
-        const char *env;         /* the "env" object as JSON text, or NULL for the default */
+        long long size;            /* override the artifact's real size, when nonzero */
+        const char *ready;         /* "notify", or NULL for the default */
+        int port;                  /* a fixed port, or 0 for "auto" */
+        const char *sandbox;       /* "none", or NULL for the default (strict) */
+        const char *exec;          /* exec[0], or NULL for "bin/hello" */
+        const char *env;           /* the "env" object as JSON text, or NULL for the default */
 };
 /* Writes desired.json with the next serial (or the one given, if nonzero)
  * and signs it with the test's desired-state key. Returns the serial. */

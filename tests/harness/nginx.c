@@ -55,7 +55,7 @@ static void wait_for_pid_file(struct h_nginx *n, const char *pid_file)
                         ck_abort_msg("nginx exited (status %d); see %s/error.log", status, n->dir);
                 }
                 ck_assert_msg(waited < 10000, "nginx did not start within 10 s");
-                struct pollfd p = { .fd = fd, .events = POLLIN };
+                struct pollfd p = {.fd = fd, .events = POLLIN};
                 if (poll(&p, 1, 100) > 0) {
                         char buf[4096];
                         if (read(fd, buf, sizeof buf) < 0 && errno != EINTR)
@@ -112,8 +112,8 @@ void h_nginx_start(struct h_nginx *n, const char *dir, const char *root,
         if (n->pid == 0) {
                 /* nginx must not outlive a test that fails before teardown. */
                 prctl(PR_SET_PDEATHSIG, SIGTERM);
-                execlp("nginx", "nginx", "-c", conf_path, "-p", n->dir, "-e",
-                       "stderr", "-g", "daemon off;", (char *)NULL);
+                execlp("nginx", "nginx", "-c", conf_path, "-p", n->dir, "-e", "stderr", "-g",
+                       "daemon off;", (char *)NULL);
                 _exit(127);
         }
         wait_for_pid_file(n, pid_file);

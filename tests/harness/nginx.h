@@ -6,9 +6,9 @@
 #include <sys/types.h>
 
 struct h_nginx {
-        char dir[512];        /* config, logs, certificates */
-        char root[600];       /* document root */
-        char ca_file[600];    /* the CA that signed the server certificate */
+        char dir[512];     /* config, logs, certificates */
+        char root[600];    /* document root */
+        char ca_file[600]; /* the CA that signed the server certificate */
         char access_log[600];
         int http_port, https_port;
         pid_t pid;

@@ -48,13 +48,15 @@ static bool converged(json_object *status, void *userdata)
 /* The active lii units, as systemctl lists them. */
 static int active_units(char *out, size_t size)
 {
-        const char *args[] = { "list-units", "--no-legend", "--plain", "--state=active,activating,deactivating",
-                               "lii-*", NULL };
+        const char *args[] = {"list-units", "--no-legend",
+                              "--plain",    "--state=active,activating,deactivating",
+                              "lii-*",      NULL};
         char *text = NULL;
         h_systemctl(&env, &text, args);
         int n = 0;
         out[0] = '\0';
-        for (char *line = strtok(text ? text : (char[]){ "" }, "\n"); line; line = strtok(NULL, "\n")) {
+        for (char *line = strtok(text ? text : (char[]){""}, "\n"); line;
+             line = strtok(NULL, "\n")) {
                 char unit[128];
                 if (sscanf(line, "%127s", unit) == 1 && strncmp(unit, "lii-", 4) == 0) {
                         n++;
@@ -68,8 +70,9 @@ static int active_units(char *out, size_t size)
 
 START_TEST(killed_at_random_moments)
 {
-        unsigned seed = getenv("LII_CHAOS_SEED") ? (unsigned)strtoul(getenv("LII_CHAOS_SEED"), NULL, 10)
-                                                 : (unsigned)time(NULL);
+        unsigned seed = getenv("LII_CHAOS_SEED")
+                            ? (unsigned)strtoul(getenv("LII_CHAOS_SEED"), NULL, 10)
+                            : (unsigned)time(NULL);
         fprintf(stderr, "chaos seed: %u (replay with LII_CHAOS_SEED=%u)\n", seed, seed);
         srandom(seed);
 
@@ -79,12 +82,11 @@ START_TEST(killed_at_random_moments)
                 /* Instances that take a little while to get healthy widen the
                  * window in which a kill lands mid-rollout. */
                 snprintf(extra, sizeof extra, ",\"--healthy-after\",\"%ld\"", random() % 300);
-                struct h_service svc = { .name = "hello", .artifact = version,
-                                         .extra_args = extra };
-                struct want w = { .serial = h_publish(&env, &svc, 1, 0) };
+                struct h_service svc = {.name = "hello", .artifact = version, .extra_args = extra};
+                struct want w = {.serial = h_publish(&env, &svc, 1, 0)};
 
                 /* Kill at a random moment of the rollout (or after it). */
-                struct timespec ts = { 0, (random() % 700) * 1000000L };
+                struct timespec ts = {0, (random() % 700) * 1000000L};
                 nanosleep(&ts, NULL);
                 h_kill_liid(&env, SIGKILL);
                 h_start_liid(&env);
@@ -103,7 +105,8 @@ START_TEST(killed_at_random_moments)
                         usleep(20000);
                         n = active_units(units, sizeof units);
                 }
-                ck_assert_msg(n == 1, "round %d (seed %u): lii units running: %s", round, seed, units);
+                ck_assert_msg(n == 1, "round %d (seed %u): lii units running: %s", round, seed,
+                              units);
                 ck_assert_msg(strstr(units, unit), "round %d (seed %u): %s is current, running: %s",
                               round, seed, unit, units);
                 char *body = NULL;

@@ -67,8 +67,8 @@ static bool rollout_failed_with(json_object *svc, void *userdata)
         return state && strcmp(state, "failed") == 0 && reason && strstr(reason, userdata);
 }
 
-static const struct h_service v1 = { .name = "hello", .artifact = 1 };
-static const struct h_service v2 = { .name = "hello", .artifact = 2 };
+static const struct h_service v1 = {.name = "hello", .artifact = 1};
+static const struct h_service v2 = {.name = "hello", .artifact = 2};
 
 static int port_v1;
 
@@ -104,7 +104,7 @@ static void expect_document_refused(const char *why)
 static void expect_rollout_refused(const char *why)
 {
         json_object_put(
-                h_wait_service(&env, "hello", rollout_failed_with, (void *)why, 20000, why));
+            h_wait_service(&env, "hello", rollout_failed_with, (void *)why, 20000, why));
         assert_v1_untouched();
 }
 
@@ -339,7 +339,7 @@ START_TEST(tampered_artifact_refused)
         ck_assert_ptr_nonnull(f);
         fputs("tampered", f);
         fclose(f);
-        struct h_service v = { .name = "hello", .artifact = 3 };
+        struct h_service v = {.name = "hello", .artifact = 3};
         h_publish(&env, &v, 1, 0);
         expect_rollout_refused("signature does not match the file");
 }
@@ -371,7 +371,7 @@ START_TEST(hostile_archive_refused)
         snprintf(dst, sizeof dst, "%s/evil.tar.gz", env.www);
         ck_assert_int_eq(rename(src, dst), 0);
         h_sign_artifact(&env, dst);
-        struct h_service v = { .name = "hello", .artifact = 1, .artifact_file = "evil.tar.gz" };
+        struct h_service v = {.name = "hello", .artifact = 1, .artifact_file = "evil.tar.gz"};
         h_publish(&env, &v, 1, 0);
         expect_rollout_refused("path leaves the artifact root");
 }

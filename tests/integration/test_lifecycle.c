@@ -45,8 +45,8 @@ static int port_v1;
 
 static void deploy_v1(const char *extra_args, const char *health)
 {
-        struct h_service v1 = { .name = "hello", .artifact = 1, .extra_args = extra_args,
-                                .health = health };
+        struct h_service v1 = {
+            .name = "hello", .artifact = 1, .extra_args = extra_args, .health = health};
         h_publish(&env, &v1, 1, 0);
         json_object *svc = wait_generation(1);
         port_v1 = (int)h_json_int(svc, "current.port");
@@ -56,7 +56,7 @@ static void deploy_v1(const char *extra_args, const char *health)
 /* Whether the unit still has processes: active, or on its way down. */
 static bool unit_active(const char *unit)
 {
-        const char *args[] = { "is-active", unit, NULL };
+        const char *args[] = {"is-active", unit, NULL};
         char *out = NULL;
         h_systemctl(&env, &out, args);
         bool up = out && (strncmp(out, "active", 6) == 0 || strncmp(out, "deactivating", 12) == 0 ||
@@ -140,8 +140,8 @@ END_TEST
 
 START_TEST(crash_after_ready_refused)
 {
-        expect_v2_refused(",\"--notify\",\"--exit-after\",\"400\"",
-                          HTTP_CHECK(",\"passes\":20"), "notify", "exited with status 3");
+        expect_v2_refused(",\"--notify\",\"--exit-after\",\"400\"", HTTP_CHECK(",\"passes\":20"),
+                          "notify", "exited with status 3");
 }
 END_TEST
 
@@ -165,8 +165,9 @@ END_TEST
 
 START_TEST(exec_check_failing_refused)
 {
-        expect_v2_refused("", "{\"exec\":[\"/bin/false\"],\"interval\":\"100ms\","
-                              "\"deadline\":\"3s\"}",
+        expect_v2_refused("",
+                          "{\"exec\":[\"/bin/false\"],\"interval\":\"100ms\","
+                          "\"deadline\":\"3s\"}",
                           NULL, "exec check");
 }
 END_TEST
@@ -175,21 +176,25 @@ START_TEST(notify_exec_and_tcp_checks_pass)
 {
         /* READY=1 from the instance, an exec check run as its own unit in
          * the instance's sandbox, then a TCP check. */
-        struct h_service v1 = { .name = "hello", .artifact = 1, .extra_args = ",\"--notify\"",
-                                .ready = "notify", .sandbox = NOTIFY_SANDBOX,
-                                .health = "{\"exec\":[\"/usr/bin/curl\",\"-sf\","
-                                          "\"http://127.0.0.1:${PORT}/healthz\"],"
-                                          "\"interval\":\"200ms\",\"timeout\":\"2s\","
-                                          "\"deadline\":\"10s\"}" };
+        struct h_service v1 = {.name = "hello",
+                               .artifact = 1,
+                               .extra_args = ",\"--notify\"",
+                               .ready = "notify",
+                               .sandbox = NOTIFY_SANDBOX,
+                               .health = "{\"exec\":[\"/usr/bin/curl\",\"-sf\","
+                                         "\"http://127.0.0.1:${PORT}/healthz\"],"
+                                         "\"interval\":\"200ms\",\"timeout\":\"2s\","
+                                         "\"deadline\":\"10s\"}"};
         h_publish(&env, &v1, 1, 0);
         json_object_put(wait_generation(1));
-        const char *show[] = { "show", "-p", "Type", "lii-hello@1.service", NULL };
+        const char *show[] = {"show", "-p", "Type", "lii-hello@1.service", NULL};
         char *out = NULL;
         ck_assert_int_eq(h_systemctl(&env, &out, show), 0);
         ck_assert_str_eq(out, "Type=notify\n");
         free(out);
-        struct h_service v2 = { .name = "hello", .artifact = 2,
-                                .health = "{\"tcp\":\"127.0.0.1:${PORT}\",\"interval\":\"100ms\"}" };
+        struct h_service v2 = {.name = "hello",
+                               .artifact = 2,
+                               .health = "{\"tcp\":\"127.0.0.1:${PORT}\",\"interval\":\"100ms\"}"};
         h_publish(&env, &v2, 1, 0);
         json_object_put(wait_generation(2));
 }
@@ -198,7 +203,7 @@ END_TEST
 START_TEST(sigterm_ignored_is_killed_after_stop_timeout)
 {
         deploy_v1(",\"--ignore-sigterm\"", NULL);
-        struct h_service v2 = { .name = "hello", .artifact = 2 };
+        struct h_service v2 = {.name = "hello", .artifact = 2};
         h_publish(&env, &v2, 1, 0);
         json_object_put(wait_generation(2));
         /* The harness gives every instance stop_timeout 5s. */
@@ -215,12 +220,12 @@ START_TEST(fixed_port_shared_by_generations)
 {
         /* Both generations bind the same port with SO_REUSEPORT; the new
          * one serves before the old one goes. */
-        struct h_service v1 = { .name = "hello", .artifact = 1, .port = 18431 };
+        struct h_service v1 = {.name = "hello", .artifact = 1, .port = 18431};
         h_publish(&env, &v1, 1, 0);
         json_object *svc = wait_generation(1);
         ck_assert_int_eq(h_json_int(svc, "current.port"), 18431);
         json_object_put(svc);
-        struct h_service v2 = { .name = "hello", .artifact = 2, .port = 18431 };
+        struct h_service v2 = {.name = "hello", .artifact = 2, .port = 18431};
         h_publish(&env, &v2, 1, 0);
         json_object_put(wait_generation(2));
         for (int i = 0; i < 250 && unit_active("lii-hello@1.service"); i++)
@@ -235,7 +240,8 @@ END_TEST
 static bool reverted(json_object *svc, void *userdata)
 {
         const char *result = h_json_str(svc, "last_rollout.result");
-        return result && strcmp(result, "reverted") == 0 && h_json_int(svc, "current.generation") == 3 &&
+        return result && strcmp(result, "reverted") == 0 &&
+               h_json_int(svc, "current.generation") == 3 &&
                json_object_get_boolean(h_json_path(svc, "current.healthy"));
 }
 
@@ -250,9 +256,10 @@ START_TEST(watch_window_reverts)
 
         /* v2 passes its checks, is promoted, then turns unhealthy within
          * its watch window: a fresh instance of v1 replaces it. */
-        struct h_service v2 = { .name = "hello", .artifact = 2,
-                                .extra_args = ",\"--unhealthy-after\",\"1500\"",
-                                .health = HTTP_CHECK(",\"passes\":2,\"watch\":\"20s\"") };
+        struct h_service v2 = {.name = "hello",
+                               .artifact = 2,
+                               .extra_args = ",\"--unhealthy-after\",\"1500\"",
+                               .health = HTTP_CHECK(",\"passes\":2,\"watch\":\"20s\"")};
         h_publish(&env, &v2, 1, 0);
         json_object_put(wait_generation(2));
         json_object *svc = h_wait_service(&env, "hello", reverted, NULL, 30000, "the revert");
@@ -271,9 +278,10 @@ END_TEST
 START_TEST(watch_window_survives_a_restart)
 {
         deploy_v1(NULL, NULL);
-        struct h_service v2 = { .name = "hello", .artifact = 2,
-                                .extra_args = ",\"--unhealthy-after\",\"2500\"",
-                                .health = HTTP_CHECK(",\"passes\":2,\"watch\":\"30s\"") };
+        struct h_service v2 = {.name = "hello",
+                               .artifact = 2,
+                               .extra_args = ",\"--unhealthy-after\",\"2500\"",
+                               .health = HTTP_CHECK(",\"passes\":2,\"watch\":\"30s\"")};
         h_publish(&env, &v2, 1, 0);
         json_object_put(wait_generation(2));
         /* liid dies within the window; the one that starts watches on. */

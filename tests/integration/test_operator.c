@@ -39,8 +39,8 @@ static json_object *wait_generation(long long gen)
         return h_wait_generation(&env, "hello", gen);
 }
 
-static const struct h_service v1 = { .name = "hello", .artifact = 1 };
-static const struct h_service v2 = { .name = "hello", .artifact = 2 };
+static const struct h_service v1 = {.name = "hello", .artifact = 1};
+static const struct h_service v2 = {.name = "hello", .artifact = 2};
 
 static long post(const char *path, json_object **ret)
 {
@@ -77,7 +77,7 @@ START_TEST(pause_holds_new_rollouts)
         st = h_wait_status(&env, serial_is, &serial, 10000, "serial 2 after the restart");
         ck_assert(json_object_get_boolean(h_json_path(st, "paused")));
         json_object_put(st);
-        const char *args[] = { "is-active", "--quiet", "lii-hello@2.service", NULL };
+        const char *args[] = {"is-active", "--quiet", "lii-hello@2.service", NULL};
         ck_assert_int_ne(h_systemctl(&env, NULL, args), 0);
 
         ck_assert_int_eq(post("/v1/resume", NULL), 200);
@@ -87,7 +87,8 @@ END_TEST
 
 static bool held_at(json_object *svc, void *userdata)
 {
-        return h_runs_generation(svc, userdata) && json_object_get_boolean(h_json_path(svc, "held"));
+        return h_runs_generation(svc, userdata) &&
+               json_object_get_boolean(h_json_path(svc, "held"));
 }
 
 START_TEST(rollback_then_replace)
@@ -317,8 +318,9 @@ START_TEST(wait_for_a_published_serial)
         waiting = liictl_start("wait --timeout 60s --serial 3 hello");
         ck_assert_int_eq(post("/v1/sync", NULL), 200);
         ck_assert_int_eq(liictl_end(waiting, &out), 1);
-        ck_assert_msg(strstr(out, "desired-state serial 3 was refused: services.hello.artifact: required"),
-                      "%s", out);
+        ck_assert_msg(
+            strstr(out, "desired-state serial 3 was refused: services.hello.artifact: required"),
+            "%s", out);
         free(out);
         ck_assert_int_eq(h_api_get(&env, "/v1/status", &o), 200);
         ck_assert_int_eq(h_json_int(o, "source.refused_serial"), 3);
@@ -383,7 +385,7 @@ START_TEST(events_and_metrics)
         pclose(f);
 
         char *out = NULL;
-        const char *ev[] = { "events", NULL };
+        const char *ev[] = {"events", NULL};
         ck_assert_int_eq(h_liictl(&env, &out, ev), 0);
         ck_assert_ptr_nonnull(strstr(out, "rollout.succeeded"));
         free(out);

@@ -37,12 +37,12 @@ static json_object *wait_generation(const char *service, long long gen)
         return h_wait_generation(&env, service, gen);
 }
 
-static const struct h_service hello_v1 = { .name = "hello", .artifact = 1 };
-static const struct h_service hello_v2 = { .name = "hello", .artifact = 2 };
+static const struct h_service hello_v1 = {.name = "hello", .artifact = 1};
+static const struct h_service hello_v2 = {.name = "hello", .artifact = 2};
 
 static bool unit_is_active(const char *unit)
 {
-        const char *args[] = { "is-active", "--quiet", unit, NULL };
+        const char *args[] = {"is-active", "--quiet", unit, NULL};
         return h_systemctl(&env, NULL, args) == 0;
 }
 
@@ -82,8 +82,15 @@ START_TEST(first_deploy)
 
         /* The instance runs in the strict sandbox, as a dynamic user. */
         char *out = NULL;
-        const char *show[] = { "show", "-p", "DynamicUser", "-p", "ProtectSystem", "-p",
-                               "NoNewPrivileges", "lii-hello@1.service", NULL };
+        const char *show[] = {"show",
+                              "-p",
+                              "DynamicUser",
+                              "-p",
+                              "ProtectSystem",
+                              "-p",
+                              "NoNewPrivileges",
+                              "lii-hello@1.service",
+                              NULL};
         ck_assert_int_eq(h_systemctl(&env, &out, show), 0);
         ck_assert_ptr_nonnull(strstr(out, "DynamicUser=yes"));
         ck_assert_ptr_nonnull(strstr(out, "ProtectSystem=strict"));
@@ -92,20 +99,20 @@ START_TEST(first_deploy)
         json_object_put(svc);
 
         /* liictl reads the same through the socket. */
-        const char *status[] = { "status", NULL };
+        const char *status[] = {"status", NULL};
         ck_assert_int_eq(h_liictl(&env, &out, status), 0);
         ck_assert_ptr_nonnull(strstr(out, "hello"));
         ck_assert_ptr_nonnull(strstr(out, "running"));
         ck_assert_ptr_nonnull(strstr(out, "lii-hello@1.service"));
         free(out);
-        const char *wait[] = { "wait", "--timeout", "5s", "hello", NULL };
+        const char *wait[] = {"wait", "--timeout", "5s", "hello", NULL};
         ck_assert_int_eq(h_liictl(&env, NULL, wait), 0);
 
         /* A publisher waits for its own document to be running: liictl
          * follows liid's events until it is. */
         char serial[16];
         snprintf(serial, sizeof serial, "%u", h_publish(&env, &hello_v2, 1, 0));
-        const char *wait2[] = { "wait", "--timeout", "30s", "--serial", serial, "hello", NULL };
+        const char *wait2[] = {"wait", "--timeout", "30s", "--serial", serial, "hello", NULL};
         ck_assert_int_eq(h_liictl(&env, NULL, wait2), 0);
         json_object *o = NULL;
         ck_assert_int_eq(h_api_get(&env, "/v1/services/hello", &o), 200);
@@ -150,7 +157,7 @@ START_TEST(replacement_waits_for_health)
         assert_answers(new_port, "v2");
         /* The stop job of the old unit may still run; it is done when the
          * manager no longer lists it as active. */
-        const char *is_active[] = { "is-active", "lii-hello@1.service", NULL };
+        const char *is_active[] = {"is-active", "lii-hello@1.service", NULL};
         for (int i = 0; i < 200 && h_systemctl(&env, NULL, is_active) == 0; i++)
                 usleep(20000);
         ck_assert(!unit_is_active("lii-hello@1.service"));
@@ -172,10 +179,11 @@ START_TEST(failing_health_keeps_old)
         int port = (int)h_json_int(svc, "current.port");
         json_object_put(svc);
 
-        struct h_service v3 = { .name = "hello", .artifact = 3,
-                                .extra_args = ",\"--never-healthy\"",
-                                .health = "{\"http\":\"http://127.0.0.1:${PORT}/healthz\","
-                                          "\"interval\":\"100ms\",\"deadline\":\"2s\"}" };
+        struct h_service v3 = {.name = "hello",
+                               .artifact = 3,
+                               .extra_args = ",\"--never-healthy\"",
+                               .health = "{\"http\":\"http://127.0.0.1:${PORT}/healthz\","
+                                         "\"interval\":\"100ms\",\"deadline\":\"2s\"}"};
         h_publish(&env, &v3, 1, 0);
         svc = h_wait_service(&env, "hello", is_state, "failed", 20000, "v3 to be refused");
         ck_assert_str_eq(h_json_str(svc, "last_rollout.result"), "failed");
@@ -191,25 +199,25 @@ START_TEST(failing_health_keeps_old)
 
         assert_answers(port, "v2");
         ck_assert(unit_is_active("lii-hello@2.service"));
-        const char *is_active[] = { "is-active", "lii-hello@3.service", NULL };
+        const char *is_active[] = {"is-active", "lii-hello@3.service", NULL};
         for (int i = 0; i < 200 && h_systemctl(&env, NULL, is_active) == 0; i++)
                 usleep(20000);
         ck_assert(!unit_is_active("lii-hello@3.service"));
 
         /* liictl explains the refusal and waits in vain: exit 1. */
         char *out = NULL;
-        const char *wait[] = { "wait", "--timeout", "5s", "hello", NULL };
+        const char *wait[] = {"wait", "--timeout", "5s", "hello", NULL};
         ck_assert_int_eq(h_liictl(&env, &out, wait), 1);
         free(out);
-        const char *status[] = { "status", "hello", NULL };
+        const char *status[] = {"status", "hello", NULL};
         ck_assert_int_eq(h_liictl(&env, &out, status), 0);
         ck_assert_ptr_nonnull(strstr(out, "health check failed"));
         free(out);
 
         /* v2 dies while v3 stays refused: v2 comes back, not nothing. */
-        const char *kill[] = { "kill", "--signal=KILL", "lii-hello@2.service", NULL };
+        const char *kill[] = {"kill", "--signal=KILL", "lii-hello@2.service", NULL};
         ck_assert_int_eq(h_systemctl(&env, NULL, kill), 0);
-        svc = h_wait_service(&env, "hello", current_is_generation, (long long[]){ 4 }, 20000,
+        svc = h_wait_service(&env, "hello", current_is_generation, (long long[]){4}, 20000,
                              "v2 to come back after it died");
         ck_assert(json_object_get_boolean(h_json_path(svc, "current.healthy")));
         port = (int)h_json_int(svc, "current.port");
@@ -235,8 +243,8 @@ START_TEST(sigkill_adopts_running_unit)
         json_object_put(svc);
 
         char *out = NULL;
-        const char *list[] = { "list-units", "--no-legend", "--plain", "--state=active", "lii-*",
-                               NULL };
+        const char *list[] = {"list-units",     "--no-legend", "--plain",
+                              "--state=active", "lii-*",       NULL};
         ck_assert_int_eq(h_systemctl(&env, &out, list), 0);
         ck_assert_ptr_nonnull(strstr(out, "lii-hello@1.service"));
         ck_assert_ptr_null(strstr(out, "lii-hello@2.service"));
@@ -266,7 +274,7 @@ START_TEST(sigkill_during_rollout_keeps_old)
         ck_assert_int_eq(h_json_int(svc, "current.generation"), 1);
         ck_assert_int_eq(h_json_int(svc, "next.generation"), 3);
         json_object_put(svc);
-        const char *is_active[] = { "is-active", "lii-hello@2.service", NULL };
+        const char *is_active[] = {"is-active", "lii-hello@2.service", NULL};
         for (int i = 0; i < 200 && h_systemctl(&env, NULL, is_active) == 0; i++)
                 usleep(20000);
         ck_assert(!unit_is_active("lii-hello@2.service"));
@@ -284,9 +292,9 @@ START_TEST(invalid_document_changes_nothing)
         struct h_service bad = hello_v2;
         bad.sha256 = "not-a-hash";
         h_publish(&env, &bad, 1, 0);
-        json_object *st = h_wait_status(&env, h_source_error_mentions,
-                                        "services.hello.artifact.sha256", 10000,
-                                        "the invalid document to be refused");
+        json_object *st =
+            h_wait_status(&env, h_source_error_mentions, "services.hello.artifact.sha256", 10000,
+                          "the invalid document to be refused");
         ck_assert_int_eq(h_json_int(st, "source.serial"), 1);
         ck_assert_int_eq(h_json_int(st, "services.hello.current.generation"), 1);
         ck_assert_str_eq(h_json_str(st, "services.hello.state"), "running");
@@ -320,8 +328,8 @@ static bool gone(json_object *status, void *userdata)
 
 START_TEST(removed_service_is_stopped_and_can_return)
 {
-        const struct h_service both[] = { { .name = "hello", .artifact = 1 },
-                                          { .name = "web", .artifact = 2 } };
+        const struct h_service both[] = {{.name = "hello", .artifact = 1},
+                                         {.name = "web", .artifact = 2}};
         h_publish(&env, both, 2, 0);
         json_object_put(wait_generation("web", 1));
         json_object *svc = wait_generation("hello", 1);
@@ -356,7 +364,7 @@ START_TEST(dead_instance_is_replaced)
 {
         h_publish(&env, &hello_v1, 1, 0);
         json_object_put(wait_generation("hello", 1));
-        const char *kill[] = { "kill", "--signal=KILL", "lii-hello@1.service", NULL };
+        const char *kill[] = {"kill", "--signal=KILL", "lii-hello@1.service", NULL};
         ck_assert_int_eq(h_systemctl(&env, NULL, kill), 0);
 
         long long gen = 2;
@@ -373,8 +381,9 @@ END_TEST
 static void store_entries(char *out, size_t size)
 {
         char cmd[1024];
-        snprintf(cmd, sizeof cmd, "cd '%s/store/sha256' && find . -mindepth 1 -maxdepth 1 -type d "
-                                  "-printf '%%f\n' | sort | tr '\n' ' '",
+        snprintf(cmd, sizeof cmd,
+                 "cd '%s/store/sha256' && find . -mindepth 1 -maxdepth 1 -type d "
+                 "-printf '%%f\n' | sort | tr '\n' ' '",
                  env.state_dir);
         FILE *p = popen(cmd, "r");
         ck_assert_ptr_nonnull(p);
@@ -398,7 +407,7 @@ START_TEST(store_keeps_only_what_revisions_need)
         store_entries(entries, sizeof entries);
         ck_assert_ptr_nonnull(strstr(entries, art1));
 
-        const struct h_service v3 = { .name = "hello", .artifact = 3 };
+        const struct h_service v3 = {.name = "hello", .artifact = 3};
         h_publish(&env, &v3, 1, 0);
         svc = wait_generation("hello", 3);
         char want[200];
@@ -434,7 +443,7 @@ START_TEST(systemd_reexec_during_rollout)
         json_object_put(h_wait_service(&env, "hello", checking_generation_2, NULL, 20000,
                                        "generation 2 to be checked"));
         /* The manager re-executes itself: every client loses its connection. */
-        const char *reexec[] = { "daemon-reexec", NULL };
+        const char *reexec[] = {"daemon-reexec", NULL};
         ck_assert_int_eq(h_systemctl(&env, NULL, reexec), 0);
         assert_answers(port, "v1");
 
@@ -459,9 +468,9 @@ static void setup_one_at_a_time(void)
 START_TEST(max_parallel_is_respected)
 {
         const char *slow = ",\"--healthy-after\",\"500\"";
-        const struct h_service three[] = { { .name = "a", .artifact = 1, .extra_args = slow },
-                                           { .name = "b", .artifact = 1, .extra_args = slow },
-                                           { .name = "c", .artifact = 1, .extra_args = slow } };
+        const struct h_service three[] = {{.name = "a", .artifact = 1, .extra_args = slow},
+                                          {.name = "b", .artifact = 1, .extra_args = slow},
+                                          {.name = "c", .artifact = 1, .extra_args = slow}};
         h_publish(&env, three, 3, 0);
         bool saw_queue = false;
         for (int i = 0; i < 1500; i++) {
@@ -485,7 +494,7 @@ START_TEST(max_parallel_is_respected)
         }
         ck_assert(saw_queue);
         for (const char *n = "abc"; *n; n++) {
-                char name[2] = { *n, 0 };
+                char name[2] = {*n, 0};
                 json_object_put(wait_generation(name, 1));
         }
 }
@@ -498,24 +507,23 @@ static Suite *suite(void)
                 const char *name;
                 const TTest *test;
         } tests[] = {
-                { "first_deploy", first_deploy },
-                { "replacement", replacement_waits_for_health },
-                { "failing_health", failing_health_keeps_old },
-                { "sigkill_adopt", sigkill_adopts_running_unit },
-                { "sigkill_rollout", sigkill_during_rollout_keeps_old },
-                { "invalid_doc", invalid_document_changes_nothing },
-                { "removal", removed_service_is_stopped_and_can_return },
-                { "replace_dead", dead_instance_is_replaced },
-                { "store_gc", store_keeps_only_what_revisions_need },
-                { "reexec", systemd_reexec_during_rollout },
-                { "max_parallel", max_parallel_is_respected },
+            {"first_deploy", first_deploy},
+            {"replacement", replacement_waits_for_health},
+            {"failing_health", failing_health_keeps_old},
+            {"sigkill_adopt", sigkill_adopts_running_unit},
+            {"sigkill_rollout", sigkill_during_rollout_keeps_old},
+            {"invalid_doc", invalid_document_changes_nothing},
+            {"removal", removed_service_is_stopped_and_can_return},
+            {"replace_dead", dead_instance_is_replaced},
+            {"store_gc", store_keeps_only_what_revisions_need},
+            {"reexec", systemd_reexec_during_rollout},
+            {"max_parallel", max_parallel_is_respected},
         };
         for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
                 TCase *tc = tcase_create(tests[i].name);
-                tcase_add_checked_fixture(tc, tests[i].test == max_parallel_is_respected
-                                                      ? setup_one_at_a_time
-                                                      : setup,
-                                          teardown);
+                tcase_add_checked_fixture(
+                    tc, tests[i].test == max_parallel_is_respected ? setup_one_at_a_time : setup,
+                    teardown);
                 tcase_set_timeout(tc, 120);
                 tcase_add_test(tc, tests[i].test);
                 suite_add_tcase(s, tc);

@@ -30,8 +30,8 @@ static int verify(const char *args, char *err, size_t err_size)
 {
         char out[700];
         snprintf(out, sizeof out, "%s/stderr", dir);
-        int rc = sh("cd '%s' && '%s/liictl' verify %s 2>'%s' >/dev/null", dir, LII_BUILD_DIR, args,
-                    out);
+        int rc =
+            sh("cd '%s' && '%s/liictl' verify %s 2>'%s' >/dev/null", dir, LII_BUILD_DIR, args, out);
         FILE *f = fopen(out, "r");
         size_t n = f ? fread(err, 1, err_size - 1, f) : 0;
         err[n] = '\0';
@@ -62,9 +62,8 @@ START_TEST(good_signature)
         char err[4096];
         ck_assert_int_eq(verify("--key a.pub release.tar.gz", err, sizeof err), 0);
         /* A folder of keys works as liid's key folders do. */
-        ck_assert_int_eq(sh("mkdir -p '%s/keys' && cp '%s/a.pub' '%s/b.pub' '%s/keys/'", dir, dir,
-                            dir, dir),
-                         0);
+        ck_assert_int_eq(
+            sh("mkdir -p '%s/keys' && cp '%s/a.pub' '%s/b.pub' '%s/keys/'", dir, dir, dir, dir), 0);
         ck_assert_int_eq(verify("--key keys release.tar.gz", err, sizeof err), 0);
         ck_assert_int_eq(sh("cd '%s' && '%s/liictl' verify --key a.pub release.tar.gz | "
                             "grep -q 'trusted comment: release 7'",
@@ -115,10 +114,11 @@ END_TEST
 START_TEST(legacy_signature_refused)
 {
         char err[4096];
-        ck_assert_int_eq(sh("cd '%s' && minisign -S -l -s a.key -m release.tar.gz -x legacy.minisig "
-                            "-t old >/dev/null",
-                            dir),
-                         0);
+        ck_assert_int_eq(
+            sh("cd '%s' && minisign -S -l -s a.key -m release.tar.gz -x legacy.minisig "
+               "-t old >/dev/null",
+               dir),
+            0);
         ck_assert_int_eq(verify("--key a.pub release.tar.gz legacy.minisig", err, sizeof err), 1);
         ck_assert_ptr_nonnull(strstr(err, "legacy"));
 }

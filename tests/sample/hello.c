@@ -48,7 +48,7 @@ static void notify_ready(void)
         if (!path || (path[0] != '/' && path[0] != '@'))
                 return;
         int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         strncpy(sa.sun_path, path, sizeof sa.sun_path - 1);
         if (sa.sun_path[0] == '@')
                 sa.sun_path[0] = '\0';
@@ -93,7 +93,11 @@ static void reply(int fd, int code, const char *body)
         int n = snprintf(buf, sizeof buf,
                          "HTTP/1.0 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
                          "Connection: close\r\n\r\n%s",
-                         code, code == 200 ? "OK" : code == 404 ? "Not Found" : code == 500 ? "Internal Server Error" : "Service Unavailable",
+                         code,
+                         code == 200   ? "OK"
+                         : code == 404 ? "Not Found"
+                         : code == 500 ? "Internal Server Error"
+                                       : "Service Unavailable",
                          strlen(body), body);
         if (n > 0 && write(fd, buf, (size_t)n) < 0)
                 perror("write");
@@ -145,8 +149,9 @@ int main(int argc, char **argv)
         int one = 1;
         setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)port),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         if (bind(s, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(s, 64) < 0) {
                 perror("hello: bind");
                 return 1;
@@ -161,8 +166,8 @@ int main(int argc, char **argv)
         }
         if (exit_after >= 0) {
                 signal(SIGALRM, on_alarm);
-                struct itimerval it = { .it_value = { .tv_sec = exit_after / 1000,
-                                                      .tv_usec = (exit_after % 1000) * 1000 } };
+                struct itimerval it = {.it_value = {.tv_sec = exit_after / 1000,
+                                                    .tv_usec = (exit_after % 1000) * 1000}};
                 if (exit_after == 0)
                         _exit(3);
                 setitimer(ITIMER_REAL, &it, NULL);
@@ -172,7 +177,7 @@ int main(int argc, char **argv)
                 if (notify && !notified) {
                         long long wait = healthy_after - (now_ms() - start);
                         if (wait > 0) {
-                                struct timespec ts = { wait / 1000, (wait % 1000) * 1000000 };
+                                struct timespec ts = {wait / 1000, (wait % 1000) * 1000000};
                                 nanosleep(&ts, NULL);
                         }
                         notify_ready();

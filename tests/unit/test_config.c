@@ -224,9 +224,8 @@ START_TEST(shipped_file_is_the_defaults)
         config_init_defaults(&shipped);
         config_init_defaults(&builtin);
         char *error = NULL;
-        ck_assert_int_eq(config_load_file(&shipped, LII_SOURCE_DIR "/packaging/liid.conf", false,
-                                          &error),
-                         0);
+        ck_assert_int_eq(
+            config_load_file(&shipped, LII_SOURCE_DIR "/packaging/liid.conf", false, &error), 0);
         ck_assert_str_eq(shipped.source_url, builtin.source_url);
         ck_assert_uint_eq(shipped.poll_interval_usec, builtin.poll_interval_usec);
         ck_assert_uint_eq(shipped.fetch_timeout_usec, builtin.fetch_timeout_usec);

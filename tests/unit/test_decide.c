@@ -10,7 +10,7 @@
 
 static struct decide_input base(void)
 {
-        return (struct decide_input){ .have_document = true, .want_spec = A, .max_parallel = 4 };
+        return (struct decide_input){.have_document = true, .want_spec = A, .max_parallel = 4};
 }
 
 START_TEST(first_deploy_rolls_out)
@@ -102,7 +102,7 @@ END_TEST
 
 START_TEST(no_document_keeps_what_runs)
 {
-        struct decide_input in = { .have_document = false, .max_parallel = 4 };
+        struct decide_input in = {.have_document = false, .max_parallel = 4};
         ck_assert_int_eq(decide(&in), DECIDE_NOTHING);
         in.current_spec = A;
         in.current_alive = true;

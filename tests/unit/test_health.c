@@ -131,11 +131,11 @@ static struct outcome check(enum health_kind kind, struct server *srv, uint64_t 
                 snprintf(target, sizeof target, "http://127.0.0.1:%d/healthz", srv->port);
         else
                 snprintf(target, sizeof target, "127.0.0.1:%d", srv->port);
-        struct health_spec spec = { .kind = kind,
-                                    .interval_usec = 60 * USEC_PER_SEC,
-                                    .timeout_usec = USEC_PER_SEC,
-                                    .passes = 1 };
-        struct outcome o = { 0 };
+        struct health_spec spec = {.kind = kind,
+                                   .interval_usec = 60 * USEC_PER_SEC,
+                                   .timeout_usec = USEC_PER_SEC,
+                                   .passes = 1};
+        struct outcome o = {0};
         struct health_check *h = NULL;
         ck_assert_int_eq(health_check_start(&loop, curlm, &spec, target, NULL,
                                             now_monotonic_usec() + deadline_ms * USEC_PER_MSEC,
@@ -153,7 +153,7 @@ static struct outcome check(enum health_kind kind, struct server *srv, uint64_t 
 
 START_TEST(tcp_instance_that_binds_late_is_found)
 {
-        struct server srv = { 0 };
+        struct server srv = {0};
         struct outcome o = check(HEALTH_TCP, &srv, 150, 5000);
         ck_assert_msg(o.ok, "the check failed: %s", o.reason);
 }
@@ -161,7 +161,7 @@ END_TEST
 
 START_TEST(http_instance_that_binds_late_is_found)
 {
-        struct server srv = { .answer = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" };
+        struct server srv = {.answer = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"};
         struct outcome o = check(HEALTH_HTTP, &srv, 150, 5000);
         ck_assert_msg(o.ok, "the check failed: %s", o.reason);
         ck_assert_uint_eq(srv.requests, 1);
@@ -172,8 +172,8 @@ START_TEST(listening_instance_is_probed_once_per_interval)
 {
         /* It answers 503: that is a verdict, not "not up yet", so the next
          * probe waits for the interval, which is past the deadline. */
-        struct server srv = { .answer = "HTTP/1.1 503 Service Unavailable\r\n"
-                                        "Content-Length: 0\r\n\r\n" };
+        struct server srv = {.answer = "HTTP/1.1 503 Service Unavailable\r\n"
+                                       "Content-Length: 0\r\n\r\n"};
         struct outcome o = check(HEALTH_HTTP, &srv, 0, 400);
         ck_assert(!o.ok);
         ck_assert_uint_eq(srv.requests, 1);
@@ -183,7 +183,7 @@ END_TEST
 
 START_TEST(nothing_listening_fails_at_the_deadline_saying_so)
 {
-        struct server srv = { 0 };
+        struct server srv = {0};
         struct outcome o = check(HEALTH_TCP, &srv, 60000, 300);
         ck_assert(!o.ok);
         ck_assert_msg(strstr(o.reason, "connection refused") != NULL, "reason: %s", o.reason);

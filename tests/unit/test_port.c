@@ -18,7 +18,7 @@
 #include "state.h"
 #include "util.h"
 
-#define LOW 40000
+#define LOW  40000
 #define HIGH 40001
 
 #define SHA "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -30,12 +30,13 @@ static void setup(void)
                       strerror(errno));
 
         _cleanup_close_ int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        struct ifreq ifr = { .ifr_name = "lo" };
+        struct ifreq ifr = {.ifr_name = "lo"};
         ck_assert_int_eq(ioctl(s, SIOCGIFFLAGS, &ifr), 0);
         ifr.ifr_flags |= IFF_UP;
         ck_assert_int_eq(ioctl(s, SIOCSIFFLAGS, &ifr), 0);
 
-        _cleanup_close_ int fd = open("/proc/sys/net/ipv4/ip_local_port_range", O_WRONLY | O_CLOEXEC);
+        _cleanup_close_ int fd =
+            open("/proc/sys/net/ipv4/ip_local_port_range", O_WRONLY | O_CLOEXEC);
         ck_assert_int_ge(fd, 0);
         char range[32];
         int n = snprintf(range, sizeof range, "%d %d\n", LOW, HIGH);
@@ -93,8 +94,9 @@ START_TEST(port_bound_elsewhere_is_not_offered)
 {
         /* Another process holds one port, lii's pending instance the other. */
         _cleanup_close_ int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(HIGH),
-                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons(HIGH),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
 
         struct state *st = empty_state();

@@ -131,7 +131,7 @@ static void expect_refused(const char *file, const char *text, const char *why)
         unlink(file);
 }
 
-#define NODE_1 "{\"format\":\"lii.state/1\",\"source\":{\"serial\":1,\"doc_sha256\":\"\"},"
+#define NODE_1  "{\"format\":\"lii.state/1\",\"source\":{\"serial\":1,\"doc_sha256\":\"\"},"
 #define INVALID "not a valid lii.state/2 state file"
 
 START_TEST(services_found_by_name_in_any_order)
@@ -139,7 +139,7 @@ START_TEST(services_found_by_name_in_any_order)
         struct state *s = NULL;
         char *error = NULL;
         ck_assert_int_eq(state_load(dir, &s, &error), 0);
-        const char *names[] = { "web", "api", "zeta", "cache", "b" };
+        const char *names[] = {"web", "api", "zeta", "cache", "b"};
         for (size_t i = 0; i < 5; i++)
                 state_get(s, names[i])->last_generation = i + 1;
         ck_assert_uint_eq(s->n_services, 5);
@@ -163,18 +163,23 @@ START_TEST(damaged_files_are_refused)
         expect_refused(path, "", "not JSON");
         expect_refused(path, "{", "not JSON");
         expect_refused(path, "[]", "not JSON");
-        expect_refused(path, "{\"format\":\"lii.state/9\",\"source\":{\"serial\":1,\"doc_sha256\":\"\"}}",
+        expect_refused(path,
+                       "{\"format\":\"lii.state/9\",\"source\":{\"serial\":1,\"doc_sha256\":\"\"}}",
                        INVALID);
-        expect_refused(path, "{\"format\":\"lii.state/2\",\"source\":{\"serial\":1,\"doc_sha256\":\"\"}} x",
-                       "not JSON");
-        expect_refused(path, "{\"format\":\"lii.state/2\",\"source\":{\"doc_sha256\":\"\"}}", INVALID);
+        expect_refused(
+            path, "{\"format\":\"lii.state/2\",\"source\":{\"serial\":1,\"doc_sha256\":\"\"}} x",
+            "not JSON");
+        expect_refused(path, "{\"format\":\"lii.state/2\",\"source\":{\"doc_sha256\":\"\"}}",
+                       INVALID);
         /* Format 1, with every service inside. */
         expect_refused(path, NODE_1 "\"services\":{}} trailing", "not JSON");
-        expect_refused(path, NODE_1 "\"services\":{\"Bad Name\":{\"last_generation\":1}}}", INVALID);
+        expect_refused(path, NODE_1 "\"services\":{\"Bad Name\":{\"last_generation\":1}}}",
+                       INVALID);
         expect_refused(path,
-                       NODE_1 "\"services\":{\"a\":{\"last_generation\":1,\"refused_spec_sha256\":\"\","
-                              "\"current\":{\"generation\":1,\"spec\":\"{}\",\"spec_sha256\":\"x\","
-                              "\"artifact_sha256\":\"x\",\"port\":1}}}}",
+                       NODE_1
+                       "\"services\":{\"a\":{\"last_generation\":1,\"refused_spec_sha256\":\"\","
+                       "\"current\":{\"generation\":1,\"spec\":\"{}\",\"spec_sha256\":\"x\","
+                       "\"artifact_sha256\":\"x\",\"port\":1}}}}",
                        INVALID);
 
         /* A service's file. */
@@ -183,11 +188,12 @@ START_TEST(damaged_files_are_refused)
         snprintf(file, sizeof file, "%s/a.json", sdir);
         expect_refused(file, "{", "not JSON");
         expect_refused(file, "{\"last_generation\":1,\"refused_spec_sha256\":\"\"}", INVALID);
-        expect_refused(file,
-                       "{\"format\":\"lii.state/2\",\"last_generation\":1,\"refused_spec_sha256\":\"\","
-                       "\"current\":{\"generation\":2,\"spec\":\"{}\",\"spec_sha256\":\"" SHA_A "\","
-                       "\"artifact_sha256\":\"" SHA_A "\",\"port\":1}}",
-                       INVALID);
+        expect_refused(
+            file,
+            "{\"format\":\"lii.state/2\",\"last_generation\":1,\"refused_spec_sha256\":\"\","
+            "\"current\":{\"generation\":2,\"spec\":\"{}\",\"spec_sha256\":\"" SHA_A "\","
+            "\"artifact_sha256\":\"" SHA_A "\",\"port\":1}}",
+            INVALID);
         /* Something else in the folder is not silently skipped. */
         snprintf(file, sizeof file, "%s/Bad Name.json", sdir);
         expect_refused(file, "{}", "not a service's state file");
@@ -321,9 +327,10 @@ END_TEST
 
 START_TEST(format_1_is_read_and_rewritten)
 {
-        spew(path, NODE_1 "\"paused\":true,\"services\":{\"hello\":{\"last_generation\":2,"
-                   "\"refused_spec_sha256\":\"\",\"current\":{\"generation\":2,\"spec\":\"{}\","
-                   "\"spec_sha256\":\"" SHA_A "\",\"artifact_sha256\":\"" SHA_B "\",\"port\":4000}}}}");
+        spew(path, NODE_1
+             "\"paused\":true,\"services\":{\"hello\":{\"last_generation\":2,"
+             "\"refused_spec_sha256\":\"\",\"current\":{\"generation\":2,\"spec\":\"{}\","
+             "\"spec_sha256\":\"" SHA_A "\",\"artifact_sha256\":\"" SHA_B "\",\"port\":4000}}}}");
         struct state *s = NULL;
         char *error = NULL;
         ck_assert_int_eq(state_load(dir, &s, &error), 0);

@@ -23,7 +23,7 @@ START_TEST(durations)
         ck_assert_uint_eq(u, 3600 * USEC_PER_SEC);
         ck_assert_int_eq(parse_duration("7", &u), 0);
         ck_assert_uint_eq(u, 7 * USEC_PER_SEC);
-        const char *bad[] = { "", "s", "-1s", "1.5s", "1 s", "1sec", "10d", " 1s", "1s " };
+        const char *bad[] = {"", "s", "-1s", "1.5s", "1 s", "1sec", "10d", " 1s", "1s "};
         for (size_t i = 0; i < ELEMENTSOF(bad); i++)
                 ck_assert_msg(parse_duration(bad[i], &u) == -EINVAL, "accepted '%s'", bad[i]);
         ck_assert_int_eq(parse_duration("99999999999999999999s", &u), -ERANGE);
@@ -77,8 +77,8 @@ struct named {
 
 START_TEST(sorted_by_name)
 {
-        struct named a = { .name = "alpha" }, m = { .name = "mid" }, z = { .name = "zulu" };
-        void *v[] = { &a, &m, &z };
+        struct named a = {.name = "alpha"}, m = {.name = "mid"}, z = {.name = "zulu"};
+        void *v[] = {&a, &m, &z};
         const size_t off = offsetof(struct named, name);
         bool found;
 
@@ -128,7 +128,7 @@ START_TEST(service_names)
         memset(too_long, 'a', 49);
         too_long[49] = '\0';
         ck_assert(!service_name_is_valid(too_long));
-        const char *bad[] = { "", "-a", "Hello", "a_b", "a.b", "a/b", "a b", "é" };
+        const char *bad[] = {"", "-a", "Hello", "a_b", "a.b", "a/b", "a b", "é"};
         for (size_t i = 0; i < ELEMENTSOF(bad); i++)
                 ck_assert_msg(!service_name_is_valid(bad[i]), "accepted '%s'", bad[i]);
 }
@@ -136,7 +136,7 @@ END_TEST
 
 START_TEST(hex)
 {
-        const uint8_t in[] = { 0x00, 0xab, 0xff };
+        const uint8_t in[] = {0x00, 0xab, 0xff};
         char out[7];
         hex_encode(in, 3, out);
         ck_assert_str_eq(out, "00abff");
