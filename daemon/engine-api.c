@@ -244,6 +244,25 @@ static json_object *operable(struct engine *e, const char *name, struct service 
         return NULL;
 }
 
+/* Sets the quarantined spec and the hold of a service and records them;
+ * when that cannot be written, puts both back and answers 503. */
+static json_object *record_hold(struct engine *e, struct service_state *ss, const char *refused,
+                                bool held)
+{
+        char old_refused[sizeof ss->refused_spec_sha256];
+        memcpy(old_refused, ss->refused_spec_sha256, sizeof old_refused);
+        bool old_held = ss->held;
+        snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256, "%s", refused);
+        ss->held = held;
+        int r = engine_save_service(e, ss);
+        if (r < 0) {
+                memcpy(ss->refused_spec_sha256, old_refused, sizeof old_refused);
+                ss->held = old_held;
+                return unrecorded(r);
+        }
+        return NULL;
+}
+
 static json_object *api_rollback(void *userdata, const char *name)
 {
         struct engine *e = userdata;
@@ -263,23 +282,15 @@ static json_object *api_rollback(void *userdata, const char *name)
          * operator asks for replace. */
         char refused[sizeof ss->refused_spec_sha256];
         memcpy(refused, ss->refused_spec_sha256, sizeof refused);
-        if (ss->current)
-                snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256, "%s",
-                         ss->current->spec_sha256);
-        bool held = ss->held;
-        ss->held = true;
         uint64_t to = ss->previous->generation;
         uint64_t generation = ss->last_generation + 1;
-        int r = engine_save_service(e, ss);
-        if (r < 0) {
-                ss->held = held;
-                memcpy(ss->refused_spec_sha256, refused, sizeof refused);
-                return unrecorded(r);
-        }
+        err = record_hold(e, ss, ss->current ? ss->current->spec_sha256 : refused, true);
+        if (err)
+                return err;
         engine_cancel_backoff(svc);
         events_emit(e->events, EVENT_OPERATOR, name, 0, "rollback to the spec of generation %llu",
                     (unsigned long long)to);
-        r = engine_rollout_start(svc, spec, ROLLOUT_ROLLBACK);
+        int r = engine_rollout_start(svc, spec, ROLLOUT_ROLLBACK);
         if (r < 0) {
                 ss->held = false;
                 snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256, "%s", refused);
@@ -305,17 +316,9 @@ static json_object *api_replace(void *userdata, const char *name)
         if (!e->desired || !desired_find(e->desired, name))
                 return lii_error_new(LII_ERR_CONFLICT, "this service is not in the desired state");
         /* A fresh start: quarantine, hold and restart count are cleared. */
-        char refused[sizeof ss->refused_spec_sha256];
-        memcpy(refused, ss->refused_spec_sha256, sizeof refused);
-        bool held = ss->held;
-        ss->refused_spec_sha256[0] = '\0';
-        ss->held = false;
-        int r = engine_save_service(e, ss);
-        if (r < 0) {
-                memcpy(ss->refused_spec_sha256, refused, sizeof refused);
-                ss->held = held;
-                return unrecorded(r);
-        }
+        err = record_hold(e, ss, "", false);
+        if (err)
+                return err;
         svc->restarts = 0;
         engine_cancel_backoff(svc);
         svc->force = true;

@@ -767,6 +767,15 @@ json_object *h_wait_generation(struct h_env *env, const char *service, long long
         return h_wait_service(env, service, h_runs_generation, &gen, 30000, what);
 }
 
+int h_run_suite(Suite *s)
+{
+        SRunner *sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        int failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
 int h_main(Suite *s)
 {
         if (geteuid() != 0) {
@@ -774,11 +783,7 @@ int h_main(Suite *s)
                         "integration tests need root (they run a private systemd manager)\n");
                 return 77;
         }
-        SRunner *sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return h_run_suite(s);
 }
 
 /* A loopback port nothing has bound right now. */

@@ -141,6 +141,8 @@ json_object *h_wait_generation(struct h_env *env, const char *service, long long
 /* Runs an integration suite: as root (it starts a private systemd
  * manager), or skipped with exit 77 otherwise. Returns main()'s status. */
 #include <check.h>
+/* Runs a suite and returns the exit status of a test program. */
+int h_run_suite(Suite *s);
 int h_main(Suite *s);
 
 /* Small JSON accessors: "current.generation" style paths. */

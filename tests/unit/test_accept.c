@@ -11,6 +11,7 @@
 
 #include "accept.h"
 #include "util.h"
+#include "harness.h"
 
 #define MINISIGN_TOOL "/usr/bin/minisign"
 #define URL           "https://example.invalid/desired.json"
@@ -313,13 +314,10 @@ int main(void)
         tcase_add_test(tc, malformed_and_oversized_are_refused_with_their_place);
         tcase_add_test(tc, unsigned_only_when_signatures_are_not_required);
         suite_add_tcase(s, tc);
-        SRunner *sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
+        int status = h_run_suite(s);
         minisign_keyring_free(trusted);
         _cleanup_free_ char *rm = xasprintf("rm -rf '%s'", tmpdir);
         if (system(rm) != 0)
                 fprintf(stderr, "could not remove %s\n", tmpdir);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return status;
 }

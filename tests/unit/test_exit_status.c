@@ -7,6 +7,7 @@
 
 #include "exit-status.h"
 #include "util.h"
+#include "harness.h"
 
 static char *describe(int code, int status, const char *result, const char *active)
 {
@@ -80,9 +81,5 @@ int main(void)
         tcase_add_test(tc, application_exit_status_and_signals);
         tcase_add_test(tc, results_without_a_process);
         suite_add_tcase(s, tc);
-        SRunner *sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return h_run_suite(s);
 }

@@ -18,6 +18,7 @@
 #include "store.h"
 #include "systemd.h"
 #include "util.h"
+#include "harness.h"
 
 /* ---- the doubles ---- */
 
@@ -388,9 +389,5 @@ int main(void)
         tcase_add_test(tc, losing_systemd_reports_nothing);
         tcase_add_test(tc, freeing_cancels_what_is_in_flight);
         suite_add_tcase(s, tc);
-        SRunner *sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return h_run_suite(s);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "source-etcd.h"
+#include "harness.h"
 
 START_TEST(url_hosts_and_prefix)
 {
@@ -224,9 +225,5 @@ int main(void)
         tcase_add_test(tc, watch_stream_split);
         tcase_add_test(tc, watch_stream_refused);
         suite_add_tcase(s, tc);
-        SRunner *sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return h_run_suite(s);
 }

@@ -9,6 +9,7 @@
 #include "events.h"
 #include "storage.h"
 #include "util.h"
+#include "harness.h"
 
 #define FIRST_MSEC   5
 #define MAX_MSEC     20
@@ -212,9 +213,5 @@ int main(void)
         tcase_add_test(tc, retry_now_does_not_wait);
         tcase_add_test(tc, free_cancels_the_attempt);
         suite_add_tcase(s, tc);
-        SRunner *sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return h_run_suite(s);
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "util.h"
+#include "harness.h"
 
 START_TEST(instance_names)
 {
@@ -85,9 +86,5 @@ int main(void)
         tcase_add_test(tc, longest_names);
         tcase_add_loop_test(tc, not_instance_names, 0, ELEMENTSOF(not_instances));
         suite_add_tcase(s, tc);
-        SRunner *sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return h_run_suite(s);
 }
