@@ -26,9 +26,13 @@ minisign -V -q -p "$pubkey" -m "$tmp/artifact.tar.gz"
 mkdir -p "$dest"
 tar -xzf "$tmp/artifact.tar.gz" -C "$dest"
 
+# The unit sees the tree where liid's instances see theirs: a dynamic user
+# could not walk down to $dest when the checkout is under /root. systemd-run
+# looks for the program on this side of the mount, hence env(1) in front.
 systemd-run --user --quiet --unit "$unit" --slice lii.slice -p Type=exec \
-	-p WorkingDirectory="$dest" -E PORT="$port" "$@" \
-	"$dest/bin/hello" --version-name "$unit"
+	-p TemporaryFileSystem=/run/lii:ro -p BindReadOnlyPaths="$dest:/run/lii/artifact" \
+	-p WorkingDirectory=/run/lii/artifact -E PORT="$port" "$@" \
+	/usr/bin/env /run/lii/artifact/bin/hello --version-name "$unit"
 
 for _ in $(seq 2000); do
 	curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$port/healthz" 2>/dev/null && break

@@ -107,6 +107,17 @@ b_systemd_run() {
 	XDG_RUNTIME_DIR=$B_RUNTIME systemd-run --user --quiet "$@"
 }
 
+# The file system liid gives an instance (daemon/instance.c): the tree DIR at
+# /run/lii/artifact, on an empty read-only /run/lii, also when DIR is out of a
+# dynamic user's reach (a checkout under /root). Sets B_VIEW to the options
+# and B_EXE to the program: systemd-run looks for a program on this side of
+# the mount, hence env(1) in front of it.
+b_view() {
+	B_VIEW=(-p TemporaryFileSystem=/run/lii:ro -p "BindReadOnlyPaths=$1:/run/lii/artifact"
+		-p WorkingDirectory=/run/lii/artifact)
+	B_EXE=(/usr/bin/env /run/lii/artifact/bin/hello)
+}
+
 # The properties liid gives an instance with "sandbox": "strict" under a
 # user manager (daemon/systemd.c, append_sandbox), so that a unit started
 # by hand is the same unit (with a StateDirectory= of its own, as liid's

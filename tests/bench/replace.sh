@@ -52,9 +52,10 @@ replace_components() {
 	local m0 m1
 	m0=$(b_cpu "$B_MANAGER_PID")
 	t0=$EPOCHREALTIME
+	b_view "$dir"
 	b_systemd_run --unit "bench-limit-$i" --slice lii.slice -p Type=exec -p TimeoutStopSec=5 \
-		-p WorkingDirectory="$dir" -p StateDirectory=lii/bench-limit -E PORT="$port" \
-		"${B_SANDBOX[@]}" "$dir/bin/hello" --version-name "limit-$i"
+		"${B_VIEW[@]}" -p StateDirectory=lii/bench-limit -E PORT="$port" \
+		"${B_SANDBOX[@]}" "${B_EXE[@]}" --version-name "limit-$i"
 	t1=$EPOCHREALTIME
 	record tool.systemd_run "$(ms_between "$t0" "$t1")"
 	out=$("$B_TOOL" probe "$port" /healthz 10000)
@@ -232,10 +233,11 @@ scenario_replace() {
 		mkdir -p "$dir"
 		tar -xzf "$B_WWW/hello-liid-1.tar.gz" -C "$dir"
 		port=$("$B_TOOL" port)
+		b_view "$dir"
 		XDG_RUNTIME_DIR=$B_RUNTIME strace -f -c -e trace=sendmsg,recvmsg -o "$B_DIR/strace-run.txt" \
 			systemd-run --user --quiet --unit bench-limit-strace --slice lii.slice -p Type=exec \
-			-p WorkingDirectory="$dir" -p StateDirectory=lii/bench-limit -E PORT="$port" \
-			"${B_SANDBOX[@]}" "$dir/bin/hello" 2>/dev/null
+			"${B_VIEW[@]}" -p StateDirectory=lii/bench-limit -E PORT="$port" \
+			"${B_SANDBOX[@]}" "${B_EXE[@]}" 2>/dev/null
 		XDG_RUNTIME_DIR=$B_RUNTIME strace -f -c -e trace=sendmsg,recvmsg -o "$B_DIR/strace-stop.txt" \
 			systemctl --user stop bench-limit-strace 2>/dev/null
 		record bus.tools_msgs "$(($(syscalls "$B_DIR/strace-run.txt" '^(sendmsg|recvmsg)$') +
