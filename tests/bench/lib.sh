@@ -428,6 +428,8 @@ B_MOUNTS=()
 
 b_cleanup() {
 	local status=$?
+	# What fails while tearing down is no failure of the run.
+	trap - ERR
 	set +e
 	[[ -n ${B_WATCH_PID:-} ]] && kill "$B_WATCH_PID" 2>/dev/null
 	b_anon_sampler_stop
