@@ -440,9 +440,30 @@ static int prepare_socket_dir(const char *socket_path, char **ret_error)
         return 0;
 }
 
+/* etcd's user/password authentication needs the password, in a file
+ * liid can read. */
+static int check_etcd_auth(const struct config *c, char **ret_error)
+{
+        if (!c->etcd_username)
+                return 0;
+        if (!c->etcd_password_file)
+                return fail_with(ret_error, -EINVAL,
+                                 "etcd.password_file: not set, but etcd.username is '%s'",
+                                 c->etcd_username);
+        if (access(c->etcd_password_file, R_OK) < 0) {
+                int err = errno;
+                return fail_with(ret_error, -err, "etcd.password_file: '%s' cannot be read: %s",
+                                 c->etcd_password_file, strerror(err));
+        }
+        return 0;
+}
+
 int config_prepare_paths(const struct config *c, bool socket_passed, char **ret_error)
 {
-        int r = prepare_state_dir(c->state_dir, ret_error);
+        int r = check_etcd_auth(c, ret_error);
+        if (r < 0)
+                return r;
+        r = prepare_state_dir(c->state_dir, ret_error);
         if (r < 0)
                 return r;
         if (!socket_passed)

@@ -57,7 +57,8 @@ int config_set(struct config *c, const char *section, const char *key, const cha
  * writable by other users or not by liid, or is on a file system mounted noexec
  * (the instances execute from the store in it), and a socket folder that
  * liid cannot write in or another user owns. socket_passed (systemd passed
- * the socket) skips the socket's folder. On failure returns a negative
- * errno and sets *ret_error to "KEY: 'PATH' reason" (malloc'ed). */
+ * the socket) skips the socket's folder. With etcd.username set, the
+ * etcd.password_file must be there and readable. On failure returns a
+ * negative errno and sets *ret_error to "KEY: 'PATH' reason" (malloc'ed). */
 int config_prepare_paths(const struct config *c, bool socket_passed, char **ret_error);
 void config_done(struct config *c);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -276,6 +277,41 @@ START_TEST(etcd_section)
 }
 END_TEST
 
+/* etcd's user/password authentication is refused at start, naming the key,
+ * when the password cannot be had. The folders are fine: only the
+ * password is at fault. */
+START_TEST(etcd_password_needed_with_a_username)
+{
+        struct config c;
+        char *error = NULL;
+        config_init_defaults(&c);
+        _cleanup_free_ char *dir = xasprintf("%s/test-config-etcd.%d", LII_BUILD_DIR, getpid());
+        ck_assert_int_eq(mkdir(dir, 0755), 0);
+        _cleanup_free_ char *state = xasprintf("%s/state", dir);
+        _cleanup_free_ char *sock = xasprintf("%s/run/liid.sock", dir);
+        _cleanup_free_ char *missing = xasprintf("%s/no-such-password", dir);
+        ck_assert_int_eq(config_set(&c, "paths", "state_dir", state, &error), 0);
+        ck_assert_int_eq(config_set(&c, "paths", "socket", sock, &error), 0);
+        ck_assert_int_eq(config_prepare_paths(&c, false, &error), 0);
+
+        ck_assert_int_eq(config_set(&c, "etcd", "username", "lii", &error), 0);
+        ck_assert_int_eq(config_prepare_paths(&c, false, &error), -EINVAL);
+        ck_assert_str_eq(error, "etcd.password_file: not set, but etcd.username is 'lii'");
+        free(error);
+        error = NULL;
+
+        ck_assert_int_eq(config_set(&c, "etcd", "password_file", missing, &error), 0);
+        ck_assert_int_eq(config_prepare_paths(&c, false, &error), -ENOENT);
+        _cleanup_free_ char *want = xasprintf(
+            "etcd.password_file: '%s' cannot be read: No such file or directory", missing);
+        ck_assert_str_eq(error, want);
+        free(error);
+        config_done(&c);
+        _cleanup_free_ char *rm = xasprintf("rm -rf '%s'", dir);
+        ck_assert_int_eq(system(rm), 0);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("config");
@@ -291,6 +327,7 @@ int main(void)
         tcase_add_test(tc, flags_use_the_same_checks);
         tcase_add_test(tc, shipped_file_is_the_defaults);
         tcase_add_test(tc, etcd_section);
+        tcase_add_test(tc, etcd_password_needed_with_a_username);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
