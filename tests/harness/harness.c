@@ -5,6 +5,7 @@
 #include <check.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
@@ -765,6 +766,44 @@ json_object *h_wait_generation(struct h_env *env, const char *service, long long
         char what[128];
         snprintf(what, sizeof what, "%s to run generation %lld", service, gen);
         return h_wait_service(env, service, h_runs_generation, &gen, 30000, what);
+}
+
+int h_run_quiet(const char *const *argv)
+{
+        pid_t pid = fork();
+        if (pid < 0)
+                return -1;
+        if (pid == 0) {
+                int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+                dup2(fd, STDOUT_FILENO);
+                dup2(fd, STDERR_FILENO);
+                execvp(argv[0], (char *const *)argv);
+                _exit(127);
+        }
+        int status;
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int h_groups_ensure(const char *const *names, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                const char *add[] = {"groupadd", "-f", names[i], NULL};
+                if (h_run_quiet(add) != 0)
+                        return -1;
+        }
+        return 0;
+}
+
+void h_groups_remove(const char *const *names, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                const char *del[] = {"groupdel", names[i], NULL};
+                if (getgrnam(names[i]) && h_run_quiet(del) != 0)
+                        fprintf(stderr, "could not remove the test group %s\n", names[i]);
+        }
 }
 
 int h_run_suite(Suite *s)

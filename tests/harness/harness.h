@@ -141,6 +141,13 @@ json_object *h_wait_generation(struct h_env *env, const char *service, long long
 /* Runs an integration suite: as root (it starts a private systemd
  * manager), or skipped with exit 77 otherwise. Returns main()'s status. */
 #include <check.h>
+/* Runs argv (found in PATH) with its output thrown away; returns its exit
+ * status, 128 + the signal that ended it, or -1 when it could not run.
+ * For useradd, groupadd and friends, whose chatter is not the test's. */
+int h_run_quiet(const char *const *argv);
+/* Makes the groups (if missing), or returns -1; removes them again. */
+int h_groups_ensure(const char *const *names, size_t n);
+void h_groups_remove(const char *const *names, size_t n);
 /* Runs a suite and returns the exit status of a test program. */
 int h_run_suite(Suite *s);
 int h_main(Suite *s);

@@ -694,43 +694,17 @@ static Suite *suite(void)
         return s;
 }
 
-static int run_quiet(const char *const *argv)
-{
-        pid_t pid = fork();
-        if (pid < 0)
-                return -1;
-        if (pid == 0) {
-                int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
-                dup2(fd, STDOUT_FILENO);
-                dup2(fd, STDERR_FILENO);
-                execvp(argv[0], (char *const *)argv);
-                _exit(127);
-        }
-        int status;
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 static const char *const groups[] = {READ_GROUP, ADMIN_GROUP};
 
 static void groups_remove(void)
 {
-        for (size_t i = 0; i < ELEMENTSOF(groups); i++) {
-                const char *del[] = {"groupdel", groups[i], NULL};
-                if (getgrnam(groups[i]) && run_quiet(del) != 0)
-                        fprintf(stderr, "test_api_limits: could not remove group %s\n", groups[i]);
-        }
+        h_groups_remove(groups, ELEMENTSOF(groups));
 }
 
 static int groups_create(void)
 {
-        for (size_t i = 0; i < ELEMENTSOF(groups); i++) {
-                const char *add[] = {"groupadd", "-f", groups[i], NULL};
-                if (run_quiet(add) != 0)
-                        return -1;
-        }
+        if (h_groups_ensure(groups, ELEMENTSOF(groups)) < 0)
+                return -1;
         struct group *gr = getgrnam(READ_GROUP);
         if (!gr)
                 return -1;

@@ -426,33 +426,13 @@ static Suite *suite(void)
         return s;
 }
 
-/* useradd, userdel and friends; their chatter is not the test's. */
-static int run_quiet(const char *const *argv)
-{
-        pid_t pid = fork();
-        if (pid < 0)
-                return -1;
-        if (pid == 0) {
-                int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
-                dup2(fd, STDOUT_FILENO);
-                dup2(fd, STDERR_FILENO);
-                execvp(argv[0], (char *const *)argv);
-                _exit(127);
-        }
-        int status;
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 /* A user without a home or login shell in exactly these supplementary
  * groups ("" for none), whether or not an earlier run left it behind. */
 static int user_ensure(const char *name, const char *groups)
 {
         if (getpwnam(name)) {
                 const char *mod[] = {"usermod", "-G", groups, name, NULL};
-                return run_quiet(mod);
+                return h_run_quiet(mod);
         }
         const char *add[] = {"useradd", "-M", "-N", "-s", "/usr/sbin/nologin",
                              name,      NULL, NULL, NULL};
@@ -461,7 +441,7 @@ static int user_ensure(const char *name, const char *groups)
                 add[6] = "-G";
                 add[7] = groups;
         }
-        return run_quiet(add);
+        return h_run_quiet(add);
 }
 
 static const char *const users[] = {READER, ADMIN, OUTSIDER};
@@ -471,23 +451,16 @@ static void accounts_remove(void)
 {
         for (size_t i = 0; i < sizeof users / sizeof users[0]; i++) {
                 const char *del[] = {"userdel", users[i], NULL};
-                if (getpwnam(users[i]) && run_quiet(del) != 0)
+                if (getpwnam(users[i]) && h_run_quiet(del) != 0)
                         fprintf(stderr, "test_auth: could not remove user %s\n", users[i]);
         }
-        for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
-                const char *del[] = {"groupdel", groups[i], NULL};
-                if (getgrnam(groups[i]) && run_quiet(del) != 0)
-                        fprintf(stderr, "test_auth: could not remove group %s\n", groups[i]);
-        }
+        h_groups_remove(groups, sizeof groups / sizeof groups[0]);
 }
 
 static int accounts_create(void)
 {
-        for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
-                const char *add[] = {"groupadd", "-f", groups[i], NULL};
-                if (run_quiet(add) != 0)
-                        return -1;
-        }
+        if (h_groups_ensure(groups, sizeof groups / sizeof groups[0]) < 0)
+                return -1;
         /* The socket is root:read_group 0660, so an admin who is to reach
          * it at all is in read_group too. */
         if (user_ensure(READER, READ_GROUP) != 0 ||
@@ -508,10 +481,7 @@ int main(void)
                 accounts_remove();
                 return EXIT_FAILURE;
         }
-        SRunner *sr = srunner_create(suite());
-        srunner_run_all(sr, CK_NORMAL);
-        int failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
+        int rc = h_run_suite(suite());
         accounts_remove();
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return rc;
 }
