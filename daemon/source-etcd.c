@@ -633,14 +633,21 @@ static bool forget_token_if_invalid(struct etcd_source *es, const char *error)
 
 static void range_finish(struct etcd_source *es, bool ok);
 
-static void on_auth_done(CURL *easy, CURLcode result, void *userdata)
+/* A finished request's HTTP status; its handle goes. */
+static long call_end(struct call *c, CURL *easy)
 {
-        struct call *c = userdata;
-        struct etcd_source *es = c->es;
         long status = 0;
         curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
         curl_easy_cleanup(easy);
         c->easy = NULL;
+        return status;
+}
+
+static void on_auth_done(CURL *easy, CURLcode result, void *userdata)
+{
+        struct call *c = userdata;
+        struct etcd_source *es = c->es;
+        long status = call_end(c, easy);
 
         _cleanup_json_ json_object *root = NULL;
         json_object *token = NULL;
@@ -739,10 +746,7 @@ static void on_range_done(CURL *easy, CURLcode result, void *userdata)
 {
         struct call *c = userdata;
         struct etcd_source *es = c->es;
-        long status = 0;
-        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-        curl_easy_cleanup(easy);
-        c->easy = NULL;
+        long status = call_end(c, easy);
 
         if (c->error) {
                 deliver_error(es, c->error, "%s", c->error_msg);
