@@ -32,13 +32,15 @@ static char *member_text(json_object *o, const char *key)
         return value_text(v);
 }
 
-static char *rollout_text(json_object *lr)
+/* "succeeded in 812ms", "failed in 3s: REASON", or "-" before the first
+ * rollout, from a service of the summary view. */
+static char *rollout_text(json_object *svc)
 {
-        if (!lr)
+        if (!json_get_string(svc, LII_F_LAST_RESULT))
                 return xstrdup("-");
-        _cleanup_free_ char *result = member_text(lr, LII_F_RESULT);
-        json_object *ms = json_get(lr, LII_F_DURATION_MS, json_type_int);
-        const char *reason = json_get_string(lr, LII_F_REASON);
+        _cleanup_free_ char *result = member_text(svc, LII_F_LAST_RESULT);
+        json_object *ms = json_get(svc, LII_F_LAST_DURATION_MS, json_type_int);
+        const char *reason = json_get_string(svc, LII_F_LAST_REASON);
 
         char duration[32] = "";
         if (ms && json_object_get_int64(ms) >= 0) {
@@ -185,14 +187,13 @@ static void add_row(struct table *t, const char *name, json_object *svc, bool pa
 {
         struct row *r = &t->rows[t->n++];
         *r = (struct row){.name = name, .state = json_get_string(svc, LII_F_STATE)};
-        json_object *cur = json_get(svc, LII_F_CURRENT, json_type_object);
         r->cells[COL_SERVICE] = ctl_printable(name);
         r->cells[COL_STATE] = state_text(svc, paused);
-        r->cells[COL_GEN] = member_text(cur, LII_F_GENERATION);
-        r->cells[COL_UNIT] = member_text(cur, LII_F_UNIT);
-        r->cells[COL_HEALTHY] = member_text(cur, LII_F_HEALTHY);
-        r->cells[COL_SINCE] = member_text(cur, LII_F_ACTIVE_SINCE);
-        r->cells[COL_ROLLOUT] = rollout_text(json_get(svc, LII_F_LAST_ROLLOUT, json_type_object));
+        r->cells[COL_GEN] = member_text(svc, LII_F_GENERATION);
+        r->cells[COL_UNIT] = member_text(svc, LII_F_UNIT);
+        r->cells[COL_HEALTHY] = member_text(svc, LII_F_HEALTHY);
+        r->cells[COL_SINCE] = member_text(svc, LII_F_ACTIVE_SINCE);
+        r->cells[COL_ROLLOUT] = rollout_text(svc);
 }
 
 static void print_services(const struct ctl *ctl, json_object *doc)
@@ -346,8 +347,12 @@ static int run(struct ctl *ctl, int argc, char **argv)
         }
         const char *name = optind < argc ? argv[optind] : NULL;
 
+        /* The table needs only the summary view, a fifth of the whole
+         * document; --json prints liid's whole document. */
         _cleanup_free_ char *route =
-            name ? client_service_route(name, "") : xstrdup(LII_ROUTE_STATUS);
+            name        ? client_service_route(name, "")
+            : ctl->json ? xstrdup(LII_ROUTE_STATUS)
+                        : xstrdup(LII_ROUTE_STATUS "?" LII_QUERY_VIEW "=" LII_VIEW_SUMMARY);
         if (!route)
                 return LIICTL_EXIT_FAILED;
 

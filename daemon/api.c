@@ -63,9 +63,26 @@ struct request {
         bool head;
 };
 
-static json_object *handle_status(struct api *a, const struct request *req)
+static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, json_object *doc,
+                               const char *allow);
+
+static enum MHD_Result respond_status(struct api *a, struct MHD_Connection *c,
+                                      const struct request *req)
 {
-        return a->ops->status(a->userdata);
+        const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, LII_QUERY_VIEW);
+        enum status_view view;
+        if (!v || strcmp(v, LII_VIEW_FULL) == 0)
+                view = STATUS_VIEW_FULL;
+        else if (strcmp(v, LII_VIEW_SUMMARY) == 0)
+                view = STATUS_VIEW_SUMMARY;
+        else
+                return api_respond_error(
+                    c, LII_ERR_BAD_REQUEST,
+                    LII_QUERY_VIEW ": neither " LII_VIEW_FULL " nor " LII_VIEW_SUMMARY, NULL);
+        _cleanup_json_ json_object *doc = a->ops->status(a->userdata, view);
+        if (!doc)
+                return api_respond_error(c, LII_ERR_INTERNAL, "no answer from liid", NULL);
+        return respond(c, MHD_HTTP_OK, doc, NULL);
 }
 
 /* The name was validated by the router, so it is safe to echo. */
@@ -166,7 +183,7 @@ static enum MHD_Result respond_events(struct api *a, struct MHD_Connection *c,
 /* The first row whose path and method match serves a request; the rows
  * that match the path alone make the Allow header of a 405. */
 static const struct route routes[] = {
-    {"GET", LII_ROUTE_STATUS, NULL, ROLE_READER, .handler = handle_status},
+    {"GET", LII_ROUTE_STATUS, NULL, ROLE_READER, .responder = respond_status},
     {"GET", LII_ROUTE_SERVICES, "", ROLE_READER, .handler = handle_service},
     {"GET", LII_ROUTE_EVENTS, NULL, ROLE_READER, .responder = respond_events},
     {"GET", LII_ROUTE_METRICS, NULL, ROLE_READER, .responder = respond_metrics},

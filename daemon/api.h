@@ -26,8 +26,14 @@ struct metrics;
  * NULL from rollback() or replace() means no such service (404); NULL from
  * the others is an internal error (500). Every callback runs on the loop
  * and must not block: a long action is started, not awaited. */
+/* What GET /v1/status?view= asks for. */
+enum status_view {
+        STATUS_VIEW_FULL,
+        STATUS_VIEW_SUMMARY,
+};
+
 struct api_ops {
-        json_object *(*status)(void *userdata);
+        json_object *(*status)(void *userdata, enum status_view view);
         json_object *(*service)(void *userdata, const char *name);
         json_object *(*sync)(void *userdata);
         json_object *(*pause)(void *userdata);

@@ -37,6 +37,13 @@ static json_object *signature_json(const struct instance *i)
         return o;
 }
 
+static uint64_t rollout_duration_ms(const struct rollout_record *rec)
+{
+        return rec->finished_usec > rec->started_usec
+                   ? (rec->finished_usec - rec->started_usec) / USEC_PER_MSEC
+                   : 0;
+}
+
 static json_object *service_json(struct engine *e, struct service *svc)
 {
         struct service_state *ss = state_find(e->state, svc->name);
@@ -112,10 +119,8 @@ static json_object *service_json(struct engine *e, struct service *svc)
                 json_object_object_add(lr, LII_F_REASON, string_or_null(rec->reason));
                 json_object_object_add(lr, LII_F_STARTED_AT, time_or_null(rec->started_usec));
                 json_object_object_add(lr, LII_F_FINISHED_AT, time_or_null(rec->finished_usec));
-                uint64_t ms = rec->finished_usec > rec->started_usec
-                                  ? (rec->finished_usec - rec->started_usec) / USEC_PER_MSEC
-                                  : 0;
-                json_object_object_add(lr, LII_F_DURATION_MS, json_object_new_uint64(ms));
+                json_object_object_add(lr, LII_F_DURATION_MS,
+                                       json_object_new_uint64(rollout_duration_ms(rec)));
         }
         json_object_object_add(o, LII_F_LAST_ROLLOUT, lr);
         json_object_object_add(o, LII_F_RESTARTS, json_object_new_int64(svc->restarts));
@@ -123,10 +128,47 @@ static json_object *service_json(struct engine *e, struct service *svc)
         return o;
 }
 
-static json_object *api_status(void *userdata)
+/* A service in the summary view: the fields of its row in a table, from
+ * the same places as service_json()'s. Each key is a literal added once,
+ * so json-c neither copies nor looks it up: this view is for clients that
+ * ask often or about many services. */
+static json_object *service_summary_json(struct engine *e, struct service *svc)
+{
+        const int once = JSON_C_OBJECT_ADD_KEY_IS_NEW | JSON_C_OBJECT_KEY_IS_CONSTANT;
+        struct service_state *ss = state_find(e->state, svc->name);
+        const struct instance *cur = ss ? ss->current : NULL;
+        const struct rollout_record *rec =
+            ss && ss->last_rollout.result != LII_RESULT_NONE ? &ss->last_rollout : NULL;
+        json_object *o = json_object_new_object();
+        json_object_object_add_ex(o, LII_F_STATE,
+                                  json_object_new_string(lii_state_to_string(svc->state)), once);
+        json_object_object_add_ex(o, LII_F_HELD, json_object_new_boolean(ss && ss->held), once);
+        json_object_object_add_ex(o, LII_F_GENERATION,
+                                  cur ? json_object_new_uint64(cur->generation) : NULL, once);
+        json_object_object_add_ex(o, LII_F_UNIT, cur ? json_object_new_string(cur->unit) : NULL,
+                                  once);
+        json_object_object_add_ex(
+            o, LII_F_HEALTHY,
+            cur ? json_object_new_boolean(svc->current_alive && svc->healthy) : NULL, once);
+        json_object_object_add_ex(o, LII_F_ACTIVE_SINCE,
+                                  cur ? time_or_null(svc->active_since_usec) : NULL, once);
+        json_object_object_add_ex(
+            o, LII_F_LAST_RESULT,
+            rec ? json_object_new_string(lii_result_to_string(rec->result)) : NULL, once);
+        json_object_object_add_ex(o, LII_F_LAST_REASON, rec ? string_or_null(rec->reason) : NULL,
+                                  once);
+        json_object_object_add_ex(o, LII_F_LAST_DURATION_MS,
+                                  rec ? json_object_new_uint64(rollout_duration_ms(rec)) : NULL,
+                                  once);
+        return o;
+}
+
+static json_object *api_status(void *userdata, enum status_view view)
 {
         struct engine *e = userdata;
         json_object *o = json_object_new_object();
+        if (view == STATUS_VIEW_SUMMARY)
+                json_object_object_add(o, LII_F_VIEW, json_object_new_string(LII_VIEW_SUMMARY));
         json_object_object_add(o, LII_F_NODE, json_object_new_string(e->node_name));
         json_object_object_add(o, LII_F_VERSION, json_object_new_string(LII_VERSION));
         json_object_object_add(o, LII_F_PAUSED, json_object_new_boolean(e->state->paused));
@@ -151,8 +193,14 @@ static json_object *api_status(void *userdata)
         json_object_object_add(o, LII_F_STORAGE, storage_to_json(e->storage));
 
         json_object *svcs = json_object_new_object();
-        for (size_t i = 0; i < e->n_services; i++)
-                json_object_object_add(svcs, e->services[i]->name, service_json(e, e->services[i]));
+        for (size_t i = 0; i < e->n_services; i++) {
+                struct service *svc = e->services[i];
+                /* Names are unique: json-c need not look each one up. */
+                json_object_object_add_ex(svcs, svc->name,
+                                          view == STATUS_VIEW_SUMMARY ? service_summary_json(e, svc)
+                                                                      : service_json(e, svc),
+                                          JSON_C_OBJECT_ADD_KEY_IS_NEW);
+        }
         json_object_object_add(o, LII_F_SERVICES, svcs);
         return o;
 }

@@ -31,6 +31,12 @@
  * keep the answer open and stream new events as they happen. */
 #define LII_QUERY_AFTER  "after"
 #define LII_QUERY_FOLLOW "follow"
+/* Query parameter of GET /v1/status: "full" (the default) or "summary":
+ * one flat object per service with what a table of services shows (see
+ * LII_F_LAST_RESULT), a fifth of the full document's size. */
+#define LII_QUERY_VIEW   "view"
+#define LII_VIEW_FULL    "full"
+#define LII_VIEW_SUMMARY "summary"
 /* Content types of the answers that are not JSON. */
 #define LII_CONTENT_TYPE_NDJSON  "application/x-ndjson"
 #define LII_CONTENT_TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
@@ -78,6 +84,15 @@
 #define LII_F_RESTARTS        "restarts"        /* dead instances replaced in a row */
 #define LII_F_HELD            "held"            /* an operator rollback holds the service */
 #define LII_F_EVENT_SEQ       "event_seq"       /* the newest event's seq when status was made */
+#define LII_F_VIEW            "view"            /* LII_VIEW_SUMMARY in a summary */
+
+/* A service in the summary view has state and held, current's
+ * generation, unit, healthy and active_since (null without a current
+ * instance), and last_rollout's result, reason and duration_ms as these
+ * (null before the first rollout). */
+#define LII_F_LAST_RESULT      "last_result"
+#define LII_F_LAST_REASON      "last_reason"
+#define LII_F_LAST_DURATION_MS "last_duration_ms"
 
 /* Whether liid can write its state folder: {"error", "since"}. */
 #define LII_F_STORAGE "storage"

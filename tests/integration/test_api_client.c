@@ -22,7 +22,8 @@ struct fake {
         char sock[128];
         int fd;
         pthread_t thread;
-        char *response; /* the whole HTTP response, headers and body */
+        char *response;     /* the whole HTTP response, headers and body */
+        char request[4096]; /* the last request's line and headers */
 };
 
 /* Reads the request's headers (liictl sends no body with a GET), then
@@ -45,6 +46,7 @@ static void *fake_serve(void *p)
                         if (strstr(req, "\r\n\r\n"))
                                 break;
                 }
+                memcpy(f->request, req, got + 1);
                 size_t len = strlen(f->response), sent = 0;
                 while (sent < len) {
                         ssize_t k = write(c, f->response + sent, len - sent);
@@ -125,10 +127,11 @@ static void run_done(struct run *r)
 
 /* A status document of n services s001…, listed in reverse order, with
  * "paused" after the services. Every third service is pending, one is
- * held; the members liictl does not show (hashes, a nested signature, a
- * null previous) pad each service to about half a KiB, so that the body
- * reaches liictl in many reads. */
-static char *status_doc(unsigned n, bool paused)
+ * held. In the summary view (what the table asks for) each service is
+ * one flat object; in the whole document, the members liictl does not
+ * show (hashes, a nested signature, a null previous) pad each service to
+ * about half a KiB. Either way the body reaches liictl in many reads. */
+static char *status_doc(unsigned n, bool paused, bool summary)
 {
         char *doc = NULL;
         size_t size = 0;
@@ -140,6 +143,17 @@ static char *status_doc(unsigned n, bool paused)
               f);
         for (unsigned i = n; i >= 1; i--) {
                 const char *state = i % 3 == 0 ? "pending" : "running";
+                if (summary) {
+                        fprintf(f,
+                                "%s\"s%03u\" : {\"state\":\"%s\",\"held\":%s,"
+                                "\"generation\":%u,\"unit\":\"lii-s%03u@%u.service\","
+                                "\"healthy\":%s,\"active_since\":\"2024-01-01T00:00:%02uZ\","
+                                "\"last_result\":\"succeeded\",\"last_reason\":null,"
+                                "\"last_duration_ms\":%u}",
+                                i == n ? "" : " ,\n", i, state, i == 7 ? "true" : "false", i, i, i,
+                                i % 2 ? "true" : "false", i % 60, 1500 + i);
+                        continue;
+                }
                 fprintf(f,
                         "%s\"s%03u\" : {\"state\":\"%s\",\"held\":%s,\"restarts\":0,"
                         "\"current\":{\"generation\":%u,\"unit\":\"lii-s%03u@%u.service\","
@@ -158,6 +172,11 @@ static char *status_doc(unsigned n, bool paused)
         return doc;
 }
 
+static bool startswith(const char *s, const char *prefix)
+{
+        return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
 /* The table row of service s<i>, or NULL. */
 static const char *row_of(const char *out, unsigned i)
 {
@@ -170,14 +189,17 @@ static const char *row_of(const char *out, unsigned i)
 START_TEST(status_of_many_services_read_as_it_arrives)
 {
         const unsigned n = 300;
-        _cleanup_free_ char *doc = status_doc(n, true);
-        ck_assert_uint_gt(strlen(doc), 100 * 1024);
+        _cleanup_free_ char *summary = status_doc(n, true, true);
+        ck_assert_uint_gt(strlen(summary), 50 * 1024);
         struct fake f;
-        fake_start(&f, 200, doc);
+        fake_start(&f, 200, summary);
 
         struct run r;
         liictl(&f, "status", &r);
         ck_assert_msg(r.exit == 0, "exit %d: %s", r.exit, r.err);
+        /* The table asks for the summary view only. */
+        ck_assert_msg(startswith(f.request, "GET /v1/status?view=summary HTTP/1.1\r\n"),
+                      "request: %s", f.request);
         ck_assert_ptr_nonnull(strstr(r.out, "Node:     h1\n"));
         ck_assert_ptr_nonnull(strstr(r.out, "Serial:   42\n"));
         /* "paused" came after the services and still counts. */
@@ -205,9 +227,15 @@ START_TEST(status_of_many_services_read_as_it_arrives)
         }
         ck_assert_ptr_null(row_of(r.out, n + 1));
         run_done(&r);
+        fake_stop(&f);
 
-        /* For programs, the answer itself, byte for byte. */
+        /* For programs, the whole document, byte for byte. */
+        _cleanup_free_ char *doc = status_doc(n, true, false);
+        ck_assert_uint_gt(strlen(doc), 100 * 1024);
+        fake_start(&f, 200, doc);
         liictl(&f, "--json status", &r);
+        ck_assert_msg(startswith(f.request, "GET /v1/status HTTP/1.1\r\n"), "request: %s",
+                      f.request);
         ck_assert_int_eq(r.exit, 0);
         ck_assert_str_eq(r.out, doc);
         run_done(&r);
@@ -234,7 +262,7 @@ END_TEST
  * nothing of it is printed. */
 START_TEST(status_that_is_not_json)
 {
-        _cleanup_free_ char *doc = status_doc(100, false);
+        _cleanup_free_ char *doc = status_doc(100, false, false);
         _cleanup_free_ char *cut = xstrdup(doc);
         cut[strlen(cut) - 3] = '\0'; /* without its last } */
         _cleanup_free_ char *trailing = xasprintf("%s{}", doc);

@@ -39,7 +39,7 @@ static json_object *hello_doc(void)
         return svc;
 }
 
-static json_object *op_status(void *userdata)
+static json_object *op_status(void *userdata, enum status_view view)
 {
         json_object *services = json_object_new_object();
         json_object_object_add(services, "hello", hello_doc());
@@ -48,6 +48,8 @@ static json_object *op_status(void *userdata)
         json_object_object_add(doc, LII_F_PAUSED, json_object_new_boolean(false));
         json_object_object_add(doc, LII_F_URL, json_object_new_string("file:///x/desired.json"));
         json_object_object_add(doc, LII_F_SERVICES, services);
+        if (view == STATUS_VIEW_SUMMARY)
+                json_object_object_add(doc, LII_F_VIEW, json_object_new_string(LII_VIEW_SUMMARY));
         return doc;
 }
 
@@ -358,7 +360,7 @@ START_TEST(status_returns_the_daemon_document)
         ck_assert_int_eq(r.body[r.size - 1], '\n');
         ck_assert_ptr_null(strchr(r.body, ' '));
         ck_assert_ptr_nonnull(strstr(r.body, "file:///x/desired.json"));
-        json_object *want = op_status(NULL);
+        json_object *want = op_status(NULL, STATUS_VIEW_FULL);
         ck_assert_msg(json_object_equal(r.doc, want), "got %s", r.body);
         json_object_put(want);
         reply_done(&r);
@@ -368,6 +370,39 @@ START_TEST(status_returns_the_daemon_document)
         ck_assert_uint_eq(r.size, 0);
         reply_done(&r);
 
+        server_stop(&s);
+        server_cleanup(&s);
+}
+END_TEST
+
+/* ?view= picks the daemon's view; anything but full or summary is a 400
+ * that names the parameter. */
+START_TEST(status_view_is_passed_on)
+{
+        struct server s;
+        server_start(&s);
+        static const struct {
+                const char *path;
+                enum status_view view;
+        } cases[] = {
+            {LII_ROUTE_STATUS "?view=full", STATUS_VIEW_FULL},
+            {LII_ROUTE_STATUS "?view=summary", STATUS_VIEW_SUMMARY},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                struct reply r;
+                http(&s, "GET", cases[i].path, 0, &r);
+                ck_assert_int_eq(r.status, 200);
+                json_object *want = op_status(NULL, cases[i].view);
+                ck_assert_msg(json_object_equal(r.doc, want), "%s: got %s", cases[i].path, r.body);
+                json_object_put(want);
+                reply_done(&r);
+        }
+        struct reply r;
+        http(&s, "GET", LII_ROUTE_STATUS "?view=everything", 0, &r);
+        ck_assert_int_eq(r.status, 400);
+        ck_assert_str_eq(error_code(&r), LII_ERR_BAD_REQUEST);
+        ck_assert_ptr_nonnull(strstr(r.body, "view: neither full nor summary"));
+        reply_done(&r);
         server_stop(&s);
         server_cleanup(&s);
 }
@@ -1258,6 +1293,7 @@ static Suite *api_suite(void)
         TCase *tc = tcase_create("api");
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, status_returns_the_daemon_document);
+        tcase_add_test(tc, status_view_is_passed_on);
         tcase_add_test(tc, service_by_name);
         tcase_add_test(tc, unknown_paths_and_methods);
         tcase_add_test(tc, actions_as_root);
