@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "util.h"
 
 static struct h_env env;
 
@@ -245,6 +246,45 @@ static bool reverted(json_object *svc, void *userdata)
                json_object_get_boolean(h_json_path(svc, "current.healthy"));
 }
 
+/* The summary view of GET /v1/status says what the whole document says,
+ * field by field, for every service. */
+static void assert_summary_matches_status(void)
+{
+        static const char *const fields[][2] = {
+            {"state", "state"},
+            {"held", "held"},
+            {"generation", "current.generation"},
+            {"unit", "current.unit"},
+            {"healthy", "current.healthy"},
+            {"active_since", "current.active_since"},
+            {"last_result", "last_rollout.result"},
+            {"last_reason", "last_rollout.reason"},
+            {"last_duration_ms", "last_rollout.duration_ms"},
+        };
+        json_object *full = NULL, *summary = NULL;
+        ck_assert_int_eq(h_api_get(&env, "/v1/status", &full), 200);
+        ck_assert_int_eq(h_api_get(&env, "/v1/status?view=summary", &summary), 200);
+        ck_assert_str_eq(h_json_str(summary, "view"), "summary");
+        ck_assert(json_object_equal(h_json_path(summary, "source"), h_json_path(full, "source")));
+        json_object *services = h_json_path(full, "services");
+        ck_assert_int_eq(json_object_object_length(services),
+                         json_object_object_length(h_json_path(summary, "services")));
+        json_object_object_foreach(services, name, svc)
+        {
+                json_object *row = NULL;
+                ck_assert(json_object_object_get_ex(h_json_path(summary, "services"), name, &row));
+                for (size_t i = 0; i < ELEMENTSOF(fields); i++)
+                        ck_assert_msg(json_object_equal(h_json_path(row, fields[i][0]),
+                                                        h_json_path(svc, fields[i][1])),
+                                      "%s: %s is %s, %s is %s", name, fields[i][0],
+                                      json_object_to_json_string(h_json_path(row, fields[i][0])),
+                                      fields[i][1],
+                                      json_object_to_json_string(h_json_path(svc, fields[i][1])));
+        }
+        json_object_put(full);
+        json_object_put(summary);
+}
+
 START_TEST(watch_window_reverts)
 {
         deploy_v1(NULL, NULL);
@@ -272,6 +312,7 @@ START_TEST(watch_window_reverts)
         ck_assert_str_eq(body, "v1\n");
         free(body);
         json_object_put(svc);
+        assert_summary_matches_status();
 }
 END_TEST
 
