@@ -679,11 +679,91 @@ static char *service_canonical_json(const struct service_spec *s)
         return xstrdup(json);
 }
 
+static bool rollout_id_is_valid(const char *s)
+{
+        size_t n = strlen(s);
+        return n >= 1 && n <= ROLLOUT_ID_MAX &&
+               strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") ==
+                   n &&
+               strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
+}
+
+/* A percentage from 0 to 100 with at most two decimals, as hundredths. */
+static int get_percent(json_object *v, const char *path, unsigned *ret, char **err)
+{
+        static const char what[] = "must be a number from 0 to 100 with at most two decimals";
+        double d;
+        if (json_object_is_type(v, json_type_int)) {
+                if (json_object_get_int64(v) < 0 || json_object_get_int64(v) > 100)
+                        return fail(err, path, "%s", what);
+                *ret = (unsigned)json_object_get_int64(v) * 100;
+                return 0;
+        }
+        if (!json_object_is_type(v, json_type_double))
+                return fail(err, path, "%s", what);
+        d = json_object_get_double(v);
+        if (!(d >= 0 && d <= 100))
+                return fail(err, path, "%s", what);
+        double h = d * 100;
+        double rounded = (double)(unsigned)(h + 0.5);
+        if (h - rounded > 1e-6 || rounded - h > 1e-6)
+                return fail(err, path, "%s", what);
+        *ret = (unsigned)rounded;
+        return 0;
+}
+
+static int parse_rollout(json_object *o, const char *path, struct rollout_policy *ret, char **err)
+{
+        static const char *const keys[] = {"id", "percent", "max_parallel", "max_failures", NULL};
+        struct rollout_policy p = {.set = true, .percent_hundredths = 10000};
+        json_object *v;
+        uint64_t u;
+        int r = check_object(o, path, keys, err);
+        if (r < 0)
+                return r;
+
+        _cleanup_free_ char *p_id = json_scan_path_key(path, "id");
+        const char *id = NULL;
+        if (!member(o, "id", &v))
+                return fail(err, p_id, "required");
+        r = get_nonempty_string(v, p_id, &id, err);
+        if (r < 0)
+                return r;
+        if (!rollout_id_is_valid(id))
+                return fail(err, p_id, "must be 1 to %d of A-Z a-z 0-9 . _ - (it names etcd keys)",
+                            ROLLOUT_ID_MAX);
+        memcpy(p.id, id, strlen(id) + 1);
+
+        if (member(o, "percent", &v)) {
+                _cleanup_free_ char *pp = json_scan_path_key(path, "percent");
+                r = get_percent(v, pp, &p.percent_hundredths, err);
+                if (r < 0)
+                        return r;
+        }
+        if (member(o, "max_parallel", &v)) {
+                _cleanup_free_ char *pp = json_scan_path_key(path, "max_parallel");
+                r = get_uint(v, pp, 1, ROLLOUT_MAX_PARALLEL_MAX, &u, err);
+                if (r < 0)
+                        return r;
+                p.max_parallel = (unsigned)u;
+        }
+        if (member(o, "max_failures", &v)) {
+                _cleanup_free_ char *pp = json_scan_path_key(path, "max_failures");
+                r = get_uint(v, pp, 1, ROLLOUT_MAX_FAILURES_MAX, &u, err);
+                if (r < 0)
+                        return r;
+                p.max_failures = (unsigned)u;
+        }
+        *ret = p;
+        return 0;
+}
+
 static int service_parse_json(json_object *o, const char *name, const char *path,
                               const char *base_url, struct service_spec *ret, char **err)
 {
-        static const char *const keys[] = {"artifact", "exec",   "env",          "port",    "ready",
-                                           "health",   "limits", "stop_timeout", "sandbox", NULL};
+        static const char *const keys[] = {"artifact", "exec",    "env",    "port",
+                                           "ready",    "health",  "limits", "stop_timeout",
+                                           "sandbox",  "rollout", NULL};
         _cleanup_(service_spec_done) struct service_spec s = {
             .name = xstrdup(name),
             .artifact_type = ARTIFACT_TAR,
@@ -791,6 +871,15 @@ static int service_parse_json(json_object *o, const char *name, const char *path
                 if (r < 0)
                         return r;
                 s.sandbox = (enum sandbox_kind)choice;
+        }
+
+        /* Left out of spec_json: how the fleet takes a spec is not the
+         * spec. A stored spec_json therefore never has one. */
+        if (member(o, "rollout", &v)) {
+                _cleanup_free_ char *p = json_scan_path_key(path, "rollout");
+                r = parse_rollout(v, p, &s.rollout, err);
+                if (r < 0)
+                        return r;
         }
 
         s.spec_json = service_canonical_json(&s);

@@ -30,6 +30,19 @@ enum ready_kind { READY_STARTED, READY_NOTIFY };
 enum health_kind { HEALTH_NONE, HEALTH_HTTP, HEALTH_TCP, HEALTH_EXEC };
 enum sandbox_kind { SANDBOX_STRICT, SANDBOX_NONE };
 
+/* A fleet rollout of the service's spec (its "rollout" block): not part of
+ * the spec, so changing it never replaces an instance by itself. */
+#define ROLLOUT_ID_MAX           64
+#define ROLLOUT_MAX_PARALLEL_MAX 10000
+#define ROLLOUT_MAX_FAILURES_MAX 10000
+struct rollout_policy {
+        bool set;                    /* the document has a rollout block */
+        char id[ROLLOUT_ID_MAX + 1]; /* [A-Za-z0-9._-], names the rollout in etcd keys */
+        unsigned percent_hundredths; /* 0 … 10000: percent × 100 */
+        unsigned max_parallel;       /* 0: no limit */
+        unsigned max_failures;       /* 0: no limit */
+};
+
 struct health_spec {
         enum health_kind kind;
         char *target;     /* http: URL template; tcp: "host:port" template; else NULL */
@@ -55,7 +68,8 @@ struct service_spec {
         unsigned cpu_percent; /* 0 = no limit; may exceed 100 on several cores */
         uint64_t tasks_max;   /* 0 = no limit */
         enum sandbox_kind sandbox;
-        char *spec_json; /* canonical JSON of the entry (keys sorted, no spaces) */
+        struct rollout_policy rollout; /* from the document only, never in spec_json */
+        char *spec_json;               /* canonical JSON of the entry (keys sorted, no spaces) */
         char spec_sha256[SHA256_HEX_LEN + 1]; /* SHA-256 of spec_json */
 };
 

@@ -318,6 +318,26 @@ static const struct {
      "services.hello: must be an object"},
     {SVC_DOC(MIN_SVC ",'foo':1"), -EINVAL, "services.hello.foo: unknown key"},
 
+    /* The fleet rollout block. */
+    {SVC_DOC(MIN_SVC ",'rollout':1"), -EINVAL, "services.hello.rollout: must be an object"},
+    {SVC_DOC(MIN_SVC ",'rollout':{'percent':10}"), -EINVAL, "services.hello.rollout.id: required"},
+    {SVC_DOC(MIN_SVC ",'rollout':{'id':'a/b'}"), -EINVAL,
+     "services.hello.rollout.id: must be 1 to 64 of A-Z a-z 0-9 . _ - (it names etcd keys)"},
+    {SVC_DOC(MIN_SVC ",'rollout':{'id':'..'}"), -EINVAL,
+     "services.hello.rollout.id: must be 1 to 64 of A-Z a-z 0-9 . _ - (it names etcd keys)"},
+    {SVC_DOC(MIN_SVC ",'rollout':{'id':'v2','percent':101}"), -EINVAL,
+     "services.hello.rollout.percent: must be a number from 0 to 100 with at most two decimals"},
+    {SVC_DOC(MIN_SVC ",'rollout':{'id':'v2','percent':0.125}"), -EINVAL,
+     "services.hello.rollout.percent: must be a number from 0 to 100 with at most two decimals"},
+    {SVC_DOC(MIN_SVC ",'rollout':{'id':'v2','percent':'10%'}"), -EINVAL,
+     "services.hello.rollout.percent: must be a number from 0 to 100 with at most two decimals"},
+    {SVC_DOC(MIN_SVC ",'rollout':{'id':'v2','max_parallel':0}"), -EINVAL,
+     "services.hello.rollout.max_parallel: must be an integer from 1 to 10000"},
+    {SVC_DOC(MIN_SVC ",'rollout':{'id':'v2','max_failures':-1}"), -EINVAL,
+     "services.hello.rollout.max_failures: must be an integer from 1 to 10000"},
+    {SVC_DOC(MIN_SVC ",'rollout':{'id':'v2','wave':2}"), -EINVAL,
+     "services.hello.rollout.wave: unknown key"},
+
     /* The artifact. */
     {SVC_DOC("'exec':['bin/h']"), -EINVAL, "services.hello.artifact: required"},
     {SVC_DOC("'artifact':'h.tgz','exec':['bin/h']"), -EINVAL,
@@ -780,6 +800,36 @@ START_TEST(test_canonical_same)
 }
 END_TEST
 
+/* The rollout block says how the fleet takes a spec, not what it is:
+ * with or without it, or with another percentage, the spec is the same. */
+START_TEST(test_rollout_is_not_in_the_spec)
+{
+        _cleanup_(desired_freep) struct desired *a = parse_ok(MIN_DOC, NULL);
+        _cleanup_(desired_freep) struct desired *b =
+            parse_ok(SVC_DOC(MIN_SVC ",'rollout':{'id':'hello-v2','percent':12.5,'max_parallel':2,"
+                                     "'max_failures':1}"),
+                     NULL);
+        _cleanup_(desired_freep) struct desired *c =
+            parse_ok(SVC_DOC(MIN_SVC ",'rollout':{'id':'hello-v2'}"), NULL);
+
+        ck_assert_str_eq(b->services[0].spec_json, a->services[0].spec_json);
+        ck_assert_str_eq(b->services[0].spec_sha256, a->services[0].spec_sha256);
+        ck_assert_str_eq(c->services[0].spec_sha256, a->services[0].spec_sha256);
+        ck_assert(!a->services[0].rollout.set);
+        const struct rollout_policy *p = &b->services[0].rollout;
+        ck_assert(p->set);
+        ck_assert_str_eq(p->id, "hello-v2");
+        ck_assert_uint_eq(p->percent_hundredths, 1250);
+        ck_assert_uint_eq(p->max_parallel, 2);
+        ck_assert_uint_eq(p->max_failures, 1);
+        /* Without a percentage, the whole fleet; no limits. */
+        p = &c->services[0].rollout;
+        ck_assert_uint_eq(p->percent_hundredths, 10000);
+        ck_assert_uint_eq(p->max_parallel, 0);
+        ck_assert_uint_eq(p->max_failures, 0);
+}
+END_TEST
+
 START_TEST(test_canonical_defaults_spelled)
 {
         _cleanup_(desired_freep) struct desired *a = parse_ok(MIN_DOC, NULL);
@@ -1051,6 +1101,7 @@ static Suite *desired_suite(void)
         tcase_add_test(tc, test_deep_nesting);
         tcase_add_loop_test(tc, test_canonical_same, 0, ELEMENTSOF(same_as_full));
         tcase_add_test(tc, test_canonical_defaults_spelled);
+        tcase_add_test(tc, test_rollout_is_not_in_the_spec);
         tcase_add_loop_test(tc, test_canonical_changed, 0, ELEMENTSOF(changes));
         tcase_add_test(tc, test_canonical_health_removed);
         tcase_add_loop_test(tc, test_round_trip, 0, ELEMENTSOF(round_trip_docs));
