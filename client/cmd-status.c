@@ -167,18 +167,25 @@ static void print_row(const struct ctl *ctl, char *const cells[static _COL_MAX],
 }
 
 /* The state as the table shows it: with "held" when an operator rollback
- * keeps the service on its previous revision, and "paused" when a pending
- * rollout waits for `liictl resume`, since either explains why the
- * service does not run its desired spec. */
+ * keeps the service on its previous revision, "paused" when a pending
+ * rollout waits for `liictl resume`, and why a fleet rollout holds this
+ * node back ("outside canary 10%", "waiting for a slot", "halted: …"),
+ * since each explains why the service does not run its desired spec. */
 static char *state_text(json_object *svc, bool paused)
 {
         char *state = member_text(svc, LII_F_STATE);
         json_object *held = json_get(svc, LII_F_HELD, json_type_boolean);
         bool is_held = held && json_object_get_boolean(held);
         bool waits = paused && strcmp(state, "pending") == 0;
-        if (!is_held && !waits)
+        const char *rollout = json_get_string(svc, LII_F_ROLLOUT_STATE);
+        const char *reason = json_get_string(svc, LII_F_ROLLOUT_REASON);
+        bool held_back = rollout && reason && strcmp(rollout, "applied") != 0;
+        if (!is_held && !waits && !held_back)
                 return state;
-        char *text = xasprintf("%s (%s)", state, is_held ? "held" : "paused");
+        _cleanup_free_ char *why = is_held ? xstrdup("held")
+                                   : waits ? xstrdup("paused")
+                                           : ctl_printable(reason);
+        char *text = xasprintf("%s (%s)", state, why);
         free(state);
         return text;
 }

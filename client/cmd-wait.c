@@ -28,6 +28,13 @@ static enum wait_verdict service_verdict(json_object *svc)
 
         if (state && strcmp(state, "running") == 0 && same)
                 return WAIT_READY;
+        /* A fleet rollout that keeps this node on what it runs, outside
+         * the canary or halted, has settled it for now (contract). */
+        const char *rollout =
+            json_get_string(json_get(svc, LII_F_ROLLOUT, json_type_object), LII_F_STATE);
+        if (state && strcmp(state, "running") == 0 && rollout &&
+            (strcmp(rollout, "outside-canary") == 0 || strcmp(rollout, "halted") == 0))
+                return WAIT_READY;
         /* liid does not retry a refused spec until the desired state
          * changes, so waiting longer cannot help. */
         if (state && strcmp(state, "failed") == 0 && desired && !same)

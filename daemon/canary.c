@@ -68,42 +68,37 @@ struct canary_verdict canary_decide(const struct canary_input *in)
         }
         if (in->bucket >= in->percent_hundredths) {
                 v.state = CANARY_OUTSIDE;
-                snprintf(v.reason, sizeof v.reason, "outside canary %s (bucket %u)", percent,
-                         in->bucket);
+                snprintf(v.reason, sizeof v.reason, "outside canary %s", percent);
                 return v;
         }
         if (!in->fleet) {
                 if (in->max_parallel || in->max_failures)
                         snprintf(v.reason, sizeof v.reason,
-                                 "in canary %s (bucket %u); max_parallel and max_failures need an "
-                                 "etcd source: not enforced",
-                                 percent, in->bucket);
+                                 "in canary %s; max_parallel and max_failures need an etcd "
+                                 "source: not enforced",
+                                 percent);
                 else
-                        snprintf(v.reason, sizeof v.reason, "in canary %s (bucket %u)", percent,
-                                 in->bucket);
+                        snprintf(v.reason, sizeof v.reason, "in canary %s", percent);
                 return v;
         }
         if (in->max_failures && in->failures >= in->max_failures) {
                 v.state = CANARY_HALTED;
-                snprintf(v.reason, sizeof v.reason,
-                         "halted: %u node%s failed this rollout (max %u)", in->failures,
-                         in->failures == 1 ? "" : "s", in->max_failures);
+                snprintf(v.reason, sizeof v.reason, "halted: %u node%s failed (max_failures %u)",
+                         in->failures, in->failures == 1 ? "" : "s", in->max_failures);
                 return v;
         }
         /* No replacement step without a fresh lease: a node cut off from
          * etcd cannot know how many others are replacing. */
         if (!in->lease_fresh) {
                 v.state = CANARY_WAITING_FOR_SLOT;
-                snprintf(v.reason, sizeof v.reason,
-                         "waiting for etcd: the node's lease is not fresh");
+                snprintf(v.reason, sizeof v.reason, "waiting for etcd (no fresh lease)");
                 return v;
         }
         if (in->max_parallel && !in->slot_held) {
                 v.state = CANARY_WAITING_FOR_SLOT;
-                snprintf(v.reason, sizeof v.reason, "waiting for a slot (%u at once)",
-                         in->max_parallel);
+                snprintf(v.reason, sizeof v.reason, "waiting for a slot");
                 return v;
         }
-        snprintf(v.reason, sizeof v.reason, "in canary %s (bucket %u)", percent, in->bucket);
+        snprintf(v.reason, sizeof v.reason, "in canary %s", percent);
         return v;
 }

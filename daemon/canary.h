@@ -41,9 +41,8 @@ struct canary_input {
 
 struct canary_verdict {
         enum canary_state state;
-        /* Why, for status and the rollout.held event: "outside canary 10%
-         * (bucket 4711)", "waiting for a slot (2 at once)", "halted: 3
-         * nodes failed (max 3)". */
+        /* Why, short enough for a table cell: "outside canary 10%",
+         * "waiting for a slot", "halted: 3 nodes failed (max_failures 3)". */
         char reason[128];
 };
 

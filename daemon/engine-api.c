@@ -37,6 +37,26 @@ static json_object *signature_json(const struct instance *i)
         return o;
 }
 
+/* services.<name>.rollout (contract): the fleet rollout as this node takes
+ * it; NULL without a rollout block. */
+static json_object *canary_json(const struct service *svc)
+{
+        if (!svc->canary.set)
+                return NULL;
+        unsigned h = svc->canary.percent_hundredths;
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, LII_F_ID, json_object_new_string(svc->canary.id));
+        json_object_object_add(o, LII_F_PERCENT,
+                               h % 100 == 0 ? json_object_new_int((int)(h / 100))
+                                            : json_object_new_double(h / 100.0));
+        json_object_object_add(o, LII_F_BUCKET, json_object_new_int((int)svc->canary.bucket));
+        json_object_object_add(
+            o, LII_F_STATE,
+            json_object_new_string(canary_state_to_string(svc->canary.verdict.state)));
+        json_object_object_add(o, LII_F_REASON, json_object_new_string(svc->canary.verdict.reason));
+        return o;
+}
+
 static uint64_t rollout_duration_ms(const struct rollout_record *rec)
 {
         return rec->finished_usec > rec->started_usec
@@ -125,6 +145,7 @@ static json_object *service_json(struct engine *e, struct service *svc)
         json_object_object_add(o, LII_F_LAST_ROLLOUT, lr);
         json_object_object_add(o, LII_F_RESTARTS, json_object_new_int64(svc->restarts));
         json_object_object_add(o, LII_F_HELD, json_object_new_boolean(ss && ss->held));
+        json_object_object_add(o, LII_F_ROLLOUT, canary_json(svc));
         return o;
 }
 
@@ -160,6 +181,15 @@ static json_object *service_summary_json(struct engine *e, struct service *svc)
         json_object_object_add_ex(o, LII_F_LAST_DURATION_MS,
                                   rec ? json_object_new_uint64(rollout_duration_ms(rec)) : NULL,
                                   once);
+        bool canary = svc->canary.set;
+        json_object_object_add_ex(
+            o, LII_F_ROLLOUT_STATE,
+            canary ? json_object_new_string(canary_state_to_string(svc->canary.verdict.state))
+                   : NULL,
+            once);
+        json_object_object_add_ex(
+            o, LII_F_ROLLOUT_REASON,
+            canary ? json_object_new_string(svc->canary.verdict.reason) : NULL, once);
         return o;
 }
 

@@ -4,6 +4,7 @@
  * instance.c are leaves that know nothing of the engine. */
 #pragma once
 
+#include "canary.h"
 #include "config.h"
 #include "curlm.h"
 #include "decide.h"
@@ -53,6 +54,14 @@ struct service {
          * start for want of a writable state folder: it starts once the
          * folder takes writes again. */
         char *revert_later;
+        /* The fleet rollout's verdict on this node, while the desired spec
+         * has a rollout block (canary.h). */
+        struct {
+                bool set;
+                char id[ROLLOUT_ID_MAX + 1];
+                unsigned percent_hundredths, bucket;
+                struct canary_verdict verdict;
+        } canary;
 };
 
 /* Replacing a dead instance: the first after 1 s, doubling up to 5 min;

@@ -361,6 +361,62 @@ void engine_collect(struct engine *e)
 
 /* ---- reconciling ---- */
 
+/* Remembers the fleet rollout's verdict on the service for its status, and
+ * says each change of it (another rollout, percentage or state) as a
+ * rollout.held event. */
+static void canary_record(struct engine *e, struct service *svc, const struct rollout_policy *p,
+                          unsigned bucket, const struct canary_verdict *v)
+{
+        bool changed = !svc->canary.set || strcmp(svc->canary.id, p->id) != 0 ||
+                       svc->canary.percent_hundredths != p->percent_hundredths ||
+                       svc->canary.verdict.state != v->state;
+        svc->canary.set = true;
+        memcpy(svc->canary.id, p->id, sizeof svc->canary.id);
+        svc->canary.percent_hundredths = p->percent_hundredths;
+        svc->canary.bucket = bucket;
+        svc->canary.verdict = *v;
+        if (!changed)
+                return;
+        log_svc(LOG_INFO, svc->name, 0, "Rollout %s: %s: %s", p->id,
+                canary_state_to_string(v->state), v->reason);
+        events_emit(e->events, EVENT_ROLLOUT_HELD, svc->name, 0, "%s %s: %s", p->id,
+                    canary_state_to_string(v->state), v->reason);
+}
+
+/* The spec the service is to run now: the desired one, or, while the
+ * fleet rollout holds this node back (outside the canary, waiting for a
+ * slot, halted), the one it runs. kept holds a parsed copy of the latter. */
+static const struct service_spec *canary_gate(struct engine *e, struct service *svc,
+                                              const struct service_state *ss,
+                                              const struct service_spec *want,
+                                              struct service_spec **kept)
+{
+        if (!want || !want->rollout.set) {
+                svc->canary.set = false;
+                return want;
+        }
+        const struct rollout_policy *p = &want->rollout;
+        const struct instance *cur = ss ? ss->current : NULL;
+        struct canary_input in = {
+            .bucket = canary_bucket(e->node_name, svc->name, p->id),
+            .percent_hundredths = p->percent_hundredths,
+            .max_parallel = p->max_parallel,
+            .max_failures = p->max_failures,
+            .runs_spec = cur != NULL,
+            .new_spec = cur && strcmp(cur->spec_sha256, want->spec_sha256) != 0,
+        };
+        struct canary_verdict v = canary_decide(&in);
+        canary_record(e, svc, p, in.bucket, &v);
+        if (v.state == CANARY_APPLIED)
+                return want;
+        _cleanup_free_ char *error = NULL;
+        if (service_spec_parse(svc->name, cur->spec_json, kept, &error) < 0) {
+                log_svc(LOG_ERR, svc->name, 0, "Recorded spec unusable: %s", error);
+                return want;
+        }
+        return *kept;
+}
+
 static void reconcile_service(struct engine *e, struct service *svc)
 {
         struct service_state *ss = state_find(e->state, svc->name);
@@ -390,6 +446,11 @@ static void reconcile_service(struct engine *e, struct service *svc)
                         }
                 }
         }
+        _cleanup_(service_spec_freep) struct service_spec *held_back = NULL;
+        if (!held)
+                want = canary_gate(e, svc, ss, want, &held_back);
+        else
+                svc->canary.set = false;
         struct decide_input in = {
             .have_document = e->desired != NULL,
             .want_spec = want ? want->spec_sha256 : NULL,

@@ -85,11 +85,21 @@
 #define LII_F_HELD            "held"            /* an operator rollback holds the service */
 #define LII_F_EVENT_SEQ       "event_seq"       /* the newest event's seq when status was made */
 #define LII_F_VIEW            "view"            /* LII_VIEW_SUMMARY in a summary */
+/* A service's fleet rollout (the document's rollout block) as this node
+ * takes it: {"id", "percent", "bucket", "state", "reason"} (contract). */
+#define LII_F_ROLLOUT        "rollout"
+#define LII_F_ID             "id"
+#define LII_F_PERCENT        "percent"
+#define LII_F_BUCKET         "bucket"
+#define LII_F_ROLLOUT_STATE  "rollout_state"  /* in the summary view: rollout.state */
+#define LII_F_ROLLOUT_REASON "rollout_reason" /* in the summary view: rollout.reason */
 
 /* A service in the summary view has state and held, current's
  * generation, unit, healthy and active_since (null without a current
- * instance), and last_rollout's result, reason and duration_ms as these
- * (null before the first rollout). */
+ * instance), last_rollout's result, reason and duration_ms as these (null
+ * before the first rollout), and rollout's state and reason as
+ * LII_F_ROLLOUT_STATE and LII_F_ROLLOUT_REASON (null without a rollout
+ * block). */
 #define LII_F_LAST_RESULT      "last_result"
 #define LII_F_LAST_REASON      "last_reason"
 #define LII_F_LAST_DURATION_MS "last_duration_ms"
@@ -113,6 +123,7 @@
 #define EVENT_ROLLOUT_SUCCEEDED "rollout.succeeded"
 #define EVENT_ROLLOUT_FAILED    "rollout.failed"
 #define EVENT_ROLLOUT_REVERTED  "rollout.reverted"
+#define EVENT_ROLLOUT_HELD      "rollout.held" /* a fleet rollout's verdict on this node changed */
 #define EVENT_INSTANCE_STARTED  "instance.started"
 #define EVENT_INSTANCE_HEALTHY  "instance.healthy"
 #define EVENT_INSTANCE_EXITED   "instance.exited"

@@ -513,6 +513,8 @@ unsigned h_publish(struct h_env *env, const struct h_service *svcs, size_t n, un
                         fprintf(f, ",\"port\":%d", svcs[i].port);
                 if (svcs[i].sandbox)
                         fprintf(f, ",\"sandbox\":\"%s\"", svcs[i].sandbox);
+                if (svcs[i].rollout)
+                        fprintf(f, ",\"rollout\":%s", svcs[i].rollout);
                 fputc('}', f);
         }
         fprintf(f, "}}\n");

@@ -260,6 +260,8 @@ static void assert_summary_matches_status(void)
             {"last_result", "last_rollout.result"},
             {"last_reason", "last_rollout.reason"},
             {"last_duration_ms", "last_rollout.duration_ms"},
+            {"rollout_state", "rollout.state"},
+            {"rollout_reason", "rollout.reason"},
         };
         json_object *full = NULL, *summary = NULL;
         ck_assert_int_eq(h_api_get(&env, "/v1/status", &full), 200);

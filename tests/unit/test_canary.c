@@ -43,19 +43,19 @@ START_TEST(percentages_take_their_share_and_only_grow)
 }
 END_TEST
 
-START_TEST(outside_the_canary_says_its_percentage_and_bucket)
+START_TEST(outside_the_canary_says_its_percentage)
 {
         struct canary_input in = {
             .bucket = 4711, .percent_hundredths = 1000, .runs_spec = true, .new_spec = true};
         struct canary_verdict v = canary_decide(&in);
         ck_assert_int_eq(v.state, CANARY_OUTSIDE);
-        ck_assert_str_eq(v.reason, "outside canary 10% (bucket 4711)");
+        ck_assert_str_eq(v.reason, "outside canary 10%");
         ck_assert_str_eq(canary_state_to_string(v.state), "outside-canary");
 
         in.percent_hundredths = 50; /* 0.5% */
-        ck_assert_str_eq(canary_decide(&in).reason, "outside canary 0.5% (bucket 4711)");
+        ck_assert_str_eq(canary_decide(&in).reason, "outside canary 0.5%");
         in.percent_hundredths = 1225;
-        ck_assert_str_eq(canary_decide(&in).reason, "outside canary 12.25% (bucket 4711)");
+        ck_assert_str_eq(canary_decide(&in).reason, "outside canary 12.25%");
         /* 0% holds back every node that runs something, 100% none. */
         in.bucket = 0;
         in.percent_hundredths = 0;
@@ -98,7 +98,7 @@ START_TEST(slots_failures_and_the_lease_in_a_fleet)
                                   .lease_fresh = true};
         struct canary_verdict v = canary_decide(&in);
         ck_assert_int_eq(v.state, CANARY_WAITING_FOR_SLOT);
-        ck_assert_str_eq(v.reason, "waiting for a slot (2 at once)");
+        ck_assert_str_eq(v.reason, "waiting for a slot");
         in.slot_held = true;
         ck_assert_int_eq(canary_decide(&in).state, CANARY_APPLIED);
 
@@ -106,7 +106,7 @@ START_TEST(slots_failures_and_the_lease_in_a_fleet)
         in.lease_fresh = false;
         v = canary_decide(&in);
         ck_assert_int_eq(v.state, CANARY_WAITING_FOR_SLOT);
-        ck_assert_str_eq(v.reason, "waiting for etcd: the node's lease is not fresh");
+        ck_assert_str_eq(v.reason, "waiting for etcd (no fresh lease)");
         in.max_parallel = 0;
         ck_assert_int_eq(canary_decide(&in).state, CANARY_WAITING_FOR_SLOT);
         in.lease_fresh = true;
@@ -119,7 +119,7 @@ START_TEST(slots_failures_and_the_lease_in_a_fleet)
         in.lease_fresh = false;
         v = canary_decide(&in);
         ck_assert_int_eq(v.state, CANARY_HALTED);
-        ck_assert_str_eq(v.reason, "halted: 3 nodes failed this rollout (max 3)");
+        ck_assert_str_eq(v.reason, "halted: 3 nodes failed (max_failures 3)");
         ck_assert_str_eq(canary_state_to_string(v.state), "halted");
 }
 END_TEST
@@ -139,7 +139,7 @@ START_TEST(without_a_fleet_only_the_percentage_counts)
         ck_assert_int_eq(v.state, CANARY_APPLIED);
         ck_assert_ptr_nonnull(strstr(v.reason, "need an etcd source: not enforced"));
         in.max_parallel = in.max_failures = 0;
-        ck_assert_str_eq(canary_decide(&in).reason, "in canary 50% (bucket 10)");
+        ck_assert_str_eq(canary_decide(&in).reason, "in canary 50%");
 }
 END_TEST
 
@@ -149,7 +149,7 @@ int main(void)
         TCase *tc = tcase_create("rules");
         tcase_add_test(tc, bucket_is_the_contract_hash);
         tcase_add_test(tc, percentages_take_their_share_and_only_grow);
-        tcase_add_test(tc, outside_the_canary_says_its_percentage_and_bucket);
+        tcase_add_test(tc, outside_the_canary_says_its_percentage);
         tcase_add_test(tc, nothing_to_keep_is_never_held);
         tcase_add_test(tc, slots_failures_and_the_lease_in_a_fleet);
         tcase_add_test(tc, without_a_fleet_only_the_percentage_counts);
