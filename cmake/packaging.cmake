@@ -71,6 +71,7 @@ install(FILES ${CMAKE_BINARY_DIR}/packaging/liid.service packaging/liid.socket
         DESTINATION ${LII_SYSTEMD_UNITDIR})
 install(FILES packaging/sysusers.d/lii.conf DESTINATION ${LII_SYSUSERSDIR})
 install(FILES packaging/tmpfiles.d/lii.conf DESTINATION ${LII_TMPFILESDIR})
+install(FILES packaging/sysctl.d/50-lii.conf DESTINATION /usr/lib/sysctl.d)
 install(FILES packaging/liid.conf DESTINATION /etc/lii)
 install(DIRECTORY DESTINATION /etc/lii/keys/desired.d)
 install(DIRECTORY DESTINATION /etc/lii/keys/artifact.d)

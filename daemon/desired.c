@@ -5,6 +5,7 @@
  * logs or does I/O; errors go back to the caller as "path: reason". */
 #include "desired.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <curl/curl.h>
 #include <inttypes.h>
@@ -72,14 +73,6 @@ fail_code(char **err, int code, const char *path, const char *fmt, ...)
 static char *quote(const char *s)
 {
         return escape_untrusted(s, JSON_SCAN_QUOTE_MAX);
-}
-
-static bool strv_contains(const char *const *v, const char *s)
-{
-        for (; *v; v++)
-                if (strcmp(*v, s) == 0)
-                        return true;
-        return false;
 }
 
 /* Schema helpers. Each takes the full path of the value it looks at. */
@@ -442,6 +435,71 @@ static int check_tcp_target(const char *s, const char *path, char **err)
         return 0;
 }
 
+/* "IPv4:port" or "[IPv6]:port", port 1 to 65535, into its normal form
+ * (inet_ntop's text), so that two spellings of one address compare equal. */
+static int parse_listen_address(const char *s, const char *path,
+                                char ret[static LISTEN_ADDRESS_MAX], char **err)
+{
+        static const char what[] =
+            "must be \"IPv4:port\" or \"[IPv6]:port\" with a port from 1 to 65535";
+        const char *colon = strrchr(s, ':');
+        if (!colon || colon == s || !colon[1] || strlen(colon + 1) > 5 ||
+            strspn(colon + 1, "0123456789") != strlen(colon + 1))
+                return fail(err, path, "%s", what);
+        unsigned long port = strtoul(colon + 1, NULL, 10);
+        if (port < 1 || port > 65535)
+                return fail(err, path, "%s", what);
+        char host[INET6_ADDRSTRLEN + 2];
+        size_t n = (size_t)(colon - s);
+        if (n >= sizeof host)
+                return fail(err, path, "%s", what);
+        memcpy(host, s, n);
+        host[n] = '\0';
+        char text[INET6_ADDRSTRLEN];
+        unsigned char addr[sizeof(struct in6_addr)];
+        if (host[0] == '[' && n > 2 && host[n - 1] == ']') {
+                host[n - 1] = '\0';
+                if (inet_pton(AF_INET6, host + 1, addr) != 1 ||
+                    !inet_ntop(AF_INET6, addr, text, sizeof text))
+                        return fail(err, path, "%s", what);
+                snprintf(ret, LISTEN_ADDRESS_MAX, "[%s]:%lu", text, port);
+                return 0;
+        }
+        if (inet_pton(AF_INET, host, addr) != 1 || !inet_ntop(AF_INET, addr, text, sizeof text))
+                return fail(err, path, "%s", what);
+        snprintf(ret, LISTEN_ADDRESS_MAX, "%s:%lu", text, port);
+        return 0;
+}
+
+static int parse_listen(json_object *v, const char *path, char ***ret, char **err)
+{
+        if (!json_object_is_type(v, json_type_array))
+                return fail(err, path, "must be an array of addresses");
+        size_t n = json_object_array_length(v);
+        if (n == 0)
+                return fail(err, path, "must list at least one address (or be left out)");
+        if (n > DESIRED_MAX_LISTEN)
+                return fail(err, path, "more than %d addresses", DESIRED_MAX_LISTEN);
+        _cleanup_strv_free_ char **list = xcalloc(n + 1, sizeof *list);
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *p = json_scan_path_index(path, i);
+                const char *s;
+                char norm[LISTEN_ADDRESS_MAX];
+                int r = get_string(json_object_array_get_idx(v, i), p, "must be a string", &s, err);
+                if (r < 0)
+                        return r;
+                r = parse_listen_address(s, p, norm, err);
+                if (r < 0)
+                        return r;
+                for (size_t j = 0; j < i; j++)
+                        if (strcmp(list[j], norm) == 0)
+                                return fail(err, p, "%s is listed twice", norm);
+                list[i] = xstrdup(norm);
+        }
+        *ret = TAKE_PTR(list);
+        return 0;
+}
+
 static int parse_health(json_object *o, const char *path, struct health_spec *h, char **err)
 {
         static const char *const keys[] = {"http",   "tcp",      "exec",  "interval", "timeout",
@@ -668,6 +726,10 @@ static char *service_canonical_json(const struct service_spec *s)
                 jadd(limits, "tasks", jint(s->tasks_max));
         jadd(root, "limits", limits);
 
+        /* Only when there is one, so that the specs written before listen
+         * existed keep their hashes. */
+        if (s->listen)
+                jadd(root, "listen", jstrv(s->listen));
         jadd(root, "port", s->port == 0 ? jstr("auto") : jint((uint64_t)s->port));
         jadd(root, "ready", jstr(ready_names[s->ready]));
         jadd(root, "sandbox", jstr(sandbox_names[s->sandbox]));
@@ -761,9 +823,9 @@ static int parse_rollout(json_object *o, const char *path, struct rollout_policy
 static int service_parse_json(json_object *o, const char *name, const char *path,
                               const char *base_url, struct service_spec *ret, char **err)
 {
-        static const char *const keys[] = {"artifact", "exec",    "env",    "port",
-                                           "ready",    "health",  "limits", "stop_timeout",
-                                           "sandbox",  "rollout", NULL};
+        static const char *const keys[] = {"artifact",     "exec",    "env",     "port",
+                                           "listen",       "ready",   "health",  "limits",
+                                           "stop_timeout", "sandbox", "rollout", NULL};
         _cleanup_(service_spec_done) struct service_spec s = {
             .name = xstrdup(name),
             .artifact_type = ARTIFACT_TAR,
@@ -836,6 +898,20 @@ static int service_parse_json(json_object *o, const char *name, const char *path
                         return fail(err, p, "%s", what);
         }
 
+        if (member(o, "listen", &v)) {
+                _cleanup_free_ char *p = json_scan_path_key(path, "listen");
+                r = parse_listen(v, p, &s.listen, err);
+                if (r < 0)
+                        return r;
+                /* ${PORT} is each generation's own probe port. */
+                if (s.port != 0) {
+                        _cleanup_free_ char *pp = json_scan_path_key(path, "port");
+                        return fail(err, pp,
+                                    "must be \"auto\" with listen (each generation gets a probe "
+                                    "port of its own)");
+                }
+        }
+
         if (member(o, "ready", &v)) {
                 _cleanup_free_ char *p = json_scan_path_key(path, "ready");
                 r = get_choice(v, p, ready_names, &choice, err);
@@ -898,6 +974,27 @@ static int service_compare(const void *a, const void *b)
                       ((const struct service_spec *)b)->name);
 }
 
+/* One address belongs to one service: two services' generations would
+ * share its connections. */
+static int check_listen_unique(const struct desired *d, char **err)
+{
+        for (size_t a = 0; a < d->n_services; a++)
+                for (char **x = d->services[a].listen; x && *x; x++)
+                        for (size_t b = a + 1; b < d->n_services; b++)
+                                for (char **y = d->services[b].listen; y && *y; y++) {
+                                        if (strcmp(*x, *y) != 0)
+                                                continue;
+                                        _cleanup_free_ char *p =
+                                            json_scan_path_key("services", d->services[b].name);
+                                        _cleanup_free_ char *pl = json_scan_path_key(p, "listen");
+                                        _cleanup_free_ char *pi = json_scan_path_index(
+                                            pl, (size_t)(y - d->services[b].listen));
+                                        return fail(err, pi, "%s is listed by services.%s too", *y,
+                                                    d->services[a].name);
+                                }
+        return 0;
+}
+
 static int parse_services(json_object *o, const char *base_url, struct desired *d, char **err)
 {
         if (!json_object_is_type(o, json_type_object))
@@ -927,7 +1024,7 @@ static int parse_services(json_object *o, const char *base_url, struct desired *
                 d->n_services++;
         }
         qsort(d->services, d->n_services, sizeof(struct service_spec), service_compare);
-        return 0;
+        return check_listen_unique(d, err);
 }
 
 static int desired_parse_json(json_object *root, const char *base_url, struct desired *d,
@@ -1068,6 +1165,7 @@ void service_spec_done(struct service_spec *s)
         free(s->signature_url);
         strv_free(s->exec);
         strv_free(s->env);
+        strv_free(s->listen);
         free(s->health.target);
         strv_free(s->health.exec_argv);
         free(s->spec_json);

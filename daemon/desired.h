@@ -21,6 +21,9 @@
 #define DESIRED_MAX_HEALTH_PASSES 100
 #define DESIRED_MAX_CPU_PERCENT   10000
 #define DESIRED_MAX_TASKS         4194304 /* the kernel's own ceiling on PIDs */
+#define DESIRED_MAX_LISTEN        16      /* addresses in "listen" */
+/* "255.255.255.255:65535", "[ffff:…:ffff]:65535" and a NUL */
+#define LISTEN_ADDRESS_MAX 56
 
 /* The one service name that is refused although it fits the grammar. */
 #define DESIRED_RESERVED_NAME "store"
@@ -61,6 +64,10 @@ struct service_spec {
         char **exec; /* NULL-terminated templates; exec[0] relative to the artifact root */
         char **env;  /* NULL-terminated "KEY=value" templates, sorted by key */
         int port;    /* 0 for "auto", otherwise 1..65535 */
+        /* Addresses every generation listens on through one socket unit of
+         * its own, in the listed order, normalized ("0.0.0.0:8080",
+         * "[::]:8080"); NULL-terminated, NULL when there are none. */
+        char **listen;
         enum ready_kind ready;
         struct health_spec health;
         uint64_t stop_timeout_usec;

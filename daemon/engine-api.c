@@ -126,6 +126,13 @@ static json_object *service_json(struct engine *e, struct service *svc)
                                        json_object_new_string(want->spec_sha256));
         }
         json_object_object_add(o, LII_F_DESIRED, des);
+        /* The addresses the service keeps through replacements. */
+        if (want && want->listen) {
+                json_object *l = json_object_new_array();
+                for (char **a = want->listen; *a; a++)
+                        json_object_array_add(l, json_object_new_string(*a));
+                json_object_object_add(o, LII_F_LISTEN, l);
+        }
 
         json_object *lr = NULL;
         if (ss && ss->last_rollout.result != LII_RESULT_NONE) {

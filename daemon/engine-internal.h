@@ -152,9 +152,13 @@ int engine_save_service(struct engine *e, struct service_state *ss);
  * need_bytes free. */
 void engine_storage_short(struct engine *e, const char *error, uint64_t need_bytes);
 void engine_fail(struct engine *e);
-/* Stops a unit and acts on the outcome as kind says. */
+/* Stops a unit and acts on the outcome as kind says; with sockets, its
+ * socket unit first (an instance of a service that lists addresses). */
 void engine_stop_unit(struct engine *e, const char *service, uint64_t generation, const char *unit,
-                      enum stop_kind kind);
+                      bool sockets, enum stop_kind kind);
+/* Whether the instance runs a spec that lists addresses, so that it has a
+ * socket unit to stop before it. */
+bool engine_instance_listens(const struct instance *i);
 /* Schedules a reconcile of svc after its restart backoff. Returns false
  * when the restart limit (svc->restarts reaching RESTART_LIMIT) is reached. */
 bool engine_schedule_restart(struct service *svc);

@@ -83,6 +83,7 @@ static void rollout_failed(struct service *svc, uint64_t generation, const char 
         rollout_record_set(&ss->last_rollout, generation, LII_RESULT_FAILED, reason,
                            svc->rollout_started_usec, now);
         _cleanup_free_ char *unit = ss->pending ? xstrdup(ss->pending->unit) : NULL;
+        bool sockets = engine_instance_listens(ss->pending);
         if (!started)
                 ss->pending = instance_free(ss->pending);
         /* The new instance goes even when this record cannot be written:
@@ -94,7 +95,7 @@ static void rollout_failed(struct service *svc, uint64_t generation, const char 
         engine_save_service(e, ss);
         svc->state = LII_STATE_FAILED;
         if (started && unit)
-                engine_stop_unit(e, svc->name, generation, unit, STOP_REFUSED);
+                engine_stop_unit(e, svc->name, generation, unit, sockets, STOP_REFUSED);
         rollout_ended(svc);
 }
 
@@ -294,7 +295,8 @@ static int rollout_passed(struct service *svc, const struct rollout_outcome *o)
                     svc->revert_reason ? svc->revert_reason : "");
 
         if (retired)
-                engine_stop_unit(e, svc->name, retired->generation, retired->unit, STOP_RETIRED);
+                engine_stop_unit(e, svc->name, retired->generation, retired->unit,
+                                 engine_instance_listens(retired), STOP_RETIRED);
         if (watching)
                 watch_begin(svc, rollout_take_env(svc->rollout), now_monotonic_usec() + watch_usec);
         rollout_ended(svc);

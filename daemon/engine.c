@@ -189,6 +189,7 @@ struct stop {
         char service[LII_SERVICE_NAME_MAX + 1];
         uint64_t generation;
         char *unit;
+        char *socket; /* stopped first, when the instance has one */
         enum stop_kind kind;
         struct stop *prev, *next;
 };
@@ -202,6 +203,7 @@ static void stop_free(struct engine *e, struct stop *st)
         if (st->next)
                 st->next->prev = st->prev;
         free(st->unit);
+        free(st->socket);
         free(st);
 }
 
@@ -240,8 +242,30 @@ static void on_stopped(struct systemd *m, int r, const char *result, void *userd
         stop_free(e, st);
 }
 
+static void stop_service_unit(struct engine *e, struct stop *st)
+{
+        int r = e->systemd ? systemd_stop_unit(e->systemd, st->unit, on_stopped, st) : -ENOTCONN;
+        if (r < 0)
+                on_stopped(e->systemd, r, strerror(-r), st);
+}
+
+/* The sockets go first: connections still queued on them move to the
+ * other generation's sockets (net.ipv4.tcp_migrate_req), and no new one
+ * reaches an instance that is about to stop. Then the instance, with its
+ * stop timeout, so that the requests it accepted finish. */
+static void on_socket_stopped(struct systemd *m, int r, const char *result, void *userdata)
+{
+        struct stop *st = userdata;
+        if (r == -ENOTCONN)
+                return;
+        if (r < 0)
+                log_svc(LOG_WARNING, st->service, st->generation, "Failed to stop %s: %s",
+                        st->socket, result ? result : strerror(-r));
+        stop_service_unit(st->engine, st);
+}
+
 void engine_stop_unit(struct engine *e, const char *service, uint64_t generation, const char *unit,
-                      enum stop_kind kind)
+                      bool sockets, enum stop_kind kind)
 {
         struct stop *st = xcalloc(1, sizeof *st);
         st->engine = e;
@@ -253,9 +277,27 @@ void engine_stop_unit(struct engine *e, const char *service, uint64_t generation
         if (st->next)
                 st->next->prev = st;
         e->stops = st;
-        int r = e->systemd ? systemd_stop_unit(e->systemd, unit, on_stopped, st) : -ENOTCONN;
+        if (!sockets) {
+                stop_service_unit(e, st);
+                return;
+        }
+        char name[UNIT_NAME_SIZE];
+        st->socket = xstrdup(unit_name_socket(name, service, generation));
+        int r = e->systemd ? systemd_stop_unit(e->systemd, st->socket, on_socket_stopped, st)
+                           : -ENOTCONN;
         if (r < 0)
                 on_stopped(e->systemd, r, strerror(-r), st);
+}
+
+bool engine_instance_listens(const struct instance *i)
+{
+        _cleanup_(service_spec_freep) struct service_spec *spec = NULL;
+        _cleanup_free_ char *error = NULL;
+        if (!i || !i->spec_json)
+                return false;
+        /* A record that does not parse cannot have started a socket
+         * either: it would not have parsed then. */
+        return service_spec_parse("x", i->spec_json, &spec, &error) == 0 && spec->listen;
 }
 
 /* ---- services that left the desired state ---- */
@@ -314,7 +356,8 @@ static void service_remove(struct engine *e, struct service *svc)
         svc->state = LII_STATE_STOPPING;
         svc->current_alive = svc->healthy = false;
         svc->main_pid = 0;
-        engine_stop_unit(e, svc->name, ss->current->generation, ss->current->unit, STOP_REMOVED);
+        engine_stop_unit(e, svc->name, ss->current->generation, ss->current->unit,
+                         engine_instance_listens(ss->current), STOP_REMOVED);
 }
 
 /* ---- the store ---- */
@@ -731,9 +774,26 @@ static void on_systemd_lost(struct systemd *m, int r, const char *reason, void *
                        RECONNECT_DELAY_FIRST_USEC / USEC_PER_MSEC, 0);
 }
 
+/* A socket unit found at start-up: the current instance's stays with it; one
+ * whose instance is also left over goes first with it (on_units_listed());
+ * one alone (its instance gone, a crash between the two stops) goes now. */
+static void leftover_socket(struct engine *e, char *const *names, const char *socket,
+                            const char *service, uint64_t gen)
+{
+        const struct service_state *ss = state_find(e->state, service);
+        if (ss && !ss->removed && ss->current && ss->current->generation == gen)
+                return;
+        char unit[UNIT_NAME_SIZE];
+        if (strv_contains((const char *const *)names, unit_name_instance(unit, service, gen)))
+                return;
+        log_svc(LOG_NOTICE, service, gen, "Stopping %s: left over from before a restart", socket);
+        engine_stop_unit(e, service, gen, socket, false, STOP_LEFTOVER);
+}
+
 /* Start-up: every lii unit systemd knows is either the current instance of
  * its service (adopted, not restarted) or something a crash left behind (a
- * rollout in flight, a retired instance not yet stopped), which is stopped. */
+ * rollout in flight, a retired instance not yet stopped), which is stopped,
+ * its socket unit first. */
 static void on_units_listed(struct systemd *m, int r, char *const *names, void *userdata)
 {
         struct engine *e = userdata;
@@ -745,6 +805,10 @@ static void on_units_listed(struct systemd *m, int r, char *const *names, void *
         for (char *const *u = names; u && *u; u++) {
                 char name[LII_SERVICE_NAME_MAX + 1];
                 uint64_t gen;
+                if (unit_name_parse_socket(*u, name, &gen)) {
+                        leftover_socket(e, names, *u, name, gen);
+                        continue;
+                }
                 if (!unit_name_parse(*u, name, &gen))
                         continue;
                 struct service_state *ss = state_find(e->state, name);
@@ -759,8 +823,12 @@ static void on_units_listed(struct systemd *m, int r, char *const *names, void *
                         log_svc(LOG_INFO, name, gen, "Adopting %s", *u);
                         continue;
                 }
-                log_svc(LOG_NOTICE, name, gen, "Stopping %s: left over from before a restart", *u);
-                engine_stop_unit(e, name, gen, *u, STOP_LEFTOVER);
+                char socket[UNIT_NAME_SIZE];
+                bool sockets =
+                    strv_contains((const char *const *)names, unit_name_socket(socket, name, gen));
+                log_svc(LOG_NOTICE, name, gen, "Stopping %s%s%s: left over from before a restart",
+                        sockets ? socket : "", sockets ? " and " : "", *u);
+                engine_stop_unit(e, name, gen, *u, sockets, STOP_LEFTOVER);
         }
         for (size_t i = 0; i < e->state->n_services; i++) {
                 struct service_state *ss = e->state->services[i];

@@ -133,6 +133,31 @@ static void unit_of(const struct instance_env *ie, struct transient_unit *u, str
         };
 }
 
+/* A service that lists addresses: every generation gets a socket unit of
+ * its own holding them, in order, and last its private probe address
+ * (${PORT} on loopback), so that health checks reach this generation and
+ * never its predecessor. The instance receives them as LISTEN_FDS. */
+static int start_with_socket(struct instance_env *ie, const struct transient_unit *u,
+                             systemd_job_cb cb, void *userdata)
+{
+        size_t n = strv_length(ie->spec->listen);
+        _cleanup_free_ char **listen = xcalloc(n + 2, sizeof *listen);
+        memcpy(listen, ie->spec->listen, n * sizeof *listen);
+        _cleanup_free_ char *probe = xasprintf("127.0.0.1:%d", ie->port);
+        listen[n] = probe;
+        char name[UNIT_NAME_SIZE];
+        _cleanup_free_ char *description =
+            xasprintf("lii %s generation %llu, listening sockets", ie->service,
+                      (unsigned long long)ie->generation);
+        struct transient_socket sock = {
+            .name = unit_name_socket(name, ie->service, ie->generation),
+            .description = description,
+            .slice = ie->host->cfg->slice,
+            .listen = listen,
+        };
+        return systemd_start_transient_with_socket(ie->host->systemd, &sock, u, cb, userdata);
+}
+
 int instance_env_start(struct instance_env *ie, const char *unit, systemd_job_cb cb, void *userdata)
 {
         _cleanup_strv_free_ char **argv = command(ie, ie->spec->exec);
@@ -143,8 +168,13 @@ int instance_env_start(struct instance_env *ie, const char *unit, systemd_job_cb
         struct transient_unit u;
         struct unit_view view;
         unit_of(ie, &u, &view, unit, description, argv, env, state_dir);
-        int r = ie->host->systemd ? systemd_start_transient(ie->host->systemd, &u, cb, userdata)
-                                  : -ENOTCONN;
+        int r;
+        if (!ie->host->systemd)
+                r = -ENOTCONN;
+        else if (ie->spec->listen)
+                r = start_with_socket(ie, &u, cb, userdata);
+        else
+                r = systemd_start_transient(ie->host->systemd, &u, cb, userdata);
         unit_view_done(&view);
         return r;
 }

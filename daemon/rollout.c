@@ -164,9 +164,11 @@ static void on_started(struct systemd *m, int r, const char *result, void *userd
         if (r < 0) {
                 /* systemd reports the unit's end before the job's, so the
                  * reason can say how the process ended, not only "failed". */
+                /* A socket that could not listen: the unit never ran. */
                 _cleanup_free_ char *how =
-                    ro->have_unit_status ? exit_status_describe(&ro->unit_status)
-                                         : xasprintf("job %s", result ? result : strerror(-r));
+                    r == -EADDRINUSE       ? xstrdup(result ? result : strerror(-r))
+                    : ro->have_unit_status ? exit_status_describe(&ro->unit_status)
+                                           : xasprintf("job %s", result ? result : strerror(-r));
                 _cleanup_free_ char *msg = xasprintf("systemd did not start %s: %s", ro->unit, how);
                 refuse_quoting(ro, msg);
                 return;

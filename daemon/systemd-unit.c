@@ -278,3 +278,41 @@ int systemd_unit_append_properties(sd_bus_message *msg, const struct transient_u
                 r = append_sandbox(msg, is_system);
         return r;
 }
+
+static int append_listen(sd_bus_message *msg, char *const *listen)
+{
+        int r = sd_bus_message_open_container(msg, 'r', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(msg, "s", "Listen");
+        if (r >= 0)
+                r = sd_bus_message_open_container(msg, 'v', "a(ss)");
+        if (r >= 0)
+                r = sd_bus_message_open_container(msg, 'a', "(ss)");
+        for (char *const *a = listen; r >= 0 && a && *a; a++)
+                r = sd_bus_message_append(msg, "(ss)", "Stream", *a);
+        if (r >= 0)
+                r = sd_bus_message_close_container(msg);
+        if (r >= 0)
+                r = sd_bus_message_close_container(msg);
+        if (r >= 0)
+                r = sd_bus_message_close_container(msg);
+        return r;
+}
+
+int systemd_unit_append_socket_properties(sd_bus_message *msg, const struct transient_socket *s)
+{
+        int r = append_prop_string(msg, "Description", s->description ? s->description : s->name);
+        if (r >= 0 && s->slice)
+                r = append_prop_string(msg, "Slice", s->slice);
+        if (r >= 0)
+                r = append_listen(msg, s->listen);
+        /* The old and the new generation listen on the same addresses at
+         * once, each through its own sockets: the kernel spreads new
+         * connections over every socket that accepts. */
+        if (r >= 0)
+                r = append_prop_bool(msg, "ReusePort", true);
+        /* A socket that failed to listen goes away with its service. */
+        if (r >= 0)
+                r = append_prop_string(msg, "CollectMode", "inactive-or-failed");
+        return r;
+}

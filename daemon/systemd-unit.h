@@ -48,6 +48,20 @@ struct transient_unit {
         char *const *log_extra_fields;
 };
 
+/* A socket unit that hands its listening sockets to the service of the
+ * same name (lii-hello@3.socket to lii-hello@3.service): one stream socket
+ * per address, in order, each with SO_REUSEPORT so that the sockets of two
+ * generations share an address. */
+struct transient_socket {
+        const char *name; /* "lii-hello@3.socket" */
+        const char *description;
+        const char *slice;
+        char *const *listen; /* "0.0.0.0:8080", "[::]:8080"; NULL-terminated */
+};
+
+/* Appends s's properties to msg, which has its a(sv) open. */
+int systemd_unit_append_socket_properties(sd_bus_message *msg, const struct transient_socket *s);
+
 /* Appends u's properties, one (sv) each, to msg, which has its a(sv)
  * open. Some sandbox options only work under the system manager and are
  * left out for a user manager (is_system false). Returns sd-bus's

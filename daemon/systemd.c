@@ -63,6 +63,9 @@ struct job {
         bool stop; /* NoSuchUnit means "already stopped" */
         systemd_job_cb cb;
         void *userdata;
+        /* Frees userdata when the job goes without calling back (systemd
+         * lost); NULL when the caller owns it. */
+        void (*userdata_free)(void *userdata);
 };
 
 struct early_removed {
@@ -251,6 +254,8 @@ static void job_unlink(struct job *j)
 
 static void job_free(struct job *j)
 {
+        if (j->userdata_free)
+                j->userdata_free(j->userdata);
         sd_bus_slot_unref(j->slot);
         free(j->unit);
         free(j->path);
@@ -266,6 +271,7 @@ static void job_finish(struct job *j, int r, const char *result)
         void *userdata = j->userdata;
 
         job_unlink(j);
+        j->userdata_free = NULL; /* the callback has it now */
         job_free(j);
         if (cb)
                 cb(m, r, result, userdata);
@@ -354,8 +360,8 @@ static int on_job_removed(sd_bus_message *msg, void *userdata, sd_bus_error *ret
 
 /* Sends a message whose reply is a job path and tracks the job. On failure
  * nothing is tracked and cb is never called. */
-static int job_call(struct systemd *m, sd_bus_message *msg, const char *unit, bool stop,
-                    systemd_job_cb cb, void *userdata)
+static int job_call_owning(struct systemd *m, sd_bus_message *msg, const char *unit, bool stop,
+                           systemd_job_cb cb, void *userdata, void (*userdata_free)(void *))
 {
         struct job *j = xcalloc(1, sizeof *j);
         int r;
@@ -370,10 +376,17 @@ static int job_call(struct systemd *m, sd_bus_message *msg, const char *unit, bo
                 job_free(j);
                 return r;
         }
+        j->userdata_free = userdata_free;
         j->next = m->jobs;
         m->jobs = j;
         bus_update(m);
         return 0;
+}
+
+static int job_call(struct systemd *m, sd_bus_message *msg, const char *unit, bool stop,
+                    systemd_job_cb cb, void *userdata)
+{
+        return job_call_owning(m, msg, unit, stop, cb, userdata, NULL);
 }
 
 /* Unit state. */
@@ -1063,6 +1076,117 @@ int systemd_start_transient(struct systemd *m, const struct transient_unit *u, s
         if (r < 0)
                 return r;
         return job_call(m, msg, u->name, false, cb, userdata);
+}
+
+/* A socket unit with its service, started in two jobs: the socket (which
+ * creates the service as its auxiliary unit), then the service. */
+struct socket_start {
+        char *socket, *service;
+        systemd_job_cb cb;
+        void *userdata;
+};
+
+static void socket_start_free(void *p)
+{
+        struct socket_start *ss = p;
+        free(ss->socket);
+        free(ss->service);
+        free(ss);
+}
+
+static void on_socket_service_started(struct systemd *m, int r, const char *result, void *userdata)
+{
+        struct socket_start *ss = userdata;
+        systemd_job_cb cb = ss->cb;
+        void *cb_userdata = ss->userdata;
+        socket_start_free(ss);
+        cb(m, r, result, cb_userdata);
+}
+
+static void on_socket_started(struct systemd *m, int r, const char *result, void *userdata)
+{
+        struct socket_start *ss = userdata;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
+        _cleanup_free_ char *why = NULL;
+        if (r == -ENOTCONN) {
+                socket_start_free(ss);
+                return;
+        }
+        if (r < 0) {
+                why = xasprintf("%s did not start (%s): an address is in use by something else "
+                                "or not on this host",
+                                ss->socket, result ? result : strerror(-r));
+                r = -EADDRINUSE;
+                goto fail;
+        }
+        r = sd_bus_message_new_method_call(m->bus, &msg, SD_DEST, SD_PATH, SD_MANAGER, "StartUnit");
+        if (r >= 0)
+                r = sd_bus_message_append(msg, "ss", ss->service, "fail");
+        if (r >= 0)
+                r = job_call_owning(m, msg, ss->service, false, on_socket_service_started, ss,
+                                    socket_start_free);
+        if (r >= 0)
+                return;
+        why = xasprintf("cannot start %s: %s", ss->service, strerror(-r));
+fail:;
+        systemd_job_cb cb = ss->cb;
+        void *cb_userdata = ss->userdata;
+        socket_start_free(ss);
+        cb(m, r, why, cb_userdata);
+}
+
+int systemd_start_transient_with_socket(struct systemd *m, const struct transient_socket *sock,
+                                        const struct transient_unit *u, systemd_job_cb cb,
+                                        void *userdata)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
+        int r;
+
+        if (!sock || !unit_name_is_plausible(sock->name) || !sock->listen || !sock->listen[0] ||
+            !u || !unit_name_is_plausible(u->name) || !u->argv || !u->argv[0] ||
+            u->argv[0][0] != '/')
+                return -EINVAL;
+        if (m->dead)
+                return -ENOTCONN;
+
+        r = sd_bus_message_new_method_call(m->bus, &msg, SD_DEST, SD_PATH, SD_MANAGER,
+                                           "StartTransientUnit");
+        if (r >= 0)
+                r = sd_bus_message_append(msg, "ss", sock->name, "fail");
+        if (r >= 0)
+                r = sd_bus_message_open_container(msg, 'a', "(sv)");
+        if (r >= 0)
+                r = systemd_unit_append_socket_properties(msg, sock);
+        if (r >= 0)
+                r = sd_bus_message_close_container(msg);
+        /* The service, created with the socket and started by liid next. */
+        if (r >= 0)
+                r = sd_bus_message_open_container(msg, 'a', "(sa(sv))");
+        if (r >= 0)
+                r = sd_bus_message_open_container(msg, 'r', "sa(sv)");
+        if (r >= 0)
+                r = sd_bus_message_append(msg, "s", u->name);
+        if (r >= 0)
+                r = sd_bus_message_open_container(msg, 'a', "(sv)");
+        if (r >= 0)
+                r = systemd_unit_append_properties(msg, u, m->is_system);
+        if (r >= 0)
+                r = sd_bus_message_close_container(msg);
+        if (r >= 0)
+                r = sd_bus_message_close_container(msg);
+        if (r >= 0)
+                r = sd_bus_message_close_container(msg);
+        if (r < 0)
+                return r;
+        struct socket_start *ss = xcalloc(1, sizeof *ss);
+        *ss = (struct socket_start){.socket = xstrdup(sock->name),
+                                    .service = xstrdup(u->name),
+                                    .cb = cb,
+                                    .userdata = userdata};
+        r = job_call_owning(m, msg, sock->name, false, on_socket_started, ss, socket_start_free);
+        if (r < 0)
+                socket_start_free(ss);
+        return r;
 }
 
 int systemd_stop_unit(struct systemd *m, const char *unit, systemd_job_cb cb, void *userdata)

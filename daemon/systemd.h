@@ -49,6 +49,13 @@ int systemd_start_transient(struct systemd *m, const struct transient_unit *u, s
                             void *userdata);
 /* StopUnit with mode "replace"; cb fires when the job is removed (also when
  * the unit was not loaded: then r = 0). cb may be NULL. */
+/* Starts a socket unit with u as its auxiliary service, then u: the
+ * instance receives the socket's listening sockets (LISTEN_FDS). cb reports
+ * u's start job; a socket that could not listen is -EADDRINUSE with a
+ * result that names the socket unit and says why. */
+int systemd_start_transient_with_socket(struct systemd *m, const struct transient_socket *sock,
+                                        const struct transient_unit *u, systemd_job_cb cb,
+                                        void *userdata);
 int systemd_stop_unit(struct systemd *m, const char *unit, systemd_job_cb cb, void *userdata);
 /* ListUnitsByPatterns for "prefix*" (all states). */
 int systemd_list_units(struct systemd *m, const char *prefix, systemd_list_cb cb, void *userdata);

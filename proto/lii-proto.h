@@ -83,6 +83,7 @@
 #define LII_F_SIGNATURE       "signature"       /* {key_id, trusted_comment} of an artifact */
 #define LII_F_RESTARTS        "restarts"        /* dead instances replaced in a row */
 #define LII_F_HELD            "held"            /* an operator rollback holds the service */
+#define LII_F_LISTEN          "listen"          /* the desired spec's listen addresses */
 #define LII_F_EVENT_SEQ       "event_seq"       /* the newest event's seq when status was made */
 #define LII_F_VIEW            "view"            /* LII_VIEW_SUMMARY in a summary */
 /* A service's fleet rollout (the document's rollout block) as this node

@@ -15,6 +15,13 @@ char *unit_name_instance(char buf[static UNIT_NAME_SIZE], const char *service, u
         return buf;
 }
 
+char *unit_name_socket(char buf[static UNIT_NAME_SIZE], const char *service, uint64_t generation)
+{
+        snprintf(buf, UNIT_NAME_SIZE, UNIT_NAME_PREFIX "%s@%llu.socket", service,
+                 (unsigned long long)generation);
+        return buf;
+}
+
 char *unit_name_check(char buf[static UNIT_NAME_SIZE], const char *service, uint64_t generation,
                       unsigned n)
 {
@@ -23,8 +30,9 @@ char *unit_name_check(char buf[static UNIT_NAME_SIZE], const char *service, uint
         return buf;
 }
 
-bool unit_name_parse(const char *unit, char ret_service[static LII_SERVICE_NAME_MAX + 1],
-                     uint64_t *ret_generation)
+static bool parse_with_suffix(const char *unit, const char *suffix,
+                              char ret_service[static LII_SERVICE_NAME_MAX + 1],
+                              uint64_t *ret_generation)
 {
         const size_t prefix = strlen(UNIT_NAME_PREFIX);
         if (!unit || strncmp(unit, UNIT_NAME_PREFIX, prefix) != 0)
@@ -40,9 +48,21 @@ bool unit_name_parse(const char *unit, char ret_service[static LII_SERVICE_NAME_
         errno = 0;
         char *end;
         unsigned long long generation = strtoull(at + 1, &end, 10);
-        if (errno != 0 || strcmp(end, ".service") != 0)
+        if (errno != 0 || strcmp(end, suffix) != 0)
                 return false;
         memcpy(ret_service, name, sizeof name);
         *ret_generation = generation;
         return true;
+}
+
+bool unit_name_parse(const char *unit, char ret_service[static LII_SERVICE_NAME_MAX + 1],
+                     uint64_t *ret_generation)
+{
+        return parse_with_suffix(unit, ".service", ret_service, ret_generation);
+}
+
+bool unit_name_parse_socket(const char *unit, char ret_service[static LII_SERVICE_NAME_MAX + 1],
+                            uint64_t *ret_generation)
+{
+        return parse_with_suffix(unit, ".socket", ret_service, ret_generation);
 }

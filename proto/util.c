@@ -42,6 +42,14 @@ size_t sorted_by_name_search(void *const *v, size_t n, size_t name_offset, const
         return lo;
 }
 
+bool strv_contains(const char *const *v, const char *s)
+{
+        for (; v && *v; v++)
+                if (strcmp(*v, s) == 0)
+                        return true;
+        return false;
+}
+
 size_t strv_length(char *const *v)
 {
         size_t n = 0;

@@ -31,6 +31,8 @@ static inline void strv_freep(char ***v)
 }
 #define _cleanup_strv_free_ _cleanup_(strv_freep)
 size_t strv_length(char *const *v);
+/* Whether the NULL-terminated v (NULL: empty) holds s. */
+bool strv_contains(const char *const *v, const char *s);
 /* strcmp() of two elements of an array of char *: the comparison function
  * for qsort() and bsearch() over such an array. */
 int strptr_compare(const void *a, const void *b);

@@ -515,6 +515,8 @@ unsigned h_publish(struct h_env *env, const struct h_service *svcs, size_t n, un
                         fprintf(f, ",\"sandbox\":\"%s\"", svcs[i].sandbox);
                 if (svcs[i].rollout)
                         fprintf(f, ",\"rollout\":%s", svcs[i].rollout);
+                if (svcs[i].listen)
+                        fprintf(f, ",\"listen\":%s", svcs[i].listen);
                 fputc('}', f);
         }
         fprintf(f, "}}\n");

@@ -93,6 +93,7 @@ struct h_service {
         const char *exec;          /* exec[0], or NULL for "bin/hello" */
         const char *env;           /* the "env" object as JSON text, or NULL for the default */
         const char *rollout;       /* the "rollout" block as JSON text, or NULL for none */
+        const char *listen;        /* the "listen" array as JSON text, or NULL for none */
 };
 /* Writes desired.json with the next serial (or the one given, if nonzero)
  * and signs it with the test's desired-state key. Returns the serial. */

@@ -17,11 +17,18 @@
  *   --notify            send READY=1 to $NOTIFY_SOCKET (after --healthy-after)
  *   --ignore-sigterm    ignore SIGTERM (the stop timeout must end it)
  *   --crash             die of SIGSEGV once listening
- * It uses SO_REUSEPORT so that two generations may share a fixed port. */
+ * It uses SO_REUSEPORT so that two generations may share a fixed port.
+ * Started by socket activation (LISTEN_PID and LISTEN_FDS, as lii does for
+ * a service that lists addresses), it serves every socket it receives
+ * instead; the last is the probe socket on $PORT. On SIGTERM it stops
+ * accepting (closing its listening sockets hands their queued connections
+ * to another generation's sockets where net.ipv4.tcp_migrate_req is on),
+ * answers the request in hand and exits. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stddef.h>
@@ -87,6 +94,32 @@ static void on_alarm(int sig)
         _exit(3);
 }
 
+static volatile sig_atomic_t stopping;
+
+static void on_sigterm(int sig)
+{
+        stopping = 1;
+}
+
+#define MAX_LISTEN 32
+
+/* The sockets systemd passed (sd_listen_fds(3) without libsystemd): fds 3
+ * on, when LISTEN_PID is this process. Returns how many. */
+static int inherited_sockets(int fds[static MAX_LISTEN])
+{
+        const char *pid = getenv("LISTEN_PID"), *n = getenv("LISTEN_FDS");
+        if (!pid || !n || atol(pid) != (long)getpid())
+                return 0;
+        int count = atoi(n);
+        if (count <= 0 || count > MAX_LISTEN)
+                return 0;
+        for (int i = 0; i < count; i++) {
+                fds[i] = 3 + i;
+                fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+        }
+        return count;
+}
+
 static void reply(int fd, int code, const char *body)
 {
         char buf[1024];
@@ -145,19 +178,34 @@ int main(int argc, char **argv)
         const char *greeting = getenv("GREETING") ? getenv("GREETING") : "hi";
         signal(SIGPIPE, SIG_IGN);
 
-        int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        int one = 1;
-        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-        struct sockaddr_in sa = {.sin_family = AF_INET,
-                                 .sin_port = htons((uint16_t)port),
-                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        if (bind(s, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(s, 64) < 0) {
-                perror("hello: bind");
-                return 1;
+        int fds[MAX_LISTEN];
+        int nfds = inherited_sockets(fds);
+        if (nfds == 0) {
+                int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                int one = 1;
+                setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+                setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+                struct sockaddr_in sa = {.sin_family = AF_INET,
+                                         .sin_port = htons((uint16_t)port),
+                                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+                if (bind(s, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(s, 64) < 0) {
+                        perror("hello: bind");
+                        return 1;
+                }
+                fds[nfds++] = s;
+        }
+        struct sigaction old;
+        sigaction(SIGTERM, NULL, &old);
+        if (old.sa_handler != SIG_IGN) { /* --ignore-sigterm */
+                struct sigaction term = {.sa_handler = on_sigterm, .sa_flags = SA_RESTART};
+                sigaction(SIGTERM, &term, NULL);
         }
         long long start = now_ms();
-        fprintf(stderr, "hello %s listening on 127.0.0.1:%d\n", version, port);
+        if (nfds > 1 || getenv("LISTEN_FDS"))
+                fprintf(stderr, "hello %s serving %d sockets from systemd (probe port %d)\n",
+                        version, nfds, port);
+        else
+                fprintf(stderr, "hello %s listening on 127.0.0.1:%d\n", version, port);
         if (crash) {
                 fprintf(stderr, "hello: crashing as asked\n");
                 /* The default action, even where a sanitizer catches SEGV. */
@@ -183,13 +231,38 @@ int main(int argc, char **argv)
                         notify_ready();
                         notified = 1;
                 }
-                int c = accept4(s, NULL, NULL, SOCK_CLOEXEC);
-                if (c < 0) {
+                if (stopping) {
+                        for (int i = 0; i < nfds; i++)
+                                close(fds[i]);
+                        fprintf(stderr, "hello %s: stopping\n", version);
+                        return 0;
+                }
+                struct pollfd pfd[MAX_LISTEN];
+                if (nfds < 1 || nfds > MAX_LISTEN)
+                        return 1;
+                for (int i = 0; i < nfds; i++)
+                        pfd[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+                if (poll(pfd, (nfds_t)nfds, -1) < 0) {
                         if (errno == EINTR)
+                                continue;
+                        perror("hello: poll");
+                        return 1;
+                }
+                int ready = -1;
+                for (int i = 0; i < nfds && ready < 0; i++)
+                        if (pfd[i].revents & POLLIN)
+                                ready = fds[i];
+                if (ready < 0)
+                        continue;
+                int c = accept4(ready, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                if (c < 0) {
+                        if (errno == EINTR || errno == EAGAIN)
                                 continue;
                         perror("hello: accept");
                         return 1;
                 }
+                /* Blocking for the request itself, which is small. */
+                fcntl(c, F_SETFL, 0);
                 char req[2048];
                 ssize_t n = read(c, req, sizeof req - 1);
                 req[n > 0 ? n : 0] = '\0';

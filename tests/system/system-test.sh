@@ -146,6 +146,7 @@ contents=$(dpkg-deb -c "$deb")
 for f in ./usr/sbin/liid ./usr/bin/liictl ./usr/libexec/lii/liictl-verify \
 	./lib/systemd/system/liid.service \
 	./lib/systemd/system/liid.socket ./usr/lib/sysusers.d/lii.conf ./usr/lib/tmpfiles.d/lii.conf \
+	./usr/lib/sysctl.d/50-lii.conf \
 	./etc/lii/liid.conf ./etc/lii/keys/desired.d/ ./etc/lii/keys/artifact.d/ \
 	./usr/share/man/man8/liid.8.gz ./usr/share/man/man1/liictl.1.gz \
 	./usr/share/man/man5/liid.conf.5.gz ./usr/share/man/man5/lii-desired-state.5.gz; do

@@ -318,6 +318,38 @@ static const struct {
      "services.hello: must be an object"},
     {SVC_DOC(MIN_SVC ",'foo':1"), -EINVAL, "services.hello.foo: unknown key"},
 
+    /* Listening sockets handed over across generations. */
+    {SVC_DOC(MIN_SVC ",'listen':'127.0.0.1:8080'"), -EINVAL,
+     "services.hello.listen: must be an array of addresses"},
+    {SVC_DOC(MIN_SVC ",'listen':[]"), -EINVAL,
+     "services.hello.listen: must list at least one address (or be left out)"},
+    {SVC_DOC(MIN_SVC ",'listen':['localhost:8080']"), -EINVAL,
+     "services.hello.listen[0]: must be \"IPv4:port\" or \"[IPv6]:port\" with a port from 1 to "
+     "65535"},
+    {SVC_DOC(MIN_SVC ",'listen':['127.0.0.1:8080','::1:8080']"), -EINVAL,
+     "services.hello.listen[1]: must be \"IPv4:port\" or \"[IPv6]:port\" with a port from 1 to "
+     "65535"},
+    {SVC_DOC(MIN_SVC ",'listen':['127.0.0.1:0']"), -EINVAL,
+     "services.hello.listen[0]: must be \"IPv4:port\" or \"[IPv6]:port\" with a port from 1 to "
+     "65535"},
+    {SVC_DOC(MIN_SVC ",'listen':['127.0.0.1:65536']"), -EINVAL,
+     "services.hello.listen[0]: must be \"IPv4:port\" or \"[IPv6]:port\" with a port from 1 to "
+     "65535"},
+    {SVC_DOC(MIN_SVC ",'listen':[8080]"), -EINVAL, "services.hello.listen[0]: must be a string"},
+    {SVC_DOC(MIN_SVC ",'listen':['[::]:80','[0:0::0]:80']"), -EINVAL,
+     "services.hello.listen[1]: [::]:80 is listed twice"},
+    {SVC_DOC(MIN_SVC ",'listen':['127.0.0.1:1','127.0.0.1:2','127.0.0.1:3','127.0.0.1:4',"
+                     "'127.0.0.1:5','127.0.0.1:6','127.0.0.1:7','127.0.0.1:8','127.0.0.1:9',"
+                     "'127.0.0.1:10','127.0.0.1:11','127.0.0.1:12','127.0.0.1:13','127.0.0.1:14',"
+                     "'127.0.0.1:15','127.0.0.1:16','127.0.0.1:17']"),
+     -EINVAL, "services.hello.listen: more than 16 addresses"},
+    {SVC_DOC(MIN_SVC ",'port':8080,'listen':['127.0.0.1:8080']"), -EINVAL,
+     "services.hello.port: must be \"auto\" with listen (each generation gets a probe port of its "
+     "own)"},
+    {"{'format':'lii.desired/1','serial':1,'services':{'a':{" MIN_SVC
+     ",'listen':['0.0.0.0:80']},'b':{" MIN_SVC ",'listen':['[::]:80','0.0.0.0:80']}}}",
+     -EINVAL, "services.b.listen[1]: 0.0.0.0:80 is listed by services.a too"},
+
     /* The fleet rollout block. */
     {SVC_DOC(MIN_SVC ",'rollout':1"), -EINVAL, "services.hello.rollout: must be an object"},
     {SVC_DOC(MIN_SVC ",'rollout':{'percent':10}"), -EINVAL, "services.hello.rollout.id: required"},
@@ -830,6 +862,36 @@ START_TEST(test_rollout_is_not_in_the_spec)
 }
 END_TEST
 
+/* Addresses in their normal form, in the listed order, in the spec (and so
+ * its hash); a spec without listen reads as it always did. */
+START_TEST(test_listen)
+{
+        _cleanup_(desired_freep) struct desired *a = parse_ok(
+            SVC_DOC(MIN_SVC ",'listen':['0.0.0.0:8080','[0:0::0]:8080','[::ffff:127.0.0.1]:81']"),
+            NULL);
+        char **l = a->services[0].listen;
+        ck_assert_ptr_nonnull(l);
+        ck_assert_str_eq(l[0], "0.0.0.0:8080");
+        ck_assert_str_eq(l[1], "[::]:8080");
+        ck_assert_str_eq(l[2], "[::ffff:127.0.0.1]:81");
+        ck_assert_ptr_null(l[3]);
+        ck_assert_ptr_nonnull(strstr(a->services[0].spec_json,
+                                     "\"listen\":[\"0.0.0.0:8080\",\"[::]:8080\","
+                                     "\"[::ffff:127.0.0.1]:81\"]"));
+        _cleanup_(desired_freep) struct desired *b = parse_ok(MIN_DOC, NULL);
+        ck_assert_ptr_null(b->services[0].listen);
+        ck_assert_ptr_null(strstr(b->services[0].spec_json, "listen"));
+        ck_assert_str_ne(a->services[0].spec_sha256, b->services[0].spec_sha256);
+
+        /* What a stored spec reads back to. */
+        _cleanup_(service_spec_freep) struct service_spec *s = NULL;
+        char *error = NULL;
+        ck_assert_int_eq(service_spec_parse("hello", a->services[0].spec_json, &s, &error), 0);
+        ck_assert_str_eq(s->spec_sha256, a->services[0].spec_sha256);
+        ck_assert_str_eq(s->listen[1], "[::]:8080");
+}
+END_TEST
+
 START_TEST(test_canonical_defaults_spelled)
 {
         _cleanup_(desired_freep) struct desired *a = parse_ok(MIN_DOC, NULL);
@@ -1102,6 +1164,7 @@ static Suite *desired_suite(void)
         tcase_add_loop_test(tc, test_canonical_same, 0, ELEMENTSOF(same_as_full));
         tcase_add_test(tc, test_canonical_defaults_spelled);
         tcase_add_test(tc, test_rollout_is_not_in_the_spec);
+        tcase_add_test(tc, test_listen);
         tcase_add_loop_test(tc, test_canonical_changed, 0, ELEMENTSOF(changes));
         tcase_add_test(tc, test_canonical_health_removed);
         tcase_add_loop_test(tc, test_round_trip, 0, ELEMENTSOF(round_trip_docs));

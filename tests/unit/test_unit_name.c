@@ -22,6 +22,15 @@ START_TEST(instance_names)
         ck_assert(unit_name_parse("lii-hello@3.service", service, &generation));
         ck_assert_str_eq(service, "hello");
         ck_assert_uint_eq(generation, 3);
+
+        /* An instance's sockets: a name of their own, never an instance's. */
+        ck_assert_str_eq(unit_name_socket(buf, "hello", 3), "lii-hello@3.socket");
+        ck_assert(unit_name_parse_socket("lii-hello@3.socket", service, &generation));
+        ck_assert_str_eq(service, "hello");
+        ck_assert_uint_eq(generation, 3);
+        ck_assert(!unit_name_parse("lii-hello@3.socket", service, &generation));
+        ck_assert(!unit_name_parse_socket("lii-hello@3.service", service, &generation));
+        ck_assert(!unit_name_parse_socket("lii-hello@03.socket", service, &generation));
 }
 END_TEST
 
