@@ -13,24 +13,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "etcd-url.h"
 #include "source.h"
 
 /* A watch message carries the document's value in its events: room for
  * it in base64 and for the JSON around it. */
-#define ETCD_MAX_MESSAGE   (4U * SOURCE_MAX_DOCUMENT)
-#define ETCD_MAX_ENDPOINTS 16
-
-struct etcd_url {
-        bool tls;
-        char **endpoints; /* "http://host:port" or "https://host:port" */
-        size_t n_endpoints;
-        char *prefix; /* "lii/prod": no leading or trailing slash */
-};
-
-/* Parses etcd://host[:port][,host[:port]…]/PREFIX (port 2379 when none).
- * On failure returns -EINVAL and sets *ret_error to the reason. */
-int etcd_url_parse(const char *url, struct etcd_url *ret, char **ret_error);
-void etcd_url_done(struct etcd_url *u);
+#define ETCD_MAX_MESSAGE (4U * SOURCE_MAX_DOCUMENT)
 
 /* What a range read of the two keys found. */
 struct etcd_range {
