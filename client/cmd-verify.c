@@ -7,41 +7,6 @@
 #include "liictl.h"
 
 #include <getopt.h>
-#include <limits.h>
-#include <string.h>
-
-/* liictl-verify is beside liictl in a build tree, and in libexec/lii/ of
- * the prefix liictl is installed in. */
-static const char *const helper_places[] = {"liictl-verify", "../libexec/lii/liictl-verify"};
-
-static int run_helper(bool json, const char *key, const char *file, const char *sig_path)
-{
-        char self[PATH_MAX];
-        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-        if (n < 0) {
-                fprintf(stderr, "liictl: cannot find liictl-verify: /proc/self/exe: %m\n");
-                return LIICTL_EXIT_FAILED;
-        }
-        self[n] = '\0';
-        char *slash = strrchr(self, '/');
-        if (slash)
-                slash[1] = '\0';
-
-        char *args[] = {"liictl-verify", json ? "json" : "text", (char *)key,
-                        (char *)file,    (char *)sig_path,       NULL};
-        for (size_t i = 0; i < ELEMENTSOF(helper_places); i++) {
-                _cleanup_free_ char *path = xasprintf("%s%s", self, helper_places[i]);
-                execv(path, args);
-                /* Not there: the next place. There but failing: say so. */
-                if (errno != ENOENT) {
-                        fprintf(stderr, "liictl: cannot run %s: %m\n", path);
-                        return LIICTL_EXIT_FAILED;
-                }
-        }
-        fprintf(stderr, "liictl: liictl-verify is neither in %s nor in %s../libexec/lii/\n", self,
-                self);
-        return LIICTL_EXIT_FAILED;
-}
 
 static int run(struct ctl *ctl, int argc, char **argv)
 {
@@ -71,8 +36,10 @@ static int run(struct ctl *ctl, int argc, char **argv)
         _cleanup_free_ char *sig_path =
             n == 2 ? xstrdup(argv[optind + 1]) : xasprintf("%s.minisig", file);
 
-        fflush(stdout);
-        return run_helper(ctl->json, key, file, sig_path);
+        char *args[] = {"liictl-verify", ctl->json ? "json" : "text",
+                        (char *)key,     (char *)file,
+                        sig_path,        NULL};
+        return ctl_exec_helper("liictl-verify", args);
 }
 
 const struct cmd cmd_verify = {

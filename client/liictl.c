@@ -6,6 +6,7 @@
 #include "liictl.h"
 
 #include <getopt.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -13,7 +14,7 @@
 
 static const struct cmd *const commands[] = {
     &cmd_status, &cmd_events,   &cmd_wait,    &cmd_sync,   &cmd_pause,
-    &cmd_resume, &cmd_rollback, &cmd_replace, &cmd_verify,
+    &cmd_resume, &cmd_rollback, &cmd_replace, &cmd_verify, &cmd_publish,
 };
 
 static void help(void)
@@ -152,4 +153,32 @@ void ctl_usage_error(const char *cmd, const char *fmt, ...)
         vfprintf(stderr, fmt, ap);
         va_end(ap);
         fprintf(stderr, "\nTry 'liictl %s%s--help'.\n", cmd ? cmd : "", cmd ? " " : "");
+}
+
+int ctl_exec_helper(const char *name, char *const *args)
+{
+        char self[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n < 0) {
+                fprintf(stderr, "liictl: cannot find %s: /proc/self/exe: %m\n", name);
+                return LIICTL_EXIT_FAILED;
+        }
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash)
+                slash[1] = '\0';
+
+        fflush(stdout);
+        static const char *const places[] = {"", "../libexec/lii/"};
+        for (size_t i = 0; i < ELEMENTSOF(places); i++) {
+                _cleanup_free_ char *path = xasprintf("%s%s%s", self, places[i], name);
+                execv(path, args);
+                /* Not there: the next place. There but failing: say so. */
+                if (errno != ENOENT) {
+                        fprintf(stderr, "liictl: cannot run %s: %m\n", path);
+                        return LIICTL_EXIT_FAILED;
+                }
+        }
+        fprintf(stderr, "liictl: %s is neither in %s nor in %s../libexec/lii/\n", name, self, self);
+        return LIICTL_EXIT_FAILED;
 }

@@ -46,6 +46,16 @@ extern const struct cmd cmd_resume;
 extern const struct cmd cmd_rollback;
 extern const struct cmd cmd_replace;
 extern const struct cmd cmd_verify;
+extern const struct cmd cmd_publish;
+
+/* How many --key options liictl publish takes. */
+#define LIICTL_PUBLISH_MAX_KEYS 16
+
+/* Runs the helper program name (liictl-verify…) in liictl's place, with
+ * args as its argv: it is beside liictl in a build tree, and in
+ * libexec/lii/ of the prefix liictl is installed in. Returns only when it
+ * could not, having said why on stderr, with LIICTL_EXIT_FAILED. */
+int ctl_exec_helper(const char *name, char *const *args);
 
 /* liid's answer to one request. */
 struct client_reply {

@@ -21,7 +21,7 @@ endif()
 # Reproducible builds: one commit gives the same bytes whatever folder it
 # is built in and whenever. The compiler records no build paths in what is
 # shipped, and every date (man pages, the package's files) is the commit's.
-foreach(target liiproto liidcore liid liictl liictl-verify)
+foreach(target liiproto liidcore liid liictl liictl-verify liictl-publish)
   target_compile_options(${target} PRIVATE
     -ffile-prefix-map=${CMAKE_SOURCE_DIR}=.
     -ffile-prefix-map=${CMAKE_BINARY_DIR}=.)
@@ -115,7 +115,9 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # liid manages units of the system manager, through the system bus.
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "systemd, default-dbus-system-bus | dbus-system-bus")
-set(CPACK_DEBIAN_PACKAGE_SUGGESTS "minisign")
+# minisign signs documents; etcdctl (etcd-client) looks into a fleet's
+# etcd, where liictl publish writes.
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "minisign, etcd-client")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
   ${CMAKE_SOURCE_DIR}/packaging/debian/conffiles
   ${CMAKE_SOURCE_DIR}/packaging/debian/postinst
