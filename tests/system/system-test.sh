@@ -144,6 +144,7 @@ cp "$work/deb-upgrade/lii_${upgrade_version}_amd64.deb" "$work/share/deb/"
 
 contents=$(dpkg-deb -c "$deb")
 for f in ./usr/sbin/liid ./usr/bin/liictl ./usr/libexec/lii/liictl-verify \
+	./usr/libexec/lii/liictl-publish \
 	./lib/systemd/system/liid.service \
 	./lib/systemd/system/liid.socket ./usr/lib/sysusers.d/lii.conf ./usr/lib/tmpfiles.d/lii.conf \
 	./usr/lib/sysctl.d/50-lii.conf \
