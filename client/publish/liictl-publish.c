@@ -436,6 +436,7 @@ static int request(struct publish *p, const char *path, const char *body, struct
                 _cleanup_free_ char *reason = NULL;
                 struct answer a = {0};
                 int r = 0;
+                bool sent = false; /* the request itself, not a token's */
                 for (int attempt = 0; attempt < 2; attempt++) {
                         answer_done(&a);
                         free(reason);
@@ -449,6 +450,7 @@ static int request(struct publish *p, const char *path, const char *body, struct
                                 if (r < 0)
                                         break;
                         }
+                        sent = true;
                         r = call(p, ep, path, body, &a, &reason);
                         if (r < 0 || !invalid_token(&a) || !p->user)
                                 break;
@@ -471,7 +473,7 @@ static int request(struct publish *p, const char *path, const char *body, struct
                         return 0;
                 }
                 answer_done(&a);
-                if (r == CALL_LOST)
+                if (r == CALL_LOST && sent)
                         *maybe_sent = true;
                 fprintf(f, "%s%s: %s", k ? "; " : "", p->u.endpoints[ep], reason);
         }
