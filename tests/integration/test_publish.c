@@ -37,6 +37,8 @@ static void setup_with(enum mode mode)
         h_setup(&env, name ? name : "publish");
         char dir[700];
         snprintf(dir, sizeof dir, "%s/etcd", env.dir);
+        /* Tokens expire after a second unused. */
+        etcd.auth_token_ttl = mode == AUTH ? 1 : 0;
         if (mode == TLS)
                 h_etcd_start_tls(&etcd, dir);
         else
@@ -336,11 +338,81 @@ START_TEST(test_serial_not_above_refused)
 }
 END_TEST
 
-static volatile sig_atomic_t child_exited;
+static volatile sig_atomic_t interrupted;
 
-static void on_sigchld(int sig)
+static void on_signal(int sig)
 {
-        child_exited = 1;
+        interrupted = sig;
+}
+
+/* liictl publish with the test hook that makes it wait between its read
+ * and its transaction. */
+struct paused {
+        pid_t pid;
+        int fd; /* the FIFO: a line lets liictl go on */
+        char err_path[700];
+        struct sigaction old_chld, old_alrm;
+};
+
+/* Starts liictl publish ARGS… DOCUMENT and returns once it has read etcd
+ * and waits; fails the test when liictl ends first or takes 30 s. */
+static void start_paused(struct paused *pz, const char *const *args)
+{
+        char fifo[700];
+        snprintf(fifo, sizeof fifo, "%s/pause.fifo", env.dir);
+        snprintf(pz->err_path, sizeof pz->err_path, "%s/paused.stderr", env.dir);
+        unlink(fifo);
+        ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+        /* No SA_RESTART: liictl's end, or the alarm, interrupts the wait
+         * below. */
+        interrupted = 0;
+        struct sigaction sa = {.sa_handler = on_signal};
+        sigaction(SIGCHLD, &sa, &pz->old_chld);
+        sigaction(SIGALRM, &sa, &pz->old_alrm);
+        const char *argv[24] = {"liictl", "publish", "--etcd", url};
+        size_t n = 4;
+        for (; args && *args && n < ELEMENTSOF(argv) - 2; args++)
+                argv[n++] = *args;
+        argv[n++] = doc_path;
+        argv[n] = NULL;
+        pz->pid = fork();
+        ck_assert_int_ge(pz->pid, 0);
+        if (pz->pid == 0) {
+                setenv("LIICTL_PUBLISH_TEST_PAUSE_FIFO", fifo, 1);
+                if (!freopen(pz->err_path, "w", stderr) || !freopen("/dev/null", "w", stdout))
+                        _exit(127);
+                execv(LII_BUILD_DIR "/liictl", (char **)argv);
+                _exit(127);
+        }
+        /* Opening the FIFO returns once liictl opened it, after its read. */
+        alarm(30);
+        for (;;) {
+                pz->fd = open(fifo, O_WRONLY | O_CLOEXEC);
+                if (pz->fd >= 0)
+                        break;
+                ck_assert_int_eq(errno, EINTR);
+                int status;
+                if (waitpid(pz->pid, &status, WNOHANG) == pz->pid) {
+                        char *err = read_text(pz->err_path);
+                        ck_abort_msg("liictl ended before its transaction: %s", err);
+                }
+                ck_assert_msg(interrupted != SIGALRM, "liictl did not read etcd within 30 s");
+        }
+        alarm(0);
+}
+
+/* Lets liictl go on; returns its exit code and its errors. */
+static int finish_paused(struct paused *pz, char **ret_err)
+{
+        ck_assert_int_eq(write(pz->fd, "go\n", 3), 3);
+        close(pz->fd);
+        int status;
+        ck_assert_int_eq(waitpid(pz->pid, &status, 0), pz->pid);
+        sigaction(SIGCHLD, &pz->old_chld, NULL);
+        sigaction(SIGALRM, &pz->old_alrm, NULL);
+        ck_assert(WIFEXITED(status));
+        *ret_err = read_text(pz->err_path);
+        return WEXITSTATUS(status);
 }
 
 /* Another publish lands between liictl's read and its transaction: the
@@ -350,61 +422,21 @@ START_TEST(test_concurrent_publish_refused)
         h_publish(&env, &v1, 1, 0);
         ck_assert_int_eq(publish(NULL, NULL, NULL), 0);
         h_publish(&env, &v2, 1, 0);
-        char other[700];
+        char other[700], other_sig[720];
         keep_copy("other.json", other, sizeof other);
+        snprintf(other_sig, sizeof other_sig, "%s.minisig", other);
         h_publish(&env, &v3, 1, 0);
 
-        char fifo[700], err_path[700];
-        snprintf(fifo, sizeof fifo, "%s/pause.fifo", env.dir);
-        snprintf(err_path, sizeof err_path, "%s/racing.stderr", env.dir);
-        ck_assert_int_eq(mkfifo(fifo, 0600), 0);
-        /* No SA_RESTART: liictl's exit interrupts the wait for it below. */
-        struct sigaction sa = {.sa_handler = on_sigchld}, old;
-        sigaction(SIGCHLD, &sa, &old);
-        pid_t pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                setenv("LIICTL_PUBLISH_TEST_PAUSE_FIFO", fifo, 1);
-                if (!freopen(err_path, "w", stderr) || !freopen("/dev/null", "w", stdout))
-                        _exit(127);
-                execl(LII_BUILD_DIR "/liictl", "liictl", "publish", "--etcd", url, doc_path,
-                      (char *)NULL);
-                _exit(127);
-        }
-        /* Opening the FIFO returns once liictl has read etcd and waits on
-         * it: the moment to publish another document. */
-        int fd;
-        for (;;) {
-                fd = open(fifo, O_WRONLY | O_CLOEXEC);
-                if (fd >= 0)
-                        break;
-                ck_assert_int_eq(errno, EINTR);
-                int status;
-                if (child_exited && waitpid(pid, &status, WNOHANG) == pid) {
-                        char *err = read_text(err_path);
-                        ck_abort_msg("liictl ended before its transaction: %s", err);
-                }
-        }
-        char other_sig[720];
-        snprintf(other_sig, sizeof other_sig, "%s.minisig", other);
+        struct paused pz;
+        start_paused(&pz, NULL);
         h_etcd_put_files(&etcd, DOC_KEY, other, SIG_KEY, other_sig);
-        ck_assert_int_eq(write(fd, "go\n", 3), 3);
-        close(fd);
-        int status;
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        sigaction(SIGCHLD, &old, NULL);
-        ck_assert(WIFEXITED(status));
-        char *err = read_text(err_path);
-        ck_assert_msg(WEXITSTATUS(status) == 1, "liictl exited %d: %s", WEXITSTATUS(status), err);
+        char *err = NULL;
+        int rc = finish_paused(&pz, &err);
+        ck_assert_msg(rc == 1, "liictl exited %d: %s", rc, err);
         assert_has(err, "etcd changed under us (another publish?): read again and retry");
         assert_has(err, DOC_KEY " is serial 2 at revision");
         free(err);
-
-        struct kv d = etcd_get(DOC_KEY);
-        char *want = read_text(other);
-        ck_assert(d.found && d.len == strlen(want) && memcmp(d.value, want, d.len) == 0);
-        free(want);
-        free(d.value);
+        assert_published(other);
 }
 END_TEST
 
@@ -440,8 +472,9 @@ static void write_password(const char *name, const char *password, char *ret_pat
         fclose(f);
 }
 
-/* etcd's user/password authentication: a user who may write publishes; a
- * reader, a wrong password or no user at all are denied (exit 4). */
+/* etcd's user/password authentication: a user who may write publishes,
+ * with a token renewed when it expired; a reader, a wrong password or no
+ * user at all are denied (exit 4). */
 START_TEST(test_user_and_password)
 {
         char root_pw[700], reader_pw[700], wrong_pw[700], *err = NULL;
@@ -463,8 +496,16 @@ START_TEST(test_user_and_password)
         free(err);
         assert_nothing_written();
 
+        /* The token liictl got for its read expires (after a second
+         * unused) before its transaction: it gets a new one. */
         const char *root[] = {"--user", "root", "--password-file", root_pw, NULL};
-        ck_assert_int_eq(publish(root, NULL, NULL), 0);
+        struct paused pz;
+        start_paused(&pz, root);
+        /* Longer than the token's life: no event can stand for it. */
+        usleep(2500 * 1000);
+        int rc = finish_paused(&pz, &err);
+        ck_assert_msg(rc == 0, "liictl exited %d: %s", rc, err);
+        free(err);
         assert_published(doc_path);
 }
 END_TEST
