@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `make demo`: a signed artifact replaces another under a real systemd.
 # Starts a private systemd manager when PID 1 is not systemd, generates a
-# signing key, publishes hello v1, lets liid deploy it, publishes v2, and
-# shows `liictl status` before and after. Cleans up after itself.
+# signing key, publishes hello v1 listening on a fixed address, lets liid
+# deploy it, publishes v2 while a client keeps asking that address, and
+# shows `liictl status` and what the client saw before, during and after.
+# Cleans up after itself.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,7 +20,10 @@ say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 manager_pid=
 liid_pid=
+client_pid=
+migrate_was=
 cleanup() {
+        [[ -n $client_pid ]] && kill "$client_pid" 2>/dev/null && wait "$client_pid" 2>/dev/null || true
         [[ -n $liid_pid ]] && kill "$liid_pid" 2>/dev/null && wait "$liid_pid" 2>/dev/null || true
         if [[ -n $manager_pid ]]; then
                 # The private manager stops its units as it exits.
@@ -28,8 +33,20 @@ cleanup() {
                 systemctl stop 'lii-hello@*.service' 2>/dev/null || true
         fi
         rm -f "$socket"
+        [[ -z $migrate_was ]] || echo "$migrate_was" >/proc/sys/net/ipv4/tcp_migrate_req
 }
 trap cleanup EXIT
+
+# The address hello keeps through every replacement: 8080, or the first of
+# these that nothing listens on.
+address=
+for p in 8080 18080 28080 38080; do
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+                address=127.0.0.1:$p
+                break
+        fi
+done
+[[ -n $address ]] || { echo "make demo: ports 8080, 18080, 28080 and 38080 are all in use" >&2; exit 1; }
 
 rm -rf "$demo"
 mkdir -p -m 0755 "$demo"/{www,keys/desired.d,keys/artifact.d,state}
@@ -71,6 +88,7 @@ publish() { # publish VERSION [ARGS]: hello-VERSION.tar.gz as the desired state,
       "artifact": { "url": "$art", "sha256": "$(sha256sum "$demo/www/$art" | cut -d' ' -f1)",
                     "size": $(stat -c %s "$demo/www/$art") },
       "exec": ["bin/hello", "--version-name", "v$v"$args],
+      "listen": ["$address"],
       "env": { "GREETING": "hello from the lii demo" },
       "health": { "http": "http://127.0.0.1:\${PORT}/healthz", "interval": "200ms", "passes": 2 }
     }
@@ -109,25 +127,51 @@ for _ in $(seq 100); do
 done
 liictl wait --timeout 30s --serial "$serial" hello
 liictl status
-port=$(liictl --json status hello | sed -n 's/.*"port": *\([0-9]*\).*/\1/p' | head -n1)
 echo
-echo "hello answers: $(curl -s "http://127.0.0.1:$port/")"
+echo "http://$address/ answers: $(curl -s "http://$address/")"
 
-say "Publishing hello v2: liid starts it beside v1, checks it, then retires v1"
+# What the package sets (sysctl.d): connections queued on the old
+# generation's closing sockets move to the new one's instead of being reset.
+migrate_was=$(cat /proc/sys/net/ipv4/tcp_migrate_req)
+echo 1 >/proc/sys/net/ipv4/tcp_migrate_req
+
+say "Publishing hello v2 while a client keeps asking http://$address/"
+# A new connection for each request, for at most 60 s; stops when told.
+(
+        ok=0 failed=0 v1=0 v2=0 end=$((SECONDS + 60))
+        trap 'echo "$ok $failed $v1 $v2" >"$demo/client.out"; exit 0' TERM
+        while ((SECONDS < end)); do
+                if body=$(curl -sf --max-time 5 "http://$address/version"); then
+                        ok=$((ok + 1))
+                        [[ $body == v1 ]] && v1=$((v1 + 1))
+                        [[ $body == v2 ]] && v2=$((v2 + 1))
+                else
+                        failed=$((failed + 1))
+                fi
+        done
+        echo "$ok $failed $v1 $v2" >"$demo/client.out"
+) &
+client_pid=$!
+sleep 1
 publish 2
 liictl wait --timeout 30s --serial "$serial" hello
+sleep 1
+kill "$client_pid" && wait "$client_pid" || true
+client_pid=
+read -r ok failed v1 v2 <"$demo/client.out"
+echo "liid started v2 beside v1 on the same address, checked it, then retired v1."
+echo "The client's requests during the change: $ok answered (v1: $v1, v2: $v2), $failed failed."
 liictl status
 liictl status hello
-port=$(liictl --json status hello | sed -n 's/.*"port": *\([0-9]*\).*/\1/p' | head -n1)
 echo
-echo "hello answers: $(curl -s "http://127.0.0.1:$port/")"
+echo "http://$address/ answers: $(curl -s "http://$address/")"
 
 say "Publishing hello v3, a build that crashes at start: it is refused, v2 keeps serving"
 publish 3 ', "--crash"'
 liictl wait --timeout 30s --serial "$serial" hello || true
 liictl status hello
 echo
-echo "hello still answers: $(curl -s "http://127.0.0.1:$port/")"
+echo "http://$address/ still answers: $(curl -s "http://$address/")"
 
 say "Done. liid's log:"
 sed 's/^/  /' "$demo/liid.log"

@@ -100,10 +100,84 @@ static char *request(int port, const char *path, char *why, size_t why_size)
         return xstrdup(body + 4);
 }
 
+/* One GET on a kept-alive connection (*fd, opened when -1): the body, or
+ * NULL with why. A connection the server closed between two requests
+ * (a generation stopping) is reopened and the request sent again once, as
+ * HTTP clients do for an idempotent request; only a failure after that,
+ * or an answer cut short, counts. */
+static char *request_kept_alive(int port, int *fd, char *why, size_t why_size)
+{
+        static const char req[] = "GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+        for (int attempt = 0; attempt < 2; attempt++) {
+                bool reused = *fd >= 0;
+                if (*fd < 0) {
+                        *fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                                 .sin_port = htons((uint16_t)port),
+                                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+                        struct timeval tv = {.tv_sec = 5};
+                        setsockopt(*fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+                        if (connect(*fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+                                snprintf(why, why_size, "keep-alive connect: %s", strerror(errno));
+                                close(*fd);
+                                *fd = -1;
+                                return NULL;
+                        }
+                }
+                char buf[2048];
+                size_t got = 0;
+                ssize_t k = write(*fd, req, sizeof req - 1);
+                const char *end = NULL;
+                while (k > 0 && !end) {
+                        k = read(*fd, buf + got, sizeof buf - 1 - got);
+                        if (k > 0) {
+                                got += (size_t)k;
+                                buf[got] = '\0';
+                                end = strstr(buf, "\r\n\r\n");
+                        }
+                }
+                if (!end) {
+                        int err = errno;
+                        close(*fd);
+                        *fd = -1;
+                        if (reused && got == 0)
+                                continue; /* closed between requests: again */
+                        snprintf(why, why_size, "keep-alive: %s after %zu bytes",
+                                 k == 0 ? "closed" : strerror(err), got);
+                        return NULL;
+                }
+                const char *cl = strcasestr(buf, "\r\nContent-Length: ");
+                size_t len = cl ? strtoul(cl + 18, NULL, 10) : 0;
+                size_t have = got - (size_t)(end + 4 - buf);
+                while (have < len && got < sizeof buf - 1) {
+                        k = read(*fd, buf + got, sizeof buf - 1 - got);
+                        if (k <= 0)
+                                break;
+                        got += (size_t)k;
+                        have += (size_t)k;
+                }
+                buf[got] = '\0';
+                if (strncmp(buf, "HTTP/1.1 200 ", 13) != 0 || have < len) {
+                        snprintf(why, why_size, "keep-alive answer: %.60s", buf);
+                        close(*fd);
+                        *fd = -1;
+                        return NULL;
+                }
+                if (strcasestr(buf, "\r\nConnection: close")) {
+                        close(*fd);
+                        *fd = -1;
+                }
+                return xstrdup(end + 4);
+        }
+        snprintf(why, why_size, "keep-alive: closed twice in a row");
+        return NULL;
+}
+
 /* A client that asks without pause, a new connection for each request,
  * until told to stop (or, as a bound, 300000 requests or 300 s). */
 struct client {
         int port;
+        bool keep_alive; /* one connection for many requests */
         pthread_t thread;
         atomic_bool stop;
         unsigned ok, failed;
@@ -115,9 +189,11 @@ static void *client_run(void *p)
 {
         struct client *c = p;
         time_t until = time(NULL) + 300;
+        int fd = -1;
         for (unsigned i = 0; i < 300000 && !atomic_load(&c->stop) && time(NULL) < until; i++) {
                 char why[256];
-                char *body = request(c->port, "/version", why, sizeof why);
+                char *body = c->keep_alive ? request_kept_alive(c->port, &fd, why, sizeof why)
+                                           : request(c->port, "/version", why, sizeof why);
                 if (!body) {
                         if (c->failed++ == 0)
                                 snprintf(c->first_failure, sizeof c->first_failure, "%s", why);
@@ -128,6 +204,8 @@ static void *client_run(void *p)
                         c->by_version[body[1] - '0']++;
                 free(body);
         }
+        if (fd >= 0)
+                close(fd);
         return NULL;
 }
 
@@ -221,8 +299,9 @@ START_TEST(no_request_fails_across_replacements_and_a_revert)
         ck_assert_msg(strstr(out, line), "%s", out);
         free(out);
 
-        struct client c = {.port = port};
+        struct client c = {.port = port}, k = {.port = port, .keep_alive = true};
         ck_assert_int_eq(pthread_create(&c.thread, NULL, client_run, &c), 0);
+        ck_assert_int_eq(pthread_create(&k.thread, NULL, client_run, &k), 0);
         long long gen = 1;
         for (int i = 0; i < 20; i++) {
                 json_object *o = NULL;
@@ -242,7 +321,14 @@ START_TEST(no_request_fails_across_replacements_and_a_revert)
         gen = h_json_int(svc, "current.generation");
         json_object_put(svc);
         atomic_store(&c.stop, true);
+        atomic_store(&k.stop, true);
         ck_assert_int_eq(pthread_join(c.thread, NULL), 0);
+        ck_assert_int_eq(pthread_join(k.thread, NULL), 0);
+        fprintf(stderr, "listen: kept alive: %u requests answered (v1 %u, v2 %u), %u failed\n",
+                k.ok, k.by_version[1], k.by_version[2], k.failed);
+        ck_assert_msg(k.failed == 0, "%u of %u kept-alive requests failed, the first: %s", k.failed,
+                      k.ok + k.failed, k.first_failure);
+        ck_assert_msg(k.ok > 200, "only %u kept-alive requests answered", k.ok);
 
         fprintf(stderr, "listen: %u requests answered (v1 %u, v2 %u, v3 %u), %u failed\n", c.ok,
                 c.by_version[1], c.by_version[2], c.by_version[3], c.failed);

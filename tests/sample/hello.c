@@ -120,28 +120,94 @@ static int inherited_sockets(int fds[static MAX_LISTEN])
         return count;
 }
 
-static void reply(int fd, int code, const char *body)
+/* HTTP/1.0 and closed after the answer, or HTTP/1.1 kept alive. */
+static void reply(int fd, int code, const char *body, int keep)
 {
         char buf[1024];
         int n = snprintf(buf, sizeof buf,
-                         "HTTP/1.0 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-                         "Connection: close\r\n\r\n%s",
-                         code,
+                         "HTTP/1.%d %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                         "Connection: %s\r\n\r\n%s",
+                         keep, code,
                          code == 200   ? "OK"
                          : code == 404 ? "Not Found"
                          : code == 500 ? "Internal Server Error"
                                        : "Service Unavailable",
-                         strlen(body), body);
+                         strlen(body), keep ? "keep-alive" : "close", body);
         if (n > 0 && write(fd, buf, (size_t)n) < 0)
                 perror("write");
+}
+
+#define MAX_CLIENTS 64
+
+/* What the flags ask of /healthz. */
+static long long healthy_after, unhealthy_after = -1;
+static int never_healthy, healthz_500, hang;
+/* A --hang connection stays open and unanswered for good. */
+static int hung_fds[MAX_CLIENTS], nhung;
+
+static int hung(int c)
+{
+        for (int i = 0; i < nhung; i++)
+                if (hung_fds[i] == c)
+                        return 1;
+        return 0;
+}
+
+/* Reads one request from c and answers it. Returns whether the connection
+ * stays open for another (HTTP/1.1 without "Connection: close"). */
+static int serve(int c, const char *version, const char *greeting, long long start)
+{
+        char req[2048];
+        ssize_t n = read(c, req, sizeof req - 1);
+        if (n <= 0)
+                return 0;
+        req[n] = '\0';
+        int keep = strstr(req, " HTTP/1.1\r\n") && !strcasestr(req, "\r\nConnection: close");
+        char body[512];
+        if (strncmp(req, "GET /healthz", 12) == 0) {
+                long long age = now_ms() - start;
+                int ok = !never_healthy && age >= healthy_after &&
+                         (unhealthy_after < 0 || age < unhealthy_after);
+                if (hang) {
+                        /* The connection is left open, unanswered. */
+                        if (nhung < MAX_CLIENTS)
+                                hung_fds[nhung++] = c;
+                        return 0;
+                }
+                if (healthz_500)
+                        reply(c, 500, "broken\n", keep);
+                else
+                        reply(c, ok ? 200 : 503, ok ? "ok\n" : "not yet\n", keep);
+        } else if (strncmp(req, "GET /version", 12) == 0) {
+                snprintf(body, sizeof body, "%s\n", version);
+                reply(c, 200, body, keep);
+        } else if (strncmp(req, "GET /where ", 11) == 0) {
+                char cwd[256];
+                const char *dir = getenv("LII_ARTIFACT_DIR");
+                snprintf(body, sizeof body, "%s\n%s\n",
+                         getcwd(cwd, sizeof cwd) ? cwd : strerror(errno), dir ? dir : "");
+                reply(c, 200, body, keep);
+        } else if (strncmp(req, "GET /look/", 10) == 0) {
+                char path[1024];
+                snprintf(path, sizeof path, "/%.*s", (int)strcspn(req + 10, " \r\n"), req + 10);
+                const char *err = look(path);
+                snprintf(body, sizeof body, "%s\n", err ? err : "readable");
+                reply(c, err ? 404 : 200, body, keep);
+        } else if (strncmp(req, "GET / ", 6) == 0) {
+                snprintf(body, sizeof body, "hello from %s: %s\n", version, greeting);
+                reply(c, 200, body, keep);
+        } else {
+                reply(c, 404, "not found\n", keep);
+        }
+        return keep;
 }
 
 int main(int argc, char **argv)
 {
         const char *port_s = getenv("PORT");
         const char *version = "dev";
-        long long healthy_after = 0, unhealthy_after = -1, exit_after = -1;
-        int never_healthy = 0, healthz_500 = 0, hang = 0, notify = 0, crash = 0;
+        long long exit_after = -1;
+        int notify = 0, crash = 0;
         for (int i = 1; i < argc; i++) {
                 if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
                         port_s = argv[++i];
@@ -221,6 +287,8 @@ int main(int argc, char **argv)
                 setitimer(ITIMER_REAL, &it, NULL);
         }
         int notified = 0;
+        int clients[MAX_CLIENTS];
+        int nclients = 0;
         for (;;) {
                 if (notify && !notified) {
                         long long wait = healthy_after - (now_ms() - start);
@@ -232,75 +300,56 @@ int main(int argc, char **argv)
                         notified = 1;
                 }
                 if (stopping) {
+                        /* Every client is between requests here: a kept-alive
+                         * connection closes now, and its client opens a new
+                         * one to the next generation. */
                         for (int i = 0; i < nfds; i++)
                                 close(fds[i]);
+                        for (int i = 0; i < nclients; i++)
+                                close(clients[i]);
                         fprintf(stderr, "hello %s: stopping\n", version);
                         return 0;
                 }
-                struct pollfd pfd[MAX_LISTEN];
-                if (nfds < 1 || nfds > MAX_LISTEN)
+                struct pollfd pfd[MAX_LISTEN + MAX_CLIENTS];
+                if (nfds < 1 || nfds > MAX_LISTEN || nclients < 0 || nclients > MAX_CLIENTS)
                         return 1;
                 for (int i = 0; i < nfds; i++)
                         pfd[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
-                if (poll(pfd, (nfds_t)nfds, -1) < 0) {
+                for (int i = 0; i < nclients; i++)
+                        pfd[nfds + i] = (struct pollfd){.fd = clients[i], .events = POLLIN};
+                if (poll(pfd, (nfds_t)(nfds + nclients), -1) < 0) {
                         if (errno == EINTR)
                                 continue;
                         perror("hello: poll");
                         return 1;
                 }
-                int ready = -1;
-                for (int i = 0; i < nfds && ready < 0; i++)
-                        if (pfd[i].revents & POLLIN)
-                                ready = fds[i];
-                if (ready < 0)
-                        continue;
-                int c = accept4(ready, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-                if (c < 0) {
-                        if (errno == EINTR || errno == EAGAIN)
+                /* Requests on kept-alive connections first, then new ones. */
+                for (int i = nclients - 1; i >= 0; i--) {
+                        if (!(pfd[nfds + i].revents & (POLLIN | POLLHUP | POLLERR)))
                                 continue;
-                        perror("hello: accept");
-                        return 1;
-                }
-                /* Blocking for the request itself, which is small. */
-                fcntl(c, F_SETFL, 0);
-                char req[2048];
-                ssize_t n = read(c, req, sizeof req - 1);
-                req[n > 0 ? n : 0] = '\0';
-                char body[512];
-                if (strncmp(req, "GET /healthz", 12) == 0) {
-                        long long age = now_ms() - start;
-                        int ok = !never_healthy && age >= healthy_after &&
-                                 (unhealthy_after < 0 || age < unhealthy_after);
-                        if (hang) {
-                                /* The connection is left open, unanswered. */
-                                continue;
+                        int c = clients[i];
+                        if (!serve(c, version, greeting, start)) {
+                                if (!hung(c))
+                                        close(c);
+                                clients[i] = clients[--nclients];
                         }
-                        if (healthz_500)
-                                reply(c, 500, "broken\n");
-                        else
-                                reply(c, ok ? 200 : 503, ok ? "ok\n" : "not yet\n");
-                } else if (strncmp(req, "GET /version", 12) == 0) {
-                        snprintf(body, sizeof body, "%s\n", version);
-                        reply(c, 200, body);
-                } else if (strncmp(req, "GET /where ", 11) == 0) {
-                        char cwd[256];
-                        const char *dir = getenv("LII_ARTIFACT_DIR");
-                        snprintf(body, sizeof body, "%s\n%s\n",
-                                 getcwd(cwd, sizeof cwd) ? cwd : strerror(errno), dir ? dir : "");
-                        reply(c, 200, body);
-                } else if (strncmp(req, "GET /look/", 10) == 0) {
-                        char path[1024];
-                        snprintf(path, sizeof path, "/%.*s", (int)strcspn(req + 10, " \r\n"),
-                                 req + 10);
-                        const char *err = look(path);
-                        snprintf(body, sizeof body, "%s\n", err ? err : "readable");
-                        reply(c, err ? 404 : 200, body);
-                } else if (strncmp(req, "GET / ", 6) == 0) {
-                        snprintf(body, sizeof body, "hello from %s: %s\n", version, greeting);
-                        reply(c, 200, body);
-                } else {
-                        reply(c, 404, "not found\n");
                 }
-                close(c);
+                for (int i = 0; i < nfds; i++) {
+                        if (!(pfd[i].revents & POLLIN))
+                                continue;
+                        int c = accept4(fds[i], NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                        if (c < 0) {
+                                if (errno == EINTR || errno == EAGAIN)
+                                        continue;
+                                perror("hello: accept");
+                                return 1;
+                        }
+                        /* Blocking for the request itself, which is small. */
+                        fcntl(c, F_SETFL, 0);
+                        if (serve(c, version, greeting, start) && nclients < MAX_CLIENTS)
+                                clients[nclients++] = c;
+                        else if (!hung(c))
+                                close(c);
+                }
         }
 }

@@ -258,16 +258,18 @@ done
 
 publications=0
 # publish SERIAL VERSION [ARGS]: the hello service at that sample version
-# (with more JSON arguments, such as ', "--crash"'), signed, renamed into
-# place signature first.
+# (with more JSON arguments, such as ', "--crash"'; with $LISTEN set, the
+# addresses it keeps, '"127.0.0.1:80"'), signed, renamed into place
+# signature first.
 publish() {
-	local serial=$1 v=$2 args=${3:-} www=$work/share/www
+	local serial=$1 v=$2 args=${3:-} www=$work/share/www listen=
+	[[ -z ${LISTEN:-} ]] || listen="\"listen\": [$LISTEN],"
 	local art=$www/hello-$v.tar.gz
 	cat >"$www/.desired.json.new" <<-EOF
 		{"format": "lii.desired/1", "serial": $serial, "services": {"hello": {
 		  "artifact": {"url": "hello-$v.tar.gz", "sha256": "$(sha256sum <"$art" | cut -c1-64)",
 		               "size": $(stat -c %s "$art")},
-		  "exec": ["bin/hello", "--version-name", "v$v"$args],
+		  "exec": ["bin/hello", "--version-name", "v$v"$args], $listen
 		  "health": {"http": "http://127.0.0.1:\${PORT}/healthz", "interval": "200ms",
 		             "passes": 2, "deadline": "30s"},
 		  "stop_timeout": "5s"}}}
@@ -386,6 +388,28 @@ reason=$(status_json | jq -r .services.hello.last_rollout.reason)
 	fail "hello v2 does not answer after the refusal"
 say "A crashing release was refused: $reason"
 
+# ---- a privileged address kept through a replacement -------------------------
+# The socket unit binds it as root; the DynamicUser instance only inherits.
+low=
+for p in 80 81 8 88 280 443; do
+	if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+		low=$p
+		break
+	fi
+done
+[[ -n $low ]] || fail "no free privileged port for the listen check"
+LISTEN="\"127.0.0.1:$low\"" publish 4 2
+in_ct liictl wait --timeout 60s --serial 4 hello || fail "v2 with listen did not roll out"
+expect_running 4 2
+[[ $(curl -sS --noproxy '*' --max-time 5 "http://127.0.0.1:$low/version") == v2 ]] ||
+	fail "hello does not answer on its listed address 127.0.0.1:$low"
+[[ $(in_ct systemctl show lii-hello@4.socket -p ActiveState --value) == active ]] ||
+	fail "lii-hello@4.socket is not active"
+[[ $(in_ct systemctl show "$unit" -p DynamicUser --value) == yes ]] || fail "$unit is not a DynamicUser"
+in_ct liictl status hello | grep -qF "listen: [\"127.0.0.1:$low\"]" ||
+	fail "liictl status hello does not list the address"
+say "A DynamicUser instance serves the privileged address 127.0.0.1:$low through lii-hello@4.socket"
+
 # ---- HTTP from the host's nginx ----------------------------------------------
 http_port=
 for p in $(shuf -i 20000-40000 -n 50); do
@@ -423,14 +447,16 @@ in_ct sed -i "s|^url = .*|url = http://127.0.0.1:$http_port/desired.json|" /etc/
 in_ct systemctl restart liid.service
 # The document's new URL changes where its relative artifact URLs point, so
 # liid may roll the running version out again before serial 3 arrives.
-publish 4 3
-in_ct liictl wait --timeout 60s --serial 4 hello || fail "v3 did not roll out over HTTP"
+publish 5 3
+in_ct liictl wait --timeout 60s --serial 5 hello || fail "v3 did not roll out over HTTP"
 expect_running +2 3
 for path in /desired.json /desired.json.minisig /hello-3.tar.gz /hello-3.tar.gz.minisig; do
 	grep -q "\"GET $path HTTP/1.1\" 200 " "$work/nginx/access.log" ||
 		fail "liid did not fetch $path from nginx"
 done
-say "Deployed hello v3 over HTTP from the host's nginx ($unit)"
+[[ -z $(in_ct systemctl list-units --all --plain --no-legend 'lii-*.socket') ]] ||
+	fail "a socket unit is left after hello stopped listing addresses"
+say "Deployed hello v3 over HTTP from the host's nginx ($unit); lii-hello@4.socket went with v2"
 
 # ---- who may do what ---------------------------------------------------------
 in_ct useradd --no-create-home --groups lii reader
