@@ -9,6 +9,7 @@
 #include "curlm.h"
 #include "decide.h"
 #include "desired.h"
+#include "etcd-client.h"
 #include "engine.h"
 #include "health.h"
 #include "instance.h"
@@ -91,6 +92,7 @@ struct engine {
         struct store *store;
         struct curlm *curlm;
         struct source *source;
+        struct etcd_client *etcd; /* etcd(s):// sources: the one connection to etcd */
         struct api *api;
         struct events *events;
         struct storage *storage;

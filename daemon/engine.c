@@ -1207,8 +1207,26 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
                 goto fail;
         }
 
+        if (strncmp(cfg->source_url, "etcd://", 7) == 0 ||
+            strncmp(cfg->source_url, "etcds://", 8) == 0) {
+                struct etcd_client_options eopts = {
+                    .curlm = e->curlm,
+                    .ca_file = cfg->etcd_ca_file,
+                    .cert_file = cfg->etcd_cert_file,
+                    .key_file = cfg->etcd_key_file,
+                    .username = cfg->etcd_username,
+                    .password_file = cfg->etcd_password_file,
+                    .timeout_usec = cfg->fetch_timeout_usec,
+                };
+                r = etcd_client_new(loop, cfg->source_url, &eopts, &e->etcd, &error);
+                if (r < 0) {
+                        log_error("Failed to set up the source %s: %s", cfg->source_url, error);
+                        goto fail;
+                }
+        }
         struct source_options sopts = {
             .curlm = e->curlm,
+            .etcd_client = e->etcd,
             .http = {.ca_file = cfg->ca_file, .timeout_usec = cfg->fetch_timeout_usec},
             .etcd = {.ca_file = cfg->etcd_ca_file,
                      .cert_file = cfg->etcd_cert_file,
@@ -1259,6 +1277,7 @@ struct engine *engine_free(struct engine *e)
         }
         free(e->services);
         source_free(e->source);
+        e->etcd = etcd_client_unref(e->etcd);
         api_free(e->api);
         /* No callback comes after this, so the stops in flight are dropped
          * here; what they were for is on disk, and start-up finishes it. */

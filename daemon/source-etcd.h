@@ -4,8 +4,9 @@
  * them that resumes from the last revision seen after a disconnect (on the
  * next endpoint, with backoff) and reads everything again after a
  * compaction. etcd is only a transport: the bytes go to the same checks as
- * those of any other source. The pure parts (URL, range and watch
- * responses) are declared here for the unit tests. */
+ * those of any other source. The connection (members, TLS, token) is
+ * etcd-client.h's; the pure parts (range and watch responses) are declared
+ * here for the unit tests. */
 #pragma once
 
 #include <json-c/json.h>
@@ -13,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "etcd-url.h"
+#include "etcd-client.h"
 #include "source.h"
 
 /* A watch message carries the document's value in its events: room for
@@ -48,16 +49,6 @@ struct etcd_watch_msg {
 /* Parses one message of POST /v3/watch. */
 int etcd_watch_parse(json_object *o, struct etcd_watch_msg *ret, char **ret_error);
 void etcd_watch_msg_done(struct etcd_watch_msg *m);
-
-/* Cuts the watch's byte stream into JSON messages, whatever the reads'
- * boundaries. The callback returns 0 to go on or a negative errno to
- * stop, which etcd_stream_feed() returns. */
-struct etcd_stream;
-typedef int (*etcd_stream_cb)(json_object *msg, void *userdata);
-struct etcd_stream *etcd_stream_new(size_t max_message);
-struct etcd_stream *etcd_stream_free(struct etcd_stream *st);
-int etcd_stream_feed(struct etcd_stream *st, const char *data, size_t len, etcd_stream_cb cb,
-                     void *userdata, char **ret_error);
 
 struct etcd_source;
 typedef void (*etcd_source_cb)(const struct source_result *res, void *userdata);

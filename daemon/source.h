@@ -17,6 +17,8 @@
 #include "curlm.h"
 #include "http.h"
 
+struct etcd_client;
+
 #define SOURCE_MAX_DOCUMENT  (1U << 20)
 #define SOURCE_MAX_SIGNATURE 4096U
 
@@ -33,6 +35,10 @@ struct source_options {
         struct curlm *curlm;      /* for http(s) and etcd(s) sources */
         struct http_options http; /* ca_file, timeouts */
         struct source_etcd_options etcd;
+        /* For etcd(s):// sources: the connection liid shares with its fleet
+         * module (the source takes a reference); NULL: the source makes its
+         * own from curlm and etcd. */
+        struct etcd_client *etcd_client;
         uint64_t poll_interval_usec;
 };
 
