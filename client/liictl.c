@@ -13,8 +13,8 @@
 #include "lii-version.h"
 
 static const struct cmd *const commands[] = {
-    &cmd_status, &cmd_events,   &cmd_wait,    &cmd_sync,   &cmd_pause,
-    &cmd_resume, &cmd_rollback, &cmd_replace, &cmd_verify, &cmd_publish,
+    &cmd_status,   &cmd_events,  &cmd_wait,   &cmd_sync,    &cmd_pause, &cmd_resume,
+    &cmd_rollback, &cmd_replace, &cmd_verify, &cmd_publish, &cmd_fleet,
 };
 
 static void help(void)

@@ -47,6 +47,7 @@ extern const struct cmd cmd_rollback;
 extern const struct cmd cmd_replace;
 extern const struct cmd cmd_verify;
 extern const struct cmd cmd_publish;
+extern const struct cmd cmd_fleet;
 
 /* How many --key options liictl publish takes. */
 #define LIICTL_PUBLISH_MAX_KEYS 16

@@ -122,6 +122,11 @@ static json_object *service_action(struct api *a, const struct request *req,
         return doc ? doc : no_such_service(req->name);
 }
 
+static json_object *handle_fleet(struct api *a, const struct request *req)
+{
+        return action(a, a->ops->fleet);
+}
+
 static json_object *handle_sync(struct api *a, const struct request *req)
 {
         return action(a, a->ops->sync);
@@ -187,6 +192,7 @@ static const struct route routes[] = {
     {"GET", LII_ROUTE_SERVICES, "", ROLE_READER, .handler = handle_service},
     {"GET", LII_ROUTE_EVENTS, NULL, ROLE_READER, .responder = respond_events},
     {"GET", LII_ROUTE_METRICS, NULL, ROLE_READER, .responder = respond_metrics},
+    {"GET", LII_ROUTE_FLEET, NULL, ROLE_READER, .handler = handle_fleet},
     {"POST", LII_ROUTE_SYNC, NULL, ROLE_ADMIN, .handler = handle_sync},
     {"POST", LII_ROUTE_PAUSE, NULL, ROLE_ADMIN, .handler = handle_pause},
     {"POST", LII_ROUTE_RESUME, NULL, ROLE_ADMIN, .handler = handle_resume},

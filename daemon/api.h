@@ -43,6 +43,9 @@ struct api_ops {
         /* GET /v1/metrics: Prometheus' text format, malloc'ed (the API
          * frees it); NULL is an internal error (500). */
         char *(*metrics)(void *userdata);
+        /* GET /v1/fleet: the fleet as the node sees it in etcd, or an error
+         * document (not_implemented without an etcd source). */
+        json_object *(*fleet)(void *userdata);
 };
 
 struct api_config {

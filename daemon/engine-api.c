@@ -427,6 +427,68 @@ static char *api_metrics(void *userdata)
                               storage_failing(e->storage));
 }
 
+/* ---- fleet mode ---- */
+
+/* The contract's nodes/<node>/status: what another node or an operator
+ * needs to see of each service, a tenth of the full status. */
+json_object *engine_fleet_status(void *userdata)
+{
+        struct engine *e = userdata;
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, LII_F_NODE, json_object_new_string(e->node_name));
+        json_object_object_add(o, LII_F_VERSION, json_object_new_string(LII_VERSION));
+        json_object_object_add(o, LII_F_SERIAL,
+                               e->state->doc_sha256[0] ? json_object_new_uint64(e->state->serial)
+                                                       : NULL);
+        json_object_object_add(o, LII_F_UPDATED_AT, time_or_null(now_realtime_usec()));
+        json_object *svcs = json_object_new_object();
+        for (size_t i = 0; i < e->n_services; i++) {
+                struct service *svc = e->services[i];
+                struct service_state *ss = state_find(e->state, svc->name);
+                const struct instance *cur = ss ? ss->current : NULL;
+                json_object *so = json_object_new_object();
+                json_object_object_add(so, LII_F_STATE,
+                                       json_object_new_string(lii_state_to_string(svc->state)));
+                json_object_object_add(so, LII_F_GENERATION,
+                                       cur ? json_object_new_uint64(cur->generation) : NULL);
+                json_object_object_add(so, LII_F_ARTIFACT_SHA256,
+                                       cur ? json_object_new_string(cur->artifact_sha256) : NULL);
+                json_object_object_add(so, LII_F_SPEC_SHA256,
+                                       cur ? json_object_new_string(cur->spec_sha256) : NULL);
+                json_object_object_add(
+                    so, LII_F_HEALTHY,
+                    json_object_new_boolean(cur && svc->current_alive && svc->healthy));
+                /* The service's rollout object ({id, percent, bucket, state,
+                 * reason}) goes here once the engine keeps one. */
+                json_object_object_add(so, LII_F_ROLLOUT, NULL);
+                json_object *lr = NULL;
+                if (ss && ss->last_rollout.result != LII_RESULT_NONE) {
+                        const struct rollout_record *rec = &ss->last_rollout;
+                        lr = json_object_new_object();
+                        json_object_object_add(
+                            lr, LII_F_RESULT,
+                            json_object_new_string(lii_result_to_string(rec->result)));
+                        json_object_object_add(lr, LII_F_REASON, string_or_null(rec->reason));
+                        json_object_object_add(lr, LII_F_FINISHED_AT,
+                                               time_or_null(rec->finished_usec));
+                }
+                json_object_object_add(so, LII_F_LAST_ROLLOUT, lr);
+                json_object_object_add_ex(svcs, svc->name, so, JSON_C_OBJECT_ADD_KEY_IS_NEW);
+        }
+        json_object_object_add(o, LII_F_SERVICES, svcs);
+        return o;
+}
+
+static json_object *api_fleet(void *userdata)
+{
+        struct engine *e = userdata;
+        if (!e->fleet)
+                return lii_error_new(LII_ERR_NOT_IMPLEMENTED,
+                                     "fleet mode needs an etcd:// source; this node's source is "
+                                     "not one");
+        return fleet_to_json(e->fleet);
+}
+
 const struct api_ops engine_api_ops = {
     .status = api_status,
     .service = api_service,
@@ -436,4 +498,5 @@ const struct api_ops engine_api_ops = {
     .rollback = api_rollback,
     .replace = api_replace,
     .metrics = api_metrics,
+    .fleet = api_fleet,
 };

@@ -10,6 +10,7 @@
 #include "decide.h"
 #include "desired.h"
 #include "etcd-client.h"
+#include "fleet.h"
 #include "engine.h"
 #include "health.h"
 #include "instance.h"
@@ -93,6 +94,7 @@ struct engine {
         struct curlm *curlm;
         struct source *source;
         struct etcd_client *etcd; /* etcd(s):// sources: the one connection to etcd */
+        struct fleet *fleet;      /* etcd(s):// sources: the node in etcd (fleet.h) */
         struct api *api;
         struct events *events;
         struct storage *storage;
@@ -192,3 +194,5 @@ void engine_rollout_abandon(struct service *svc);
 
 /* engine-api.c: what the API asks of the engine. */
 extern const struct api_ops engine_api_ops;
+/* The node's compact status for etcd (fleet mode): a fleet_status_cb. */
+json_object *engine_fleet_status(void *userdata);

@@ -906,6 +906,12 @@ static void refuse_document(struct engine *e, const char *id, int64_t serial, co
         e->refused_serial = serial;
 }
 
+/* The lease's freshness, a slot or a failure count may have changed. */
+static void on_fleet_changed(void *userdata)
+{
+        engine_reconcile_soon(userdata);
+}
+
 static void on_source(struct source *s, const struct source_result *res, void *userdata)
 {
         struct engine *e = userdata;
@@ -1240,6 +1246,24 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
                 log_error_errno(r, "Failed to set up the source %s: %m", cfg->source_url);
                 goto fail;
         }
+        if (e->etcd) {
+                struct fleet_options fopts = {
+                    .client = e->etcd,
+                    .node = e->node_name,
+                    .lease_ttl_usec = cfg->etcd_lease_ttl_usec,
+                    .events = e->events,
+                    .status = engine_fleet_status,
+                    .changed = on_fleet_changed,
+                    .userdata = e,
+                };
+                r = fleet_new(loop, &fopts, &e->fleet);
+                if (r < 0) {
+                        log_error("The node name '%s' cannot name keys in etcd: it is empty or "
+                                  "holds a '/'",
+                                  e->node_name);
+                        goto fail;
+                }
+        }
         r = connect_systemd(e);
         if (r < 0) {
                 log_error_errno(r, "Failed to connect to systemd (bus %s): %m", cfg->bus);
@@ -1250,6 +1274,8 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
                 log_error_errno(r, "Failed to watch the source %s: %m", cfg->source_url);
                 goto fail;
         }
+        if (e->fleet)
+                fleet_start(e->fleet);
         *ret = e;
         return 0;
 fail:
@@ -1277,6 +1303,7 @@ struct engine *engine_free(struct engine *e)
         }
         free(e->services);
         source_free(e->source);
+        e->fleet = fleet_free(e->fleet);
         e->etcd = etcd_client_unref(e->etcd);
         api_free(e->api);
         /* No callback comes after this, so the stops in flight are dropped

@@ -23,6 +23,7 @@
 #define LII_ROUTE_PAUSE    LII_API_PREFIX "/pause"
 #define LII_ROUTE_RESUME   LII_API_PREFIX "/resume"
 #define LII_ROUTE_METRICS  LII_API_PREFIX "/metrics"
+#define LII_ROUTE_FLEET    LII_API_PREFIX "/fleet"
 /* Appended to LII_ROUTE_SERVICES "{name}" for the per-service actions. */
 #define LII_ROUTE_ROLLBACK_SUFFIX "/rollback"
 #define LII_ROUTE_REPLACE_SUFFIX  "/replace"
@@ -104,6 +105,21 @@
 #define LII_F_LAST_RESULT      "last_result"
 #define LII_F_LAST_REASON      "last_reason"
 #define LII_F_LAST_DURATION_MS "last_duration_ms"
+
+/* Fleet mode (contract; see the design brief): a node's compact status in
+ * etcd (node, version, serial, updated_at, services with state,
+ * generation, artifact_sha256, spec_sha256, healthy, rollout,
+ * last_rollout) and GET /v1/fleet ({"nodes": {node: that status},
+ * "rollouts": {service: {id, percent, halted, failures: {node: reason}}},
+ * and this node's "node" and "lease": {fresh, ttl_ms}). */
+#define LII_F_UPDATED_AT "updated_at"
+#define LII_F_NODES      "nodes"
+#define LII_F_ROLLOUTS   "rollouts"
+#define LII_F_HALTED     "halted"
+#define LII_F_FAILURES   "failures"
+#define LII_F_LEASE      "lease"
+#define LII_F_FRESH      "fresh"
+#define LII_F_TTL_MS     "ttl_ms"
 
 /* Whether liid can write its state folder: {"error", "since"}. */
 #define LII_F_STORAGE "storage"

@@ -339,3 +339,35 @@ void h_etcd_compact(struct h_etcd *e, long long rev)
         snprintf(body, sizeof body, "{\"revision\":\"%lld\",\"physical\":true}", rev);
         json_object_put(post(e, "/v3/kv/compaction", body));
 }
+
+char *h_etcd_get(struct h_etcd *e, const char *key)
+{
+        char *k = base64(key, strlen(key));
+        char body[1024];
+        snprintf(body, sizeof body, "{\"key\":\"%s\"}", k);
+        free(k);
+        json_object *o = post(e, "/v3/kv/range", body);
+        json_object *kvs = h_json_path(o, "kvs");
+        json_object *kv = kvs && json_object_is_type(kvs, json_type_array)
+                              ? json_object_array_get_idx(kvs, 0)
+                              : NULL;
+        const char *v = kv ? h_json_str(kv, "value") : NULL;
+        char *out = NULL;
+        if (kv) {
+                /* An empty value is left out of the answer. */
+                v = v ? v : "";
+                size_t len = strlen(v);
+                out = calloc(1, len + 1);
+                ck_assert_ptr_nonnull(out);
+                int n =
+                    len ? EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)v, (int)len)
+                        : 0;
+                ck_assert_int_ge(n, 0);
+                /* EVP_DecodeBlock counts the padding as bytes. */
+                while (len > 0 && v[len - 1] == '=' && n > 0)
+                        len--, n--;
+                out[n] = '\0';
+        }
+        json_object_put(o);
+        return out;
+}

@@ -46,5 +46,8 @@ void h_etcd_url(struct h_etcd *e, int first, const char *prefix, char *buf, size
  * store's revision after it. */
 long long h_etcd_put_files(struct h_etcd *e, const char *key_a, const char *file_a,
                            const char *key_b, const char *file_b);
+/* The value of key (malloc'ed, NUL-terminated), or NULL when there is no
+ * such key; read through a member that runs. */
+char *h_etcd_get(struct h_etcd *e, const char *key);
 /* Compacts the store's history up to revision rev. */
 void h_etcd_compact(struct h_etcd *e, long long rev);
