@@ -315,6 +315,7 @@ struct slot {
         unsigned max_parallel;
         struct etcd_call call; /* the create txn, the take-over put or the confirming txn */
         enum { SLOT_CREATE, SLOT_TAKE_OVER, SLOT_CONFIRM } calling;
+        int64_t call_lease;      /* the lease of the create or take-over in flight */
         int64_t confirming_rev;  /* the create revision the txn in flight guards */
         uint64_t confirming_gen; /* the view's generation when it was sent */
         bool confirmed;          /* a guarded txn has confirmed the slot ... */
@@ -348,6 +349,7 @@ struct fleet {
         /* The status key. */
         char *status_rel, *status_key_b64;
         struct etcd_call status_call;
+        int64_t status_lease; /* the lease of the put in flight */
         bool status_dirty;
         uv_timer_t status_timer;
 
@@ -534,9 +536,25 @@ static bool lease_lost_error(const char *error)
         return error && strstr(error, "lease not found");
 }
 
+static void lease_grant(struct fleet *f);
+static void notice_freshness(struct fleet *f);
+
+/* A put under lease was refused because etcd no longer knows it: unless
+ * a new one was granted meanwhile, the node needs one. */
+static void lease_lost(struct fleet *f, int64_t lease)
+{
+        if (lease != f->lease_id || lease == 0)
+                return;
+        log_warning("etcd says the node's lease %llx is gone: granting a new one and writing "
+                    "the node's keys again",
+                    (unsigned long long)lease);
+        f->lease_id = 0;
+        notice_freshness(f);
+        lease_grant(f);
+}
+
 /* ---- the lease ---- */
 
-static void lease_grant(struct fleet *f);
 static void status_put(struct fleet *f);
 static void slot_create(struct slot *s);
 
@@ -679,10 +697,9 @@ static void on_status_done(struct etcd_call *c, CURLcode result, long status, vo
                 if (etcd_client_token_invalid(f->client, error))
                         f->status_dirty = true;
                 else if (lease_lost_error(error)) {
-                        f->lease_id = 0;
                         etcd_call_reset(c);
-                        notice_freshness(f);
-                        lease_grant(f);
+                        f->status_dirty = true;
+                        lease_lost(f, f->status_lease);
                         return;
                 } else {
                         etcd_call_failed_over(c);
@@ -724,6 +741,7 @@ static void status_put(struct fleet *f)
         _cleanup_free_ char *value = base64_encode(text, len);
         char *body = xasprintf("{\"key\":\"%s\",\"value\":\"%s\",\"lease\":\"%lld\"}",
                                f->status_key_b64, value, (long long)f->lease_id);
+        f->status_lease = f->lease_id;
         int r = etcd_call_start(f->client, &f->status_call, "/v3/kv/put", body, 65536, NULL, 0,
                                 on_status_done, f);
         if (r < 0) {
@@ -1011,11 +1029,8 @@ static void on_slot_done(struct etcd_call *c, CURLcode result, long status, void
                             error);
                 if (!etcd_client_token_invalid(f->client, error))
                         etcd_call_failed_over(c);
-                if (lease_lost_error(error)) {
-                        f->lease_id = 0;
-                        notice_freshness(f);
-                        lease_grant(f);
-                }
+                if (lease_lost_error(error))
+                        lease_lost(f, s->call_lease);
                 etcd_call_reset(c);
                 changed_soon(f);
                 return;
@@ -1040,6 +1055,7 @@ static void on_slot_done(struct etcd_call *c, CURLcode result, long status, void
                             xasprintf("{\"key\":\"%s\",\"value\":\"%s\",\"lease\":\"%lld\"}", k, v,
                                       (long long)f->lease_id);
                         s->calling = SLOT_TAKE_OVER;
+                        s->call_lease = f->lease_id;
                         if (etcd_call_start(f->client, &s->call, "/v3/kv/put", body, 65536, NULL, 0,
                                             on_slot_done, s) == 0)
                                 return;
@@ -1065,6 +1081,7 @@ static void slot_create(struct slot *s)
                                "\"lease\":\"%lld\"}}]}",
                                k, k, v, (long long)f->lease_id);
         s->calling = SLOT_CREATE;
+        s->call_lease = f->lease_id;
         if (etcd_call_start(f->client, &s->call, "/v3/kv/txn", body, 65536, NULL, 0, on_slot_done,
                             s) < 0)
                 log_warning("Failed to ask etcd for %s/%s", f->prefix, s->rel);

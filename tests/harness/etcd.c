@@ -346,7 +346,23 @@ char *h_etcd_get(struct h_etcd *e, const char *key)
         char body[1024];
         snprintf(body, sizeof body, "{\"key\":\"%s\"}", k);
         free(k);
-        json_object *o = post(e, "/v3/kv/range", body);
+        /* Right after an election a member may answer "leader changed":
+         * asked again (5 s at most), as etcd's own clients do. */
+        json_object *o = NULL;
+        for (int tries = 0; !o && tries < 50; tries++) {
+                for (int i = 0; !o && i < H_ETCD_MEMBERS; i++) {
+                        char *out = NULL;
+                        if (e->pid[i] > 0 && !e->root_password[0] &&
+                            request(e, e->client_port[i], "/v3/kv/range", body, NULL, &out) == 200)
+                                o = json_tokener_parse(out);
+                        free(out);
+                }
+                if (!o && e->root_password[0])
+                        o = post(e, "/v3/kv/range", body);
+                if (!o)
+                        usleep(100 * 1000);
+        }
+        ck_assert_msg(o != NULL, "no etcd member answers a range of %s", key);
         json_object *kvs = h_json_path(o, "kvs");
         json_object *kv = kvs && json_object_is_type(kvs, json_type_array)
                               ? json_object_array_get_idx(kvs, 0)
