@@ -350,6 +350,7 @@ struct fleet {
         char *status_rel, *status_key_b64;
         struct etcd_call status_call;
         int64_t status_lease; /* the lease of the put in flight */
+        unsigned status_failures;
         bool status_dirty;
         uv_timer_t status_timer;
 
@@ -692,8 +693,12 @@ static void on_status_done(struct etcd_call *c, CURLcode result, long status, vo
         struct fleet *f = userdata;
         _cleanup_free_ char *error = call_error(c, result, status);
         if (error) {
-                log_warning("Failed to put %s/%s via %s: %s", f->prefix, f->status_rel, c->url,
-                            error);
+                /* A put refused for good (a user without write permission)
+                 * is asked ever less often. */
+                f->status_failures++;
+                uint64_t delay = backoff_msec(f->status_failures, FLEET_BACKOFF_MAX_MSEC);
+                log_warning("Failed to put %s/%s via %s: %s; again in %llums", f->prefix,
+                            f->status_rel, c->url, error, (unsigned long long)delay);
                 if (etcd_client_token_invalid(f->client, error))
                         f->status_dirty = true;
                 else if (lease_lost_error(error)) {
@@ -706,10 +711,11 @@ static void on_status_done(struct etcd_call *c, CURLcode result, long status, vo
                         f->status_dirty = true;
                 }
                 etcd_call_reset(c);
-                uv_timer_start(&f->status_timer, on_status_timer, 1000, 0);
+                uv_timer_start(&f->status_timer, on_status_timer, delay, 0);
                 return;
         }
         etcd_call_reset(c);
+        f->status_failures = 0;
         if (f->status_dirty) {
                 f->status_dirty = false;
                 uv_timer_start(&f->status_timer, on_status_timer, FLEET_SETTLE_MSEC, 0);
@@ -1342,7 +1348,6 @@ static void on_closed(uv_handle_t *h)
         struct fleet *f = h->data;
         if (--f->open_handles > 0)
                 return;
-        etcd_client_unref(f->client);
         free(f->node);
         free(f->prefix);
         free(f->status_rel);
@@ -1377,6 +1382,9 @@ struct fleet *fleet_free(struct fleet *f)
                 op_free(op);
         }
         view_clear(f);
+        /* Now, not when the timers have closed: the client's own request
+         * must go before the curl multi handle does. */
+        f->client = etcd_client_unref(f->client);
         uv_timer_t *timers[] = {&f->lease_timer, &f->fresh_timer, &f->status_timer,
                                 &f->watch_timer, &f->op_timer,    &f->changed_timer};
         for (size_t i = 0; i < ELEMENTSOF(timers); i++)

@@ -177,7 +177,6 @@ static void on_handle_closed(uv_handle_t *h)
         struct etcd_source *es = h->data;
         if (--es->open_handles > 0)
                 return;
-        etcd_client_unref(es->client);
         free(es->url);
         free(es->doc_key);
         free(es->sig_key);
@@ -193,6 +192,9 @@ struct etcd_source *etcd_source_free(struct etcd_source *es)
         es->freed = true;
         etcd_call_reset(&es->range);
         etcd_call_reset(&es->watch);
+        /* Now, not when the timers have closed: the client's own request
+         * must go before the curl multi handle does. */
+        es->client = etcd_client_unref(es->client);
         uv_close((uv_handle_t *)&es->range_timer, on_handle_closed);
         uv_close((uv_handle_t *)&es->watch_timer, on_handle_closed);
         return NULL;
