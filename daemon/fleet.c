@@ -322,6 +322,12 @@ struct slot {
         uint64_t confirmed_gen;  /* ... while the view was this */
         int64_t confirmed_rev;
         uint64_t gen; /* bumped by every change of sem/<service>/ */
+        /* The revision of this node's create or take-over, until the watch
+         * has brought it into the view: no second request before. */
+        int64_t awaiting_rev;
+        /* Requests that failed in a row, and when the next may go. */
+        unsigned failures;
+        uint64_t retry_usec;
 };
 
 struct fleet {
@@ -367,6 +373,8 @@ struct fleet {
 
         struct slot **slots;
         size_t n_slots;
+
+        uv_timer_t slot_timer; /* the engine asks again after a failed request */
 
         struct op *ops;
         size_t n_ops;
@@ -1013,6 +1021,11 @@ static void op_cancel_release(struct fleet *f, const char *service)
 
 /* ---- slots ---- */
 
+static void on_slot_timer(uv_timer_t *t)
+{
+        changed_soon(t->data);
+}
+
 static char *key_b64(const struct fleet *f, const char *rel)
 {
         _cleanup_free_ char *key = xasprintf("%s/%s", f->prefix, rel);
@@ -1031,25 +1044,41 @@ static void on_slot_done(struct etcd_call *c, CURLcode result, long status, void
         if (!error)
                 fleet_parse_txn(c->resp, c->resp_len, &ok, &rev, &error);
         if (error) {
-                log_warning("etcd txn on %s/%s via %s failed: %s", f->prefix, s->rel, c->url,
-                            error);
+                /* The engine asks again after a backoff, not at once: a
+                 * refusal for good (no write permission) must not spin. */
+                s->failures++;
+                uint64_t delay = backoff_msec(s->failures, FLEET_BACKOFF_MAX_MSEC);
+                s->retry_usec = now_monotonic_usec() + delay * USEC_PER_MSEC;
+                log_warning("etcd %s of %s/%s via %s failed: %s; again in %llums",
+                            confirming ? "txn confirming" : "txn creating", f->prefix, s->rel,
+                            c->url, error, (unsigned long long)delay);
                 if (!etcd_client_token_invalid(f->client, error))
                         etcd_call_failed_over(c);
                 if (lease_lost_error(error))
                         lease_lost(f, s->call_lease);
                 etcd_call_reset(c);
-                changed_soon(f);
+                uv_timer_start(&f->slot_timer, on_slot_timer, delay, 0);
                 return;
         }
+        s->failures = 0;
         etcd_call_reset(c);
         if (confirming) {
+                /* A refusal says the view is behind: the watch's next
+                 * change asks again. */
                 s->confirmed = ok;
                 s->confirmed_gen = s->confirming_gen;
                 s->confirmed_rev = s->confirming_rev;
-                changed_soon(f);
+                if (ok)
+                        changed_soon(f);
                 return;
         }
-        if (!ok && !taking_over) {
+        if (ok || taking_over) {
+                /* The watch brings the key into the view, and the engine
+                 * hears of it then. */
+                s->awaiting_rev = rev;
+                return;
+        }
+        {
                 /* The key is there already. When it is under another lease
                  * (this node's before liid restarted), it is taken over:
                  * a put keeps its create revision, so its place in line. */
@@ -1074,7 +1103,8 @@ static void on_slot_done(struct etcd_call *c, CURLcode result, long status, void
 static void slot_create(struct slot *s)
 {
         struct fleet *f = s->f;
-        if (f->lease_id == 0 || s->call.easy || s->call.waiting)
+        if (f->lease_id == 0 || s->call.easy || s->call.waiting || s->awaiting_rev > f->revision ||
+            now_monotonic_usec() < s->retry_usec)
                 return;
         const struct fleet_kv *kv = view_find(f, s->rel);
         if (kv && kv->lease == f->lease_id)
@@ -1096,7 +1126,10 @@ static void slot_create(struct slot *s)
 static void slot_confirm(struct slot *s, int64_t create_revision)
 {
         struct fleet *f = s->f;
-        if (s->call.easy || s->call.waiting)
+        if (s->call.easy || s->call.waiting || now_monotonic_usec() < s->retry_usec)
+                return;
+        /* Refused for this very view: it must change first. */
+        if (!s->confirmed && s->confirmed_rev == create_revision && s->confirmed_gen == s->gen)
                 return;
         _cleanup_free_ char *k = key_b64(f, s->rel);
         char *body = xasprintf("{\"compare\":[{\"key\":\"%s\",\"target\":\"CREATE\","
@@ -1323,7 +1356,8 @@ int fleet_new(uv_loop_t *loop, const struct fleet_options *opts, struct fleet **
         f->lease_call.client = f->status_call.client = f->range_call.client = f->watch_call.client =
             f->op_call.client = f->client;
         uv_timer_t *timers[] = {&f->lease_timer, &f->fresh_timer, &f->status_timer,
-                                &f->watch_timer, &f->op_timer,    &f->changed_timer};
+                                &f->watch_timer, &f->op_timer,    &f->changed_timer,
+                                &f->slot_timer};
         for (size_t i = 0; i < ELEMENTSOF(timers); i++) {
                 uv_timer_init(loop, timers[i]);
                 timers[i]->data = f;
@@ -1386,7 +1420,8 @@ struct fleet *fleet_free(struct fleet *f)
          * must go before the curl multi handle does. */
         f->client = etcd_client_unref(f->client);
         uv_timer_t *timers[] = {&f->lease_timer, &f->fresh_timer, &f->status_timer,
-                                &f->watch_timer, &f->op_timer,    &f->changed_timer};
+                                &f->watch_timer, &f->op_timer,    &f->changed_timer,
+                                &f->slot_timer};
         for (size_t i = 0; i < ELEMENTSOF(timers); i++)
                 uv_close((uv_handle_t *)timers[i], on_closed);
         return NULL;
