@@ -132,6 +132,22 @@ START_TEST(test_status_key_api_and_liictl)
         json_object *svc = h_json_path(st, "services.hello");
         ck_assert(json_object_object_get_ex(svc, "rollout", NULL));
         json_object_put(st);
+        /* Idle, liid only keeps its lease alive: the status is not put
+         * again (each put has a new updated_at) once the rollout's last
+         * events are written. Nothing can announce an absence: each try
+         * waits over several keepalives. */
+        bool idle = false;
+        for (int tries = 0; tries < 3 && !idle; tries++) {
+                st = wait_status_key(1);
+                char *before = strdup(h_json_str(st, "updated_at"));
+                json_object_put(st);
+                usleep(2 * TTL_SEC * 1000 * 1000 / 3 + 1000 * 1000);
+                st = wait_status_key(1);
+                idle = strcmp(h_json_str(st, "updated_at"), before) == 0;
+                free(before);
+                json_object_put(st);
+        }
+        ck_assert_msg(idle, "liid kept putting its status while nothing happened");
 
         /* What etcd holds, liid's API shows. */
         json_object *doc = wait_fresh(true, 10000);
