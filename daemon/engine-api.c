@@ -458,9 +458,7 @@ json_object *engine_fleet_status(void *userdata)
                 json_object_object_add(
                     so, LII_F_HEALTHY,
                     json_object_new_boolean(cur && svc->current_alive && svc->healthy));
-                /* The service's rollout object ({id, percent, bucket, state,
-                 * reason}) goes here once the engine keeps one. */
-                json_object_object_add(so, LII_F_ROLLOUT, NULL);
+                json_object_object_add(so, LII_F_ROLLOUT, canary_json(svc));
                 json_object *lr = NULL;
                 if (ss && ss->last_rollout.result != LII_RESULT_NONE) {
                         const struct rollout_record *rec = &ss->last_rollout;
@@ -477,6 +475,13 @@ json_object *engine_fleet_status(void *userdata)
         }
         json_object_object_add(o, LII_F_SERVICES, svcs);
         return o;
+}
+
+unsigned engine_fleet_max_failures(void *userdata, const char *service)
+{
+        struct engine *e = userdata;
+        const struct service_spec *want = e->desired ? desired_find(e->desired, service) : NULL;
+        return want && want->rollout.set ? want->rollout.max_failures : 0;
 }
 
 static json_object *api_fleet(void *userdata)

@@ -196,3 +196,6 @@ void engine_rollout_abandon(struct service *svc);
 extern const struct api_ops engine_api_ops;
 /* The node's compact status for etcd (fleet mode): a fleet_status_cb. */
 json_object *engine_fleet_status(void *userdata);
+/* The desired max_failures of a service's rollout, 0 for none: a
+ * fleet_max_failures_cb (GET /v1/fleet's "halted"). */
+unsigned engine_fleet_max_failures(void *userdata, const char *service);

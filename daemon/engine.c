@@ -1254,6 +1254,7 @@ int engine_new(uv_loop_t *loop, const struct config *cfg, struct engine **ret)
                     .events = e->events,
                     .status = engine_fleet_status,
                     .changed = on_fleet_changed,
+                    .max_failures = engine_fleet_max_failures,
                     .userdata = e,
                 };
                 r = fleet_new(loop, &fopts, &e->fleet);

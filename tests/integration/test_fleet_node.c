@@ -214,6 +214,77 @@ START_TEST(test_lease_stale_without_quorum)
 }
 END_TEST
 
+/* GET /v1/fleet until pred holds of it (10 s at most). */
+static json_object *wait_fleet(bool (*pred)(json_object *doc), const char *what)
+{
+        long long deadline = now_ms() + 10000;
+        for (;;) {
+                json_object *doc = NULL;
+                ck_assert_int_eq(h_api_get(&env, "/v1/fleet", &doc), 200);
+                if (pred(doc))
+                        return doc;
+                json_object_put(doc);
+                ck_assert_msg(now_ms() < deadline, "GET /v1/fleet never showed %s", what);
+                usleep(100 * 1000);
+        }
+}
+
+static bool shows_rollout(json_object *doc)
+{
+        const char *id = h_json_str(doc, "rollouts.hello.id");
+        return id && strcmp(id, "hello-v1") == 0;
+}
+
+static bool shows_halted(json_object *doc)
+{
+        json_object *h = h_json_path(doc, "rollouts.hello.halted");
+        return h && json_object_get_boolean(h);
+}
+
+START_TEST(test_rollouts_and_failures)
+{
+        const struct h_service v1r = {
+            .name = "hello",
+            .artifact = 1,
+            .rollout = "{\"id\":\"hello-v1\",\"percent\":100,\"max_failures\":1}"};
+        h_publish(&env, &v1r, 1, 0);
+        char doc[700], sig[720];
+        snprintf(doc, sizeof doc, "%s/desired.json", env.www);
+        snprintf(sig, sizeof sig, "%s.minisig", doc);
+        h_etcd_put_files(&etcd, DOC_KEY, doc, SIG_KEY, sig);
+        json_object_put(h_wait_generation(&env, "hello", 1));
+        /* The node says which rollout it took, in etcd and in the API. */
+        json_object *st = wait_status_key(1);
+        ck_assert_str_eq(h_json_str(st, "services.hello.rollout.id"), "hello-v1");
+        ck_assert_str_eq(h_json_str(st, "services.hello.rollout.state"), "applied");
+        json_object_put(st);
+        json_object *fl = wait_fleet(shows_rollout, "the rollout hello-v1");
+        ck_assert_int_eq(h_json_int(fl, "rollouts.hello.percent"), 100);
+        ck_assert(!json_object_get_boolean(h_json_path(fl, "rollouts.hello.halted")));
+        json_object_put(fl);
+
+        /* Another node failed it: with max_failures 1 the rollout is halted. */
+        char reason[700];
+        snprintf(reason, sizeof reason, "%s/reason", env.dir);
+        FILE *f = fopen(reason, "we");
+        ck_assert_ptr_nonnull(f);
+        fputs("health check failed: HTTP 500", f);
+        fclose(f);
+        h_etcd_put_files(&etcd, PREFIX "/fail/hello/hello-v1/h2", reason, NULL, NULL);
+        fl = wait_fleet(shows_halted, "the rollout halted");
+        ck_assert_str_eq(h_json_str(fl, "rollouts.hello.failures.h2"),
+                         "health check failed: HTTP 500");
+        json_object_put(fl);
+        char *out = NULL;
+        ck_assert_int_eq(h_liictl(&env, &out, (const char *const[]){"fleet", NULL}), 0);
+        ck_assert_msg(strstr(out, "rollout hello-v1 of hello: 100%, halted, 1 failure: h2 "
+                                  "(health check failed: HTTP 500)"),
+                      "liictl fleet: %s", out);
+        ck_assert_msg(strstr(out, "applied"), "the ROLLOUT column: %s", out);
+        free(out);
+}
+END_TEST
+
 START_TEST(test_fleet_needs_etcd)
 {
         json_object *doc = NULL;
@@ -239,6 +310,7 @@ static Suite *suite(void)
         } cases[] = {
             {"status_key", test_status_key_api_and_liictl, setup, teardown},
             {"lease_stale", test_lease_stale_without_quorum, setup, teardown},
+            {"rollouts", test_rollouts_and_failures, setup, teardown},
             {"needs_etcd", test_fleet_needs_etcd, setup_file, teardown_file},
         };
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
