@@ -63,7 +63,14 @@ struct service {
                 char id[ROLLOUT_ID_MAX + 1];
                 unsigned percent_hundredths, bucket;
                 struct canary_verdict verdict;
+                bool slot; /* the verdict came with a replacement slot held */
         } canary;
+        /* A replacement slot in etcd (fleet mode): asked for since it was
+         * last released; held by the rollout in flight, which started
+         * generation slot_generation and, once promoted, gives the slot
+         * back when slot_retiring (the generation it retires) is stopped. */
+        bool slot_wanted, slot_rollout;
+        uint64_t slot_generation, slot_retiring;
 };
 
 /* Replacing a dead instance: the first after 1 s, doubling up to 5 min;
@@ -194,6 +201,12 @@ void engine_rollout_abandon(struct service *svc);
 
 /* engine-api.c: what the API asks of the engine. */
 extern const struct api_ops engine_api_ops;
+/* Gives the service's replacement slot back to the fleet (fleet mode),
+ * when it asked for one. */
+void engine_slot_release(struct service *svc);
+/* Tells the fleet that this node failed the service's rollout (its
+ * rollout block's id), when the spec that failed is the desired one. */
+void engine_fleet_failed(struct service *svc, const char *spec_sha256, const char *reason);
 /* The node's compact status for etcd (fleet mode): a fleet_status_cb. */
 json_object *engine_fleet_status(void *userdata);
 /* The desired max_failures of a service's rollout, 0 for none: a

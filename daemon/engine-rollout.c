@@ -24,6 +24,9 @@ void engine_rollout_abandon(struct service *svc)
 {
         if (svc->rollout)
                 forget_rollout(svc);
+        /* What the slot was held for is sorted out anew (the slot itself
+         * stays asked for, and the next reconcile decides). */
+        svc->slot_rollout = false;
 }
 
 /* Ends the rollout's life in the service once its outcome is recorded. The
@@ -83,6 +86,7 @@ static void rollout_failed(struct service *svc, uint64_t generation, const char 
         rollout_record_set(&ss->last_rollout, generation, LII_RESULT_FAILED, reason,
                            svc->rollout_started_usec, now);
         _cleanup_free_ char *unit = ss->pending ? xstrdup(ss->pending->unit) : NULL;
+        _cleanup_free_ char *failed_spec = ss->pending ? xstrdup(ss->pending->spec_sha256) : NULL;
         bool sockets = engine_instance_listens(ss->pending);
         if (!started)
                 ss->pending = instance_free(ss->pending);
@@ -94,8 +98,13 @@ static void rollout_failed(struct service *svc, uint64_t generation, const char 
          * instance has exited.) */
         engine_save_service(e, ss);
         svc->state = LII_STATE_FAILED;
+        /* A fleet rollout counts the nodes where its spec failed. */
+        if (f.verdict && kind == ROLLOUT_DESIRED && !svc->rollout_restart)
+                engine_fleet_failed(svc, failed_spec, reason);
         if (started && unit)
                 engine_stop_unit(e, svc->name, generation, unit, sockets, STOP_REFUSED);
+        else if (svc->slot_rollout)
+                engine_slot_release(svc);
         rollout_ended(svc);
 }
 
@@ -179,6 +188,7 @@ void engine_rollout_revert(struct service *svc, const char *reason)
         }
         _cleanup_free_ char *why =
             xasprintf("generation %llu %s", (unsigned long long)ss->current->generation, reason);
+        engine_fleet_failed(svc, ss->current->spec_sha256, why);
         snprintf(ss->refused_spec_sha256, sizeof ss->refused_spec_sha256, "%s",
                  ss->current->spec_sha256);
         rollout_record_set(&ss->last_rollout, ss->current->generation, LII_RESULT_FAILED, why,
@@ -294,6 +304,10 @@ static int rollout_passed(struct service *svc, const struct rollout_outcome *o)
                     svc->revert_reason ? "; reverted because " : "",
                     svc->revert_reason ? svc->revert_reason : "");
 
+        if (retired && svc->slot_rollout)
+                svc->slot_retiring = retired->generation;
+        else if (svc->slot_rollout)
+                engine_slot_release(svc);
         if (retired)
                 engine_stop_unit(e, svc->name, retired->generation, retired->unit,
                                  engine_instance_listens(retired), STOP_RETIRED);

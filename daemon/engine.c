@@ -138,6 +138,7 @@ static void service_free(struct service *svc)
 
 static void service_forget(struct engine *e, struct service *svc)
 {
+        engine_slot_release(svc);
         bool found;
         size_t i = search_service(e, svc->name, &found);
         if (found) {
@@ -218,6 +219,11 @@ static void on_stopped(struct systemd *m, int r, const char *result, void *userd
         if (r < 0)
                 log_svc(LOG_WARNING, st->service, st->generation, "Failed to stop %s: %s", st->unit,
                         result ? result : strerror(-r));
+        struct service *svc = engine_find_service(e, st->service);
+        if (svc && svc->slot_rollout &&
+            ((st->kind == STOP_RETIRED && st->generation == svc->slot_retiring) ||
+             (st->kind == STOP_REFUSED && st->generation == svc->slot_generation)))
+                engine_slot_release(svc);
         switch (st->kind) {
         case STOP_RETIRED:
                 if (r >= 0)
@@ -404,6 +410,25 @@ void engine_collect(struct engine *e)
 
 /* ---- reconciling ---- */
 
+void engine_slot_release(struct service *svc)
+{
+        struct engine *e = svc->engine;
+        if (svc->slot_wanted && e->fleet)
+                fleet_slot_release(e->fleet, svc->name);
+        svc->slot_wanted = svc->slot_rollout = false;
+        svc->slot_generation = svc->slot_retiring = 0;
+}
+
+void engine_fleet_failed(struct service *svc, const char *spec_sha256, const char *reason)
+{
+        struct engine *e = svc->engine;
+        const struct service_spec *want = e->desired ? desired_find(e->desired, svc->name) : NULL;
+        if (!e->fleet || !want || !want->rollout.set || !spec_sha256 ||
+            strcmp(want->spec_sha256, spec_sha256) != 0)
+                return;
+        fleet_record_failure(e->fleet, svc->name, want->rollout.id, reason);
+}
+
 /* Remembers the fleet rollout's verdict on the service for its status, and
  * says each change of it (another rollout, percentage or state) as a
  * rollout.held event. */
@@ -435,7 +460,9 @@ static const struct service_spec *canary_gate(struct engine *e, struct service *
                                               struct service_spec **kept)
 {
         if (!want || !want->rollout.set) {
-                svc->canary.set = false;
+                svc->canary.set = svc->canary.slot = false;
+                if (!svc->slot_rollout)
+                        engine_slot_release(svc);
                 return want;
         }
         const struct rollout_policy *p = &want->rollout;
@@ -448,8 +475,25 @@ static const struct service_spec *canary_gate(struct engine *e, struct service *
             .runs_spec = cur != NULL,
             .new_spec = cur && strcmp(cur->spec_sha256, want->spec_sha256) != 0,
         };
+        if (e->fleet) {
+                in.fleet = true;
+                in.lease_fresh = fleet_lease_fresh(e->fleet);
+                in.failures = fleet_failures(e->fleet, svc->name, p->id);
+        }
         struct canary_verdict v = canary_decide(&in);
+        /* A slot is asked for only by a node that nothing else holds back. */
+        if (v.state == CANARY_WAITING_FOR_SLOT && in.lease_fresh && p->max_parallel) {
+                svc->slot_wanted = true;
+                in.slot_held =
+                    fleet_slot_want(e->fleet, svc->name, p->max_parallel) == FLEET_SLOT_HELD;
+                v = canary_decide(&in);
+        }
         canary_record(e, svc, p, in.bucket, &v);
+        svc->canary.slot = v.state == CANARY_APPLIED && in.slot_held;
+        /* A slot asked for and no longer needed goes back at once, so that
+         * it holds back no other node. */
+        if (!svc->canary.slot && v.state != CANARY_WAITING_FOR_SLOT && !svc->slot_rollout)
+                engine_slot_release(svc);
         if (v.state == CANARY_APPLIED)
                 return want;
         _cleanup_free_ char *error = NULL;
@@ -539,8 +583,16 @@ static void reconcile_service(struct engine *e, struct service *svc)
                  * written) stands, and starts once it can. */
                 bool force = svc->force;
                 svc->force = false;
-                if (engine_rollout_start(svc, want, ROLLOUT_DESIRED) < 0)
+                if (engine_rollout_start(svc, want, ROLLOUT_DESIRED) < 0) {
                         svc->force = force;
+                        return;
+                }
+                /* The slot stays held until the rollout's outcome is done
+                 * with: the old generation stopped, or the new one. */
+                if (svc->canary.slot && svc->rollout && ss && ss->pending) {
+                        svc->slot_rollout = true;
+                        svc->slot_generation = ss->pending->generation;
+                }
                 return;
         }
         case DECIDE_REVERT:
