@@ -435,7 +435,7 @@ END_TEST
 
 static Suite *suite(void)
 {
-        Suite *s = suite_create("fleet");
+        Suite *s = suite_create("fleet_etcd");
         TCase *tc = tcase_create("pure");
         tcase_add_test(tc, lease_answers);
         tcase_add_test(tc, txn_answers);
