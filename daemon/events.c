@@ -242,6 +242,7 @@ json_object *event_to_json(const struct event *e)
         json_object *o = json_object_new_object();
         json_object_object_add(o, LII_F_SEQ, json_object_new_uint64(e->seq));
         json_object_object_add(o, LII_F_TIME, json_object_new_string(time));
+        json_object_object_add(o, LII_F_TIME_USEC, json_object_new_uint64(e->time_usec));
         json_object_object_add(o, LII_F_TYPE, json_object_new_string(e->type));
         json_object_object_add(o, LII_F_SERVICE,
                                e->service ? json_object_new_string(e->service) : NULL);

@@ -127,10 +127,11 @@
 
 /* Event fields of GET /v1/events (one JSON object per line); generation
  * and message are the LII_F_* above. */
-#define LII_F_SEQ     "seq"
-#define LII_F_TIME    "time"
-#define LII_F_TYPE    "type"
-#define LII_F_SERVICE "service"
+#define LII_F_SEQ       "seq"
+#define LII_F_TIME      "time"
+#define LII_F_TIME_USEC "time_usec" /* the same, in µs since the epoch, to order close events */
+#define LII_F_TYPE      "type"
+#define LII_F_SERVICE   "service"
 
 /* Event types: the "type" of every event of GET /v1/events (contract: add,
  * never rename). */

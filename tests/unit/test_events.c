@@ -267,7 +267,7 @@ START_TEST(json_shape)
         events_emit(ev, EVENT_OPERATOR, NULL, 0, "paused");
 
         json_object *o = event_to_json(events_next(ev, 0));
-        ck_assert_int_eq(json_object_object_length(o), 6);
+        ck_assert_int_eq(json_object_object_length(o), 7);
         json_object *v;
         ck_assert(json_object_object_get_ex(o, LII_F_SEQ, &v));
         ck_assert(json_object_is_type(v, json_type_int));
@@ -276,6 +276,9 @@ START_TEST(json_shape)
         uint64_t t;
         ck_assert_int_eq(parse_rfc3339(json_object_get_string(v), &t), 0);
         ck_assert_uint_eq(t / USEC_PER_SEC, events_next(ev, 0)->time_usec / USEC_PER_SEC);
+        ck_assert(json_object_object_get_ex(o, LII_F_TIME_USEC, &v));
+        ck_assert(json_object_is_type(v, json_type_int));
+        ck_assert_uint_eq(json_object_get_uint64(v), events_next(ev, 0)->time_usec);
         ck_assert(json_object_object_get_ex(o, LII_F_TYPE, &v));
         ck_assert_str_eq(json_object_get_string(v), "rollout.failed");
         ck_assert(json_object_object_get_ex(o, LII_F_SERVICE, &v));
