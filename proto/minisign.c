@@ -684,3 +684,29 @@ int minisign_verify_buffer(const struct minisign_keyring *k, const struct minisi
                 return fail_with(ret_error, r, "could not compute BLAKE2b-512 of the file");
         return verify_message(k, sig, hash, sizeof(hash), ret_key, ret_error);
 }
+
+int minisign_keyring_load_path(const char *path, struct minisign_keyring **ret, char **ret_error)
+{
+        struct stat st;
+        if (stat(path, &st) < 0) {
+                *ret_error = xasprintf("%s: %s", path, strerror(errno));
+                return -errno;
+        }
+        if (S_ISDIR(st.st_mode))
+                return minisign_keyring_load_dir(path, ret, ret_error);
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        int r = read_file_capped(path, MINISIGN_KEY_FILE_MAX, &text, &len);
+        if (r < 0) {
+                *ret_error =
+                    xasprintf("%s: %s", path,
+                              r == -EFBIG ? "too large for a key file" : read_file_strerror(r));
+                return r;
+        }
+        _cleanup_(minisign_keyring_freep) struct minisign_keyring *k = minisign_keyring_new();
+        r = minisign_keyring_add(k, text, len, path, ret_error);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(k);
+        return 0;
+}

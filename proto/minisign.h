@@ -87,6 +87,9 @@ int minisign_keyring_add(struct minisign_keyring *k, const char *text, size_t le
  * MINISIGN_KEY_FILE_MAX, with a message naming the file. An empty dir gives
  * an empty keyring: whether that is acceptable is for the caller to decide. */
 int minisign_keyring_load_dir(const char *dir, struct minisign_keyring **ret, char **ret_error);
+/* A key file, or a folder of them as minisign_keyring_load_dir() reads
+ * one (what `liictl verify --key` and `liictl publish --key` take). */
+int minisign_keyring_load_path(const char *path, struct minisign_keyring **ret, char **ret_error);
 const struct minisign_key *minisign_keyring_find(const struct minisign_keyring *k,
                                                  const uint8_t key_id[MINISIGN_KEY_ID_SIZE]);
 struct minisign_keyring *minisign_keyring_free(struct minisign_keyring *k);

@@ -78,33 +78,6 @@ static void publish_done(struct publish *p)
 
 /* ---- the document and its signature ---- */
 
-/* A key file, or a folder of them as liid's key folders are. */
-static int load_keyring(const char *path, struct minisign_keyring **ret, char **ret_error)
-{
-        struct stat st;
-        if (stat(path, &st) < 0) {
-                *ret_error = xasprintf("%s: %s", path, strerror(errno));
-                return -errno;
-        }
-        if (S_ISDIR(st.st_mode))
-                return minisign_keyring_load_dir(path, ret, ret_error);
-        _cleanup_free_ char *text = NULL;
-        size_t len;
-        int r = read_file_capped(path, MINISIGN_KEY_FILE_MAX, &text, &len);
-        if (r < 0) {
-                *ret_error =
-                    xasprintf("%s: %s", path,
-                              r == -EFBIG ? "too large for a key file" : read_file_strerror(r));
-                return r;
-        }
-        _cleanup_(minisign_keyring_freep) struct minisign_keyring *k = minisign_keyring_new();
-        r = minisign_keyring_add(k, text, len, path, ret_error);
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(k);
-        return 0;
-}
-
 struct keyrings {
         struct minisign_keyring *k[LIICTL_PUBLISH_MAX_KEYS];
         size_t n;
@@ -146,7 +119,7 @@ static int check_signature(struct publish *p, const struct minisign_sig *sig, ch
         _cleanup_(keyrings_done) struct keyrings rings = {0};
         for (; rings.n < n_pubs && rings.n < ELEMENTSOF(rings.k); rings.n++) {
                 _cleanup_free_ char *error = NULL;
-                int r = load_keyring(pubs[rings.n], &rings.k[rings.n], &error);
+                int r = minisign_keyring_load_path(pubs[rings.n], &rings.k[rings.n], &error);
                 if (r < 0) {
                         _cleanup_free_ char *e = ctl_printable(error);
                         fprintf(stderr, "liictl: key: %s\n", e);

@@ -15,32 +15,6 @@
 
 #include "minisign.h"
 
-static int load_keyring(const char *path, struct minisign_keyring **ret, char **ret_error)
-{
-        struct stat st;
-        if (stat(path, &st) < 0) {
-                *ret_error = xasprintf("%s: %s", path, strerror(errno));
-                return -errno;
-        }
-        if (S_ISDIR(st.st_mode))
-                return minisign_keyring_load_dir(path, ret, ret_error);
-        _cleanup_free_ char *text = NULL;
-        size_t len;
-        int r = read_file_capped(path, MINISIGN_KEY_FILE_MAX, &text, &len);
-        if (r < 0) {
-                *ret_error =
-                    xasprintf("%s: %s", path,
-                              r == -EFBIG ? "too large for a key file" : read_file_strerror(r));
-                return r;
-        }
-        _cleanup_(minisign_keyring_freep) struct minisign_keyring *k = minisign_keyring_new();
-        r = minisign_keyring_add(k, text, len, path, ret_error);
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(k);
-        return 0;
-}
-
 /* Streams the file through BLAKE2b-512: a release may be large, and the
  * prehashed form never needs it whole. */
 static int hash_file(const char *path, uint8_t hash[MINISIGN_HASH_SIZE])
@@ -88,7 +62,7 @@ static int verify(bool json, const char *key, const char *file, const char *sig_
 {
         _cleanup_free_ char *error = NULL;
         _cleanup_(minisign_keyring_freep) struct minisign_keyring *k = NULL;
-        int r = load_keyring(key, &k, &error);
+        int r = minisign_keyring_load_path(key, &k, &error);
         if (r == -EKEYREJECTED) {
                 /* A key that is there and well-formed but weak is a refusal,
                  * as liid would refuse it, not a mistake on the command line:
