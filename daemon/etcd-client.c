@@ -90,6 +90,52 @@ const char *etcd_json_error(json_object *root)
         return NULL;
 }
 
+int etcd_watch_head_parse(json_object *o, struct etcd_watch_head *ret, json_object **ret_events,
+                          char **ret_error)
+{
+        struct etcd_watch_head h = {0};
+        json_object *result, *header, *v;
+        *ret_events = NULL;
+        if (!json_object_is_type(o, json_type_object)) {
+                *ret_error = xasprintf("a watch message is not a JSON object");
+                return -EBADMSG;
+        }
+        if (!json_object_object_get_ex(o, "result", &result)) {
+                /* The stream's end: an error object instead of a result. */
+                const char *msg = etcd_json_error(o);
+                if (!msg) {
+                        *ret_error = xasprintf("a watch message has neither result nor error");
+                        return -EBADMSG;
+                }
+                h.canceled = true;
+                h.cancel_reason = xstrdup(msg);
+                *ret = h;
+                return 0;
+        }
+        if (!json_object_is_type(result, json_type_object) ||
+            (json_object_object_get_ex(result, "header", &header) &&
+             etcd_json_int64(header, "revision", &h.revision) < 0) ||
+            etcd_json_int64(result, "compact_revision", &h.compact_revision) < 0) {
+                *ret_error = xasprintf("a watch message's result is malformed");
+                return -EBADMSG;
+        }
+        h.created = etcd_json_bool(result, "created");
+        h.canceled = etcd_json_bool(result, "canceled");
+        if (json_object_object_get_ex(result, "cancel_reason", &v) &&
+            json_object_is_type(v, json_type_string))
+                h.cancel_reason = xstrdup(json_object_get_string(v));
+        if (json_object_object_get_ex(result, "events", &v)) {
+                if (!json_object_is_type(v, json_type_array)) {
+                        free(h.cancel_reason);
+                        *ret_error = xasprintf("a watch message's events is not an array");
+                        return -EBADMSG;
+                }
+                *ret_events = v;
+        }
+        *ret = h;
+        return 0;
+}
+
 char *etcd_key_b64(const char *key)
 {
         return base64_encode(key, strlen(key));

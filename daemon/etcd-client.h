@@ -30,6 +30,17 @@ bool etcd_json_bool(json_object *o, const char *key);
 int etcd_json_bytes(json_object *o, const char *key, size_t max, char **ret, size_t *ret_len);
 /* The message of an error answer ({"error": …, "message": …}), or NULL. */
 const char *etcd_json_error(json_object *root);
+/* The parts of one message of POST /v3/watch that every watcher reads. */
+struct etcd_watch_head {
+        int64_t revision;         /* the header's */
+        int64_t compact_revision; /* > 0: the start revision was compacted */
+        bool created, canceled;
+        char *cancel_reason; /* the cancel reason, or an error answer's message */
+};
+/* Parses them; *ret_events is the message's events array (borrowed from
+ * o), or NULL. An error answer instead of a result is a cancel. */
+int etcd_watch_head_parse(json_object *o, struct etcd_watch_head *ret, json_object **ret_events,
+                          char **ret_error);
 /* Base64 of a NUL-terminated string, for keys in requests. */
 char *etcd_key_b64(const char *key);
 

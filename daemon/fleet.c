@@ -183,37 +183,17 @@ int fleet_parse_range(const char *json, size_t len, const char *prefix, struct f
 
 int fleet_parse_watch(json_object *o, const char *prefix, struct fleet_batch *ret, char **ret_error)
 {
-        struct fleet_batch b = {0};
-        json_object *result, *header, *events = NULL, *v;
-        if (!json_object_is_type(o, json_type_object)) {
-                *ret_error = xasprintf("a watch message is not a JSON object");
-                return -EBADMSG;
-        }
-        if (!json_object_object_get_ex(o, "result", &result)) {
-                const char *msg = etcd_json_error(o);
-                if (!msg) {
-                        *ret_error = xasprintf("a watch message has neither result nor error");
-                        return -EBADMSG;
-                }
-                b.canceled = true;
-                b.cancel_reason = xstrdup(msg);
-                *ret = b;
-                return 0;
-        }
-        if (!json_object_is_type(result, json_type_object) ||
-            (json_object_object_get_ex(result, "header", &header) &&
-             etcd_json_int64(header, "revision", &b.revision) < 0) ||
-            etcd_json_int64(result, "compact_revision", &b.compact_revision) < 0) {
-                *ret_error = xasprintf("a watch message's result is malformed");
-                return -EBADMSG;
-        }
-        b.created = etcd_json_bool(result, "created");
-        b.canceled = etcd_json_bool(result, "canceled");
-        if (json_object_object_get_ex(result, "cancel_reason", &v) &&
-            json_object_is_type(v, json_type_string))
-                b.cancel_reason = xstrdup(json_object_get_string(v));
-        json_object_object_get_ex(result, "events", &events);
-        int r = parse_kvs(events, prefix, true, &b, ret_error);
+        struct etcd_watch_head h;
+        json_object *events;
+        int r = etcd_watch_head_parse(o, &h, &events, ret_error);
+        if (r < 0)
+                return r;
+        struct fleet_batch b = {.revision = h.revision,
+                                .compact_revision = h.compact_revision,
+                                .created = h.created,
+                                .canceled = h.canceled,
+                                .cancel_reason = h.cancel_reason};
+        r = parse_kvs(events, prefix, true, &b, ret_error);
         if (r < 0) {
                 fleet_batch_done(&b);
                 return r;

@@ -97,52 +97,29 @@ void etcd_watch_msg_done(struct etcd_watch_msg *m)
 
 int etcd_watch_parse(json_object *o, struct etcd_watch_msg *ret, char **ret_error)
 {
-        struct etcd_watch_msg m = {0};
-        json_object *result, *header, *events, *v;
-        if (!json_object_is_type(o, json_type_object)) {
-                *ret_error = xasprintf("a watch message is not a JSON object");
-                return -EBADMSG;
-        }
-        if (!json_object_object_get_ex(o, "result", &result)) {
-                /* The stream's end: an error object instead of a result. */
-                const char *msg = etcd_json_error(o);
-                if (!msg) {
-                        *ret_error = xasprintf("a watch message has neither result nor error");
+        struct etcd_watch_head h;
+        json_object *events;
+        int r = etcd_watch_head_parse(o, &h, &events, ret_error);
+        if (r < 0)
+                return r;
+        struct etcd_watch_msg m = {.revision = h.revision,
+                                   .created = h.created,
+                                   .canceled = h.canceled,
+                                   .compact_revision = h.compact_revision,
+                                   .error = h.cancel_reason};
+        m.n_events = events ? json_object_array_length(events) : 0;
+        for (size_t i = 0; i < m.n_events; i++) {
+                json_object *kv;
+                int64_t rev;
+                if (!json_object_object_get_ex(json_object_array_get_idx(events, i), "kv", &kv) ||
+                    etcd_json_int64(kv, "mod_revision", &rev) < 0) {
+                        *ret_error = xasprintf("a watch event has no kv.mod_revision");
+                        free(m.error);
                         return -EBADMSG;
                 }
-                m.canceled = true;
-                m.error = xstrdup(msg);
-                *ret = m;
-                return 0;
+                if (rev > m.last_mod_revision)
+                        m.last_mod_revision = rev;
         }
-        if (!json_object_is_type(result, json_type_object) ||
-            (json_object_object_get_ex(result, "header", &header) &&
-             etcd_json_int64(header, "revision", &m.revision) < 0) ||
-            etcd_json_int64(result, "compact_revision", &m.compact_revision) < 0) {
-                *ret_error = xasprintf("a watch message's result is malformed");
-                return -EBADMSG;
-        }
-        m.created = etcd_json_bool(result, "created");
-        m.canceled = etcd_json_bool(result, "canceled");
-        if (json_object_object_get_ex(result, "events", &events) &&
-            json_object_is_type(events, json_type_array)) {
-                m.n_events = json_object_array_length(events);
-                for (size_t i = 0; i < m.n_events; i++) {
-                        json_object *kv;
-                        int64_t rev;
-                        if (!json_object_object_get_ex(json_object_array_get_idx(events, i), "kv",
-                                                       &kv) ||
-                            etcd_json_int64(kv, "mod_revision", &rev) < 0) {
-                                *ret_error = xasprintf("a watch event has no kv.mod_revision");
-                                return -EBADMSG;
-                        }
-                        if (rev > m.last_mod_revision)
-                                m.last_mod_revision = rev;
-                }
-        }
-        if (json_object_object_get_ex(result, "cancel_reason", &v) &&
-            json_object_is_type(v, json_type_string))
-                m.error = xstrdup(json_object_get_string(v));
         *ret = m;
         return 0;
 }
