@@ -1,8 +1,9 @@
 /* liibench: the small measuring tools the benchmark suite (tests/bench/run)
  * needs and the shell does not do well: timestamps taken as lines or files
  * appear, a health probe that asks as fast as it can, a keep-alive HTTP load
- * generator on a Unix socket, and repeated runs of a command timed without
- * a shell in between. Every timestamp is CLOCK_REALTIME in seconds with six
+ * generator on a Unix socket, a client that opens a connection for every
+ * request on a TCP port and counts what failed, and repeated runs of a
+ * command timed without a shell in between. Every timestamp is CLOCK_REALTIME in seconds with six
  * decimals, the format of bash's $EPOCHREALTIME, so that the suite can put
  * its own marks and these on one time line.
  *
@@ -10,6 +11,11 @@
  *   liibench watch DIR...                one line per file created, moved in or removed in DIRs
  *   liibench probe PORT PATH TIMEOUT_MS  µs until GET PATH on 127.0.0.1:PORT answers 2xx
  *   liibench load SOCKET PATH CONNS SECONDS   keep-alive GETs on a Unix socket
+ *   liibench hammer PORT PATH SECONDS [CLIENTS]
+ *                                        GET PATH on 127.0.0.1:PORT, a new connection each, as
+ *                                        fast as CLIENTS threads (default 1) can, until SIGTERM,
+ *                                        SIGINT or SECONDS; prints the requests answered and
+ *                                        failed, why, latencies and the longest wait for an answer
  *   liibench repeat N CMD [ARG...]       runs CMD N times: wall and CPU µs, page faults
  *   liibench port                        a free TCP port on loopback
  *   liibench post SOCKET PATH            POST PATH on a Unix socket; prints when it was sent
@@ -34,6 +40,7 @@
 #include <regex.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -41,6 +48,7 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -58,11 +66,11 @@ static uint64_t now_usec(clockid_t clock)
 
 static int usage(void)
 {
-        fprintf(stderr, "usage: liibench stamp | watch DIR... | probe PORT PATH TIMEOUT_MS |\n"
-                        "       load SOCKET PATH CONNS SECONDS | repeat N CMD [ARG...] | port |\n"
-                        "       post SOCKET PATH | fsync DIR | waitlog FILE FROM ERE COUNT SECONDS "
-                        "[FAIL_ERE] |\n"
-                        "       peak PID FIELD FILE\n");
+        fprintf(stderr,
+                "usage: liibench stamp | watch DIR... | probe PORT PATH TIMEOUT_MS |\n"
+                "       load SOCKET PATH CONNS SECONDS | hammer PORT PATH SECONDS [CLIENTS] |\n"
+                "       repeat N CMD [ARG...] | port | post SOCKET PATH | fsync DIR |\n"
+                "       waitlog FILE FROM ERE COUNT SECONDS [FAIL_ERE] | peak PID FIELD FILE\n");
         return 2;
 }
 
@@ -385,6 +393,247 @@ static int cmd_load(int argc, char **argv)
         return requests > 0 ? 0 : 1;
 }
 
+/* ---- hammer ---- */
+
+/* What one request came to. A refused connection is what a client sees
+ * while nothing listens on the address; a reset, a connection the server
+ * accepted into a queue and then dropped. */
+enum outcome { OUT_OK, OUT_REFUSED, OUT_RESET, OUT_TIMEOUT, OUT_OTHER, OUT_MAX };
+
+static const char *const outcome_names[OUT_MAX] = {"ok", "refused", "reset", "timeout", "other"};
+
+struct hammer {
+        int port;
+        const char *path;
+        atomic_bool stop;
+        _Atomic uint64_t last_ok;     /* monotonic µs of the latest answer, any client */
+        _Atomic uint64_t longest_gap; /* µs without an answer, any client */
+        pthread_mutex_t lock;         /* for the first failure */
+        uint64_t first_failure_at;    /* realtime µs, 0 while there is none */
+        char first_failure[160];
+};
+
+struct hammer_client {
+        struct hammer *h;
+        pthread_t thread;
+        uint64_t counts[OUT_MAX];
+        uint32_t *lat; /* µs per answered request, the first lat_cap of them */
+        size_t lat_n, lat_cap;
+};
+
+static enum outcome outcome_of(int err)
+{
+        switch (err) {
+        case ECONNREFUSED:
+                return OUT_REFUSED;
+        case ECONNRESET:
+        case EPIPE:
+                return OUT_RESET;
+        case EAGAIN:
+        case EINPROGRESS: /* connect() past SO_SNDTIMEO */
+                return OUT_TIMEOUT;
+        default:
+                return OUT_OTHER;
+        }
+}
+
+/* One GET over a new connection, HTTP/1.0 so that the server closes it
+ * after the answer. Only a 200 with the whole body counts as answered. */
+static enum outcome hammer_get(const struct hammer *h, char *why, size_t why_size)
+{
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+                snprintf(why, why_size, "socket: %s", strerror(errno));
+                return OUT_OTHER;
+        }
+        /* Bounds every step: a connection that nobody accepts or answers
+         * fails after 5 s instead of holding the client. */
+        struct timeval tv = {.tv_sec = 5};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)h->port),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        char req[512], buf[4096];
+        int len = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", h->path);
+        const char *step = "connect";
+        int r = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+        if (r == 0) {
+                step = "write";
+                r = write_all(fd, req, (size_t)len);
+                if (r < 0)
+                        errno = -r;
+        }
+        size_t got = 0;
+        if (r == 0) {
+                step = "read";
+                for (;;) {
+                        ssize_t n = read(fd, buf + got, sizeof buf - 1 - got);
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n < 0) {
+                                r = -1;
+                                break;
+                        }
+                        if (n == 0)
+                                break;
+                        got += (size_t)n;
+                        if (got == sizeof buf - 1) {
+                                close(fd);
+                                snprintf(why, why_size, "an answer of more than %zu bytes",
+                                         sizeof buf - 1);
+                                return OUT_OTHER;
+                        }
+                }
+        }
+        if (r < 0) {
+                int err = errno;
+                close(fd);
+                snprintf(why, why_size, "%s: %s", step, strerror(err));
+                return outcome_of(err);
+        }
+        close(fd);
+        buf[got] = '\0';
+        int code = 0;
+        const char *end = strstr(buf, "\r\n\r\n");
+        const char *cl = strcasestr(buf, "\r\ncontent-length:");
+        if (sscanf(buf, "HTTP/%*d.%*d %d", &code) != 1 || code != 200 || !end || !cl ||
+            strtoul(cl + strlen("\r\ncontent-length:"), NULL, 10) !=
+                got - (size_t)(end + 4 - buf)) {
+                snprintf(why, why_size, "answer: %.*s", (int)strcspn(buf, "\r\n"),
+                         got ? buf : "(none, the connection was closed)");
+                return OUT_OTHER;
+        }
+        return OUT_OK;
+}
+
+static void atomic_max(_Atomic uint64_t *v, uint64_t x)
+{
+        uint64_t old = atomic_load(v);
+        while (old < x && !atomic_compare_exchange_weak(v, &old, x))
+                ;
+}
+
+static void *hammer_thread(void *userdata)
+{
+        struct hammer_client *c = userdata;
+        struct hammer *h = c->h;
+        while (!atomic_load(&h->stop)) {
+                char why[128];
+                uint64_t t0 = now_usec(CLOCK_MONOTONIC);
+                enum outcome o = hammer_get(h, why, sizeof why);
+                uint64_t t1 = now_usec(CLOCK_MONOTONIC);
+                c->counts[o]++;
+                if (o == OUT_OK) {
+                        if (c->lat_n < c->lat_cap)
+                                c->lat[c->lat_n++] = (uint32_t)(t1 - t0);
+                        uint64_t prev = atomic_load(&h->last_ok);
+                        while (prev < t1 && !atomic_compare_exchange_weak(&h->last_ok, &prev, t1))
+                                ;
+                        if (prev < t1)
+                                atomic_max(&h->longest_gap, t1 - prev);
+                        continue;
+                }
+                pthread_mutex_lock(&h->lock);
+                if (!h->first_failure_at) {
+                        h->first_failure_at = now_usec(CLOCK_REALTIME);
+                        snprintf(h->first_failure, sizeof h->first_failure, "%s (%s)", why,
+                                 outcome_names[o]);
+                }
+                pthread_mutex_unlock(&h->lock);
+        }
+        return NULL;
+}
+
+/* The clients run until SECONDS pass or SIGTERM or SIGINT arrives; the
+ * request each has in hand then finishes and counts. Prints one line of
+ * key=value pairs, first_failure (free text) last. */
+static int cmd_hammer(int argc, char **argv)
+{
+        if (argc != 3 && argc != 4)
+                return usage();
+        int port = atoi(argv[0]);
+        double seconds = atof(argv[2]);
+        int clients = argc == 4 ? atoi(argv[3]) : 1;
+        if (port < 1 || port > 65535 || argv[1][0] != '/' || strlen(argv[1]) > 256 ||
+            !(seconds > 0 && seconds <= 3600) || clients < 1 || clients > 64)
+                return usage();
+        /* Only the main thread takes the signals, in sigtimedwait(). */
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGINT);
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
+        struct hammer h = {.port = port, .path = argv[1], .lock = PTHREAD_MUTEX_INITIALIZER};
+        uint64_t start = now_usec(CLOCK_MONOTONIC);
+        uint64_t deadline = start + (uint64_t)(seconds * 1e6);
+        atomic_store(&h.last_ok, start);
+        struct hammer_client *c = calloc((size_t)clients, sizeof *c);
+        if (!c)
+                return 1;
+        for (int i = 0; i < clients; i++) {
+                c[i].h = &h;
+                c[i].lat_cap = 1u << 20;
+                c[i].lat = malloc(c[i].lat_cap * sizeof *c[i].lat);
+                if (!c[i].lat || pthread_create(&c[i].thread, NULL, hammer_thread, &c[i]) != 0) {
+                        fprintf(stderr, "liibench: cannot start client %d\n", i);
+                        return 1;
+                }
+        }
+        for (;;) {
+                uint64_t now = now_usec(CLOCK_MONOTONIC);
+                if (now >= deadline)
+                        break;
+                struct timespec ts = {.tv_sec = (time_t)((deadline - now) / 1000000),
+                                      .tv_nsec = (long)((deadline - now) % 1000000) * 1000};
+                if (sigtimedwait(&set, NULL, &ts) >= 0 || errno == EAGAIN)
+                        break;
+        }
+        atomic_store(&h.stop, true);
+        uint64_t stopped = now_usec(CLOCK_MONOTONIC);
+        uint64_t counts[OUT_MAX] = {0};
+        size_t n_lat = 0;
+        for (int i = 0; i < clients; i++) {
+                pthread_join(c[i].thread, NULL);
+                for (int o = 0; o < OUT_MAX; o++)
+                        counts[o] += c[i].counts[o];
+                n_lat += c[i].lat_n;
+        }
+        /* A wait that was still going on when the clients were stopped. */
+        if (atomic_load(&h.last_ok) < stopped)
+                atomic_max(&h.longest_gap, stopped - atomic_load(&h.last_ok));
+        uint32_t *all = malloc((n_lat + 1) * sizeof *all);
+        if (!all)
+                return 1;
+        size_t k = 0;
+        for (int i = 0; i < clients; i++) {
+                memcpy(all + k, c[i].lat, c[i].lat_n * sizeof *all);
+                k += c[i].lat_n;
+                free(c[i].lat);
+        }
+        qsort(all, n_lat, sizeof *all, cmp_u32);
+        uint64_t requests = 0;
+        for (int o = 0; o < OUT_MAX; o++)
+                requests += counts[o];
+        double elapsed = (double)(stopped - start) / 1e6;
+        printf("requests=%llu ok=%llu failed=%llu refused=%llu reset=%llu timeout=%llu other=%llu "
+               "rps=%.0f p50_us=%u p99_us=%u max_us=%u longest_gap_ms=%.1f seconds=%.2f "
+               "first_failure_at=%llu.%06llu first_failure=%s\n",
+               (unsigned long long)requests, (unsigned long long)counts[OUT_OK],
+               (unsigned long long)(requests - counts[OUT_OK]),
+               (unsigned long long)counts[OUT_REFUSED], (unsigned long long)counts[OUT_RESET],
+               (unsigned long long)counts[OUT_TIMEOUT], (unsigned long long)counts[OUT_OTHER],
+               (double)requests / elapsed, n_lat ? all[n_lat / 2] : 0,
+               n_lat ? all[n_lat * 99 / 100] : 0, n_lat ? all[n_lat - 1] : 0,
+               (double)atomic_load(&h.longest_gap) / 1000, elapsed,
+               (unsigned long long)(h.first_failure_at / 1000000),
+               (unsigned long long)(h.first_failure_at % 1000000),
+               h.first_failure_at ? h.first_failure : "none");
+        free(all);
+        free(c);
+        return counts[OUT_OK] > 0 ? 0 : 1;
+}
+
 /* posix_spawn (vfork underneath) keeps the cost of starting the command as
  * small as a caller can make it, so the times are the command's. Prints,
  * per run, the wall time and the CPU time in µs and the page faults. */
@@ -628,6 +877,8 @@ int main(int argc, char **argv)
                 return cmd_probe(argc - 2, argv + 2);
         if (strcmp(cmd, "load") == 0)
                 return cmd_load(argc - 2, argv + 2);
+        if (strcmp(cmd, "hammer") == 0)
+                return cmd_hammer(argc - 2, argv + 2);
         if (strcmp(cmd, "repeat") == 0)
                 return cmd_repeat(argc - 2, argv + 2);
         if (strcmp(cmd, "port") == 0)
