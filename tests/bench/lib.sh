@@ -432,6 +432,9 @@ b_cleanup() {
 	trap - ERR
 	set +e
 	[[ -n ${B_WATCH_PID:-} ]] && kill "$B_WATCH_PID" 2>/dev/null
+	[[ -n ${B_HAMMER_PID:-} ]] && kill "$B_HAMMER_PID" 2>/dev/null
+	# The listen scenario changes a sysctl of the whole machine.
+	[[ -n ${B_MIGRATE_SAVED:-} ]] && echo "$B_MIGRATE_SAVED" >/proc/sys/net/ipv4/tcp_migrate_req
 	b_anon_sampler_stop
 	b_liid_stop
 	if [[ -n ${B_MANAGER_PID:-} ]]; then
