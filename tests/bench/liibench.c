@@ -14,8 +14,9 @@
  *   liibench hammer PORT PATH SECONDS [CLIENTS]
  *                                        GET PATH on 127.0.0.1:PORT, a new connection each, as
  *                                        fast as CLIENTS threads (default 1) can, until SIGTERM,
- *                                        SIGINT or SECONDS; prints the requests answered and
- *                                        failed, why, latencies and the longest wait for an answer
+ *                                        SIGINT or SECONDS; prints a line when they have started,
+ *                                        then the requests answered and failed, why, latencies
+ *                                        and the longest time in which no client got an answer
  *   liibench repeat N CMD [ARG...]       runs CMD N times: wall and CPU µs, page faults
  *   liibench port                        a free TCP port on loopback
  *   liibench post SOCKET PATH            POST PATH on a Unix socket; prints when it was sent
@@ -408,7 +409,8 @@ struct hammer {
         atomic_bool stop;
         _Atomic uint64_t last_ok;     /* monotonic µs of the latest answer, any client */
         _Atomic uint64_t longest_gap; /* µs without an answer, any client */
-        pthread_mutex_t lock;         /* for the first failure */
+        pthread_mutex_t lock;         /* for what follows */
+        uint64_t longest_gap_end;     /* realtime µs of the answer that ended it */
         uint64_t first_failure_at;    /* realtime µs, 0 while there is none */
         char first_failure[160];
 };
@@ -507,11 +509,18 @@ static enum outcome hammer_get(const struct hammer *h, char *why, size_t why_siz
         return OUT_OK;
 }
 
-static void atomic_max(_Atomic uint64_t *v, uint64_t x)
+/* Records a time without answers that ended now, when it is the longest
+ * so far; the lock is taken only then. */
+static void hammer_gap(struct hammer *h, uint64_t gap)
 {
-        uint64_t old = atomic_load(v);
-        while (old < x && !atomic_compare_exchange_weak(v, &old, x))
-                ;
+        if (gap <= atomic_load(&h->longest_gap))
+                return;
+        pthread_mutex_lock(&h->lock);
+        if (gap > atomic_load(&h->longest_gap)) {
+                atomic_store(&h->longest_gap, gap);
+                h->longest_gap_end = now_usec(CLOCK_REALTIME);
+        }
+        pthread_mutex_unlock(&h->lock);
 }
 
 static void *hammer_thread(void *userdata)
@@ -531,7 +540,7 @@ static void *hammer_thread(void *userdata)
                         while (prev < t1 && !atomic_compare_exchange_weak(&h->last_ok, &prev, t1))
                                 ;
                         if (prev < t1)
-                                atomic_max(&h->longest_gap, t1 - prev);
+                                hammer_gap(h, t1 - prev);
                         continue;
                 }
                 pthread_mutex_lock(&h->lock);
@@ -580,6 +589,10 @@ static int cmd_hammer(int argc, char **argv)
                         return 1;
                 }
         }
+        /* The caller may wait for this line before it starts what the
+         * load is to see. */
+        printf("hammering 127.0.0.1:%d with %d clients\n", port, clients);
+        fflush(stdout);
         for (;;) {
                 uint64_t now = now_usec(CLOCK_MONOTONIC);
                 if (now >= deadline)
@@ -601,7 +614,7 @@ static int cmd_hammer(int argc, char **argv)
         }
         /* A wait that was still going on when the clients were stopped. */
         if (atomic_load(&h.last_ok) < stopped)
-                atomic_max(&h.longest_gap, stopped - atomic_load(&h.last_ok));
+                hammer_gap(&h, stopped - atomic_load(&h.last_ok));
         uint32_t *all = malloc((n_lat + 1) * sizeof *all);
         if (!all)
                 return 1;
@@ -617,15 +630,18 @@ static int cmd_hammer(int argc, char **argv)
                 requests += counts[o];
         double elapsed = (double)(stopped - start) / 1e6;
         printf("requests=%llu ok=%llu failed=%llu refused=%llu reset=%llu timeout=%llu other=%llu "
-               "rps=%.0f p50_us=%u p99_us=%u max_us=%u longest_gap_ms=%.1f seconds=%.2f "
-               "first_failure_at=%llu.%06llu first_failure=%s\n",
+               "rps=%.0f p50_us=%u p99_us=%u max_us=%u longest_gap_ms=%.1f "
+               "longest_gap_end=%llu.%06llu seconds=%.2f first_failure_at=%llu.%06llu "
+               "first_failure=%s\n",
                (unsigned long long)requests, (unsigned long long)counts[OUT_OK],
                (unsigned long long)(requests - counts[OUT_OK]),
                (unsigned long long)counts[OUT_REFUSED], (unsigned long long)counts[OUT_RESET],
                (unsigned long long)counts[OUT_TIMEOUT], (unsigned long long)counts[OUT_OTHER],
                (double)requests / elapsed, n_lat ? all[n_lat / 2] : 0,
                n_lat ? all[n_lat * 99 / 100] : 0, n_lat ? all[n_lat - 1] : 0,
-               (double)atomic_load(&h.longest_gap) / 1000, elapsed,
+               (double)atomic_load(&h.longest_gap) / 1000,
+               (unsigned long long)(h.longest_gap_end / 1000000),
+               (unsigned long long)(h.longest_gap_end % 1000000), elapsed,
                (unsigned long long)(h.first_failure_at / 1000000),
                (unsigned long long)(h.first_failure_at % 1000000),
                h.first_failure_at ? h.first_failure : "none");

@@ -19,11 +19,16 @@ listen_set_migrate() {
 	echo "$1" >"$B_MIGRATE"
 }
 
-# listen_hammer_start: the load on the address, in the background, until
-# listen_hammer_stop (600 s at most).
+# listen_hammer_start [SECONDS]: the load on the address, in the
+# background, until listen_hammer_stop or SECONDS (600 at most); returns
+# once its clients have started. (Until the shell's child has become
+# liibench, a signal would run the run's traps in it.)
 listen_hammer_start() {
-	"$B_TOOL" hammer "$B_LISTEN_PORT" / 600 "$B_LISTEN_CLIENTS" >"$B_DIR/hammer.out" &
+	: >"$B_DIR/hammer.out"
+	"$B_TOOL" hammer "$B_LISTEN_PORT" / "${1:-600}" "$B_LISTEN_CLIENTS" >"$B_DIR/hammer.out" &
 	B_HAMMER_PID=$!
+	"$B_TOOL" waitlog "$B_DIR/hammer.out" 0 '^hammering ' 1 10 >/dev/null ||
+		die "listen: the load generator did not start"
 }
 
 # listen_hammer_stop KEY [MIGRATE]: stops the load and records what it
@@ -32,14 +37,17 @@ listen_hammer_start() {
 listen_hammer_stop() {
 	local key=$1 migrate=${2:-} out k
 	local -A v
-	kill -TERM "$B_HAMMER_PID"
-	wait "$B_HAMMER_PID" || die "listen: nothing answered the load on 127.0.0.1:$B_LISTEN_PORT"
-	B_HAMMER_PID=
+	if [[ -n $B_HAMMER_PID ]]; then
+		kill -TERM "$B_HAMMER_PID"
+		wait "$B_HAMMER_PID" || die "listen: nothing answered the load on 127.0.0.1:$B_LISTEN_PORT"
+		B_HAMMER_PID=
+	fi
 	if [[ -n $migrate && $(<"$B_MIGRATE") != "$migrate" ]]; then
 		die "listen: net.ipv4.tcp_migrate_req changed from $migrate to $(<"$B_MIGRATE") during the run (another program set it)"
 	fi
-	out=$(<"$B_DIR/hammer.out")
-	for k in requests ok failed refused reset timeout other p50_us p99_us max_us longest_gap_ms seconds; do
+	out=$(grep '^requests=' "$B_DIR/hammer.out") || die "listen: no report from the load generator"
+	for k in requests ok failed refused reset timeout other rps p50_us p99_us max_us longest_gap_ms \
+		longest_gap_end seconds; do
 		v[$k]=$(sed -n "s/.* $k=\([^ ]*\).*/\1/p" <<<" ${out%% first_failure_at=*}")
 		[[ -n ${v[$k]} ]] || die "listen: no $k in the load generator's report: $out"
 		record "$key.$k" "${v[$k]}"
@@ -47,6 +55,15 @@ listen_hammer_stop() {
 	say "listen: $key: ${v[ok]} answered, ${v[failed]} failed (${v[refused]} refused," \
 		"${v[reset]} reset, ${v[timeout]} timed out, ${v[other]} other), longest wait" \
 		"${v[longest_gap_ms]} ms; the first failure: ${out##*first_failure=}"
+}
+
+# listen_steady KEY SECONDS: the same load for SECONDS with nothing
+# replaced: what the load alone sees on this machine.
+listen_steady() {
+	listen_hammer_start "$2"
+	wait "$B_HAMMER_PID" || die "listen: nothing answered the load on 127.0.0.1:$B_LISTEN_PORT"
+	B_HAMMER_PID=
+	listen_hammer_stop "$1"
 }
 
 # listen_liid KEY REPLACEMENTS: liid replaces the service (a fresh instance
@@ -124,16 +141,27 @@ scenario_listen() {
 	tar -xzf "$B_WWW/hello-listen.tar.gz" -C "$dir"
 	b_view "$dir"
 
+	local key=listen.kernel
+	[[ -z $migrate ]] || key=listen.migrate
 	for ((r = 1; r <= rounds; r++)); do
 		if [[ -n $migrate ]]; then
-			listen_set_migrate 1
-			listen_liid listen.migrate "$n"
-			listen_set_migrate 0
-			listen_liid listen.nomigrate "$n"
+			# In turns, so that neither always comes first.
+			local order="1 0" m
+			((r % 2)) || order="0 1"
+			for m in $order; do
+				listen_set_migrate "$m"
+				if ((m)); then
+					listen_liid listen.migrate "$n"
+				else
+					listen_liid listen.nomigrate "$n"
+				fi
+			done
 			listen_set_migrate "$B_MIGRATE_SAVED"
 		else
 			listen_liid listen.kernel "$n"
 		fi
+		# The load alone, as long as the round with replacements took.
+		listen_steady listen.steady "$(values "$key.seconds" | tail -n1)"
 	done
 	# liid lets go of the address before the hand-written unit binds it.
 	b_liid_stop

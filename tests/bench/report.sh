@@ -186,6 +186,11 @@ EOF
 | 5b | \`liictl --version\` within 2× of \`true\` | $(num "$(median "api.$api_large.liictl_version")") ms against $(num "$(median "api.$api_large.true")") ms: **$(ratio "$(median "api.$api_large.liictl_version")" "$(median "api.$api_large.true")")** | $(verdict 'a <= 2 * b' "$(median "api.$api_large.liictl_version")" "$(median "api.$api_large.true")") |
 EOF
 	fi
+	if [[ -n $(values listen.migrate.failed) ]]; then
+		cat <<EOF
+| 6 | no request fails while liid replaces a service that lists its address, with \`tcp_migrate_req = 1\` (as the package sets it) | **$(total listen.migrate.failed) failed** of $(total listen.migrate.requests) requests over $(count listen.migrate.failed) × $(median listen.replacements) replacements under load (section 6) | $(verdict 'a == 0' "$(total listen.migrate.failed)") |
+EOF
+	fi
 	cat <<EOF
 
 The gaps are explained under [Where the time goes](#where-the-time-goes), with profiles.
@@ -391,6 +396,7 @@ EOF
 			echo "| $n | $(median "api.$n.rps") | $(median "api.$n.p50_us") / $(median "api.$n.p99_us") | $(median "api.$n.cpu_per_req_us") | $(median "api.$n.connections") for $(median "api.$n.requests") requests | $(median "api.$n.nginx_rps") | $(median "api.$n.nginx_p50_us") | $(ratio "$(median "api.$n.rps")" "$(median "api.$n.nginx_rps")") |"
 		done
 	fi
+	[[ -z $(values listen.replacements) ]] || listen_section
 	cat <<EOF
 
 ## Where the time goes
@@ -415,6 +421,98 @@ EOF
 		echo "(No profiles in this run: perf did not work, or it was a quick run.)"
 	echo
 	analysis
+}
+
+# "median (min–max)" of a count, as whole numbers.
+icell() {
+	local m lo hi n
+	read -r m lo hi n <<<"$(stats "$1")"
+	if [[ -z ${m:-} ]]; then
+		echo "–"
+	elif ((n == 1)); then
+		printf '%.0f\n' "$m"
+	else
+		printf '%.0f (%.0f–%.0f)\n' "$m" "$lo" "$hi"
+	fi
+}
+
+# The sum of KEY's values (0 when there is none).
+total() {
+	values "$1" | awk '{ s += $1 } END { print s + 0 }'
+}
+
+# Section 6: what clients saw through replacements of a service that
+# lists its address, by liid with and without tcp_migrate_req and by
+# stopping and starting it.
+listen_section() {
+	local n rounds
+	n=$(median listen.replacements)
+	rounds=$(count listen.stopstart.failed)
+	cat <<EOF
+
+## 6. A listed address through replacements, under load
+
+The sample service lists \`"listen": ["127.0.0.1:P"]\`: liid gives each generation a socket
+unit of its own (\`lii-hello@<generation>.socket\`, \`SO_REUSEPORT\`, the address then a private probe
+port), the instance serves the sockets it inherits, and once the new generation has passed its
+check liid stops the old generation's socket unit, then its service. On \`SIGTERM\` the sample
+closes its listening sockets, answers the request in hand and exits. Meanwhile
+[liibench](tests/bench/liibench.c) \`hammer\` asks \`GET /\` on the address from $(median listen.clients) threads as fast as
+they can, a new connection for every request (HTTP/1.0, every step bounded by 5 s); a request
+counts as answered only with a 200 and the whole body. Each round is $n replacements in a
+row under that load (\`POST /v1/services/hello/replace\`, the next one sent once liid reports the
+old instance gone), $rounds rounds per row, one value per round.
+
+The last row is the same sample replaced by hand the plain way: a \`systemd-run\` unit with the
+same sandbox that binds the address itself, replaced by \`systemctl stop\`, then \`systemd-run\` of
+the next one, then waiting until it answers (asked every 200 µs).
+
+| | answered per round | failed per round | of them refused / reset / timed out / other (medians) | requests/s | longest time without an answer, ms | latency p99 / max, ms | one replacement, ms |
+|---|---|---|---|---|---|---|---|
+EOF
+	local key label
+	for key in migrate nomigrate kernel stopstart steady; do
+		[[ -n $(values "listen.$key.failed") ]] || continue
+		case $key in
+		migrate) label="liid, \`tcp_migrate_req = 1\`" ;;
+		nomigrate) label="liid, \`tcp_migrate_req = 0\`" ;;
+		kernel) label="liid (this kernel has no \`tcp_migrate_req\`)" ;;
+		steady) label="no replacement: the load alone, as long as a round of liid's" ;;
+		stopstart) label="stop, then start (by hand)" ;;
+		esac
+		echo "| $label | $(icell "listen.$key.ok") | **$(icell "listen.$key.failed")** | $(median "listen.$key.refused") / $(median "listen.$key.reset") / $(median "listen.$key.timeout") / $(median "listen.$key.other") | $(cell "listen.$key.rps") | $(cell "listen.$key.longest_gap_ms") | $(num "$(calc 'a / 1000' "$(median "listen.$key.p99_us")")") / $(num "$(calc 'a / 1000' "$(median "listen.$key.max_us")")") | $(cell "listen.$key.replace") |"
+	done
+	cat <<EOF
+
+"One replacement" runs, for liid, from the request until liid reports the old instance gone
+(the new one took over before that), and by hand from \`systemctl stop\` until the new instance
+answers. "Longest time without an answer" is the longest stretch in which none of the clients got
+one. The load shares the 2 cores with liid, the manager and the instances, hence fewer requests
+per second while replacements run than alone.
+
+- **\`tcp_migrate_req = 1\`** (the package sets it in \`sysctl.d\`): the connections waiting in the old
+  generation's accept queue when it closes its listening socket move to the new generation's
+  socket of the same \`SO_REUSEPORT\` group, and no request fails.
+- **\`tcp_migrate_req = 0\`**: the kernel resets those connections instead, $(median listen.nomigrate.reset) per round of $n here:
+  the requests that happened to be queued at the moment each old generation closed.
+- **Stop, then start**: between the two nothing listens on the address, for $(num "$(median listen.stopstart.longest_gap_ms)") ms at the
+  median of the longest stretches; the requests queued at the stop are reset (no other socket to
+  move them to) and new ones are refused until the next instance binds. How many fail depends
+  on how often the clients try: here each retries at once, but on loopback the clients' ports
+  were used moments before and the server still holds them in \`TIME_WAIT\`, so a connection to
+  the closed address takes a SYN retransmission (milliseconds) rather than an immediate refusal,
+  and fewer attempts fail than the length of the gap would allow.
+- **Latency through liid's replacements**: nothing fails, but some requests wait. The new
+  generation's socket joins the address's \`SO_REUSEPORT\` group when its socket unit starts,
+  before its instance runs, and the kernel hands it its share of new connections at once; they
+  wait in its queue until the instance accepts them. So the longest stretch without an answer
+  ($(num "$(median listen.migrate.longest_gap_ms)") ms at the median) and the highest latency ($(num "$(calc 'a / 1000' "$(median listen.migrate.max_us)")") ms) are about the time the manager
+  takes to start the sandboxed instance (each such stretch checked while this was written
+  ended as liid reported the new instance active); the load alone sees $(num "$(median listen.steady.longest_gap_ms)") ms and $(num "$(calc 'a / 1000' "$(median listen.steady.max_us)")") ms on this shared machine.
+
+The kernel setting is the machine's: the scenario sets it for each row and puts the old value
+back.
+EOF
 }
 
 # The verdict on target 1 in words: OVERHEAD PROBE_EXCESS DURABILITY.
