@@ -2,16 +2,17 @@
 # Scenario 6: a service keeps its address through replacements (issue 13).
 # A steady load of new connections on the address (liibench hammer) while
 # liid replaces the sample service, which lists the address in "listen",
-# N times in a row: once with net.ipv4.tcp_migrate_req on and once with it
-# off. Then the same sample as a unit that binds the address itself,
-# replaced N times the way it is done by hand: stop the unit, start it
-# again. Records what the clients saw each time. Sourced by
-# tests/bench/run; uses lib.sh.
+# N times in a row: in each round once with net.ipv4.tcp_migrate_req on
+# and once with it off, then the load alone for as long. Then the same
+# sample as a unit that binds the address itself, replaced N times the way
+# it is done by hand: stop the unit, start it again. Records what the
+# clients saw each time. Sourced by tests/bench/run; uses lib.sh.
 #
 # The sysctl is the kernel's, for every program on the machine (of this
 # network namespace): its value is put back when the scenario ends, or the
-# run fails (b_cleanup), and a run that finds it changed by someone else
-# meanwhile fails rather than report numbers taken under the other value.
+# run fails (b_cleanup), and a load that finds it changed by someone else
+# meanwhile fails the run rather than report numbers taken under another
+# value.
 
 B_MIGRATE=/proc/sys/net/ipv4/tcp_migrate_req
 
@@ -25,25 +26,26 @@ listen_set_migrate() {
 # liibench, a signal would run the run's traps in it.)
 listen_hammer_start() {
 	: >"$B_DIR/hammer.out"
+	B_HAMMER_MIGRATE=
+	[[ ! -r $B_MIGRATE ]] || B_HAMMER_MIGRATE=$(<"$B_MIGRATE")
 	"$B_TOOL" hammer "$B_LISTEN_PORT" / "${1:-600}" "$B_LISTEN_CLIENTS" >"$B_DIR/hammer.out" &
 	B_HAMMER_PID=$!
 	"$B_TOOL" waitlog "$B_DIR/hammer.out" 0 '^hammering ' 1 10 >/dev/null ||
 		die "listen: the load generator did not start"
 }
 
-# listen_hammer_stop KEY [MIGRATE]: stops the load and records what it
-# counted as KEY.requests, KEY.ok, KEY.failed … (liibench hammer's names);
-# with MIGRATE, fails when the sysctl no longer holds that value.
+# listen_hammer_stop KEY: stops the load and records what it counted as
+# KEY.requests, KEY.ok, KEY.failed … (liibench hammer's names).
 listen_hammer_stop() {
-	local key=$1 migrate=${2:-} out k
+	local key=$1 out k
 	local -A v
 	if [[ -n $B_HAMMER_PID ]]; then
 		kill -TERM "$B_HAMMER_PID"
 		wait "$B_HAMMER_PID" || die "listen: nothing answered the load on 127.0.0.1:$B_LISTEN_PORT"
 		B_HAMMER_PID=
 	fi
-	if [[ -n $migrate && $(<"$B_MIGRATE") != "$migrate" ]]; then
-		die "listen: net.ipv4.tcp_migrate_req changed from $migrate to $(<"$B_MIGRATE") during the run (another program set it)"
+	if [[ -n $B_HAMMER_MIGRATE && $(<"$B_MIGRATE") != "$B_HAMMER_MIGRATE" ]]; then
+		die "listen: net.ipv4.tcp_migrate_req changed from $B_HAMMER_MIGRATE to $(<"$B_MIGRATE") under the load (another program set it)"
 	fi
 	out=$(grep '^requests=' "$B_DIR/hammer.out") || die "listen: no report from the load generator"
 	for k in requests ok failed refused reset timeout other rps p50_us p99_us max_us longest_gap_ms \
@@ -80,7 +82,7 @@ listen_liid() {
 			'hello: rollout\.(failed|reverted)') || die "listen: liid's replacement $i under load did not finish"
 		record "$key.replace" "$(ms_between "$t0" "${line%% *}")"
 	done
-	listen_hammer_stop "$key" "$(<"$B_MIGRATE")"
+	listen_hammer_stop "$key"
 }
 
 # listen_unit I: the sample as unit bench-stopstart-I, binding the address
@@ -108,7 +110,7 @@ listen_stopstart() {
 		t1=$EPOCHREALTIME
 		record "$key.replace" "$(ms_between "$t0" "$t1")"
 	done
-	listen_hammer_stop "$key" "$(<"$B_MIGRATE")"
+	listen_hammer_stop "$key"
 	b_systemctl stop "bench-stopstart-$n"
 }
 
