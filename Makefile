@@ -18,7 +18,7 @@ DEPS := cmake make gcc pkg-config tar gzip curl ca-certificates \
         etcd-server etcd-client
 BENCH_DEPS := linux-perf
 
-.PHONY: all build deps bench-deps check check-unit check-integration check-system deb demo clean \
+.PHONY: all build deps bench-deps check check-unit check-integration check-system deb demo demo-fleet clean \
         format check-format
 
 all: build
@@ -72,6 +72,11 @@ deb: build
 
 demo: build
 	tests/demo.sh $(BUILD)
+
+# Three nodes and a 3-member etcd on one machine: v1, a canary of v2, then
+# v2 everywhere (tests/demo-fleet.sh).
+demo-fleet: build
+	tests/demo-fleet.sh $(BUILD)
 
 # The benchmark suite (tests/bench): writes BENCHMARKS.md; QUICK=1 runs each
 # scenario once and small, into $(BUILD)/bench/BENCHMARKS.quick.md (for CI).
