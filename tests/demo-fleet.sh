@@ -82,7 +82,7 @@ port() { "$bin/bench/liibench" port; }
 
 etcd_ports=()
 start_etcd() {
-        local i cluster= peers=() client
+        local i cluster='' peers=() client
         for i in 0 1 2; do
                 etcd_ports[i]=$(port)
                 peers[i]=$(port)
@@ -288,7 +288,7 @@ bucket() { # NODE SERVICE ID
 # lowest bucket; a node takes the new spec when bucket < percent × 100), and
 # that node, as "PERCENT NODE".
 canary_percent() { # ID
-        local n b lowest= second= pick=
+        local n b lowest='' second='' pick=''
         for n in "${NODES[@]}"; do
                 b=$(bucket "$n" "$SERVICE" "$1")
                 if [[ -z $lowest ]] || ((b < lowest)); then

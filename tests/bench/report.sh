@@ -79,6 +79,38 @@ verdict() { # verdict CONDITION(awk expr over a, b) A B
 	awk -v a="$2" -v b="${3:-0}" "BEGIN { exit !($1) }" && echo "**met**" || echo "**missed**"
 }
 
+# Section 7: the fleet on etcd (tests/bench/fleet.sh).
+fleet_section() {
+	cat <<EOF
+
+## 7. A fleet on etcd
+
+$(median fleet.nodes | cut -d. -f1) real liid nodes on this machine, each under a private systemd user manager of
+its own (its own mount namespace and cgroup) with its own state folder, all watching one
+3-member etcd cluster on loopback (the integration tests' fleet, [fleet.h](tests/harness/fleet.h),
+driven by [fleetbench.c](tests/bench/fleetbench.c)). Each publish is a new signed document
+with a new spec for the one service (\`hello\`, health check every 100 ms, 2 passes), at 100%
+with no rollout block: every node replaces its instance at once. The clock starts when the
+transaction that writes document and signature is sent to etcd; the harness is woken by each
+node's event stream and reads its status. $(count fleet.replace.all_running) replacements after a first deployment.
+
+| from the etcd transaction until | first deployment | replacement |
+|---|---|---|
+| etcd answered the transaction | $(cell fleet.first.txn) | $(cell fleet.replace.txn) |
+| every node accepted the document (watch event, read, verify) | $(cell fleet.first.accepted) | $(cell fleet.replace.accepted) |
+| **every node runs the new spec, healthy** | **$(cell fleet.first.all_running)** | **$(cell fleet.replace.all_running)** |
+
+**etcd requests per node**: $(num "$(median fleet.publish.requests_per_node)") per publish besides the publisher's
+transaction (the members' gRPC request count, which every gateway request goes through), and
+**$(num "$(median fleet.idle.per_node_minute)") per idle minute** ($(median fleet.idle.requests | cut -d. -f1)
+requests from the whole fleet in $(num "$(median fleet.idle.seconds)") s with nothing published). A node's
+watch is one long request that etcd answers with events as they happen, and nothing else runs
+while the fleet is idle. The node lease of fleet mode (renewed every third of
+\`[etcd] lease_ttl\`, one request each) will add 60 / (lease_ttl / 3) requests per node and
+minute, 12 at the default of 15 s; this row counts them once liid holds a lease.
+EOF
+}
+
 report() {
 	local m
 	# ---- the limit of scenario 1, from the medians of its components ----
@@ -397,6 +429,7 @@ EOF
 		done
 	fi
 	[[ -z $(values listen.replacements) ]] || listen_section
+	[[ -z $(values fleet.nodes) ]] || fleet_section
 	cat <<EOF
 
 ## Where the time goes
