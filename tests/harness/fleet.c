@@ -4,6 +4,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -417,6 +418,27 @@ static bool follow_drain(int fd)
         }
 }
 
+/* The last lines of a node's liid log that fit in size, for a failure's
+ * message: what the node did last is usually why it did not get there. */
+static void log_tail(const struct h_fleet_node *node, char *buf, size_t size)
+{
+        char path[700];
+        snprintf(path, sizeof path, "%s/liid.log", node->env.dir);
+        buf[0] = '\0';
+        FILE *f = fopen(path, "re");
+        if (!f)
+                return;
+        if (fseek(f, -(long)(size - 1), SEEK_END) < 0)
+                rewind(f);
+        size_t n = fread(buf, 1, size - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        /* From the first whole line on. */
+        char *nl = n == size - 1 ? strchr(buf, '\n') : NULL;
+        if (nl)
+                memmove(buf, nl + 1, strlen(nl + 1) + 1);
+}
+
 /* Waits until pred holds on every node of which[] (n entries). Each
  * status is asked for again when the node's follower wakes, and every
  * second regardless (a change may come without an event, e.g. the health
@@ -482,21 +504,32 @@ static json_object *wait_nodes(struct h_fleet *f, const size_t *which, size_t n,
                         }
                 }
         }
-        char msg[3500] = "";
+        /* Check's messages are short: the details go to stderr (which
+         * ctest --output-on-failure shows), the names into the message. */
+        char late[128] = "";
         size_t off = 0;
         for (size_t k = 0; k < n; k++) {
                 if (fds[k] >= 0)
                         close(fds[k]);
-                if (!done[k] && off < sizeof msg)
-                        off += (size_t)snprintf(
-                            msg + off, sizeof msg - off, "\n  %s: last answer %.*s",
-                            f->node[which[k]].name, 1200,
-                            last[k] ? json_object_to_json_string(last[k]) : "(none)");
+                if (!done[k]) {
+                        const struct h_fleet_node *node = &f->node[which[k]];
+                        char tail[1500];
+                        log_tail(node, tail, sizeof tail);
+                        fprintf(stderr,
+                                "%s: waited for %s; last status: %s\n%s: the end of its log:\n%s\n",
+                                node->name, what,
+                                last[k] ? json_object_to_json_string(last[k]) : "(none)",
+                                node->name, tail);
+                        if (off < sizeof late)
+                                off += (size_t)snprintf(late + off, sizeof late - off, " %s",
+                                                        node->name);
+                }
                 json_object_put(last[k]);
         }
-        if (msg[0])
-                fail_now("timed out after %d ms waiting for %s on %s%s", timeout_ms, what,
-                         n == 1 ? f->node[which[0]].name : "every node", msg);
+        if (late[0])
+                fail_now("timed out after %d ms waiting for %s on%s (their status and log are on "
+                         "stderr)",
+                         timeout_ms, what, late);
         return result;
 }
 
@@ -565,4 +598,24 @@ char *h_fleet_instance_version(struct h_fleet *f, size_t i, const char *service)
                 return NULL;
         }
         return body;
+}
+
+unsigned h_fleet_bucket(const char *node, const char *service, const char *id)
+{
+        char *msg = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&msg, &len);
+        if (!f)
+                fail_now("open_memstream: %s", strerror(errno));
+        fprintf(f, "%s%c%s%c%s", node, '\0', service, '\0', id);
+        fclose(f);
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned md_len = 0;
+        if (!EVP_Digest(msg, len, md, &md_len, EVP_sha256(), NULL) || md_len < 8)
+                fail_now("SHA-256 failed");
+        free(msg);
+        uint64_t v = 0;
+        for (int k = 0; k < 8; k++)
+                v = v << 8 | md[k];
+        return (unsigned)(v % 10000);
 }

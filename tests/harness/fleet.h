@@ -101,6 +101,13 @@ bool h_fleet_runs_generation(json_object *status, void *want);
  * runs that document's spec for it, healthy: settled on it. */
 bool h_fleet_runs_serial(json_object *status, void *want);
 
+/* A node's canary bucket for a service's rollout id, computed here from
+ * the contract (design.md, "Fleet mode on etcd") and not by liid's code:
+ * the first 8 bytes of SHA-256(node NUL service NUL id) as a big-endian
+ * integer, mod 10000. The node takes the new spec when bucket < percent ×
+ * 100. */
+unsigned h_fleet_bucket(const char *node, const char *service, const char *id);
+
 /* What node i's instance of service answers on /version, e.g. "v2\n"
  * (caller frees), or NULL when it does not answer 200. */
 char *h_fleet_instance_version(struct h_fleet *f, size_t i, const char *service);

@@ -31,7 +31,7 @@ static const struct h_service v5 = {
 static void setup(void)
 {
         const char *name = tcase_name();
-        h_fleet_setup(&fleet, name ? name : "fleet", NODES);
+        h_fleet_setup(&fleet, name ? name : "test", NODES);
         /* A read that etcd cannot answer (a member frozen, or without
          * quorum) is given up on after 2 s rather than liid's 30. */
         snprintf(fleet.fetch_timeout, sizeof fleet.fetch_timeout, "2s");
@@ -174,6 +174,33 @@ START_TEST(test_publish_replace_and_forgeries)
                 json_object_put(st);
         }
         assert_unchanged(units, gens, "v2");
+
+        /* A node without its liid (n4's stopped, n5's killed) keeps serving
+         * what it ran, and catches up once liid is back. */
+        int port[NODES];
+        for (size_t i = 0; i < NODES; i++) {
+                json_object *st = NULL;
+                ck_assert_int_eq(h_fleet_get(&fleet, i, "/v1/services/hello", &st), 200);
+                port[i] = (int)h_json_int(st, "current.port");
+                json_object_put(st);
+        }
+        h_fleet_signal(&fleet, 3, SIGTERM);
+        h_fleet_signal(&fleet, 4, SIGKILL);
+        h_fleet_publish(&fleet, &v3, 1);
+        struct h_fleet_want want = {.service = "hello", .serial = fleet.pub.serial};
+        for (size_t i = 0; i < 3; i++)
+                json_object_put(
+                    h_fleet_wait(&fleet, i, h_fleet_runs_serial, &want, 60000, "hello to run v3"));
+        for (size_t i = 3; i < NODES; i++) {
+                char *body = NULL;
+                ck_assert_int_eq(h_http_get(port[i], "/version", &body), 200);
+                ck_assert_str_eq(body, "v2\n");
+                free(body);
+                h_fleet_start(&fleet, i);
+        }
+        h_fleet_wait_all(&fleet, h_fleet_runs_serial, &want, 60000, "hello to run v3");
+        for (size_t i = 0; i < NODES; i++)
+                assert_version(i, "v3");
 }
 END_TEST
 
@@ -183,7 +210,9 @@ START_TEST(test_compaction_and_partition)
 
         /* n3 (which watches through member 2) is frozen while its member
          * goes away and the history it would resume from is compacted: only
-         * reading the keys again can bring it the newest document. */
+         * reading the keys again can bring it the newest document. (With
+         * its member still there, the watch's connection would survive the
+         * freeze and hand it the buffered events: no compaction in sight.) */
         const size_t frozen = 2;
         ck_assert_int_eq(fleet.node[frozen].etcd_first, 2);
         h_fleet_signal(&fleet, frozen, SIGSTOP);
@@ -238,6 +267,72 @@ START_TEST(test_compaction_and_partition)
 }
 END_TEST
 
+/* Settled on the newest document: runs its spec, or is held back on what
+ * it runs by the rollout's percentage. */
+static bool settled_or_held(json_object *status, void *want)
+{
+        struct h_fleet_want *w = want;
+        if (h_fleet_runs_serial(status, want))
+                return true;
+        const char *state = h_json_str(status, "services.hello.rollout.state");
+        return h_json_int(status, "source.serial") >= w->serial && state &&
+               strcmp(state, "outside-canary") == 0 &&
+               json_object_get_boolean(h_json_path(status, "services.hello.current.healthy"));
+}
+
+START_TEST(test_canary_picks_its_buckets)
+{
+        publish_everywhere(&v1, "v1");
+        /* A percentage that takes exactly the two nodes of the lowest
+         * buckets (with two decimals, any two distinct buckets can be
+         * told apart). */
+        unsigned bucket[NODES], sorted[NODES];
+        for (size_t i = 0; i < NODES; i++) {
+                bucket[i] = h_fleet_bucket(fleet.node[i].name, "hello", "hello-v2");
+                sorted[i] = bucket[i];
+                for (size_t k = i; k > 0 && sorted[k - 1] > sorted[k]; k--) {
+                        unsigned t = sorted[k];
+                        sorted[k] = sorted[k - 1];
+                        sorted[k - 1] = t;
+                }
+        }
+        ck_assert_uint_lt(sorted[1], sorted[2]);
+        unsigned hundredths = sorted[1] + 1;
+        char rollout[128];
+        snprintf(rollout, sizeof rollout, "{\"id\":\"hello-v2\",\"percent\":%u.%02u}",
+                 hundredths / 100, hundredths % 100);
+        struct h_service canary = v2;
+        canary.rollout = rollout;
+        h_fleet_publish(&fleet, &canary, 1);
+        struct h_fleet_want want = {.service = "hello", .serial = fleet.pub.serial};
+        h_fleet_wait_all(&fleet, settled_or_held, &want, 60000,
+                         "hello to run v2 or be held back by the canary");
+        size_t inside = 0;
+        for (size_t i = 0; i < NODES; i++) {
+                bool in = bucket[i] < hundredths;
+                inside += in;
+                json_object *st = NULL;
+                ck_assert_int_eq(h_fleet_get(&fleet, i, "/v1/services/hello", &st), 200);
+                ck_assert_msg(h_json_int(st, "rollout.bucket") == bucket[i],
+                              "%s: liid says bucket %lld, the contract %u", fleet.node[i].name,
+                              h_json_int(st, "rollout.bucket"), bucket[i]);
+                ck_assert_str_eq(h_json_str(st, "rollout.state"),
+                                 in ? "applied" : "outside-canary");
+                json_object_put(st);
+                assert_version(i, in ? "v2" : "v1");
+        }
+        ck_assert_uint_eq(inside, 2);
+
+        /* The same rollout at 100%: the rest follow. */
+        canary.rollout = "{\"id\":\"hello-v2\",\"percent\":100}";
+        h_fleet_publish(&fleet, &canary, 1);
+        want.serial = fleet.pub.serial;
+        h_fleet_wait_all(&fleet, h_fleet_runs_serial, &want, 60000, "hello to run v2 at 100%");
+        for (size_t i = 0; i < NODES; i++)
+                assert_version(i, "v2");
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("fleet");
@@ -247,6 +342,7 @@ static Suite *suite(void)
         } cases[] = {
             {"publish", test_publish_replace_and_forgeries},
             {"disconnected", test_compaction_and_partition},
+            {"canary", test_canary_picks_its_buckets},
         };
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 TCase *tc = tcase_create(cases[i].name);
