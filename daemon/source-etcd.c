@@ -397,7 +397,12 @@ static int on_watch_message(json_object *o, void *userdata)
          * still be on their way. */
         if (m.last_mod_revision > es->revision)
                 es->revision = m.last_mod_revision;
-        if (m.n_events > 0)
+        /* A read in flight may have been answered before these events: it
+         * reads again once it ends (its end sets the timer, which would
+         * drop a settle read planned here). */
+        if (m.n_events > 0 && (es->range.easy || es->range.waiting))
+                es->range_pending = true;
+        else if (m.n_events > 0)
                 uv_timer_start(&es->range_timer, on_range_timer, ETCD_SETTLE_MSEC, 0);
         etcd_watch_msg_done(&m);
         return 0;
