@@ -3,8 +3,9 @@
 # 3-member etcd cluster. Each node is a real liid under a private systemd
 # manager of its own (its own mount namespace and cgroup), with its own state
 # folder, socket and node name. Publishes hello v1 (signed with minisign) into
-# etcd, then v2 as a canary on one node, then v2 everywhere, and shows every
-# node's status at each step. Cleans up after itself.
+# etcd, then v2 as a canary on the one node whose bucket a computed
+# percentage picks, then v2 everywhere, and shows every node's status at each
+# step. Checks what each node's instance answers. Cleans up after itself.
 #
 #   tests/demo-fleet.sh [BUILD_DIR]
 set -euo pipefail
@@ -284,9 +285,10 @@ bucket() { # NODE SERVICE ID
         echo $((((hi % 10000) * 7296 + lo) % 10000))
 }
 
-# The smallest whole percent that picks exactly one node (the one with the
-# lowest bucket; a node takes the new spec when bucket < percent × 100), and
-# that node, as "PERCENT NODE".
+# The smallest percentage that picks exactly one node (the one with the
+# lowest bucket; a node takes the new spec when bucket < percent × 100), as
+# "PERCENT NODE": a whole percent when one tells the lowest bucket from the
+# next, else one with two decimals (percent × 100 = lowest + 1).
 canary_percent() { # ID
         local n b lowest='' second='' pick=''
         for n in "${NODES[@]}"; do
@@ -297,9 +299,13 @@ canary_percent() { # ID
                         second=$b
                 fi
         done
-        local p=$((lowest / 100 + 1))
-        ((p * 100 <= second)) || die "no whole percent picks exactly one node for rollout $1"
-        echo "$p $pick"
+        ((lowest < second)) || die "two nodes share bucket $lowest of rollout $1"
+        local whole=$((lowest / 100 + 1))
+        if ((whole * 100 <= second)); then
+                echo "$whole $pick"
+        else
+                printf '%d.%02d %s\n' $(((lowest + 1) / 100)) $(((lowest + 1) % 100)) "$pick"
+        fi
 }
 
 # ---- the demo ----
@@ -327,34 +333,29 @@ wait_fleet 60s
 show_fleet
 
 read -r percent canary <<<"$(canary_percent hello-v2)"
-say "Publishing hello v2 to $percent% of the fleet (rollout hello-v2): only $canary's bucket is below $((percent * 100))"
+say "Publishing hello v2 to $percent% of the fleet (rollout hello-v2): only $canary's bucket is below $percent × 100"
 for n in "${NODES[@]}"; do
         echo "  bucket of $n: $(bucket "$n" "$SERVICE" hello-v2)"
 done
 publish 2 "{ \"id\": \"hello-v2\", \"percent\": $percent }"
-canary_ok=1
-if ! wait_fleet 30s; then
-        error=$(node_liictl "${NODES[0]}" --json status | jq -r '.source.error // empty')
-        [[ $error == *rollout* ]] || die "the canary did not settle: ${error:-see $demo/*/liid.log}"
-        canary_ok=
-        echo "  This liid does not know the rollout block yet: \"$error\"."
-        echo "  Skipping the canary step; v2 goes to every node at once."
-fi
-if [[ -n $canary_ok ]]; then
-        show_fleet
-        for n in "${NODES[@]}"; do
-                echo "  $n answers: $(what_runs "$n")"
-        done
-        say "Raising hello-v2 to 100%: the other nodes follow"
-        publish 2 '{ "id": "hello-v2", "percent": 100 }'
-else
-        say "Publishing hello v2 to every node"
-        publish 2
-fi
-wait_fleet 60s
+wait_fleet 60s || die "the canary did not settle; see $demo/*/liid.log"
 show_fleet
 for n in "${NODES[@]}"; do
-        echo "  $n answers: $(what_runs "$n")"
+        answer=$(what_runs "$n")
+        echo "  $n answers: $answer"
+        want=v1
+        [[ $n == "$canary" ]] && want=v2
+        [[ $answer == "$want" ]] || die "$n should run $want during the canary, not ${answer:-nothing}"
+done
+
+say "Raising hello-v2 to 100%: the other nodes follow"
+publish 2 '{ "id": "hello-v2", "percent": 100 }'
+wait_fleet 60s || die "v2 did not reach every node; see $demo/*/liid.log"
+show_fleet
+for n in "${NODES[@]}"; do
+        answer=$(what_runs "$n")
+        echo "  $n answers: $answer"
+        [[ $answer == v2 ]] || die "$n should run v2, not ${answer:-nothing}"
 done
 
 finished=1
