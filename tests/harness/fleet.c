@@ -4,6 +4,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
@@ -211,8 +212,26 @@ static void node_prepare(struct h_fleet *f, size_t i)
         unlink(env->socket);
 }
 
+/* A test that fails ends its process without teardown: its managers, liids
+ * and etcd members go with it (PR_SET_PDEATHSIG) and its folder stays for a
+ * look, but its sockets stay in /run. The next fleet removes those of
+ * processes that are gone. */
+static void remove_stale_sockets(void)
+{
+        glob_t g;
+        if (glob("/run/lii-fleet.*.sock", 0, NULL, &g) != 0)
+                return;
+        for (size_t i = 0; i < g.gl_pathc; i++) {
+                int pid = atoi(g.gl_pathv[i] + strlen("/run/lii-fleet."));
+                if (pid > 0 && kill(pid, 0) < 0 && errno == ESRCH)
+                        unlink(g.gl_pathv[i]);
+        }
+        globfree(&g);
+}
+
 void h_fleet_setup(struct h_fleet *f, const char *name, size_t n)
 {
+        remove_stale_sockets();
         if (n == 0 || n > H_FLEET_MAX)
                 fail_now("a fleet has 1 to %d nodes, not %zu", H_FLEET_MAX, n);
         memset(f, 0, sizeof *f);
