@@ -52,25 +52,65 @@ static void record(const char *key, double value)
         fclose(f);
 }
 
-/* Requests etcd's members served so far: the sum of grpc_server_started_total
- * over the members (the JSON gateway hands every request to the member's
- * gRPC side, so each gateway request counts once; a watch counts once when
- * it starts, however long it runs). */
-static long long etcd_requests(void)
+/* Requests etcd's members served so far, by gRPC method: the sums of
+ * grpc_server_started_total over the members (the JSON gateway hands every
+ * request to the member's gRPC side, so each gateway request counts once; a
+ * watch or a keepalive, streams in gRPC, count once each time one starts). */
+#define MAX_METHODS 128
+struct requests {
+        size_t n;
+        char method[MAX_METHODS][48];
+        long long count[MAX_METHODS];
+        long long total;
+};
+
+static void count(struct requests *r, const char *method, size_t len, long long n)
 {
-        long long total = 0;
+        size_t i = 0;
+        while (i < r->n && (strlen(r->method[i]) != len || strncmp(r->method[i], method, len)))
+                i++;
+        if (i == r->n) {
+                ck_assert_msg(r->n < MAX_METHODS && len < sizeof r->method[0],
+                              "too many gRPC methods in etcd's metrics");
+                memcpy(r->method[i], method, len);
+                r->method[i][len] = '\0';
+                r->n++;
+        }
+        r->count[i] += n;
+        r->total += n;
+}
+
+static void etcd_requests(struct requests *r)
+{
+        memset(r, 0, sizeof *r);
         for (int m = 0; m < H_ETCD_MEMBERS; m++) {
                 char *body = NULL;
                 long code = h_http_get(fleet.etcd.client_port[m], "/metrics", &body);
                 ck_assert_msg(code == 200, "etcd member %d: /metrics answered %ld", m, code);
-                for (char *line = strtok(body, "\n"); line; line = strtok(NULL, "\n"))
-                        if (strncmp(line, "grpc_server_started_total{", 26) == 0) {
-                                const char *v = strrchr(line, ' ');
-                                total += v ? atoll(v + 1) : 0;
-                        }
+                char *save = NULL;
+                for (char *line = strtok_r(body, "\n", &save); line;
+                     line = strtok_r(NULL, "\n", &save)) {
+                        if (strncmp(line, "grpc_server_started_total{", 26) != 0)
+                                continue;
+                        const char *v = strrchr(line, ' ');
+                        const char *method = strstr(line, "grpc_method=\"");
+                        if (!v || !method)
+                                continue;
+                        method += strlen("grpc_method=\"");
+                        const char *end = strchr(method, '"');
+                        if (end)
+                                count(r, method, (size_t)(end - method), atoll(v + 1));
+                }
                 free(body);
         }
-        return total;
+}
+
+static long long count_of(const struct requests *r, const char *method)
+{
+        for (size_t i = 0; i < r->n; i++)
+                if (strcmp(r->method[i], method) == 0)
+                        return r->count[i];
+        return 0;
 }
 
 static bool accepted(json_object *status, void *serial)
@@ -91,7 +131,8 @@ START_TEST(fleet_publish)
 
         /* The first document starts every node's first instance; each
          * repeat after it replaces them all, with another spec each time. */
-        long long requests = etcd_requests();
+        struct requests at_start, before, after;
+        etcd_requests(&at_start);
         for (long r = 0; r <= repeats; r++) {
                 char args[64];
                 snprintf(args, sizeof args, ",\"--version-name\",\"r%ld\"", r);
@@ -121,22 +162,31 @@ START_TEST(fleet_publish)
                 record(key, done - start);
         }
 
-        /* What a publish costs etcd per node (the publisher's own
-         * transaction taken out): the read after the watch's events. It
-         * also shows that the idle count below counts something. */
-        long long before = etcd_requests();
+        /* What a publish costs etcd per node, the publisher's own
+         * transaction taken out (and the fleet's lease keepalives in the
+         * meantime left in). */
+        etcd_requests(&before);
         record("fleet.publish.requests_per_node",
-               (double)(before - requests - (repeats + 1)) / (double)nodes / (double)(repeats + 1));
+               (double)(before.total - at_start.total - (repeats + 1)) / (double)nodes /
+                   (double)(repeats + 1));
 
         /* Idle: every node settled, nothing published. */
         double i0 = now_ms();
         sleep((unsigned)idle);
-        long long after = etcd_requests();
+        etcd_requests(&after);
         double seconds = (now_ms() - i0) / 1000.0;
         record("fleet.idle.seconds", seconds);
-        record("fleet.idle.requests", (double)(after - before));
+        record("fleet.idle.requests", (double)(after.total - before.total));
         record("fleet.idle.per_node_minute",
-               (double)(after - before) / (double)nodes * 60.0 / seconds);
+               (double)(after.total - before.total) / (double)nodes * 60.0 / seconds);
+        for (size_t i = 0; i < after.n; i++) {
+                long long d = after.count[i] - count_of(&before, after.method[i]);
+                if (d <= 0)
+                        continue;
+                char key[96];
+                snprintf(key, sizeof key, "fleet.idle.method.%s", after.method[i]);
+                record(key, (double)d / (double)nodes * 60.0 / seconds);
+        }
         h_fleet_teardown(&fleet);
 }
 END_TEST

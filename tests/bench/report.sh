@@ -79,6 +79,16 @@ verdict() { # verdict CONDITION(awk expr over a, b) A B
 	awk -v a="$2" -v b="${3:-0}" "BEGIN { exit !($1) }" && echo "**met**" || echo "**missed**"
 }
 
+# ": LeaseKeepAlive 12.0, Put 6.00 a node and minute", from the idle
+# window's counts by gRPC method (nothing when there were none).
+fleet_idle_methods() {
+	local k list=''
+	for k in $(cut -f1 "$B_RESULTS" | sed -n 's/^fleet\.idle\.method\.//p' | sort -u); do
+		list+="${list:+, }$k $(num "$(median "fleet.idle.method.$k")")"
+	done
+	[[ -z $list ]] || echo "; by request, a node and minute: $list"
+}
+
 # Section 7: the fleet on etcd (tests/bench/fleet.sh).
 fleet_section() {
 	cat <<EOF
@@ -101,13 +111,13 @@ node's event stream and reads its status. $(count fleet.replace.all_running) rep
 | **every node runs the new spec, healthy** | **$(cell fleet.first.all_running)** | **$(cell fleet.replace.all_running)** |
 
 **etcd requests per node**: $(num "$(median fleet.publish.requests_per_node)") per publish besides the publisher's
-transaction (the members' gRPC request count, which every gateway request goes through), and
-**$(num "$(median fleet.idle.per_node_minute)") per idle minute** ($(median fleet.idle.requests | cut -d. -f1)
-requests from the whole fleet in $(num "$(median fleet.idle.seconds)") s with nothing published). A node's
-watch is one long request that etcd answers with events as they happen, and nothing else runs
-while the fleet is idle. The node lease of fleet mode (renewed every third of
-\`[etcd] lease_ttl\`, one request each) will add 60 / (lease_ttl / 3) requests per node and
-minute, 12 at the default of 15 s; this row counts them once liid holds a lease.
+transaction, and **$(num "$(median fleet.idle.per_node_minute)") per idle minute** ($(median fleet.idle.requests | cut -d. -f1) requests from
+the whole fleet in $(num "$(median fleet.idle.seconds)") s with nothing published$(fleet_idle_methods)). Counted by etcd
+itself (its members' \`grpc_server_started_total\`, which every request through the JSON gateway
+goes through; a watch or a lease keepalive counts once each time one starts). A node's watches
+are long requests that etcd answers as events happen; what a node sends while idle is its
+lease's keepalive, every third of \`[etcd] lease_ttl\` (15 s by default: 12 a minute), and what
+the fleet module writes on its own.
 EOF
 }
 
