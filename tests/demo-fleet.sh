@@ -4,8 +4,9 @@
 # manager of its own (its own mount namespace and cgroup), with its own state
 # folder, socket and node name. Publishes hello v1 (signed with minisign) into
 # etcd, then v2 as a canary on the one node whose bucket a computed
-# percentage picks, then v2 everywhere, and shows every node's status at each
-# step. Checks what each node's instance answers. Cleans up after itself.
+# percentage picks, then v2 everywhere; shows each node's `liictl status` and
+# the fleet's `liictl fleet` table. Checks what each node's instance answers.
+# Cleans up after itself.
 #
 #   tests/demo-fleet.sh [BUILD_DIR]
 set -euo pipefail
@@ -216,14 +217,35 @@ node_liictl() { # NODE ARGS…
         "$bin/liictl" -s "$(socket_of "$n")" "$@"
 }
 
-# Every node's view, one after another. `liictl fleet` (every node's status
-# read from etcd through one liid) will replace this function's body.
-show_fleet() {
+# Every node's own view, one after another.
+show_nodes() {
         local n
         for n in "${NODES[@]}"; do
                 printf '\n\033[1m%s\033[0m\n' "$n"
                 node_liictl "$n" status | sed 's/^/  /'
         done
+}
+
+# The fleet as etcd holds it: every node's status, read through one liid.
+# A node writes its status there a while after it changed, so this waits
+# (20 s at most) until every node's row says hello runs, healthy, on the
+# generation the node itself reports.
+show_fleet() {
+        local want='' n view
+        for n in "${NODES[@]}"; do
+                want+="$n $(node_liictl "$n" --json status "$SERVICE" | jq -r '.current.generation') "
+        done
+        for _ in $(seq 100); do
+                view=$(node_liictl "${NODES[0]}" --json fleet | jq -r --arg s "$SERVICE" \
+                        '[.nodes | to_entries[] | select(.value.services[$s].state == "running"
+                          and .value.services[$s].healthy) | "\(.key) \(.value.services[$s].generation) "]
+                         | sort | join("")')
+                [[ $view == "$want" ]] && break
+                sleep 0.2
+        done
+        [[ $view == "$want" ]] || echo "  (etcd's view has not caught up with every node yet)"
+        echo
+        node_liictl "${NODES[0]}" fleet | sed 's/^/  /'
 }
 
 # Waits until every node settled on the newest serial (a node held back by
@@ -330,6 +352,8 @@ done
 say "Publishing hello v1 (signed) into etcd: every node's watch sees it"
 publish 1
 wait_fleet 60s
+show_nodes
+say "The same fleet as etcd holds it (liictl fleet, through n1)"
 show_fleet
 
 read -r percent canary <<<"$(canary_percent hello-v2)"
