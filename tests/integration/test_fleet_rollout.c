@@ -139,18 +139,35 @@ START_TEST(percentage_reaches_exactly_the_bucketed_nodes)
                         assert_version(i, "v1");
                 }
         }
-        /* The fleet view, through any node, shows each node's verdict. */
-        json_object *view = NULL;
-        ck_assert_int_eq(h_fleet_get(&fleet, 0, "/v1/fleet", &view), 200);
-        for (size_t i = 0; i < NODES; i++) {
-                char path[96];
-                snprintf(path, sizeof path, "nodes.%s.services.hello.rollout.state",
-                         fleet.node[i].name);
-                const char *state = h_json_str(view, path);
-                ck_assert_msg(state && strcmp(state, inside[i] ? "applied" : "outside-canary") == 0,
-                              "%s: %s", path, state ? state : "missing");
+        /* The fleet view, through any node, shows each node's verdict once
+         * every node's status put (a moment after its events) reached it:
+         * no event of node 0 says when, so it is looked at for up to 20 s. */
+        char want_states[NODES][32];
+        for (size_t i = 0; i < NODES; i++)
+                snprintf(want_states[i], sizeof want_states[i], "%s",
+                         inside[i] ? "applied" : "outside-canary");
+        char last[160] = "";
+        bool seen = false;
+        for (int k = 0; k < 200 && !seen; k++) {
+                json_object *view = NULL;
+                ck_assert_int_eq(h_fleet_get(&fleet, 0, "/v1/fleet", &view), 200);
+                seen = true;
+                for (size_t i = 0; i < NODES && seen; i++) {
+                        char path[96];
+                        snprintf(path, sizeof path, "nodes.%s.services.hello.rollout.state",
+                                 fleet.node[i].name);
+                        const char *state = h_json_str(view, path);
+                        if (!state || strcmp(state, want_states[i]) != 0) {
+                                snprintf(last, sizeof last, "%s: %s", path,
+                                         state ? state : "missing");
+                                seen = false;
+                        }
+                }
+                json_object_put(view);
+                if (!seen)
+                        usleep(100 * 1000);
         }
-        json_object_put(view);
+        ck_assert_msg(seen, "the fleet view never showed every node's verdict; last %s", last);
 
         snprintf(block, sizeof block, "{\"id\":\"%s\",\"percent\":100}", id);
         struct h_service v2_all = version(2, "v2", block, NULL);
@@ -247,12 +264,21 @@ START_TEST(a_bad_release_halts_after_max_failures)
                 assert_version(i, "v1");
         }
         ck_assert_msg(failed == 2 && halted == NODES - 2, "%u failed, %u halted", failed, halted);
-        json_object *view = NULL;
-        ck_assert_int_eq(h_fleet_get(&fleet, 0, "/v1/fleet", &view), 200);
-        ck_assert(json_object_get_boolean(h_json_path(view, "rollouts.hello.halted")));
-        ck_assert_int_eq(json_object_object_length(h_json_path(view, "rollouts.hello.failures")),
-                         2);
-        json_object_put(view);
+        /* The fleet view says so too, once the nodes' puts reached it. */
+        bool halted_view = false;
+        int n_failures = -1;
+        for (int k = 0; k < 200 && !halted_view; k++) {
+                json_object *view = NULL;
+                ck_assert_int_eq(h_fleet_get(&fleet, 0, "/v1/fleet", &view), 200);
+                halted_view = json_object_get_boolean(h_json_path(view, "rollouts.hello.halted"));
+                json_object *f = h_json_path(view, "rollouts.hello.failures");
+                n_failures = f ? json_object_object_length(f) : -1;
+                json_object_put(view);
+                if (!halted_view)
+                        usleep(100 * 1000);
+        }
+        ck_assert_msg(halted_view, "the fleet view never said halted");
+        ck_assert_int_eq(n_failures, 2);
 }
 END_TEST
 
