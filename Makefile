@@ -15,7 +15,7 @@ DEPS := cmake make gcc pkg-config tar gzip curl ca-certificates \
         libarchive-dev libmicrohttpd-dev libinih-dev libhttp-parser-dev check \
         systemd minisign nginx-light openssl util-linux coreutils \
         scdoc dpkg-dev file binutils mmdebstrap systemd-container procps jq clang-format \
-        etcd-server etcd-client
+        etcd-server etcd-client libfaketime
 BENCH_DEPS := linux-perf
 
 .PHONY: all build deps bench-deps check check-unit check-integration check-system deb demo demo-fleet clean \

@@ -964,6 +964,19 @@ static void on_fleet_changed(void *userdata)
         engine_reconcile_soon(userdata);
 }
 
+/* The time at which a document was found expired is a time liid has seen:
+ * it becomes the high-water mark and is recorded, so that a clock set back
+ * afterwards (or a restart with it) does not revive that document. A write
+ * that fails leaves the mark raised here, and the node is written again
+ * once the state folder takes writes. */
+static void clock_seen(struct engine *e, uint64_t now)
+{
+        if (now <= e->state->clock_high_water_usec)
+                return;
+        e->state->clock_high_water_usec = now;
+        (void)engine_save_node(e);
+}
+
 static void on_source(struct source *s, const struct source_result *res, void *userdata)
 {
         struct engine *e = userdata;
@@ -996,6 +1009,7 @@ static void on_source(struct source *s, const struct source_result *res, void *u
                     now > e->state->clock_high_water_usec ? now : e->state->clock_high_water_usec;
                 e->fetched_at_usec = now;
                 if (e->desired->expires_usec && e->desired->expires_usec <= clock) {
+                        clock_seen(e, now);
                         char when[RFC3339_MAX];
                         format_rfc3339(e->desired->expires_usec, when);
                         _cleanup_free_ char *msg =
@@ -1024,7 +1038,10 @@ static void on_source(struct source *s, const struct source_result *res, void *u
             .now_usec = now,
         };
         _cleanup_(accept_result_done) struct accept_result acc;
-        if (accept_document(&in, &acc) < 0) {
+        int r = accept_document(&in, &acc);
+        if (r < 0) {
+                if (r == -ETIME)
+                        clock_seen(e, now);
                 refuse_document(e, acc.delivery_id, acc.refused_serial, acc.error);
                 return;
         }
@@ -1045,7 +1062,7 @@ static void on_source(struct source *s, const struct source_result *res, void *u
         st->serial = d->serial;
         snprintf(st->doc_sha256, sizeof st->doc_sha256, "%s", sha);
         st->clock_high_water_usec = clock;
-        int r = engine_save_node(e);
+        r = engine_save_node(e);
         if (r < 0 && !applied) {
                 st->serial = old_serial;
                 memcpy(st->doc_sha256, old_sha, sizeof old_sha);

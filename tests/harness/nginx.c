@@ -65,6 +65,27 @@ static void wait_for_pid_file(struct h_nginx *n, const char *pid_file)
         close(fd);
 }
 
+/* Runs nginx with the configuration in n->dir and returns once it listens. */
+static void launch(struct h_nginx *n)
+{
+        char conf_path[700], pid_file[700];
+        snprintf(conf_path, sizeof conf_path, "%s/nginx.conf", n->dir);
+        snprintf(pid_file, sizeof pid_file, "%s/nginx.pid", n->dir);
+        /* The pid file's appearance is the readiness signal: one left by
+         * an nginx stopped before must not count. */
+        unlink(pid_file);
+        n->pid = fork();
+        ck_assert_int_ge(n->pid, 0);
+        if (n->pid == 0) {
+                /* nginx must not outlive a test that fails before teardown. */
+                prctl(PR_SET_PDEATHSIG, SIGTERM);
+                execlp("nginx", "nginx", "-c", conf_path, "-p", n->dir, "-e", "stderr", "-g",
+                       "daemon off;", (char *)NULL);
+                _exit(127);
+        }
+        wait_for_pid_file(n, pid_file);
+}
+
 void h_nginx_start(struct h_nginx *n, const char *dir, const char *root,
                    const char *extra_locations)
 {
@@ -106,17 +127,13 @@ void h_nginx_start(struct h_nginx *n, const char *dir, const char *root,
                 pid_file, n->dir, n->access_log, n->dir, n->dir, n->dir, n->dir, n->dir,
                 n->http_port, n->root, extra, n->https_port, n->root, n->dir, n->dir, extra);
         fclose(f);
+        launch(n);
+}
 
-        n->pid = fork();
-        ck_assert_int_ge(n->pid, 0);
-        if (n->pid == 0) {
-                /* nginx must not outlive a test that fails before teardown. */
-                prctl(PR_SET_PDEATHSIG, SIGTERM);
-                execlp("nginx", "nginx", "-c", conf_path, "-p", n->dir, "-e", "stderr", "-g",
-                       "daemon off;", (char *)NULL);
-                _exit(127);
-        }
-        wait_for_pid_file(n, pid_file);
+void h_nginx_restart(struct h_nginx *n)
+{
+        h_nginx_stop(n);
+        launch(n);
 }
 
 void h_nginx_stop(struct h_nginx *n)

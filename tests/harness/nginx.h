@@ -20,5 +20,8 @@ struct h_nginx {
 void h_nginx_start(struct h_nginx *n, const char *dir, const char *root,
                    const char *extra_locations);
 void h_nginx_stop(struct h_nginx *n);
+/* Stops nginx and starts it again with the same configuration, ports and
+ * certificate files (which a test may have replaced meanwhile). */
+void h_nginx_restart(struct h_nginx *n);
 /* How many requests for path were answered with status code so far. */
 int h_nginx_count(struct h_nginx *n, const char *path, int status);
