@@ -333,6 +333,18 @@ static int write_error(struct archive *out)
         return e > 0 ? -e : -EIO;
 }
 
+/* libarchive's message for a write that failed ("Write failed") does not
+ * say why; its errno does, and a full disk must read as one. */
+static int fail_write(char **ret_error, struct archive *out, const char *name, const char *what)
+{
+        int r = write_error(out);
+        const char *msg = archive_error_string(out);
+        const char *why = strerror(-r);
+        if (msg && strstr(msg, why))
+                return fail(ret_error, r, name, "%s%s", what, msg);
+        return fail(ret_error, r, name, "%s%s: %s", what, msg ? msg : "cannot write", why);
+}
+
 static int copy_data(struct extract *x, struct archive *in, struct archive *out, const char *name,
                      char **ret_error)
 {
@@ -355,8 +367,7 @@ static int copy_data(struct extract *x, struct archive *in, struct archive *out,
                 x->written_bytes += size;
                 la_ssize_t w = archive_write_data_block(out, buf, size, offset);
                 if (w < ARCHIVE_OK)
-                        return fail(ret_error, write_error(out), name, "%s",
-                                    archive_error_string(out));
+                        return fail_write(ret_error, out, name, "");
         }
 }
 
@@ -444,19 +455,16 @@ int unpack_tar_fd(int fd, const char *dest_dir, const struct unpack_limits *limi
                  * part that came from the archive. */
                 const char *name = archive_entry_pathname(e) + strlen(x.dest) + 1;
                 if (archive_write_header(out, e) < ARCHIVE_WARN)
-                        return fail(ret_error, write_error(out), name, "%s",
-                                    archive_error_string(out));
+                        return fail_write(ret_error, out, name, "");
                 r = copy_data(&x, in, out, name, ret_error);
                 if (r < 0)
                         return r;
                 if (archive_write_finish_entry(out) < ARCHIVE_WARN)
-                        return fail(ret_error, write_error(out), name, "%s",
-                                    archive_error_string(out));
+                        return fail_write(ret_error, out, name, "");
         }
 
         /* Closing applies the deferred folder permissions. */
         if (archive_write_close(out) < ARCHIVE_WARN)
-                return fail(ret_error, write_error(out), NULL, "cannot finish unpacking: %s",
-                            archive_error_string(out));
+                return fail_write(ret_error, out, NULL, "cannot finish unpacking: ");
         return 0;
 }
