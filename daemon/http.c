@@ -26,6 +26,7 @@ struct http_get {
         char *etag;
         int data_error;
         char *fail_msg;
+        char curl_error[CURL_ERROR_SIZE]; /* curl's own words for a failure */
         http_data_cb on_data;
         http_done_cb on_done;
         void *userdata;
@@ -177,6 +178,8 @@ static int start(struct http_get *g)
         uint64_t low_speed =
             g->opts.low_speed_time_usec ? g->opts.low_speed_time_usec : 30 * USEC_PER_SEC;
         curl_easy_setopt(easy, CURLOPT_URL, g->url);
+        g->curl_error[0] = '\0';
+        curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, g->curl_error);
         curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
         curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
@@ -263,6 +266,13 @@ static void on_done(CURL *easy, CURLcode result, void *userdata)
                         format_duration(g->opts.timeout_usec, limit, sizeof limit);
                         msg = xasprintf("%s: not complete within the time limit of %s", g->url,
                                         limit);
+                } else if (g->curl_error[0]) {
+                        /* The detail says why ("SSL certificate problem:
+                         * certificate has expired"), where the code's text
+                         * only says that the peer was not OK. */
+                        _cleanup_free_ char *detail =
+                            escape_untrusted(g->curl_error, sizeof g->curl_error);
+                        msg = xasprintf("%s: %s", g->url, detail);
                 } else {
                         msg = xasprintf("%s: %s", g->url, curl_easy_strerror(result));
                 }
