@@ -66,6 +66,19 @@ static void fault_report(const char *fmt, ...)
         }
 }
 
+/* What status said, as one token for a fault line: the source's error
+ * after the URL it names, spaces as underscores. */
+static const char *said(json_object *status, char *buf, size_t size)
+{
+        const char *error = h_json_str(status, "source.error");
+        const char *after = error ? strstr(error, ": ") : NULL;
+        snprintf(buf, size, "%s", after ? after + 2 : error ? error : "-");
+        for (char *c = buf; *c; c++)
+                if (*c == ' ' || *c == '\t' || *c == '\n')
+                        *c = '_';
+        return buf;
+}
+
 static long ms_since(uint64_t since_usec)
 {
         return (long)((now_monotonic_usec() - since_usec) / USEC_PER_MSEC);
@@ -889,8 +902,11 @@ static void document_attack(const char *name, enum srv_mode mode, const char *wh
         srv_set(mode, "/desired.json");
         uint64_t t = now_monotonic_usec();
         struct watch_error w = {.text = why, .pid = pid, .peak_kib = base_kib};
-        json_object_put(h_wait_status(&env, error_while_sampling, &w, 30000, why));
+        json_object *st = h_wait_status(&env, error_while_sampling, &w, 30000, why);
         long detect_ms = ms_since(t);
+        char text[256];
+        said(st, text, sizeof text);
+        json_object_put(st);
         ck_assert(count_events("source.refused", why) >= 1);
         assert_v1_kept();
         assert_liid_alive(pid);
@@ -902,8 +918,8 @@ static void document_attack(const char *name, enum srv_mode mode, const char *wh
         t = now_monotonic_usec();
         json_object_put(h_wait_status(&env, source_ok, NULL, 60000, "the source to be well"));
         fault_report("name=%s result=old-kept detect_ms=%ld recovered_ms=%ld rss_base_kib=%ld "
-                     "rss_peak_kib=%ld",
-                     name, detect_ms, ms_since(t), base_kib, w.peak_kib);
+                     "rss_peak_kib=%ld status_said=%s",
+                     name, detect_ms, ms_since(t), base_kib, w.peak_kib, text);
 }
 
 static int compare_long(const void *a, const void *b)
@@ -1043,14 +1059,17 @@ static void tls_attack(const char *name, const char *cert_cmd, const char *why)
         uint64_t t = now_monotonic_usec();
         nginx_certificate(cert_cmd);
         struct watch_error w = {.text = why, .pid = pid, .peak_kib = base_kib};
-        json_object_put(h_wait_status(&env, error_while_sampling, &w, 30000, why));
+        json_object *st = h_wait_status(&env, error_while_sampling, &w, 30000, why);
         long detect_ms = ms_since(t);
+        char text[256];
+        said(st, text, sizeof text);
+        json_object_put(st);
         assert_v1_kept();
         nginx_certificate(CERT_GOOD);
         t = now_monotonic_usec();
         json_object_put(h_wait_status(&env, source_ok, NULL, 60000, "the source to be well"));
-        fault_report("name=%s result=old-kept detect_ms=%ld recovered_ms=%ld", name, detect_ms,
-                     ms_since(t));
+        fault_report("name=%s result=old-kept detect_ms=%ld recovered_ms=%ld status_said=%s", name,
+                     detect_ms, ms_since(t), text);
         assert_liid_alive(pid);
 }
 
@@ -1341,7 +1360,7 @@ START_TEST(hostile_api_clients)
         long rss = rss_kib(pid);
         fault_report("name=api-hostile-clients result=answered liictl_status_tries=%zu "
                      "median_ms=%ld p90_ms=%ld max_ms=%ld baseline_median_ms=%ld bound_ms=%d "
-                     "idle_clients=%d idle_held_max=%u idle_connects=%u idle_ended=%u "
+                     "idle_clients=%d idle_open_max=%u idle_connects=%u idle_ended=%u "
                      "big_headers=%u answered_431=%u big_bodies=%u answered_413=%u "
                      "refused_503=%u liid_rss_kib=%ld",
                      tries, took[tries / 2], took[tries * 9 / 10], took[tries - 1], base[5],
