@@ -118,6 +118,9 @@ static void on_watch_done(struct health_check *h, bool ok, const char *reason, v
                             "passed its watch window");
                 return;
         }
+        /* No longer healthy, whether or not the revert can replace it:
+         * status and metrics must not go on saying so. */
+        svc->healthy = false;
         _cleanup_free_ char *msg = xasprintf("failed its watch window: %s", reason);
         engine_rollout_revert(svc, msg);
 }

@@ -1598,8 +1598,10 @@ START_TEST(revert_files_removed)
         const char *reason = h_json_str(svc, "last_rollout.reason");
         ck_assert_msg(strstr(reason, "No such file"), "the reason: %s", reason);
         char *why = strdup(reason);
-        /* The current instance is alive: it stays, and answers. */
+        /* The current instance is alive: it stays, and answers; status
+         * does not call it healthy, since it failed its watch window. */
         ck_assert_int_eq(h_json_int(svc, "current.generation"), 2);
+        ck_assert(!json_object_get_boolean(h_json_path(svc, "current.healthy")));
         json_object_put(svc);
         assert_answers(port2, "v2");
         ck_assert(unit_is_active("lii-hello@2.service"));
