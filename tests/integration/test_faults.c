@@ -1533,6 +1533,96 @@ START_TEST(clock_forward_and_back)
 }
 END_TEST
 
+/* The same without restarts: liid's wall clock read from a file that the
+ * test rewrites (libfaketime reads it again every second). */
+static char clock_file[700];
+
+static void set_clock(const char *offset)
+{
+        char tmp[720];
+        snprintf(tmp, sizeof tmp, "%s.new", clock_file);
+        FILE *f = fopen(tmp, "we");
+        ck_assert_ptr_nonnull(f);
+        fprintf(f, "%s\n", offset);
+        fclose(f);
+        ck_assert_int_eq(rename(tmp, clock_file), 0);
+}
+
+static void setup_clock_live(void)
+{
+        h_setup(&env, "faults-clock-live");
+        /* The file source is read again every 300 ms: the applied document
+         * is judged with each new reading of the clock. */
+        char url[700];
+        snprintf(url, sizeof url, "file://%s/desired.json", env.www);
+        h_set_source(&env, url, "300ms");
+        snprintf(clock_file, sizeof clock_file, "%s/faketime", env.dir);
+        set_clock("+0");
+        setenv("LD_PRELOAD", FAKETIME_LIB, 1);
+        setenv("FAKETIME_TIMESTAMP_FILE", clock_file, 1);
+        setenv("FAKETIME_CACHE_DURATION", "1", 1);
+        setenv("FAKETIME_DONT_FAKE_MONOTONIC", "1", 1);
+        setenv("FAKETIME_DONT_RESET", "1", 1);
+        h_start_liid(&env);
+        unsetenv("LD_PRELOAD");
+        unsetenv("FAKETIME_TIMESTAMP_FILE");
+        unsetenv("FAKETIME_CACHE_DURATION");
+        unsetenv("FAKETIME_DONT_FAKE_MONOTONIC");
+        unsetenv("FAKETIME_DONT_RESET");
+}
+
+/* liid's last fetch, by its own clock, is within a day of the real now. */
+static bool fetched_by_real_clock(json_object *status, void *unused)
+{
+        (void)unused;
+        const char *at = h_json_str(status, "source.fetched_at");
+        struct tm tm = {0};
+        if (!at || !strptime(at, "%Y-%m-%dT%H:%M:%SZ", &tm))
+                return false;
+        time_t when = timegm(&tm), now = time(NULL);
+        return when > now - 86400 && when < now + 86400;
+}
+
+START_TEST(clock_jumps_while_running)
+{
+        pid_t pid = env.liid_pid;
+        long long s1 = publish_expiring(1, 30);
+        json_object *svc = h_wait_generation(&env, "hello", 1);
+        port_v1 = (int)h_json_int(svc, "current.port");
+        json_object_put(svc);
+
+        /* Forward: the applied document is found expired at the next
+         * reading; what it says keeps running. */
+        set_clock("+400d");
+        uint64_t t = now_monotonic_usec();
+        const char *stale = "still running what it said, waiting for a newer one";
+        json_object_put(h_wait_status(&env, h_source_error_mentions, (void *)stale, 20000, stale));
+        long detect_ms = ms_since(t);
+        assert_v1_kept();
+
+        /* Back: once liid reads the real time again, the applied document
+         * is still expired, and a newer one that expires before the time
+         * seen is refused. */
+        set_clock("+0");
+        json_object *st = h_wait_status(&env, fetched_by_real_clock, NULL, 20000,
+                                        "liid to read the real clock again");
+        ck_assert_msg(h_source_error_mentions(st, (void *)stale),
+                      "the clock set back revived the expired document: %s",
+                      json_object_to_json_string(st));
+        json_object_put(st);
+        long long s2 = publish_expiring(2, 30);
+        st = h_wait_status(&env, refused_as_expired, &s2, 20000,
+                           "serial 2 to be refused after the clock went back");
+        ck_assert_int_eq(h_json_int(st, "source.serial"), s1);
+        json_object_put(st);
+        assert_v1_kept();
+        assert_liid_alive(pid);
+        assert_nothing_torn();
+        fault_report("name=clock-jumps-while-running result=high-water-mark-held detect_ms=%ld",
+                     detect_ms);
+}
+END_TEST
+
 /* ==== 6. a revert whose files are gone or damaged ==== */
 
 #define HTTP_CHECK(extra)                                                                          \
@@ -1708,6 +1798,7 @@ static Suite *suite(void)
             {"hostile-tls", hostile_tls_source, setup_nginx_tls, teardown, 180},
             {"hostile-api", hostile_api_clients, setup_api, teardown, 120},
             {"clock", clock_forward_and_back, setup_clock, teardown, 180},
+            {"clock-live", clock_jumps_while_running, setup_clock_live, teardown, 120},
             {"revert-removed", revert_files_removed, setup_plain, teardown, 120},
             {"rollback-corrupted", rollback_files_corrupted, setup_plain, teardown, 120},
         };
