@@ -1399,19 +1399,55 @@ END_TEST
 /* liid under libfaketime with this offset ("+400d"), or the real clock
  * (NULL). The monotonic clock stays real, as it does when an operator or
  * a broken RTC sets the wall clock. */
-static void start_liid_at(const char *offset)
+static char *saved_asan_options;
+
+/* The environment liid inherits: libfaketime with a fixed offset, or with
+ * one read from a file every second. A sanitizer build of liid wants its
+ * runtime first among the libraries, and is told that libfaketime comes
+ * first on purpose. */
+static void faketime_begin(const char *offset, const char *file)
 {
-        if (offset) {
-                setenv("LD_PRELOAD", FAKETIME_LIB, 1);
+        setenv("LD_PRELOAD", FAKETIME_LIB, 1);
+        if (offset)
                 setenv("FAKETIME", offset, 1);
-                setenv("FAKETIME_DONT_FAKE_MONOTONIC", "1", 1);
-                setenv("FAKETIME_DONT_RESET", "1", 1);
+        if (file) {
+                setenv("FAKETIME_TIMESTAMP_FILE", file, 1);
+                setenv("FAKETIME_CACHE_DURATION", "1", 1);
         }
-        h_start_liid(&env);
+        setenv("FAKETIME_DONT_FAKE_MONOTONIC", "1", 1);
+        setenv("FAKETIME_DONT_RESET", "1", 1);
+        const char *asan = getenv("ASAN_OPTIONS");
+        free(saved_asan_options);
+        saved_asan_options = asan ? strdup(asan) : NULL;
+        char opts[1024];
+        snprintf(opts, sizeof opts, "%s%sverify_asan_link_order=0", asan ? asan : "",
+                 asan && *asan ? ":" : "");
+        setenv("ASAN_OPTIONS", opts, 1);
+}
+
+static void faketime_end(void)
+{
         unsetenv("LD_PRELOAD");
         unsetenv("FAKETIME");
+        unsetenv("FAKETIME_TIMESTAMP_FILE");
+        unsetenv("FAKETIME_CACHE_DURATION");
         unsetenv("FAKETIME_DONT_FAKE_MONOTONIC");
         unsetenv("FAKETIME_DONT_RESET");
+        if (saved_asan_options)
+                setenv("ASAN_OPTIONS", saved_asan_options, 1);
+        else
+                unsetenv("ASAN_OPTIONS");
+        free(saved_asan_options);
+        saved_asan_options = NULL;
+}
+
+static void start_liid_at(const char *offset)
+{
+        if (offset)
+                faketime_begin(offset, NULL);
+        h_start_liid(&env);
+        if (offset)
+                faketime_end();
 }
 
 static void setup_clock(void)
@@ -1558,17 +1594,9 @@ static void setup_clock_live(void)
         h_set_source(&env, url, "300ms");
         snprintf(clock_file, sizeof clock_file, "%s/faketime", env.dir);
         set_clock("+0");
-        setenv("LD_PRELOAD", FAKETIME_LIB, 1);
-        setenv("FAKETIME_TIMESTAMP_FILE", clock_file, 1);
-        setenv("FAKETIME_CACHE_DURATION", "1", 1);
-        setenv("FAKETIME_DONT_FAKE_MONOTONIC", "1", 1);
-        setenv("FAKETIME_DONT_RESET", "1", 1);
+        faketime_begin(NULL, clock_file);
         h_start_liid(&env);
-        unsetenv("LD_PRELOAD");
-        unsetenv("FAKETIME_TIMESTAMP_FILE");
-        unsetenv("FAKETIME_CACHE_DURATION");
-        unsetenv("FAKETIME_DONT_FAKE_MONOTONIC");
-        unsetenv("FAKETIME_DONT_RESET");
+        faketime_end();
 }
 
 /* liid's last fetch, by its own clock, is within a day of the real now. */
