@@ -1,9 +1,10 @@
 /* Injected faults, one test case each, with the real liid, systemd, nginx
  * and minisign: a full disk while an artifact is unpacked and while state
- * is written, the service manager re-executed under a rollout, hostile
- * HTTP sources (a small server of the test's own for what nginx will not
- * do), hostile API clients, the wall clock set far forward and back, and a
- * revert whose files are gone or damaged. Each asserts what a user would
+ * is written, the service manager re-executed or its bus dropped under a
+ * rollout, hostile HTTP sources (a small server of the test's own for what
+ * nginx will not do) and TLS failures, hostile API clients, the wall clock
+ * set far forward and back (libfaketime), and a revert or rollback whose
+ * files are gone or damaged. Each asserts what a user would
  * notice: the running service keeps answering, status and events say why,
  * no state file is torn, and liid recovers by itself. Each prints one line
  * "fault: name=… result=… …" and, when LII_FAULTS_SUMMARY names a file,
