@@ -17,6 +17,8 @@ DEPS := cmake make gcc pkg-config tar gzip curl ca-certificates \
         scdoc dpkg-dev file binutils mmdebstrap systemd-container procps jq clang-format \
         etcd-server etcd-client libfaketime
 BENCH_DEPS := linux-perf
+# clang and its runtimes (libFuzzer, ASan, UBSan) for `make fuzz`.
+FUZZ_DEPS := clang libclang-rt-dev
 
 .PHONY: all build deps bench-deps check check-unit check-integration check-system deb demo demo-fleet clean \
         format check-format
@@ -84,6 +86,20 @@ demo-fleet: build
 bench: bench-deps build
 	tests/bench/run --build $(BUILD) $(if $(filter 1,$(QUICK)),--quick)
 
+# The libFuzzer targets of tests/fuzz, built with clang in $(FUZZ_BUILD),
+# each run for FUZZ_SECONDS from its committed corpus; new inputs and
+# crash reproducers go to $(FUZZ_BUILD)/fuzz/TARGET/. `make check` replays
+# the committed corpora (unit/fuzz_TARGET).
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= desired minisign unpack state config api etcd
+.PHONY: fuzz
+fuzz: deps
+	$(call install_missing,$(FUZZ_DEPS))
+	cmake -S . -B $(FUZZ_BUILD) -DLII_FUZZ=ON -DCMAKE_C_COMPILER=clang
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 # The C sources as .clang-format says; check-format changes nothing and
 # fails on a file that format would change (CI runs it).
 SOURCES = $(shell git ls-files '*.c' '*.h')
@@ -94,4 +110,4 @@ check-format: deps
 	clang-format --dry-run --Werror $(SOURCES)
 
 clean:
-	rm -rf build build-sanitize compile_commands.json
+	rm -rf build build-sanitize build-fuzz compile_commands.json
