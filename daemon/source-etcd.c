@@ -67,6 +67,13 @@ int etcd_range_parse(const char *json, size_t len, const char *doc_key, const ch
                         bool is_sig = strlen(key) == key_len && strcmp(key, sig_key) == 0;
                         if (!is_doc && !is_sig)
                                 continue;
+                        /* etcd answers each key once; two values for one
+                         * key would leave open which one is meant. */
+                        if (is_doc ? out.has_doc : out.has_sig) {
+                                *ret_error = xasprintf("the range answer holds %s twice", key);
+                                etcd_range_done(&out);
+                                return -EBADMSG;
+                        }
                         int r = is_doc
                                     ? etcd_json_bytes(kv, "value", max_doc, &out.doc, &out.doc_len)
                                     : etcd_json_bytes(kv, "value", max_sig, &out.sig, &out.sig_len);
