@@ -8,7 +8,8 @@
  * ETCD_MAX_ENDPOINTS endpoints and a prefix without a leading or trailing
  * '/'; values that a range read returns are within the caps it was given;
  * and the watch stream is cut into the same messages, with the same
- * outcome, whether it arrives in one read or in reads of a few bytes. */
+ * outcome, whether it arrives in one read or in reads of a few bytes (when it
+ * is made of objects, as etcd writes it; see fuzz_stream()). */
 #include <string.h>
 
 #include "fuzz.h"
@@ -135,15 +136,50 @@ static bool same_msg(const struct etcd_watch_msg *a, const struct etcd_watch_msg
                !a->error == !b->error && (!a->error || strcmp(a->error, b->error) == 0);
 }
 
+/* Whether text is what etcd writes: JSON objects with whitespace between
+ * them, and no '/' outside strings (json-c takes comments). */
+static bool objects_only(const char *text, size_t len)
+{
+        bool in_string = false;
+        size_t depth = 0;
+        for (size_t i = 0; i < len; i++) {
+                char c = text[i];
+                if (in_string) {
+                        if (c == '\\')
+                                i++;
+                        else if (c == '"')
+                                in_string = false;
+                } else if (c == '"')
+                        in_string = true;
+                else if (c == '/')
+                        return false;
+                else if (c == '{' || c == '[')
+                        depth++;
+                else if ((c == '}' || c == ']') && depth > 0)
+                        depth--;
+                else if (depth == 0 && !strchr(" \t\r\n", c))
+                        return false;
+        }
+        return true;
+}
+
 static void fuzz_stream(const char *text, size_t len)
 {
         struct record whole = {0}, chunked = {0};
         int rw = feed(text, len, false, &whole);
         int rc = feed(text, len, true, &chunked);
-        fuzz_check(rw == rc, "one read: %d, small reads: %d", rw, rc);
-        fuzz_check(whole.n == chunked.n, "one read: %zu messages, small reads: %zu", whole.n,
-                   chunked.n);
-        for (size_t i = 0; i < whole.n && i < MAX_RECORDED; i++) {
+        size_t n = whole.n < chunked.n ? whole.n : chunked.n;
+        /* Outside a stream of objects, json-c's own reading depends on
+         * where a read ends: it reads on through a comment after a
+         * message, and a number cut by a read ends at other characters
+         * ("4-" is 4 in one read, and nothing in two). Only the messages
+         * both saw must then be the same. */
+        if (objects_only(text, len)) {
+                fuzz_check(rw == rc, "one read: %d, small reads: %d", rw, rc);
+                fuzz_check(whole.n == chunked.n, "one read: %zu messages, small reads: %zu",
+                           whole.n, chunked.n);
+        }
+        for (size_t i = 0; i < n && i < MAX_RECORDED; i++) {
                 fuzz_check(whole.msgs[i].r == chunked.msgs[i].r, "message %zu: %d vs %d", i,
                            whole.msgs[i].r, chunked.msgs[i].r);
                 if (whole.msgs[i].r == 0)

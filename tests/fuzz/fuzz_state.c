@@ -2,7 +2,9 @@
  * state_load() over a state folder made from the input. The input is the
  * text of state.json, then any number of sections "\n@@ NAME\n" followed
  * by the text of state.d/NAME; an input that starts with "@@ " has no
- * state.json. Names with a '/' (and "." and "..") are skipped.
+ * state.json. Names with a '/' or other than printable ASCII (and "."
+ * and "..") are skipped: only liid and root write in the state folder, and
+ * what is fuzzed is what a crash or a damaged disk leaves in the files.
  *
  * Promises checked: an error is a clean one-line message that names the
  * file; a state that loads saves (state_save_all(), in format 2 whatever
@@ -36,6 +38,14 @@ static const char *find_sep(const char *p, const char *end)
         return s ? s : end;
 }
 
+static bool printable(const char *s)
+{
+        for (; *s; s++)
+                if (*s < 0x20 || *s > 0x7e)
+                        return false;
+        return true;
+}
+
 /* Makes the state folder "in" from the input. */
 static void make_folder(const char *data, size_t size)
 {
@@ -61,7 +71,7 @@ static void make_folder(const char *data, size_t size)
                 fuzz_check(n, "strndup");
                 name = next < end ? next + strlen(SEP) : NULL;
                 if (!*n || strlen(n) > 200 || strchr(n, '/') || strcmp(n, ".") == 0 ||
-                    strcmp(n, "..") == 0)
+                    strcmp(n, "..") == 0 || !printable(n))
                         continue;
                 if (mkdir(sdir, 0700) < 0)
                         fuzz_check(errno == EEXIST, "mkdir %s", sdir);
