@@ -23,6 +23,8 @@
 #define READ_BLOCK_SIZE (64 * 1024)
 /* Archive names in messages are cut to this many bytes (before escaping). */
 #define MESSAGE_NAME_MAX 200
+/* libarchive's messages, which may quote a path from the archive, too. */
+#define MESSAGE_LIBARCHIVE_MAX 400
 
 /* libarchive's own symlink and ".." guards stay on as a second line of
  * defence behind lii's checks. ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS cannot
@@ -327,6 +329,15 @@ static int check_entry(struct extract *x, struct archive_entry *e, bool *ret_ski
         return 0;
 }
 
+/* What libarchive says went wrong. Its disk writer's messages quote the
+ * path it was given, "<dest_dir>/<path from the archive>", so they are
+ * escaped and cut short like names. Malloc'ed. */
+static char *archive_message(struct archive *a)
+{
+        const char *m = archive_error_string(a);
+        return escape_untrusted(m ? m : "unknown error", MESSAGE_LIBARCHIVE_MAX);
+}
+
 static int write_error(struct archive *out)
 {
         int e = archive_errno(out);
@@ -338,7 +349,7 @@ static int write_error(struct archive *out)
 static int fail_write(char **ret_error, struct archive *out, const char *name, const char *what)
 {
         int r = write_error(out);
-        const char *msg = archive_error_string(out);
+        _cleanup_free_ char *msg = archive_error_string(out) ? archive_message(out) : NULL;
         const char *why = strerror(-r);
         if (msg && strstr(msg, why))
                 return fail(ret_error, r, name, "%s%s", what, msg);
@@ -355,9 +366,10 @@ static int copy_data(struct extract *x, struct archive *in, struct archive *out,
                 int r = archive_read_data_block(in, &buf, &size, &offset);
                 if (r == ARCHIVE_EOF)
                         return 0;
-                if (r < ARCHIVE_OK)
-                        return fail(ret_error, -EBADMSG, NULL, "not a valid tar archive: %s",
-                                    archive_error_string(in));
+                if (r < ARCHIVE_OK) {
+                        _cleanup_free_ char *m = archive_message(in);
+                        return fail(ret_error, -EBADMSG, NULL, "not a valid tar archive: %s", m);
+                }
                 /* Counted as written, not only as declared, so that no
                  * header trick (sparse maps, pax sizes) can write more. */
                 if (size > x->limits->max_unpacked_bytes - x->written_bytes)
@@ -429,20 +441,24 @@ int unpack_tar_fd(int fd, const char *dest_dir, const struct unpack_limits *limi
         r = support_filters(in, ret_error);
         if (r < 0)
                 return r;
-        if (archive_read_open_fd(in, fd, READ_BLOCK_SIZE) != ARCHIVE_OK)
-                return fail(ret_error, -EBADMSG, NULL, "not a valid tar archive: %s",
-                            archive_error_string(in));
-        if (archive_write_disk_set_options(out, EXTRACT_FLAGS) != ARCHIVE_OK)
-                return fail(ret_error, -EINVAL, NULL, "%s", archive_error_string(out));
+        if (archive_read_open_fd(in, fd, READ_BLOCK_SIZE) != ARCHIVE_OK) {
+                _cleanup_free_ char *m = archive_message(in);
+                return fail(ret_error, -EBADMSG, NULL, "not a valid tar archive: %s", m);
+        }
+        if (archive_write_disk_set_options(out, EXTRACT_FLAGS) != ARCHIVE_OK) {
+                _cleanup_free_ char *m = archive_message(out);
+                return fail(ret_error, -EINVAL, NULL, "%s", m);
+        }
 
         for (;;) {
                 struct archive_entry *e;
                 r = archive_read_next_header(in, &e);
                 if (r == ARCHIVE_EOF)
                         break;
-                if (r < ARCHIVE_WARN)
-                        return fail(ret_error, -EBADMSG, NULL, "not a valid tar archive: %s",
-                                    archive_error_string(in));
+                if (r < ARCHIVE_WARN) {
+                        _cleanup_free_ char *m = archive_message(in);
+                        return fail(ret_error, -EBADMSG, NULL, "not a valid tar archive: %s", m);
+                }
 
                 bool skip = false;
                 r = check_entry(&x, e, &skip, ret_error);
