@@ -236,6 +236,17 @@ static int resolve_url(const char *base, const char *url, const char *path, char
                 return fail(err, path, "unsupported URL scheme \"%s\" (want file, http or https)",
                             q);
         }
+        /* The normal form goes into spec_json, which is read back from the
+         * state file with no base: it must read back as itself, or the spec
+         * would change under a restart. curl 7.88 writes "file://(nil)"
+         * for a file:// URL of the root folder ("file:///", and so
+         * "file:///srv/.."), which it cannot read back. */
+        _cleanup_(curl_url_cleanupp) CURLU *again = oom_check(curl_url());
+        _cleanup_(curl_freep) char *out_again = NULL;
+        if (curl_url_set(again, CURLUPART_URL, out, 0) != CURLUE_OK ||
+            curl_url_get(again, CURLUPART_URL, &out_again, 0) != CURLUE_OK ||
+            strcmp(out, out_again) != 0)
+                return fail(err, path, "not a valid URL");
         *ret = xstrdup(out);
         return 0;
 }
