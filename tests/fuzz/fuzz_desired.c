@@ -7,14 +7,164 @@
  * the scan exists to refuse.
  *
  * Promises checked: an error is a clean one-line message and success sets
- * none; every parsed spec's canonical spec_json reads back with
- * service_spec_parse() (as liid reads it from its state file) to the same
+ * none; a document taken is JSON by the letter of RFC 8259 (this file
+ * reads it so, as the other parser json-scan.h has in mind); every parsed spec's canonical
+ * spec_json reads back with service_spec_parse() (as liid reads it from its state file) to the same
  * spec_json and hash; services come sorted and desired_find() finds each;
  * the same holds for the document from a file:// or etcd:// source. */
 #include <string.h>
 
 #include "desired.h"
 #include "fuzz.h"
+
+/* An RFC 8259 reader of its own, the "other parser" of json-scan.h: a
+ * text that desired_parse() takes must be JSON by the letter of the RFC. */
+struct rfc_text {
+        const char *p, *end;
+        unsigned depth;
+};
+
+static bool rfc_value(struct rfc_text *t);
+
+static void rfc_space(struct rfc_text *t)
+{
+        while (t->p < t->end && (*t->p == ' ' || *t->p == '\t' || *t->p == '\n' || *t->p == '\r'))
+                t->p++;
+}
+
+static bool rfc_literal(struct rfc_text *t, const char *word)
+{
+        size_t n = strlen(word);
+        if ((size_t)(t->end - t->p) < n || memcmp(t->p, word, n) != 0)
+                return false;
+        t->p += n;
+        return true;
+}
+
+static size_t rfc_digits(struct rfc_text *t)
+{
+        const char *start = t->p;
+        while (t->p < t->end && *t->p >= '0' && *t->p <= '9')
+                t->p++;
+        return (size_t)(t->p - start);
+}
+
+static bool rfc_number(struct rfc_text *t)
+{
+        if (t->p < t->end && *t->p == '-')
+                t->p++;
+        if (t->p < t->end && *t->p == '0')
+                t->p++;
+        else if (rfc_digits(t) == 0)
+                return false;
+        if (t->p < t->end && *t->p == '.') {
+                t->p++;
+                if (rfc_digits(t) == 0)
+                        return false;
+        }
+        if (t->p < t->end && (*t->p == 'e' || *t->p == 'E')) {
+                t->p++;
+                if (t->p < t->end && (*t->p == '+' || *t->p == '-'))
+                        t->p++;
+                if (rfc_digits(t) == 0)
+                        return false;
+        }
+        return true;
+}
+
+static bool rfc_string(struct rfc_text *t)
+{
+        t->p++; /* the opening quote */
+        while (t->p < t->end) {
+                unsigned char c = (unsigned char)*t->p++;
+                if (c == '"')
+                        return true;
+                if (c < 0x20)
+                        return false;
+                if (c != '\\')
+                        continue;
+                if (t->p >= t->end)
+                        return false;
+                c = (unsigned char)*t->p++;
+                if (c == 'u') {
+                        for (int i = 0; i < 4; i++, t->p++)
+                                if (t->p >= t->end || !strchr("0123456789abcdefABCDEF", *t->p) ||
+                                    !*t->p)
+                                        return false;
+                } else if (!c || !strchr("\"\\/bfnrt", c))
+                        return false;
+        }
+        return false;
+}
+
+static bool rfc_members(struct rfc_text *t, char close, bool keys)
+{
+        t->p++; /* the opening bracket */
+        rfc_space(t);
+        if (t->p < t->end && *t->p == close) {
+                t->p++;
+                return true;
+        }
+        for (;;) {
+                if (keys) {
+                        if (t->p >= t->end || *t->p != '"' || !rfc_string(t))
+                                return false;
+                        rfc_space(t);
+                        if (t->p >= t->end || *t->p++ != ':')
+                                return false;
+                }
+                if (!rfc_value(t))
+                        return false;
+                if (t->p >= t->end)
+                        return false;
+                char c = *t->p++;
+                if (c == close)
+                        return true;
+                if (c != ',')
+                        return false;
+                rfc_space(t);
+        }
+}
+
+static bool rfc_value(struct rfc_text *t)
+{
+        bool ok;
+        rfc_space(t);
+        if (t->p >= t->end || ++t->depth > 64)
+                return false;
+        switch (*t->p) {
+        case '{':
+                ok = rfc_members(t, '}', true);
+                break;
+        case '[':
+                ok = rfc_members(t, ']', false);
+                break;
+        case '"':
+                ok = rfc_string(t);
+                break;
+        case 't':
+                ok = rfc_literal(t, "true");
+                break;
+        case 'f':
+                ok = rfc_literal(t, "false");
+                break;
+        case 'n':
+                ok = rfc_literal(t, "null");
+                break;
+        default:
+                ok = rfc_number(t);
+                break;
+        }
+        t->depth--;
+        rfc_space(t);
+        return ok;
+}
+
+static bool rfc8259_valid(const char *buf, size_t len)
+{
+        struct rfc_text t = {buf, buf + len, 0};
+        return rfc_value(&t) && t.p == t.end;
+}
 
 static void check_roundtrip(const struct desired *d)
 {
@@ -53,6 +203,7 @@ static int parse_one(const char *buf, size_t len, const char *base_url, struct d
                 return r;
         }
         fuzz_check(d && !error, "success with an error: %s", error);
+        fuzz_check(rfc8259_valid(buf, len), "a text that is not JSON by RFC 8259 was taken");
         check_roundtrip(d);
         *ret = d;
         return 0;
