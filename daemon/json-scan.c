@@ -140,6 +140,38 @@ static int scan_string(const struct scan *sc, const char *raw, size_t n, bool is
         return fail_with(err, -EBADMSG, "%s: object key %s", p, why);
 }
 
+/* The length of the number at s[0..len), which json-c has accepted, or 0
+ * when it is not a number as RFC 8259 writes one: json-c also takes a
+ * leading zero ("00", "-01", "01.5") and a fraction without digits on one
+ * side ("1.", "-.5"), which other parsers refuse or read otherwise. */
+static size_t number_length(const char *s, size_t len)
+{
+        size_t i = 0, digits;
+        if (i < len && s[i] == '-')
+                i++;
+        for (digits = 0; i < len && s[i] >= '0' && s[i] <= '9'; i++, digits++)
+                if (digits == 1 && s[i - 1] == '0')
+                        return 0;
+        if (digits == 0)
+                return 0;
+        if (i < len && s[i] == '.') {
+                for (i++, digits = 0; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+                        digits++;
+                if (digits == 0)
+                        return 0;
+        }
+        if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+                i++;
+                if (i < len && (s[i] == '+' || s[i] == '-'))
+                        i++;
+                for (digits = 0; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+                        digits++;
+                if (digits == 0)
+                        return 0;
+        }
+        return i;
+}
+
 /* Runs over text json-c has already accepted; see json_scan_parse(). */
 static int scan_text(struct scan *sc, const char *buf, size_t len, char **err)
 {
@@ -200,6 +232,21 @@ static int scan_text(struct scan *sc, const char *buf, size_t len, char **err)
                                 r = scan_key(sc, buf + start, i - start + 1, err);
                         if (r < 0)
                                 return r;
+                        break;
+                }
+                case '-':
+                case '0' ... '9': {
+                        size_t n = number_length(buf + i, len - i);
+                        /* "-Infinity": the letters are what is wrong. */
+                        if (n == 0 && buf[i] == '-' && i + 1 < len &&
+                            !strchr(".0123456789", buf[i + 1]))
+                                break;
+                        if (n == 0)
+                                return fail_with(err, -EBADMSG,
+                                                 "%s: invalid JSON at byte %zu: not a number as "
+                                                 "JSON writes it",
+                                                 root, i);
+                        i += n - 1;
                         break;
                 }
                 default:
