@@ -34,8 +34,11 @@ const char *fuzz_scratch_dir(void)
         if (scratch)
                 return scratch;
         const char *base = getenv("LII_FUZZ_TMPDIR");
-        if (!base || !*base)
-                base = access("/run", W_OK) == 0 ? "/run" : "/tmp";
+        /* A tmpfs: /dev/shm is one wherever Linux runs, /run mostly. */
+        static const char *const bases[] = {"/dev/shm", "/run", "/tmp"};
+        for (size_t i = 0; (!base || !*base) && i < ELEMENTSOF(bases); i++)
+                if (access(bases[i], W_OK) == 0)
+                        base = bases[i];
         char *path = xasprintf("%s/lii-fuzz-XXXXXX", base);
         fuzz_check(mkdtemp(path), "cannot make a folder in %s: %s", base, strerror(errno));
         scratch = path;

@@ -24,8 +24,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         } while (0)
 
 /* A folder of this process for the targets that need files: made on first
- * use under $LII_FUZZ_TMPDIR, else /run (a tmpfs) when writable, else
- * /tmp, and removed at exit. */
+ * use under $LII_FUZZ_TMPDIR, else the first writable of /dev/shm, /run
+ * and /tmp, and removed at exit. */
 const char *fuzz_scratch_dir(void);
 /* Removes name below dir_fd and everything in it, whatever the modes an
  * archive left there. A missing name is no error. Aborts on failure: a

@@ -25,7 +25,7 @@ targets=("$@")
 out=$build/fuzz-report
 rm -rf "$out"
 mkdir -p "$out"
-scratch=$(mktemp -d "${LII_FUZZ_TMPDIR:-/run}/lii-fuzz-report.XXXXXX" 2>/dev/null || mktemp -d)
+scratch=$(mktemp -d "${LII_FUZZ_TMPDIR:-/dev/shm}/lii-fuzz-report.XXXXXX" 2>/dev/null || mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 
 echo "| target | seconds | executions | exec/s | cov | ft | corpus (inputs, bytes) | crashes |"

@@ -12,7 +12,7 @@ set -euo pipefail
 build=$1 seconds=$2
 shift 2
 here=$(cd "$(dirname "$0")" && pwd)
-scratch=$(mktemp -d "${LII_FUZZ_TMPDIR:-/run}/lii-fuzz-run.XXXXXX" 2>/dev/null || mktemp -d)
+scratch=$(mktemp -d "${LII_FUZZ_TMPDIR:-/dev/shm}/lii-fuzz-run.XXXXXX" 2>/dev/null || mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 failed=()
 for t in "$@"; do
