@@ -272,15 +272,47 @@ int config_set(struct config *c, const char *section, const char *key, const cha
 
 struct ini_ctx {
         struct config *config;
-        char *error;
+        FILE *file;
+        char *buf; /* getline()'s */
+        size_t size;
+        int line;       /* lines read so far */
+        char *error;    /* the first value refused… */
+        int error_line; /* …and its line */
+        /* Why reading stopped before the end: a line libinih cannot take
+         * whole, which it would cut and read the rest of as a line of its
+         * own (a value cut short, the rest maybe a comment). */
+        char stop[64];
 };
+
+/* libinih's reader: hands it one whole line at a time, or stops (as at the
+ * end of the file) at a line that does not fit its buffer or holds a NUL. */
+static char *read_line(char *str, int num, void *stream)
+{
+        struct ini_ctx *ctx = stream;
+        ssize_t n = getline(&ctx->buf, &ctx->size, ctx->file);
+        if (n < 0)
+                return NULL;
+        ctx->line++;
+        if (memchr(ctx->buf, '\0', (size_t)n))
+                snprintf(ctx->stop, sizeof ctx->stop, "contains a NUL byte");
+        else if (n >= num)
+                snprintf(ctx->stop, sizeof ctx->stop, "line longer than %d bytes", num - 2);
+        if (ctx->stop[0])
+                return NULL;
+        memcpy(str, ctx->buf, (size_t)n + 1);
+        return str;
+}
 
 static int on_ini_value(void *user, const char *section, const char *name, const char *value)
 {
         struct ini_ctx *ctx = user;
         if (ctx->error) /* libinih goes on after an error; the first one is reported */
                 return 0;
-        return config_set(ctx->config, section, name, value, &ctx->error) < 0 ? 0 : 1;
+        if (config_set(ctx->config, section, name, value, &ctx->error) < 0) {
+                ctx->error_line = ctx->line;
+                return 0;
+        }
+        return 1;
 }
 
 int config_load_file(struct config *c, const char *path, bool missing_ok, char **ret_error)
@@ -293,15 +325,22 @@ int config_load_file(struct config *c, const char *path, bool missing_ok, char *
                 *ret_error = xasprintf("%s: %s", path, strerror(-r));
                 return r;
         }
-        struct ini_ctx ctx = {.config = c};
-        int line = ini_parse_file(f, on_ini_value, &ctx);
-        if (line == 0) {
+        struct ini_ctx ctx = {.config = c, .file = f};
+        int line = ini_parse_stream(read_line, &ctx, on_ini_value, &ctx);
+        free(ctx.buf);
+        _cleanup_free_ char *reason = ctx.error;
+        if (line == 0 && !ctx.stop[0]) {
                 free(c->config_path);
                 c->config_path = xstrdup(path);
                 return 0;
         }
-        _cleanup_free_ char *reason = ctx.error;
-        *ret_error = xasprintf("%s:%d: %s", path, line, reason ? reason : "syntax error");
+        /* The first problem in the file: libinih's own (a syntax error) or
+         * a value refused, both before the line that could not be read. */
+        if (line > 0)
+                *ret_error = xasprintf("%s:%d: %s", path, line,
+                                       reason && ctx.error_line == line ? reason : "syntax error");
+        else
+                *ret_error = xasprintf("%s:%d: %s", path, ctx.line, ctx.stop);
         return -EINVAL;
 }
 

@@ -3,9 +3,11 @@
  * liid reads it at start; libinih splits the lines, config_set() checks
  * each value.
  *
- * Promises checked: an error is one line, "FILE:LINE: reason"; after a success the values keep the
- * rules the rest of liid relies on: paths are absolute, the source URL has one of the schemes liid
- * can fetch, numbers are within their ranges. */
+ * Promises checked: an error is one line, "FILE:LINE: reason"; a file
+ * with a line too long for libinih or a NUL byte is refused, never cut;
+ * after a success the values keep the rules the rest of liid relies on:
+ * paths are absolute, the source URL has one of the schemes liid can
+ * fetch, numbers are within their ranges. */
 #include <string.h>
 
 #include "config.h"
@@ -46,6 +48,21 @@ static void check_config(const struct config *c)
         fuzz_check(c->slice && *c->slice && c->bus && *c->bus, "empty slice or bus");
 }
 
+/* libinih reads lines into a buffer of 200 bytes and takes the rest of a
+ * longer one as a line of its own (a value cut short, the rest maybe a
+ * comment), and a C string ends at a NUL: a file that loads has neither. */
+static void check_lines(const uint8_t *data, size_t size)
+{
+        fuzz_check(!memchr(data, '\0', size), "a file with a NUL byte loaded");
+        const uint8_t *p = data, *end = data + size;
+        while (p < end) {
+                const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
+                size_t len = (size_t)((nl ? nl : end) - p);
+                fuzz_check(len <= 198, "a line of %zu bytes loaded", len);
+                p += len + 1;
+        }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
         int fd = fuzz_memfd(data, size);
@@ -64,6 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         } else {
                 fuzz_check(!error, "success with an error: %s", error);
                 check_config(&c);
+                check_lines(data, size);
         }
         config_done(&c);
         return 0;
