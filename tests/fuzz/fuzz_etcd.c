@@ -2,7 +2,9 @@
  * etcd:// source: the input's first line is a source URL for
  * etcd_url_parse(); the rest is an answer to a range read for
  * etcd_range_parse() and the byte stream of a watch for etcd_stream_feed(),
- * each message of which goes to etcd_watch_parse().
+ * each message of which goes to etcd_watch_parse(); the fleet module's
+ * readers of the same answers (fleet_parse_range(), fleet_parse_watch(),
+ * fleet_parse_lease(), fleet_parse_txn()) read them too.
  *
  * Promises checked: errors come with a message; a parsed URL has 1 to
  * ETCD_MAX_ENDPOINTS endpoints and a prefix without a leading or trailing
@@ -12,6 +14,7 @@
  * is made of objects, as etcd writes it; see fuzz_stream()). */
 #include <string.h>
 
+#include "fleet.h"
 #include "fuzz.h"
 #include "source-etcd.h"
 #include "util.h"
@@ -19,6 +22,7 @@
 #define DOC_KEY      "lii/prod/desired/doc"
 #define SIG_KEY      "lii/prod/desired/sig"
 #define MAX_RECORDED 64
+#define FLEET_PREFIX "lii/prod"
 
 static void fuzz_url(const char *line, size_t len)
 {
@@ -81,6 +85,14 @@ static int on_message(json_object *o, void *userdata)
         fuzz_note("  etcd_watch_parse: %s", r < 0 ? error : "parsed");
         if (r < 0)
                 fuzz_check(error && *error, "no error message");
+
+        struct fleet_batch b = {0};
+        _cleanup_free_ char *fleet_error = NULL;
+        if (fleet_parse_watch(o, FLEET_PREFIX, &b, &fleet_error) < 0)
+                fuzz_check(fleet_error && *fleet_error, "no error message");
+        else
+                fleet_batch_done(&b);
+
         if (rec->n < MAX_RECORDED) {
                 rec->msgs[rec->n].r = r;
                 if (r == 0)
@@ -190,6 +202,26 @@ static void fuzz_stream(const char *text, size_t len)
         record_done(&chunked);
 }
 
+/* The fleet module's answers: a range over its keys, a lease, a txn. */
+static void fuzz_fleet(const char *text, size_t len)
+{
+        struct fleet_batch b = {0};
+        _cleanup_free_ char *e1 = NULL, *e2 = NULL, *e3 = NULL;
+        int r = fleet_parse_range(text, len, FLEET_PREFIX, &b, &e1);
+        fuzz_note("fleet_parse_range: %s", r < 0 ? e1 : "parsed");
+        if (r < 0)
+                fuzz_check(e1 && *e1, "no error message");
+        else
+                fleet_batch_done(&b);
+        int64_t id, ttl;
+        if (fleet_parse_lease(text, len, &id, &ttl, &e2) < 0)
+                fuzz_check(e2 && *e2, "no error message");
+        bool ok;
+        int64_t rev;
+        if (fleet_parse_txn(text, len, &ok, &rev, &e3) < 0)
+                fuzz_check(e3 && *e3, "no error message");
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
         const char *text = (const char *)data;
@@ -202,6 +234,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t len = size - line - 1;
         fuzz_range(rest, len, SOURCE_MAX_DOCUMENT, SOURCE_MAX_SIGNATURE);
         fuzz_range(rest, len, 16, 16);
+        fuzz_fleet(rest, len);
         fuzz_stream(rest, len);
         return 0;
 }
