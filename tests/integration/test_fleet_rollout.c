@@ -409,6 +409,34 @@ START_TEST(no_step_starts_without_quorum)
 }
 END_TEST
 
+static bool source_error_set(json_object *status, void *unused)
+{
+        return h_json_str(status, "source.error") != NULL;
+}
+
+/* A liid started while no etcd member answers runs what it last applied,
+ * from its state on disk, and catches up once etcd is back. */
+START_TEST(a_node_started_without_etcd_runs_its_last_state)
+{
+        struct h_service v1 = version(1, "v1", NULL, NULL);
+        publish_everywhere(&v1);
+        h_fleet_signal(&fleet, 0, SIGTERM);
+        for (int m = 0; m < H_ETCD_MEMBERS; m++)
+                h_fleet_etcd_freeze(&fleet, m, true);
+        h_fleet_start(&fleet, 0);
+        json_object *st = h_fleet_wait(&fleet, 0, source_error_set, NULL, 30000, "a source error");
+        ck_assert_int_eq(h_json_int(st, "services.hello.current.generation"), 1);
+        ck_assert_str_eq(h_json_str(st, "services.hello.state"), "running");
+        json_object_put(st);
+        assert_version(0, "v1");
+        for (int m = 0; m < H_ETCD_MEMBERS; m++)
+                h_fleet_etcd_freeze(&fleet, m, false);
+        struct h_service v2 = version(2, "v2", NULL, NULL);
+        publish_everywhere(&v2);
+        assert_version(0, "v2");
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("fleet_rollout");
@@ -421,6 +449,7 @@ static Suite *suite(void)
             {"max-failures", a_bad_release_halts_after_max_failures},
             {"dead-holder", a_killed_holder_frees_its_slot_with_its_lease},
             {"quorum", no_step_starts_without_quorum},
+            {"etcd-down-start", a_node_started_without_etcd_runs_its_last_state},
         };
         for (size_t i = 0; i < ELEMENTSOF(tests); i++) {
                 TCase *tc = tcase_create(tests[i].name);
