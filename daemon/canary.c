@@ -66,6 +66,12 @@ struct canary_verdict canary_decide(const struct canary_input *in)
                 snprintf(v.reason, sizeof v.reason, "runs the desired spec");
                 return v;
         }
+        /* It took the spec and it failed here: nothing to wait for, and
+         * no slot to hold (the failure is on record for the fleet). */
+        if (in->failed_here) {
+                snprintf(v.reason, sizeof v.reason, "failed on this node");
+                return v;
+        }
         if (in->bucket >= in->percent_hundredths) {
                 v.state = CANARY_OUTSIDE;
                 snprintf(v.reason, sizeof v.reason, "outside canary %s", percent);

@@ -33,6 +33,7 @@ struct canary_input {
         unsigned max_failures;       /* 0: no limit */
         bool runs_spec;              /* the node runs the service at all */
         bool new_spec;               /* what it runs is not the desired spec */
+        bool failed_here;            /* the desired spec failed on this node (quarantined) */
         bool fleet;                  /* the source is etcd: slots and failures are known */
         unsigned failures;           /* nodes that failed this rollout (fleet only) */
         bool slot_held;              /* this node holds a replacement slot (fleet only) */

@@ -474,6 +474,7 @@ static const struct service_spec *canary_gate(struct engine *e, struct service *
             .max_failures = p->max_failures,
             .runs_spec = cur != NULL,
             .new_spec = cur && strcmp(cur->spec_sha256, want->spec_sha256) != 0,
+            .failed_here = ss && strcmp(ss->refused_spec_sha256, want->spec_sha256) == 0,
         };
         if (e->fleet) {
                 in.fleet = true;

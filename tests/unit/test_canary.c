@@ -86,6 +86,24 @@ START_TEST(nothing_to_keep_is_never_held)
 }
 END_TEST
 
+/* A node where the spec failed waits for nothing and asks for no slot,
+ * whatever its bucket or the fleet's state. */
+START_TEST(failed_here_holds_nothing)
+{
+        struct canary_input in = {.bucket = 10,
+                                  .percent_hundredths = 10000,
+                                  .runs_spec = true,
+                                  .new_spec = true,
+                                  .failed_here = true,
+                                  .fleet = true,
+                                  .max_parallel = 1,
+                                  .lease_fresh = true};
+        struct canary_verdict v = canary_decide(&in);
+        ck_assert_int_eq(v.state, CANARY_APPLIED);
+        ck_assert_str_eq(v.reason, "failed on this node");
+}
+END_TEST
+
 START_TEST(slots_failures_and_the_lease_in_a_fleet)
 {
         struct canary_input in = {.bucket = 10,
@@ -152,6 +170,7 @@ int main(void)
         tcase_add_test(tc, outside_the_canary_says_its_percentage);
         tcase_add_test(tc, nothing_to_keep_is_never_held);
         tcase_add_test(tc, slots_failures_and_the_lease_in_a_fleet);
+        tcase_add_test(tc, failed_here_holds_nothing);
         tcase_add_test(tc, without_a_fleet_only_the_percentage_counts);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
