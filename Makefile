@@ -82,6 +82,19 @@ demo-fleet: build
 
 # The benchmark suite (tests/bench): writes BENCHMARKS.md; QUICK=1 runs each
 # scenario once and small, into $(BUILD)/bench/BENCHMARKS.quick.md (for CI).
+# The chaos test alone, N rounds (liid killed with SIGKILL once a round,
+# amid rollouts, reverts, refused builds, operator actions and removals of
+# several services); `make check` runs 40. It runs the test program itself,
+# without CTest's time limit, with a Check time limit its own (seconds per
+# round); the last line of its output, also in $(BUILD)/chaos-summary.txt,
+# sums the run up. SEED=S replays a run.
+N ?= 1000
+.PHONY: chaos
+chaos: build
+	LII_CHAOS_ROUNDS=$(N) LII_CHAOS_SUMMARY=$(BUILD)/chaos-summary.txt \
+		$(if $(SEED),LII_CHAOS_SEED=$(SEED)) $(BUILD)/tests/test_chaos
+	@cat $(BUILD)/chaos-summary.txt
+
 .PHONY: bench
 bench: bench-deps build
 	tests/bench/run --build $(BUILD) $(if $(filter 1,$(QUICK)),--quick)
