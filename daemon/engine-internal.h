@@ -192,6 +192,9 @@ void engine_rollout_revert(struct service *svc, const char *reason);
 /* After a restart or a reconnect: watches on for what is left of the
  * current instance's watch window, if any. */
 void engine_rollout_rewatch(struct service *svc);
+/* After a restart or a reconnect: starts again a revert or an operator's
+ * rollback that it cut short, which the record shows (see there). */
+void engine_rollout_finish_cut_short(struct service *svc);
 /* Ends a watch window early (a new rollout, a removal, shutdown). */
 void engine_rollout_unwatch(struct service *svc);
 /* Abandons the service's rollout (liid shuts down or lost systemd): the new

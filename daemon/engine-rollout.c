@@ -165,6 +165,56 @@ void engine_rollout_rewatch(struct service *svc)
         watch_begin(svc, env, now_monotonic_usec() + (ss->watch_until_usec - now));
 }
 
+/* A revert and an operator's rollback both record the spec they leave as
+ * refused (a rollback also its hold, a revert a failed record not yet
+ * finished) before their new instance starts. A current instance that
+ * still runs that spec after a restart means the step was cut short; it is
+ * started again rather than left half-done: a revert's verdict stands even
+ * once the watch window is over, and a held service is not held at the
+ * very spec the operator left. */
+void engine_rollout_finish_cut_short(struct service *svc)
+{
+        struct engine *e = svc->engine;
+        struct service_state *ss = state_find(e->state, svc->name);
+        if (!ss || ss->removed || !ss->current || !ss->previous || !svc->current_alive ||
+            svc->rollout)
+                return;
+        const char *left = ss->refused_spec_sha256;
+        if (strcmp(ss->current->spec_sha256, left) != 0 ||
+            strcmp(ss->previous->spec_sha256, left) == 0)
+                return;
+        uint64_t gen = ss->current->generation;
+        if (!ss->held) {
+                const struct rollout_record *rec = &ss->last_rollout;
+                if (rec->result != LII_RESULT_FAILED || rec->finished_usec != 0 ||
+                    rec->generation != gen)
+                        return;
+                /* The reason as recorded, without the generation that
+                 * engine_rollout_revert() puts before it again. */
+                _cleanup_free_ char *prefix =
+                    xasprintf("generation %llu ", (unsigned long long)gen);
+                const char *reason = rec->reason && !strncmp(rec->reason, prefix, strlen(prefix))
+                                         ? rec->reason + strlen(prefix)
+                                         : "was being reverted when liid stopped";
+                _cleanup_free_ char *why = xstrdup(reason);
+                engine_rollout_revert(svc, why);
+                return;
+        }
+        _cleanup_(service_spec_freep) struct service_spec *spec = NULL;
+        _cleanup_free_ char *error = NULL;
+        if (service_spec_parse(svc->name, ss->previous->spec_json, &spec, &error) < 0) {
+                log_svc(LOG_ERR, svc->name, gen, "Cannot finish the rollback: %s", error);
+                return;
+        }
+        log_svc(LOG_NOTICE, svc->name, gen,
+                "Finishing the rollback to the spec of generation %llu that a restart cut short",
+                (unsigned long long)ss->previous->generation);
+        int r = engine_rollout_start(svc, spec, ROLLOUT_ROLLBACK);
+        if (r < 0)
+                log_svc(LOG_WARNING, svc->name, gen, "Cannot finish the rollback: %s",
+                        strerror(-r));
+}
+
 void engine_rollout_unwatch(struct service *svc)
 {
         health_check_cancel(svc->watch);

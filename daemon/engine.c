@@ -922,6 +922,7 @@ static void finish_adoption(struct engine *e)
                 if (ss && ss->current)
                         svc->state = svc->current_alive ? LII_STATE_RUNNING : LII_STATE_FAILED;
                 engine_rollout_rewatch(svc);
+                engine_rollout_finish_cut_short(svc);
         }
         e->adopted = true;
         events_emit(e->events, EVENT_DAEMON, NULL, 0, "adopted what systemd runs (%zu services)",
