@@ -92,7 +92,7 @@ N ?= 1000
 .PHONY: chaos
 chaos: build
 	LII_CHAOS_ROUNDS=$(N) LII_CHAOS_SUMMARY=$(BUILD)/chaos-summary.txt \
-		$(if $(SEED),LII_CHAOS_SEED=$(SEED)) $(BUILD)/tests/test_chaos
+		$(if $(SEED),LII_CHAOS_SEED=$(SEED)) CK_RUN_CASE=chaos $(BUILD)/tests/test_chaos
 	@cat $(BUILD)/chaos-summary.txt
 
 .PHONY: bench
