@@ -18,6 +18,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -563,6 +564,17 @@ static int compare_ll(const void *a, const void *b)
         return (x > y) - (x < y);
 }
 
+static void plan_add(char *plan, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void plan_add(char *plan, size_t size, const char *fmt, ...)
+{
+        size_t used = strlen(plan);
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(plan + used, size - used, fmt, ap);
+        va_end(ap);
+}
+
 struct rollback_watch {
         struct model *m;
         char from[65]; /* the spec it was rolled back from */
@@ -577,6 +589,7 @@ static void one_round(long long *serial)
         bool touched[N_MODELS] = {false};
         bool rolled_out[N_MODELS] = {false}; /* its desired spec started again */
         bool pause = rnd(6) == 0;
+        char plan[512] = "";
 
         /* Operator actions first, on services that have settled. */
         if (!pause) {
@@ -599,11 +612,13 @@ static void one_round(long long *serial)
                                 n_rb++;
                                 snprintf(path, sizeof path, "/v1/services/%s/rollback", m->name);
                                 post_ok(path);
+                                plan_add(plan, sizeof plan, "rollback %s;", m->name);
                                 m->held = true;
                                 stats.rollback++;
                         } else {
                                 snprintf(path, sizeof path, "/v1/services/%s/replace", m->name);
                                 post_ok(path);
+                                plan_add(plan, sizeof plan, "replace %s;", m->name);
                                 m->held = false;
                                 rolled_out[i] = true;
                                 stats.replace++;
@@ -612,6 +627,7 @@ static void one_round(long long *serial)
                 }
         } else {
                 post_ok("/v1/pause");
+                plan_add(plan, sizeof plan, "pause;");
                 stats.pause++;
         }
         json_object_put(before);
@@ -621,6 +637,7 @@ static void one_round(long long *serial)
          * a paused liid starts nothing). */
         bool removed_one = false;
         if (pause || rnd(4) != 0) {
+                plan_add(plan, sizeof plan, " document:");
                 for (size_t i = 0; i < N_MODELS; i++) {
                         struct model *m = &models[i];
                         if (touched[i])
@@ -630,6 +647,8 @@ static void one_round(long long *serial)
                                         m->present = true;
                                         m->held = false;
                                         new_spec(m, KIND_GOOD);
+                                        plan_add(plan, sizeof plan, " +%s v%d", m->name,
+                                                 m->version);
                                 }
                                 continue;
                         }
@@ -637,6 +656,7 @@ static void one_round(long long *serial)
                                 m->present = false;
                                 m->held = false;
                                 removed_one = true;
+                                plan_add(plan, sizeof plan, " -%s", m->name);
                                 stats.remove++;
                                 continue;
                         }
@@ -652,6 +672,9 @@ static void one_round(long long *serial)
                         stats.crash += kind == KIND_CRASH;
                         stats.revert += kind == KIND_REVERT;
                         new_spec(m, kind);
+                        plan_add(plan, sizeof plan, " %s v%d%s%s", m->name, m->version,
+                                 kind == KIND_GOOD ? "" : " ",
+                                 kind == KIND_GOOD ? "" : kind_names[kind]);
                         m->held = false;
                         rolled_out[i] = true;
                 }
@@ -660,10 +683,13 @@ static void one_round(long long *serial)
 
         /* The kill: right after the actions, or at a random moment of
          * what they started. */
-        if (rnd(4) != 0) {
-                struct timespec ts = {0, (long)rnd(700) * 1000000L};
-                nanosleep(&ts, NULL);
-        }
+        long delay_ms = rnd(4) != 0 ? (long)rnd(700) : 0;
+        /* Where the run was, should a wait in the harness (which knows
+         * nothing of rounds) fail. */
+        fprintf(stderr, "chaos: round %d (seed %u):%s%s kill after %ld ms\n", round_no, seed, plan,
+                plan[0] ? ";" : "", delay_ms);
+        struct timespec ts = {0, delay_ms * 1000000L};
+        nanosleep(&ts, NULL);
         json_object *at_kill = NULL;
         if (h_api_get(&env, "/v1/status", &at_kill) == 200 && at_kill && in_flight(at_kill))
                 stats.kills_in_flight++;
@@ -771,8 +797,6 @@ START_TEST(killed_at_random_moments)
 
         for (round_no = 1; round_no <= (int)rounds; round_no++) {
                 one_round(&serial);
-                if (round_no % 10 == 0)
-                        fprintf(stderr, "chaos: round %d of %u\n", round_no, rounds);
         }
         summary(rounds);
 }
