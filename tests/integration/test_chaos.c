@@ -189,7 +189,6 @@ static unsigned publish(void)
                     .listen = m->listen ? listen_json : NULL,
                 };
         }
-        stats.publish++;
         return h_publish(&env, svcs, n, 0);
 }
 
@@ -612,13 +611,13 @@ static void one_round(long long *serial)
                                 n_rb++;
                                 snprintf(path, sizeof path, "/v1/services/%s/rollback", m->name);
                                 post_ok(path);
-                                plan_add(plan, sizeof plan, "rollback %s;", m->name);
+                                plan_add(plan, sizeof plan, " rollback %s;", m->name);
                                 m->held = true;
                                 stats.rollback++;
                         } else {
                                 snprintf(path, sizeof path, "/v1/services/%s/replace", m->name);
                                 post_ok(path);
-                                plan_add(plan, sizeof plan, "replace %s;", m->name);
+                                plan_add(plan, sizeof plan, " replace %s;", m->name);
                                 m->held = false;
                                 rolled_out[i] = true;
                                 stats.replace++;
@@ -627,7 +626,7 @@ static void one_round(long long *serial)
                 }
         } else {
                 post_ok("/v1/pause");
-                plan_add(plan, sizeof plan, "pause;");
+                plan_add(plan, sizeof plan, " pause;");
                 stats.pause++;
         }
         json_object_put(before);
@@ -679,6 +678,7 @@ static void one_round(long long *serial)
                         rolled_out[i] = true;
                 }
                 *serial = publish();
+                stats.publish++;
         }
 
         /* The kill: right after the actions, or at a random moment of
