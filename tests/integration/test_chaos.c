@@ -339,6 +339,17 @@ static void check_state_files(void)
         closedir(d);
 }
 
+/* A boolean field of a state file (NAME under the state folder). */
+static bool state_file_says(const char *name, const char *field)
+{
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", env.state_dir, name);
+        json_object *o = parse_json_file(path);
+        bool value = json_object_get_boolean(h_json_path(o, field));
+        json_object_put(o);
+        return value;
+}
+
 /* ---- settling ---- */
 
 struct expect {
@@ -698,8 +709,20 @@ static void one_round(long long *serial)
         stats.kills++;
         check_instances_survive();
         check_state_files();
+        /* An operator's answer means the action was recorded. */
+        ck_assert_msg(!pause || state_file_says("state.json", "paused"),
+                      "round %d (seed %u): paused, and state.json does not say so", round_no, seed);
+        for (size_t i = 0; i < n_rb; i++) {
+                char name[128];
+                snprintf(name, sizeof name, "state.d/%s.json", rb[i].m->name);
+                ck_assert_msg(state_file_says(name, "held"),
+                              "round %d (seed %u): %s rolled back, and %s does not hold it",
+                              round_no, seed, rb[i].m->name, name);
+        }
 
         h_start_liid(&env);
+        /* Convergence counts from liid's readiness (from the resume, in a
+         * paused round). */
         long long t0 = now_ms();
         json_object *st;
         if (pause) {
