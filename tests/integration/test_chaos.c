@@ -414,14 +414,73 @@ static bool settled(json_object *status, void *userdata)
         return (size_t)json_object_object_length(svcs) == present;
 }
 
+/* What status says of the services that have not settled, short enough
+ * for a failure message: state, generations, specs (their first 8 digits),
+ * the hold and the last rollout. */
+static void unsettled_text(json_object *status, const struct expect *x, char *buf, size_t size)
+{
+        snprintf(buf, size, "serial %lld, paused %d;", h_json_int(status, "source.serial"),
+                 json_object_get_boolean(h_json_path(status, "paused")));
+        json_object *svcs = h_json_path(status, "services");
+        for (size_t i = 0; i < N_MODELS; i++) {
+                const struct model *m = &models[i];
+                json_object *svc = NULL;
+                bool listed = svcs && json_object_object_get_ex(svcs, m->name, &svc);
+                size_t used = strlen(buf);
+                if (listed != m->present) {
+                        snprintf(buf + used, size - used, " %s %s;", m->name,
+                                 listed ? "listed, not wanted" : "not listed");
+                        continue;
+                }
+                if (!listed || service_settled(m, svc, x->paused))
+                        continue;
+                const char *cur = h_json_str(svc, "current.spec_sha256");
+                const char *des = h_json_str(svc, "desired.spec_sha256");
+                const char *reason = h_json_str(svc, "last_rollout.reason");
+                snprintf(buf + used, size - used,
+                         " %s (%s, want held %d): %s gen %lld healthy %d spec %.8s desired %.8s "
+                         "next %lld held %d last %s gen %lld: %.160s;",
+                         m->name, kind_names[m->kind], m->held, h_json_str(svc, "state"),
+                         h_json_int(svc, "current.generation"),
+                         json_object_get_boolean(h_json_path(svc, "current.healthy")),
+                         cur ? cur : "-", des ? des : "-", h_json_int(svc, "next.generation"),
+                         json_object_get_boolean(h_json_path(svc, "held")),
+                         h_json_str(svc, "last_rollout.result"),
+                         h_json_int(svc, "last_rollout.generation"), reason ? reason : "-");
+        }
+}
+
+/* Waits, bounded, until status shows every service settled; a timeout
+ * names the round, the seed, and what has not settled. */
 static json_object *wait_settled(long long serial, bool paused, const char *after)
 {
         struct expect x = {.serial = serial, .paused = paused};
-        char what[256];
-        snprintf(what, sizeof what,
-                 "round %d (seed %u, replay with LII_CHAOS_SEED=%u) to settle %s (serial %lld%s)",
-                 round_no, seed, seed, after, serial, paused ? ", paused" : "");
-        return h_wait_status(&env, settled, &x, CONVERGE_MS, what);
+        long long deadline = now_ms() + CONVERGE_MS;
+        json_object *last = NULL;
+        for (;;) {
+                json_object *st = NULL;
+                if (h_api_get(&env, "/v1/status", &st) == 200 && st && settled(st, &x)) {
+                        json_object_put(last);
+                        return st;
+                }
+                if (st) {
+                        json_object_put(last);
+                        last = st;
+                }
+                if (now_ms() >= deadline)
+                        break;
+                struct timespec ts = {0, 20 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+        }
+        char text[1500] = "no status";
+        if (last)
+                unsettled_text(last, &x, text, sizeof text);
+        json_object_put(last);
+        ck_abort_msg("round %d (seed %u, replay with LII_CHAOS_SEED=%u): not settled %s within "
+                     "%d ms (serial %lld%s): %s",
+                     round_no, seed, seed, after, CONVERGE_MS, serial, paused ? ", paused" : "",
+                     text);
+        return NULL;
 }
 
 /* After settling: exactly the current instance of every service (and its
@@ -622,13 +681,13 @@ static void one_round(long long *serial)
                                 n_rb++;
                                 snprintf(path, sizeof path, "/v1/services/%s/rollback", m->name);
                                 post_ok(path);
-                                plan_add(plan, sizeof plan, " rollback %s;", m->name);
+                                plan_add(plan, sizeof plan, " rollback %s", m->name);
                                 m->held = true;
                                 stats.rollback++;
                         } else {
                                 snprintf(path, sizeof path, "/v1/services/%s/replace", m->name);
                                 post_ok(path);
-                                plan_add(plan, sizeof plan, " replace %s;", m->name);
+                                plan_add(plan, sizeof plan, " replace %s", m->name);
                                 m->held = false;
                                 rolled_out[i] = true;
                                 stats.replace++;
@@ -637,7 +696,7 @@ static void one_round(long long *serial)
                 }
         } else {
                 post_ok("/v1/pause");
-                plan_add(plan, sizeof plan, " pause;");
+                plan_add(plan, sizeof plan, " pause");
                 stats.pause++;
         }
         json_object_put(before);
@@ -647,7 +706,7 @@ static void one_round(long long *serial)
          * a paused liid starts nothing). */
         bool removed_one = false;
         if (pause || rnd(4) != 0) {
-                plan_add(plan, sizeof plan, " document:");
+                plan_add(plan, sizeof plan, "%s document:", plan[0] ? ";" : "");
                 for (size_t i = 0; i < N_MODELS; i++) {
                         struct model *m = &models[i];
                         if (touched[i])
