@@ -63,6 +63,10 @@ struct model {
         enum kind kind;
         bool held;    /* rolled back by the operator, as status should say */
         bool healthy; /* had a healthy instance when last settled */
+        /* The last rollout that systemd would not start (start_refused()),
+         * and whether it still stands: no new spec or action since. */
+        long long refusal_noted;
+        bool refusal_stands;
         char extra[160];
         char env[64];
         char health[256];
@@ -125,7 +129,7 @@ static void spec_learn(const char *name, const char *sha, int version, enum kind
 static struct {
         unsigned kills, kills_in_flight;
         unsigned publish, revert, crash, rollback, replace, pause, remove;
-        unsigned reverted, refused;
+        unsigned reverted, refused, start_refused;
         long long *converge_ms;
         size_t n_converge;
 } stats;
@@ -148,6 +152,7 @@ static unsigned rnd(unsigned n)
 static void new_spec(struct model *m, enum kind kind)
 {
         m->kind = kind;
+        m->refusal_stands = false;
         m->version = 1 + (int)rnd(3);
         snprintf(m->env, sizeof m->env, "{\"GREETING\":\"round %d\"}", round_no);
         switch (kind) {
@@ -350,6 +355,21 @@ static bool state_file_says(const char *name, const char *field)
         return value;
 }
 
+static bool start_refused_reason(const char *reason);
+
+/* Whether a service's state file records a rollout that systemd would not
+ * start as its last (see start_refused()). */
+static bool state_file_start_refused(const char *name)
+{
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", env.state_dir, name);
+        json_object *o = parse_json_file(path);
+        bool refused = h_json_int(o, "last_rollout.result") == 2 /* failed */ &&
+                       start_refused_reason(h_json_str(o, "last_rollout.reason"));
+        json_object_put(o);
+        return refused;
+}
+
 /* ---- settling ---- */
 
 struct expect {
@@ -368,6 +388,31 @@ static bool same_str(const char *a, const char *b)
         return a && b && strcmp(a, b) == 0;
 }
 
+/* Whether the last rollout failed because systemd would not start its
+ * unit: twice in about 300 rounds the private manager answered
+ * 226/NAMESPACE, each time for an operator's rollback started the moment
+ * another service's retired unit had stopped. Not the spec's doing nor
+ * liid's, and handled as the design says (the old instance kept, a
+ * rollback's hold released), so it is counted and reported rather than
+ * failed on. */
+static bool start_refused_reason(const char *reason)
+{
+        if (!reason || !strstr(reason, "systemd did not start"))
+                return false;
+        /* The executor's own statuses, 200 to 243 ("226/NAMESPACE"), not
+         * an application that crashed before it counted as started. */
+        for (const char *p = strstr(reason, ": 2"); p; p = strstr(p + 1, ": 2"))
+                if (p[3] >= '0' && p[3] <= '4' && p[4] >= '0' && p[4] <= '9' && p[5] == '/')
+                        return true;
+        return false;
+}
+
+static bool start_refused(json_object *svc)
+{
+        return same_str(h_json_str(svc, "last_rollout.result"), "failed") &&
+               start_refused_reason(h_json_str(svc, "last_rollout.reason"));
+}
+
 /* Whether one service has settled the way its model says. */
 static bool service_settled(const struct model *m, json_object *svc, bool paused)
 {
@@ -381,6 +426,9 @@ static bool service_settled(const struct model *m, json_object *svc, bool paused
                 /* Held back: what ran before, healthy, nothing started. */
                 return is_state(svc, "running") || is_state(svc, "failed") ||
                        is_state(svc, "pending");
+        if (!held && start_refused(svc) &&
+            (h_json_int(svc, "last_rollout.generation") != m->refusal_noted || m->refusal_stands))
+                return is_state(svc, "running") || is_state(svc, "failed");
         if (held != m->held)
                 return false;
         if (held)
@@ -644,6 +692,29 @@ static void plan_add(char *plan, size_t size, const char *fmt, ...)
         va_end(ap);
 }
 
+/* Counts and reports each rollout whose unit systemd would not start
+ * (start_refused()), once; a rollback refused so is no longer held. */
+static void note_start_refusals(json_object *status)
+{
+        for (size_t i = 0; i < N_MODELS; i++) {
+                struct model *m = &models[i];
+                char path[128];
+                snprintf(path, sizeof path, "services.%s", m->name);
+                json_object *svc = h_json_path(status, path);
+                if (!m->present || !svc || !start_refused(svc))
+                        continue;
+                long long gen = h_json_int(svc, "last_rollout.generation");
+                if (gen == m->refusal_noted)
+                        continue;
+                m->refusal_noted = gen;
+                m->refusal_stands = true;
+                m->held = json_object_get_boolean(h_json_path(svc, "held"));
+                stats.start_refused++;
+                fprintf(stderr, "chaos: round %d (seed %u): %s: %s\n", round_no, seed, m->name,
+                        h_json_str(svc, "last_rollout.reason"));
+        }
+}
+
 struct rollback_watch {
         struct model *m;
         char from[65]; /* the spec it was rolled back from */
@@ -683,12 +754,14 @@ static void one_round(long long *serial)
                                 post_ok(path);
                                 plan_add(plan, sizeof plan, " rollback %s", m->name);
                                 m->held = true;
+                                m->refusal_stands = false;
                                 stats.rollback++;
                         } else {
                                 snprintf(path, sizeof path, "/v1/services/%s/replace", m->name);
                                 post_ok(path);
                                 plan_add(plan, sizeof plan, " replace %s", m->name);
                                 m->held = false;
+                                m->refusal_stands = false;
                                 rolled_out[i] = true;
                                 stats.replace++;
                         }
@@ -774,7 +847,7 @@ static void one_round(long long *serial)
         for (size_t i = 0; i < n_rb; i++) {
                 char name[128];
                 snprintf(name, sizeof name, "state.d/%s.json", rb[i].m->name);
-                ck_assert_msg(state_file_says(name, "held"),
+                ck_assert_msg(state_file_says(name, "held") || state_file_start_refused(name),
                               "round %d (seed %u): %s rolled back, and %s does not hold it",
                               round_no, seed, rb[i].m->name, name);
         }
@@ -800,6 +873,9 @@ static void one_round(long long *serial)
                 char path[128];
                 snprintf(path, sizeof path, "services.%s.current.spec_sha256", rb[i].m->name);
                 const char *cur = h_json_str(st, path);
+                snprintf(path, sizeof path, "services.%s", rb[i].m->name);
+                if (start_refused(h_json_path(st, path)) && same_str(cur, rb[i].from))
+                        continue;
                 /* Finished, even when the kill cut it short (the hold is
                  * recorded before it starts). */
                 ck_assert_msg(same_str(cur, rb[i].to),
@@ -817,6 +893,7 @@ static void one_round(long long *serial)
                         stats.refused += same_str(result, "failed");
                 }
         }
+        note_start_refusals(st);
         check_settled(st);
         json_object_put(st);
 }
@@ -830,15 +907,15 @@ static void summary(unsigned rounds)
                 max = stats.converge_ms[stats.n_converge - 1];
         }
         char line[1024];
-        snprintf(
-            line, sizeof line,
-            "chaos: rounds=%u kills=%u kills_in_flight=%u services=%zu "
-            "actions=publish:%u,revert:%u,crash:%u,rollback:%u,replace:%u,pause:%u,"
-            "remove:%u outcomes=reverted:%u,refused:%u converge_ms_p50=%lld converge_ms_max=%lld "
-            "violations=0 seed=%u\n",
-            rounds, stats.kills, stats.kills_in_flight, N_MODELS, stats.publish, stats.revert,
-            stats.crash, stats.rollback, stats.replace, stats.pause, stats.remove, stats.reverted,
-            stats.refused, p50, max, seed);
+        snprintf(line, sizeof line,
+                 "chaos: rounds=%u kills=%u kills_in_flight=%u services=%zu "
+                 "actions=publish:%u,revert:%u,crash:%u,rollback:%u,replace:%u,pause:%u,"
+                 "remove:%u outcomes=reverted:%u,refused:%u,start_refused:%u converge_ms_p50=%lld "
+                 "converge_ms_max=%lld "
+                 "violations=0 seed=%u\n",
+                 rounds, stats.kills, stats.kills_in_flight, N_MODELS, stats.publish, stats.revert,
+                 stats.crash, stats.rollback, stats.replace, stats.pause, stats.remove,
+                 stats.reverted, stats.refused, stats.start_refused, p50, max, seed);
         fputs(line, stdout);
         fflush(stdout);
         const char *path = getenv("LII_CHAOS_SUMMARY");
