@@ -80,8 +80,6 @@ demo: build
 demo-fleet: build
 	tests/demo-fleet.sh $(BUILD)
 
-# The benchmark suite (tests/bench): writes BENCHMARKS.md; QUICK=1 runs each
-# scenario once and small, into $(BUILD)/bench/BENCHMARKS.quick.md (for CI).
 # The chaos test alone, N rounds (liid killed with SIGKILL once a round,
 # amid rollouts, reverts, refused builds, operator actions and removals of
 # several services); `make check` runs 40. It runs the test program itself,
@@ -95,6 +93,8 @@ chaos: build
 		$(if $(SEED),LII_CHAOS_SEED=$(SEED)) CK_RUN_CASE=chaos $(BUILD)/tests/test_chaos
 	@cat $(BUILD)/chaos-summary.txt
 
+# The benchmark suite (tests/bench): writes BENCHMARKS.md; QUICK=1 runs each
+# scenario once and small, into $(BUILD)/bench/BENCHMARKS.quick.md (for CI).
 .PHONY: bench
 bench: bench-deps build
 	tests/bench/run --build $(BUILD) $(if $(filter 1,$(QUICK)),--quick)
