@@ -95,6 +95,12 @@ chaos: build
 
 # The benchmark suite (tests/bench): writes BENCHMARKS.md; QUICK=1 runs each
 # scenario once and small, into $(BUILD)/bench/BENCHMARKS.quick.md (for CI).
+# RELIABILITY.md from real runs: every fuzz target for FUZZ_SECONDS, `make
+# chaos` with N rounds and the fault-injection tests (tests/reliability/run).
+.PHONY: reliability
+reliability: build
+	tests/reliability/run --fuzz-seconds $(FUZZ_SECONDS) --chaos-rounds $(N)
+
 .PHONY: bench
 bench: bench-deps build
 	tests/bench/run --build $(BUILD) $(if $(filter 1,$(QUICK)),--quick)
