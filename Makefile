@@ -93,14 +93,14 @@ chaos: build
 		$(if $(SEED),LII_CHAOS_SEED=$(SEED)) CK_RUN_CASE=chaos $(BUILD)/tests/test_chaos
 	@cat $(BUILD)/chaos-summary.txt
 
-# The benchmark suite (tests/bench): writes BENCHMARKS.md; QUICK=1 runs each
-# scenario once and small, into $(BUILD)/bench/BENCHMARKS.quick.md (for CI).
 # RELIABILITY.md from real runs: every fuzz target for FUZZ_SECONDS, `make
 # chaos` with N rounds and the fault-injection tests (tests/reliability/run).
 .PHONY: reliability
 reliability: build
 	tests/reliability/run --fuzz-seconds $(FUZZ_SECONDS) --chaos-rounds $(N)
 
+# The benchmark suite (tests/bench): writes BENCHMARKS.md; QUICK=1 runs each
+# scenario once and small, into $(BUILD)/bench/BENCHMARKS.quick.md (for CI).
 .PHONY: bench
 bench: bench-deps build
 	tests/bench/run --build $(BUILD) $(if $(filter 1,$(QUICK)),--quick)
