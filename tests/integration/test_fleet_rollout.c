@@ -178,8 +178,8 @@ START_TEST(percentage_reaches_exactly_the_bucketed_nodes)
 END_TEST
 
 /* From node i's events: when generation gen of hello started, and when
- * the generation before it was retired. */
-static void replacement_window(size_t i, long long gen, long long *start, long long *end)
+ * the generation before it was retired; 0 for what has not happened. */
+static void read_window(size_t i, long long gen, long long *start, long long *end)
 {
         char *text = NULL;
         ck_assert_int_eq(h_api_get_text(&fleet.node[i].env, "/v1/events", &text), 200);
@@ -199,6 +199,18 @@ static void replacement_window(size_t i, long long gen, long long *start, long l
                 json_object_put(e);
         }
         free(text);
+}
+
+/* The same once both happened: the old unit's stop ends after the node
+ * already runs the new one (bounded: 10 s). */
+static void replacement_window(size_t i, long long gen, long long *start, long long *end)
+{
+        for (int k = 0; k < 100; k++) {
+                read_window(i, gen, start, end);
+                if (*start && *end)
+                        break;
+                usleep(100 * 1000);
+        }
         ck_assert_msg(*start && *end && *start <= *end, "%s: no replacement window for gen %lld",
                       fleet.node[i].name, gen);
 }
