@@ -194,19 +194,26 @@ static void node_prepare(struct h_fleet *f, size_t i)
 {
         struct h_fleet_node *node = &f->node[i];
         struct h_env *env = &node->env;
-        snprintf(node->name, sizeof node->name, "n%zu", i + 1);
-        snprintf(node->cgroup, sizeof node->cgroup, "lii-fleet-%d-%s", (int)getpid(), node->name);
+        /* Each name is made in a local buffer first: node and env live in
+         * f, and GCC cannot tell that the fields written and read do not
+         * overlap (-Werror=restrict). */
+        char name[sizeof node->name], dir[sizeof env->dir], runtime[sizeof env->runtime];
+        snprintf(name, sizeof name, "n%zu", i + 1);
+        memcpy(node->name, name, sizeof name);
+        snprintf(node->cgroup, sizeof node->cgroup, "lii-fleet-%d-%s", (int)getpid(), name);
         /* Spread the nodes over the members, as a real fleet's would be. */
         node->etcd_first = (int)(i % H_ETCD_MEMBERS);
-        snprintf(env->dir, sizeof env->dir, "%s/%s", f->dir, node->name);
-        snprintf(env->runtime, sizeof env->runtime, "%s/runtime", env->dir);
-        snprintf(env->state_dir, sizeof env->state_dir, "%s/state", env->dir);
-        snprintf(env->config, sizeof env->config, "%s/liid.conf", env->dir);
-        snprintf(env->www, sizeof env->www, "%s", f->pub.www);
+        snprintf(dir, sizeof dir, "%s/%s", f->dir, name);
+        memcpy(env->dir, dir, sizeof dir);
+        snprintf(runtime, sizeof runtime, "%s/runtime", dir);
+        memcpy(env->runtime, runtime, sizeof runtime);
+        snprintf(env->state_dir, sizeof env->state_dir, "%s/state", dir);
+        snprintf(env->config, sizeof env->config, "%s/liid.conf", dir);
+        _Static_assert(sizeof env->www == sizeof f->pub.www, "www");
+        memcpy(env->www, f->pub.www, sizeof env->www);
         /* Unix socket paths are short; the build tree may be deep. */
-        snprintf(env->socket, sizeof env->socket, "/run/lii-fleet.%d.%s.sock", (int)getpid(),
-                 node->name);
-        snprintf(env->bus, sizeof env->bus, "unix:path=%s/systemd/private", env->runtime);
+        snprintf(env->socket, sizeof env->socket, "/run/lii-fleet.%d.%s.sock", (int)getpid(), name);
+        snprintf(env->bus, sizeof env->bus, "unix:path=%s/systemd/private", runtime);
         if (mkdir(env->dir, 0755) < 0 || mkdir(env->runtime, 0700) < 0)
                 fail_now("mkdir %s: %s", env->dir, strerror(errno));
         unlink(env->socket);
