@@ -112,11 +112,13 @@ bench: bench-deps build
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= desired minisign unpack state config api etcd
-.PHONY: fuzz
-fuzz: deps
+.PHONY: fuzz fuzz-build
+fuzz-build: deps
 	$(call install_missing,$(FUZZ_DEPS))
 	cmake -S . -B $(FUZZ_BUILD) -DLII_FUZZ=ON -DCMAKE_C_COMPILER=clang
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+
+fuzz: fuzz-build
 	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # The C sources as .clang-format says; check-format changes nothing and
