@@ -44,46 +44,6 @@ static void sh(const char *cmd)
 
 /* ---- the managers ---- */
 
-/* Where a manager tells READY=1 (sd_notify), so that the harness waits for
- * that and not for a guessed time. */
-static int notify_open(const char *path)
-{
-        int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        if (strlen(path) >= sizeof sa.sun_path)
-                fail_now("%s: too long for a Unix socket's path", path);
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        unlink(path);
-        if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
-                fail_now("notify socket %s: %s", path, strerror(errno));
-        return fd;
-}
-
-static void notify_wait_ready(int fd, pid_t pid, const char *what, uint64_t deadline)
-{
-        for (;;) {
-                uint64_t now = now_monotonic_usec();
-                if (now >= deadline)
-                        fail_now("%s did not report READY=1 in time", what);
-                struct pollfd p = {.fd = fd, .events = POLLIN};
-                int r = poll(&p, 1, (int)((deadline - now) / 1000) + 1);
-                if (r < 0 && errno != EINTR)
-                        fail_now("poll: %s", strerror(errno));
-                int status;
-                if (waitpid(pid, &status, WNOHANG) == pid)
-                        fail_now("%s exited (status %d) before it was ready", what, status);
-                if (r <= 0)
-                        continue;
-                char buf[4096];
-                ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
-                if (n <= 0)
-                        continue;
-                buf[n] = '\0';
-                if (strstr(buf, "READY=1"))
-                        return;
-        }
-}
-
 /* Forks node i's manager into a cgroup of its own (the unit cgroups of two
  * managers in one cgroup would be the same folders, and stopping a unit in
  * one would kill its namesake in the other); private-manager.sh gives it a
@@ -124,14 +84,14 @@ static void managers_start(struct h_fleet *f)
         for (size_t i = 0; i < f->n; i++) {
                 char notify[700];
                 snprintf(notify, sizeof notify, "%s/manager.notify", f->node[i].env.dir);
-                fds[i] = notify_open(notify);
+                fds[i] = h_notify_open(notify);
                 f->node[i].env.manager_pid = manager_fork(&f->node[i], notify);
         }
         uint64_t deadline = now_monotonic_usec() + 30 * USEC_PER_SEC;
         for (size_t i = 0; i < f->n; i++) {
                 char what[64];
                 snprintf(what, sizeof what, "the systemd manager of %s", f->node[i].name);
-                notify_wait_ready(fds[i], f->node[i].env.manager_pid, what, deadline);
+                h_notify_wait_ready(fds[i], f->node[i].env.manager_pid, what, deadline);
                 close(fds[i]);
         }
 }

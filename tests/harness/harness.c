@@ -112,11 +112,13 @@ static void run_ok(char *const *argv)
 /* A datagram socket that receives sd_notify() messages: the harness learns
  * that the manager and liid are ready from them, instead of guessing with
  * sleeps. */
-static int notify_open(const char *path)
+int h_notify_open(const char *path)
 {
         int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+        if (strlen(path) >= sizeof sa.sun_path)
+                fail_now("%s: too long for a Unix socket's path", path);
+        memcpy(sa.sun_path, path, strlen(path) + 1);
         unlink(path);
         if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
                 fail_now("notify socket %s: %s", path, strerror(errno));
@@ -125,15 +127,14 @@ static int notify_open(const char *path)
         return fd;
 }
 
-static void notify_wait_ready(int fd, pid_t pid, const char *what, int timeout_ms)
+void h_notify_wait_ready(int fd, pid_t pid, const char *what, uint64_t deadline_usec)
 {
-        uint64_t deadline = now_monotonic_usec() + (uint64_t)timeout_ms * 1000;
         for (;;) {
                 uint64_t now = now_monotonic_usec();
-                if (now >= deadline)
-                        fail_now("%s did not report READY=1 within %d ms", what, timeout_ms);
+                if (now >= deadline_usec)
+                        fail_now("%s did not report READY=1 in time", what);
                 struct pollfd p = {.fd = fd, .events = POLLIN};
-                int r = poll(&p, 1, (int)((deadline - now) / 1000) + 1);
+                int r = poll(&p, 1, (int)((deadline_usec - now) / 1000) + 1);
                 if (r < 0 && errno != EINTR)
                         fail_now("poll: %s", strerror(errno));
                 int status;
@@ -313,7 +314,7 @@ static void start_manager(struct h_env *env)
 {
         char notify[700];
         snprintf(notify, sizeof notify, "%s/manager.notify", env->dir);
-        int nfd = notify_open(notify);
+        int nfd = h_notify_open(notify);
         pid_t pid = fork();
         if (pid < 0)
                 fail_now("fork: %s", strerror(errno));
@@ -334,7 +335,8 @@ static void start_manager(struct h_env *env)
                 _exit(127);
         }
         env->manager_pid = pid;
-        notify_wait_ready(nfd, pid, "the private systemd manager", 15000);
+        h_notify_wait_ready(nfd, pid, "the private systemd manager",
+                            now_monotonic_usec() + 15 * USEC_PER_SEC);
         close(nfd);
 }
 
@@ -365,7 +367,7 @@ void h_start_liid(struct h_env *env)
 {
         char notify[700];
         snprintf(notify, sizeof notify, "%s/liid.notify", env->dir);
-        int nfd = notify_open(notify);
+        int nfd = h_notify_open(notify);
         char log[700];
         snprintf(log, sizeof log, "%s/liid.log", env->dir);
         pid_t pid = fork();
@@ -381,7 +383,7 @@ void h_start_liid(struct h_env *env)
                 _exit(127);
         }
         env->liid_pid = pid;
-        notify_wait_ready(nfd, pid, "liid", 15000);
+        h_notify_wait_ready(nfd, pid, "liid", now_monotonic_usec() + 15 * USEC_PER_SEC);
         close(nfd);
 }
 

@@ -5,6 +5,7 @@
 
 #include <json-c/json.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "etcd.h"
@@ -39,6 +40,12 @@ struct h_env {
 };
 
 /* Creates the folder, keys and configuration and starts the manager. */
+/* A datagram socket at path that receives sd_notify() messages, so that the
+ * harness learns that a manager or liid is ready instead of guessing. */
+int h_notify_open(const char *path);
+/* Waits for READY=1 on fd from pid until deadline_usec (monotonic); fails
+ * the test when pid exits first or time runs out. */
+void h_notify_wait_ready(int fd, pid_t pid, const char *what, uint64_t deadline_usec);
 /* A loopback TCP port that nothing has bound at the time of the call. */
 int h_free_port(void);
 
