@@ -627,6 +627,22 @@ const char *h_public_liictl(void)
         return path;
 }
 
+bool h_unit_active(struct h_env *env, const char *unit)
+{
+        const char *args[] = {"is-active", "--quiet", unit, NULL};
+        return h_systemctl(env, NULL, args) == 0;
+}
+
+void h_assert_answers(int port, const char *version)
+{
+        char *body = NULL;
+        ck_assert_int_eq(h_http_get(port, "/version", &body), 200);
+        char want[32];
+        snprintf(want, sizeof want, "%s\n", version);
+        ck_assert_str_eq(body, want);
+        free(body);
+}
+
 long h_http_get(int port, const char *path, char **ret_body)
 {
         char url[512];

@@ -127,6 +127,10 @@ int h_liictl_err(struct h_env *env, char **ret_out, char **ret_err, const char *
 /* Runs systemctl --user against the private manager; returns its exit code
  * and its output. */
 int h_systemctl(struct h_env *env, char **ret_out, const char *const *args);
+/* Whether systemctl --user is-active says the unit is active. */
+bool h_unit_active(struct h_env *env, const char *unit);
+/* Asserts that the instance on port answers GET /version with version. */
+void h_assert_answers(int port, const char *version);
 /* GET http://127.0.0.1:port/path; returns the HTTP status (0 when nothing
  * answers) and the body. */
 long h_http_get(int port, const char *path, char **ret_body);

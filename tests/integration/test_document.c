@@ -42,12 +42,6 @@ static bool source_error_cleared(json_object *status, void *serial)
                h_json_int(status, "source.serial") == *(long long *)serial;
 }
 
-static bool unit_is_active(const char *unit)
-{
-        const char *args[] = {"is-active", "--quiet", unit, NULL};
-        return h_systemctl(&env, NULL, args) == 0;
-}
-
 /* The messages of the source.refused events after seq, in order, one per
  * line, and their count. */
 static int refusals_after(long long seq, char **ret_messages)
@@ -160,7 +154,7 @@ START_TEST(invalid_utf8_changes_nothing)
                 json_object_put(st);
         }
         /* Nothing was started for them. */
-        ck_assert(!unit_is_active("lii-hello@2.service"));
+        ck_assert(!h_unit_active(&env, "lii-hello@2.service"));
         char *body = NULL;
         ck_assert_int_eq(h_http_get(port, "/version", &body), 200);
         ck_assert_str_eq(body, "v1\n");

@@ -87,22 +87,6 @@ static long ms_since(uint64_t since_usec)
 
 /* ---- what a user sees ---- */
 
-static void assert_answers(int port, const char *version)
-{
-        char *body = NULL;
-        ck_assert_int_eq(h_http_get(port, "/version", &body), 200);
-        char want[32];
-        snprintf(want, sizeof want, "%s\n", version);
-        ck_assert_str_eq(body, want);
-        free(body);
-}
-
-static bool unit_is_active(const char *unit)
-{
-        const char *args[] = {"is-active", "--quiet", unit, NULL};
-        return h_systemctl(&env, NULL, args) == 0;
-}
-
 /* The lii units that have processes, as one string "a b ", and how many. */
 static int lii_units(char *out, size_t size)
 {
@@ -313,12 +297,12 @@ static bool current_healthy(json_object *svc, void *gen)
 /* v1 still serves, and status says so. */
 static void assert_v1_kept(void)
 {
-        assert_answers(port_v1, "v1");
+        h_assert_answers(port_v1, "v1");
         /* A liid just started has not probed the instance it adopted. */
         long long gen = 1;
         json_object_put(h_wait_service(&env, "hello", current_healthy, &gen, 10000,
                                        "generation 1 to be current and healthy"));
-        ck_assert(unit_is_active("lii-hello@1.service"));
+        ck_assert(h_unit_active(&env, "lii-hello@1.service"));
 }
 
 static void assert_liid_alive(pid_t pid)
@@ -442,7 +426,7 @@ START_TEST(disk_full_unpack_and_state_write)
         long recovered_ms = ms_since(t);
         int port = (int)h_json_int(status, "services.hello.current.port");
         json_object_put(status);
-        assert_answers(port, "v2");
+        h_assert_answers(port, "v2");
         assert_liid_alive(pid);
         assert_nothing_torn();
         assert_only_unit("lii-hello@3.service");
@@ -519,7 +503,7 @@ START_TEST(manager_reexec_during_rollouts)
         h_publish(&env, &v2, 1, 0);
         uint64_t t = now_monotonic_usec();
         reexec_manager();
-        assert_answers(port_v1, "v1");
+        h_assert_answers(port_v1, "v1");
         long long gen = 2;
         json_object *svc = h_wait_service(&env, "hello", runs_generation_at_least, &gen, 60000,
                                           "v2 after a re-exec at once");
@@ -530,7 +514,7 @@ START_TEST(manager_reexec_during_rollouts)
                  h_json_int(svc, "current.generation"));
         long long gen2 = h_json_int(svc, "current.generation");
         json_object_put(svc);
-        assert_answers(port, "v2");
+        h_assert_answers(port, "v2");
         assert_only_unit(unit);
 
         /* Twice in a row while the new instance is checked: the bus goes
@@ -544,7 +528,7 @@ START_TEST(manager_reexec_during_rollouts)
         t = now_monotonic_usec();
         reexec_manager();
         reexec_manager();
-        assert_answers(port, "v2");
+        h_assert_answers(port, "v2");
         svc = h_wait_service(&env, "hello", runs_generation_at_least, &gen, 60000,
                              "v3 after two re-execs");
         long second_ms = ms_since(t);
@@ -552,7 +536,7 @@ START_TEST(manager_reexec_during_rollouts)
         snprintf(unit, sizeof unit, "lii-hello@%lld.service",
                  h_json_int(svc, "current.generation"));
         json_object_put(svc);
-        assert_answers(port3, "v3");
+        h_assert_answers(port3, "v3");
         assert_only_unit(unit);
         assert_liid_alive(pid);
         assert_nothing_torn();
@@ -569,13 +553,13 @@ START_TEST(manager_reexec_during_rollouts)
                                        "generation 4 to be checked"));
         t = now_monotonic_usec();
         ck_assert_int_ge(drop_bus(), 1);
-        assert_answers(port3, "v3");
+        h_assert_answers(port3, "v3");
         svc = h_wait_service(&env, "hello", runs_generation_at_least, &gen, 60000,
                              "v1 again after the bus dropped");
         long third_ms = ms_since(t);
         snprintf(unit, sizeof unit, "lii-hello@%lld.service",
                  h_json_int(svc, "current.generation"));
-        assert_answers((int)h_json_int(svc, "current.port"), "v1");
+        h_assert_answers((int)h_json_int(svc, "current.port"), "v1");
         json_object_put(svc);
         assert_only_unit(unit);
         assert_liid_alive(pid);
@@ -971,7 +955,7 @@ START_TEST(hostile_http_server)
         json_object_put(h_wait_status(&env, error_while_sampling, &w, 30000, "HTTP 500"));
         uint64_t window_end = t + STORM_WINDOW_MS * USEC_PER_MSEC;
         while (now_monotonic_usec() < window_end) {
-                assert_answers(port_v1, "v1");
+                h_assert_answers(port_v1, "v1");
                 usleep(200000);
         }
         unsigned seen = srv_count() - before;
@@ -1722,8 +1706,8 @@ START_TEST(revert_files_removed)
         ck_assert_int_eq(h_json_int(svc, "current.generation"), 2);
         ck_assert(!json_object_get_boolean(h_json_path(svc, "current.healthy")));
         json_object_put(svc);
-        assert_answers(port2, "v2");
-        ck_assert(unit_is_active("lii-hello@2.service"));
+        h_assert_answers(port2, "v2");
+        ck_assert(h_unit_active(&env, "lii-hello@2.service"));
         int started = count_events("rollout.started", NULL);
         int failed = count_events("rollout.failed", "hello-1.tar.gz");
         ck_assert_int_eq(failed, 1);
@@ -1790,7 +1774,7 @@ START_TEST(rollback_files_corrupted)
         snprintf(reason_copy, sizeof reason_copy, "%s", reason);
         ck_assert_int_eq(h_json_int(svc, "current.generation"), 2);
         json_object_put(svc);
-        assert_answers(port2, "v2");
+        h_assert_answers(port2, "v2");
         int started = count_events("rollout.started", NULL);
         assert_no_more_attempts(started, 3000);
         ck_assert_int_eq(count_events("rollout.failed", NULL), 1);

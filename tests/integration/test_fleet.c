@@ -84,8 +84,7 @@ static void current_units(char units[NODES][128], long long gens[NODES])
 
 static bool unit_active(size_t i, const char *unit)
 {
-        const char *args[] = {"is-active", "--quiet", unit, NULL};
-        return h_systemctl(&fleet.node[i].env, NULL, args) == 0;
+        return h_unit_active(&fleet.node[i].env, unit);
 }
 
 /* The old unit's stop job may still run when status says the new one runs;

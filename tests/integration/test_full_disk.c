@@ -70,29 +70,13 @@ static void assert_still_up(pid_t pid)
         ck_assert_int_eq(waitpid(pid, &status, WNOHANG), 0);
 }
 
-static void assert_answers(int port, const char *version)
-{
-        char *body = NULL;
-        ck_assert_int_eq(h_http_get(port, "/version", &body), 200);
-        char want[32];
-        snprintf(want, sizeof want, "%s\n", version);
-        ck_assert_str_eq(body, want);
-        free(body);
-}
-
-static bool unit_is_active(const char *unit)
-{
-        const char *args[] = {"is-active", "--quiet", unit, NULL};
-        return h_systemctl(&env, NULL, args) == 0;
-}
-
 /* A stop job may still run; it is done when the manager no longer lists
  * the unit as active. */
 static void wait_unit_gone(const char *unit)
 {
-        for (int i = 0; i < 500 && unit_is_active(unit); i++)
+        for (int i = 0; i < 500 && h_unit_active(&env, unit); i++)
                 usleep(20000);
-        ck_assert_msg(!unit_is_active(unit), "%s is still active", unit);
+        ck_assert_msg(!h_unit_active(&env, unit), "%s is still active", unit);
 }
 
 static char *get_text(const char *path)
@@ -249,8 +233,8 @@ START_TEST(rollout_and_document_wait_for_room)
         ck_assert(json_object_get_boolean(h_json_path(status, "services.hello.current.healthy")));
         json_object_put(status);
         assert_still_up(pid);
-        assert_answers(port, "v1");
-        ck_assert(unit_is_active("lii-hello@1.service"));
+        h_assert_answers(port, "v1");
+        ck_assert(h_unit_active(&env, "lii-hello@1.service"));
         ck_assert_int_eq(count_events("storage.failing"), 1);
         ck_assert_int_eq(count_events("rollout.failed"), 1);
         ck_assert_int_eq(metric("lii_storage_failing"), 1);
@@ -289,7 +273,7 @@ START_TEST(rollout_and_document_wait_for_room)
         long long before = metric("lii_storage_write_failures_total");
         failures = wait_metric_above("lii_storage_write_failures_total", before, 30000);
         assert_still_up(pid);
-        assert_answers(port, "v1");
+        h_assert_answers(port, "v1");
         ck_assert_int_eq(count_events("storage.failing"), 1);
 
         /* Room again: liid finds out by itself, takes the document and
@@ -301,7 +285,7 @@ START_TEST(rollout_and_document_wait_for_room)
         ck_assert_ptr_null(h_json_path(status, "source.error"));
         int new_port = (int)h_json_int(status, "services.hello.current.port");
         json_object_put(status);
-        assert_answers(new_port, "v2");
+        h_assert_answers(new_port, "v2");
         assert_still_up(pid);
         ck_assert_int_eq(count_events("storage.failing"), 1);
         ck_assert_int_eq(count_events("storage.recovered"), 1);
@@ -341,9 +325,9 @@ START_TEST(promotion_waits_for_room)
         ck_assert_int_eq(h_json_int(svc, "next.generation"), 2);
         int old_port = (int)h_json_int(svc, "current.port");
         json_object_put(svc);
-        ck_assert(unit_is_active("lii-hello@1.service"));
-        ck_assert(unit_is_active("lii-hello@2.service"));
-        assert_answers(old_port, "v1");
+        ck_assert(h_unit_active(&env, "lii-hello@1.service"));
+        ck_assert(h_unit_active(&env, "lii-hello@2.service"));
+        h_assert_answers(old_port, "v1");
         assert_still_up(pid);
 
         /* With room, the promotion is written and the old one retired,
@@ -378,7 +362,7 @@ START_TEST(restart_with_full_disk)
         int port = (int)h_json_int(status, "services.hello.current.port");
         json_object_put(status);
         wait_unit_gone("lii-hello@2.service");
-        assert_answers(port, "v1");
+        h_assert_answers(port, "v1");
         assert_still_up(pid);
 
         make_room();

@@ -40,23 +40,6 @@ static json_object *wait_generation(const char *service, long long gen)
 static const struct h_service hello_v1 = {.name = "hello", .artifact = 1};
 static const struct h_service hello_v2 = {.name = "hello", .artifact = 2};
 
-static bool unit_is_active(const char *unit)
-{
-        const char *args[] = {"is-active", "--quiet", unit, NULL};
-        return h_systemctl(&env, NULL, args) == 0;
-}
-
-static void assert_answers(int port, const char *version)
-{
-        char *body = NULL;
-        long code = h_http_get(port, "/version", &body);
-        ck_assert_int_eq(code, 200);
-        char want[32];
-        snprintf(want, sizeof want, "%s\n", version);
-        ck_assert_str_eq(body, want);
-        free(body);
-}
-
 /* ---- tests ---- */
 
 START_TEST(first_deploy)
@@ -69,9 +52,9 @@ START_TEST(first_deploy)
                          h_json_str(svc, "desired.spec_sha256"));
         ck_assert_str_eq(h_json_str(svc, "last_rollout.result"), "succeeded");
         ck_assert(h_json_int(svc, "current.main_pid") > 0);
-        ck_assert(unit_is_active("lii-hello@1.service"));
+        ck_assert(h_unit_active(&env, "lii-hello@1.service"));
         int port = (int)h_json_int(svc, "current.port");
-        assert_answers(port, "v1");
+        h_assert_answers(port, "v1");
 
         /* The environment of the desired state reaches the instance, with
          * lii's variables expanded. */
@@ -144,9 +127,9 @@ START_TEST(replacement_waits_for_health)
                              "generation 2 to be checked");
         int new_port = (int)h_json_int(svc, "next.port");
         json_object_put(svc);
-        ck_assert(unit_is_active("lii-hello@1.service"));
-        ck_assert(unit_is_active("lii-hello@2.service"));
-        assert_answers(old_port, "v1");
+        ck_assert(h_unit_active(&env, "lii-hello@1.service"));
+        ck_assert(h_unit_active(&env, "lii-hello@2.service"));
+        h_assert_answers(old_port, "v1");
         ck_assert_int_ne(new_port, old_port);
 
         svc = wait_generation("hello", 2);
@@ -154,13 +137,13 @@ START_TEST(replacement_waits_for_health)
         ck_assert_int_eq(h_json_int(svc, "current.port"), new_port);
         ck_assert_int_ge(h_json_int(svc, "last_rollout.duration_ms"), 2000);
         json_object_put(svc);
-        assert_answers(new_port, "v2");
+        h_assert_answers(new_port, "v2");
         /* The stop job of the old unit may still run; it is done when the
          * manager no longer lists it as active. */
         const char *is_active[] = {"is-active", "lii-hello@1.service", NULL};
         for (int i = 0; i < 200 && h_systemctl(&env, NULL, is_active) == 0; i++)
                 usleep(20000);
-        ck_assert(!unit_is_active("lii-hello@1.service"));
+        ck_assert(!h_unit_active(&env, "lii-hello@1.service"));
 }
 END_TEST
 
@@ -197,12 +180,12 @@ START_TEST(failing_health_keeps_old)
                          h_json_str(svc, "desired.spec_sha256"));
         json_object_put(svc);
 
-        assert_answers(port, "v2");
-        ck_assert(unit_is_active("lii-hello@2.service"));
+        h_assert_answers(port, "v2");
+        ck_assert(h_unit_active(&env, "lii-hello@2.service"));
         const char *is_active[] = {"is-active", "lii-hello@3.service", NULL};
         for (int i = 0; i < 200 && h_systemctl(&env, NULL, is_active) == 0; i++)
                 usleep(20000);
-        ck_assert(!unit_is_active("lii-hello@3.service"));
+        ck_assert(!h_unit_active(&env, "lii-hello@3.service"));
 
         /* liictl explains the refusal and waits in vain: exit 1. */
         char *out = NULL;
@@ -222,7 +205,7 @@ START_TEST(failing_health_keeps_old)
         ck_assert(json_object_get_boolean(h_json_path(svc, "current.healthy")));
         port = (int)h_json_int(svc, "current.port");
         json_object_put(svc);
-        assert_answers(port, "v2");
+        h_assert_answers(port, "v2");
 }
 END_TEST
 
@@ -235,7 +218,7 @@ START_TEST(sigkill_adopts_running_unit)
         json_object_put(svc);
 
         h_kill_liid(&env, SIGKILL);
-        assert_answers(port, "v1");
+        h_assert_answers(port, "v1");
         h_start_liid(&env);
         svc = wait_generation("hello", 1);
         /* Adopted, not restarted: the same process, still generation 1. */
@@ -269,7 +252,7 @@ START_TEST(sigkill_during_rollout_keeps_old)
         /* On restart the half-done rollout is aborted (its unit stopped)
          * and a fresh one starts; the old instance serves throughout. */
         h_start_liid(&env);
-        assert_answers(port, "v1");
+        h_assert_answers(port, "v1");
         svc = h_wait_service(&env, "hello", is_state, "checking", 20000, "a new rollout");
         ck_assert_int_eq(h_json_int(svc, "current.generation"), 1);
         ck_assert_int_eq(h_json_int(svc, "next.generation"), 3);
@@ -277,8 +260,8 @@ START_TEST(sigkill_during_rollout_keeps_old)
         const char *is_active[] = {"is-active", "lii-hello@2.service", NULL};
         for (int i = 0; i < 200 && h_systemctl(&env, NULL, is_active) == 0; i++)
                 usleep(20000);
-        ck_assert(!unit_is_active("lii-hello@2.service"));
-        ck_assert(unit_is_active("lii-hello@1.service"));
+        ck_assert(!h_unit_active(&env, "lii-hello@2.service"));
+        ck_assert(h_unit_active(&env, "lii-hello@1.service"));
 }
 END_TEST
 
@@ -299,7 +282,7 @@ START_TEST(invalid_document_changes_nothing)
         ck_assert_int_eq(h_json_int(st, "services.hello.current.generation"), 1);
         ck_assert_str_eq(h_json_str(st, "services.hello.state"), "running");
         json_object_put(st);
-        assert_answers(port, "v1");
+        h_assert_answers(port, "v1");
 
         /* A document without its signature is refused too, even one that
          * would stop everything. */
@@ -317,7 +300,7 @@ START_TEST(invalid_document_changes_nothing)
                            "the unsigned document to be refused");
         ck_assert_int_eq(h_json_int(st, "services.hello.current.generation"), 1);
         json_object_put(st);
-        assert_answers(port, "v1");
+        h_assert_answers(port, "v1");
 }
 END_TEST
 
@@ -338,7 +321,7 @@ START_TEST(removed_service_is_stopped_and_can_return)
 
         h_publish(&env, &both[0], 1, 0);
         json_object_put(h_wait_status(&env, gone, "services.web", 20000, "web to be removed"));
-        ck_assert(!unit_is_active("lii-web@1.service"));
+        ck_assert(!h_unit_active(&env, "lii-web@1.service"));
         json_object *o = NULL;
         ck_assert_int_eq(h_api_get(&env, "/v1/services/web", &o), 404);
         json_object_put(o);
@@ -373,7 +356,7 @@ START_TEST(dead_instance_is_replaced)
         ck_assert_str_eq(h_json_str(svc, "last_rollout.result"), "succeeded");
         int port = (int)h_json_int(svc, "current.port");
         json_object_put(svc);
-        assert_answers(port, "v1");
+        h_assert_answers(port, "v1");
 }
 END_TEST
 
@@ -445,14 +428,14 @@ START_TEST(systemd_reexec_during_rollout)
         /* The manager re-executes itself: every client loses its connection. */
         const char *reexec[] = {"daemon-reexec", NULL};
         ck_assert_int_eq(h_systemctl(&env, NULL, reexec), 0);
-        assert_answers(port, "v1");
+        h_assert_answers(port, "v1");
 
         /* liid reconnects, adopts v1, and finishes the change to v2. */
         svc = h_wait_service(&env, "hello", runs_spec_of_v2, NULL, 30000,
                              "v2 to run after the re-exec");
         int new_port = (int)h_json_int(svc, "current.port");
         json_object_put(svc);
-        assert_answers(new_port, "v2");
+        h_assert_answers(new_port, "v2");
         ck_assert_int_ne(env.liid_pid, 0);
         ck_assert_int_eq(kill(env.liid_pid, 0), 0);
 }
