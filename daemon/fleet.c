@@ -565,9 +565,24 @@ static void notice_freshness(struct fleet *f)
         }
 }
 
+static void on_fresh_timer(uv_timer_t *t);
+
+/* Wakes when the lease would run out unrenewed. libuv counts from the time
+ * cached at the start of the loop's turn, so the timer may fire a little
+ * early; it is then armed again for the rest. */
+static void arm_fresh_timer(struct fleet *f)
+{
+        uint64_t now = now_monotonic_usec(), end = f->renewed_usec + f->ttl_usec;
+        uint64_t left = end > now ? end - now : 0;
+        uv_timer_start(&f->fresh_timer, on_fresh_timer, left / USEC_PER_MSEC + 1, 0);
+}
+
 static void on_fresh_timer(uv_timer_t *t)
 {
-        notice_freshness(t->data);
+        struct fleet *f = t->data;
+        notice_freshness(f);
+        if (fleet_lease_fresh(f))
+                arm_fresh_timer(f);
 }
 
 static void on_lease_timer(uv_timer_t *t)
@@ -578,11 +593,12 @@ static void on_lease_timer(uv_timer_t *t)
 /* The lease was renewed by a request sent at sent_usec. */
 static void lease_renewed(struct fleet *f, uint64_t sent_usec)
 {
+        /* A lease that ran out before this answer came is stale until now,
+         * even if its timer had not fired yet. */
+        notice_freshness(f);
         f->renewed_usec = sent_usec;
         f->lease_failures = 0;
-        uint64_t now = now_monotonic_usec();
-        uint64_t left = sent_usec + f->ttl_usec > now ? sent_usec + f->ttl_usec - now : 0;
-        uv_timer_start(&f->fresh_timer, on_fresh_timer, left / USEC_PER_MSEC + 1, 0);
+        arm_fresh_timer(f);
         uv_timer_start(&f->lease_timer, on_lease_timer, f->ttl_usec / 3 / USEC_PER_MSEC, 0);
         notice_freshness(f);
 }
@@ -1161,8 +1177,12 @@ enum fleet_slot fleet_slot_want(struct fleet *f, const char *service, unsigned m
                 s->confirmed = false;
                 return FLEET_SLOT_WAITING;
         }
-        if (!fleet_lease_fresh(f))
+        if (!fleet_lease_fresh(f)) {
+                /* Noticed now, not only when the timer fires: a node refused
+                 * here is told when the lease is fresh again. */
+                notice_freshness(f);
                 return FLEET_SLOT_WAITING;
+        }
         if (s->confirmed && s->confirmed_gen == s->gen && s->confirmed_rev == kv->create_revision)
                 return FLEET_SLOT_HELD;
         slot_confirm(s, kv->create_revision);
