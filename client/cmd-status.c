@@ -32,28 +32,6 @@ static char *member_text(json_object *o, const char *key)
         return value_text(v);
 }
 
-/* "succeeded in 812ms", "failed in 3s: REASON", or "-" before the first
- * rollout, from a service of the summary view. */
-static char *rollout_text(json_object *svc)
-{
-        if (!json_get_string(svc, LII_F_LAST_RESULT))
-                return xstrdup("-");
-        _cleanup_free_ char *result = member_text(svc, LII_F_LAST_RESULT);
-        json_object *ms = json_get(svc, LII_F_LAST_DURATION_MS, json_type_int);
-        const char *reason = json_get_string(svc, LII_F_LAST_REASON);
-
-        char duration[32] = "";
-        if (ms && json_object_get_int64(ms) >= 0) {
-                char d[24];
-                format_duration((uint64_t)json_object_get_int64(ms) * USEC_PER_MSEC, d, sizeof d);
-                snprintf(duration, sizeof duration, " in %s", d);
-        }
-        if (!reason)
-                return xasprintf("%s%s", result, duration);
-        _cleanup_free_ char *r = ctl_printable(reason);
-        return xasprintf("%s%s: %s", result, duration, r);
-}
-
 static void print_field(const char *label, const char *color_on, const char *value,
                         const char *color_off)
 {
@@ -111,6 +89,40 @@ static void print_header(const struct ctl *ctl, json_object *doc)
         }
 }
 
+/* The columns of the table view that the table reads, and where each is
+ * in liid's rows (-1 when liid sent no such column). */
+enum {
+        IN_NAME,
+        IN_STATE,
+        IN_HELD,
+        IN_GENERATION,
+        IN_UNIT,
+        IN_HEALTHY,
+        IN_ACTIVE_SINCE,
+        IN_LAST_RESULT,
+        IN_LAST_REASON,
+        IN_LAST_DURATION_MS,
+        IN_ROLLOUT_STATE,
+        IN_ROLLOUT_REASON,
+        _IN_MAX,
+};
+
+static const char *const input_names[_IN_MAX] = {
+    [IN_NAME] = LII_COLUMN_NAME,
+    [IN_STATE] = LII_COLUMN_STATE,
+    [IN_HELD] = LII_COLUMN_HELD,
+    [IN_GENERATION] = LII_COLUMN_GENERATION,
+    [IN_UNIT] = LII_COLUMN_UNIT,
+    [IN_HEALTHY] = LII_COLUMN_HEALTHY,
+    [IN_ACTIVE_SINCE] = LII_COLUMN_ACTIVE_SINCE,
+    [IN_LAST_RESULT] = LII_COLUMN_LAST_RESULT,
+    [IN_LAST_REASON] = LII_COLUMN_LAST_REASON,
+    [IN_LAST_DURATION_MS] = LII_COLUMN_LAST_DURATION_MS,
+    [IN_ROLLOUT_STATE] = LII_COLUMN_ROLLOUT_STATE,
+    [IN_ROLLOUT_REASON] = LII_COLUMN_ROLLOUT_REASON,
+};
+
+/* The columns printed. */
 enum {
         COL_SERVICE,
         COL_STATE,
@@ -126,12 +138,19 @@ static const char *const column_names[_COL_MAX] = {
     "SERVICE", "STATE", "GEN", "UNIT", "HEALTHY", "SINCE", "LAST-ROLLOUT",
 };
 
-/* One service of the table, its cells ready to print; name and state are
- * borrowed from the status document. */
+/* A cell's text, safe for a terminal: borrowed from the document or a
+ * literal when it can be, allocated (owned) when it had to be made. */
+struct cell {
+        const char *text;
+        size_t len;
+        char *owned;
+};
+
+/* One service of the table; state is borrowed from the document, for the
+ * state's colour (NULL when liid sent no string). */
 struct row {
-        const char *name;
-        const char *state; /* for its colour; NULL when liid sent no string */
-        char *cells[_COL_MAX];
+        const char *state;
+        struct cell cells[_COL_MAX];
 };
 
 struct table {
@@ -143,27 +162,67 @@ static void table_done(struct table *t)
 {
         for (size_t i = 0; i < t->n; i++)
                 for (size_t c = 0; c < _COL_MAX; c++)
-                        free(t->rows[i].cells[c]);
+                        free(t->rows[i].cells[c].owned);
         free(t->rows);
 }
 
-static int row_compare(const void *a, const void *b)
+static void cell_take(struct cell *c, char *text)
 {
-        return strcmp(((const struct row *)a)->name, ((const struct row *)b)->name);
+        *c = (struct cell){.text = text, .len = strlen(text), .owned = text};
 }
 
-static void print_row(const struct ctl *ctl, char *const cells[static _COL_MAX],
-                      const size_t width[static _COL_MAX], const char *state_color)
+static void cell_borrow(struct cell *c, const char *text, size_t len)
 {
-        for (size_t c = 0; c < _COL_MAX; c++) {
-                bool last = c + 1 == _COL_MAX;
-                const char *on = c == COL_STATE ? state_color : "";
-                const char *off = *on ? ctl_color(ctl, COLOR_RESET) : "";
-                if (last)
-                        printf("%s%s%s\n", on, cells[c], off);
+        *c = (struct cell){.text = text, .len = len};
+}
+
+static bool is_printable(const char *s, size_t len)
+{
+        for (size_t i = 0; i < len; i++)
+                if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+                        return false;
+        return true;
+}
+
+/* A cell as value_text() words it, without a copy where none is needed:
+ * most cells are clean strings, numbers or yes/no. */
+static void cell_value(struct cell *c, json_object *v)
+{
+        switch (v ? json_object_get_type(v) : json_type_null) {
+        case json_type_null:
+                cell_borrow(c, "-", 1);
+                return;
+        case json_type_boolean:
+                if (json_object_get_boolean(v))
+                        cell_borrow(c, "yes", 3);
                 else
-                        printf("%s%-*s%s  ", on, (int)width[c], cells[c], off);
+                        cell_borrow(c, "no", 2);
+                return;
+        case json_type_string: {
+                const char *s = json_object_get_string(v);
+                size_t len = (size_t)json_object_get_string_len(v);
+                if (strlen(s) == len && is_printable(s, len))
+                        cell_borrow(c, s, len);
+                else
+                        cell_take(c, ctl_printable(s));
+                return;
         }
+        default:
+                cell_take(c, value_text(v));
+                return;
+        }
+}
+
+/* The cell in column at of a row, or NULL. */
+static json_object *row_get(json_object *row, int at)
+{
+        return at >= 0 ? json_object_array_get_idx(row, (size_t)at) : NULL;
+}
+
+static const char *row_string(json_object *row, int at)
+{
+        json_object *v = row_get(row, at);
+        return json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
 }
 
 /* The state as the table shows it: with "held" when an operator rollback
@@ -171,71 +230,154 @@ static void print_row(const struct ctl *ctl, char *const cells[static _COL_MAX],
  * rollout waits for `liictl resume`, and why a fleet rollout holds this
  * node back ("outside canary 10%", "waiting for a slot", "halted: …"),
  * since each explains why the service does not run its desired spec. */
-static char *state_text(json_object *svc, bool paused)
+static void state_cell(struct cell *c, json_object *row, const int at[static _IN_MAX], bool paused)
 {
-        char *state = member_text(svc, LII_F_STATE);
-        json_object *held = json_get(svc, LII_F_HELD, json_type_boolean);
-        bool is_held = held && json_object_get_boolean(held);
-        bool waits = paused && strcmp(state, "pending") == 0;
-        const char *rollout = json_get_string(svc, LII_F_ROLLOUT_STATE);
-        const char *reason = json_get_string(svc, LII_F_ROLLOUT_REASON);
+        cell_value(c, row_get(row, at[IN_STATE]));
+        json_object *held = row_get(row, at[IN_HELD]);
+        bool is_held =
+            json_object_is_type(held, json_type_boolean) && json_object_get_boolean(held);
+        bool waits = paused && strcmp(c->text, "pending") == 0;
+        const char *rollout = row_string(row, at[IN_ROLLOUT_STATE]);
+        const char *reason = row_string(row, at[IN_ROLLOUT_REASON]);
         bool held_back = rollout && reason && strcmp(rollout, "applied") != 0;
         if (!is_held && !waits && !held_back)
-                return state;
+                return;
         _cleanup_free_ char *why = is_held ? xstrdup("held")
                                    : waits ? xstrdup("paused")
                                            : ctl_printable(reason);
-        char *text = xasprintf("%s (%s)", state, why);
-        free(state);
-        return text;
+        char *text = xasprintf("%s (%s)", c->text, why);
+        free(c->owned);
+        cell_take(c, text);
 }
 
-static void add_row(struct table *t, const char *name, json_object *svc, bool paused)
+/* "succeeded in 812ms", "failed in 3s: REASON", or "-" before the first
+ * rollout. */
+static void rollout_cell(struct cell *c, json_object *row, const int at[static _IN_MAX])
+{
+        if (!row_string(row, at[IN_LAST_RESULT])) {
+                cell_borrow(c, "-", 1);
+                return;
+        }
+        struct cell result;
+        cell_value(&result, row_get(row, at[IN_LAST_RESULT]));
+        json_object *ms = row_get(row, at[IN_LAST_DURATION_MS]);
+        const char *reason = row_string(row, at[IN_LAST_REASON]);
+
+        char duration[32] = "";
+        if (json_object_is_type(ms, json_type_int) && json_object_get_int64(ms) >= 0) {
+                char d[24];
+                format_duration((uint64_t)json_object_get_int64(ms) * USEC_PER_MSEC, d, sizeof d);
+                snprintf(duration, sizeof duration, " in %s", d);
+        }
+        if (!reason) {
+                cell_take(c, xasprintf("%s%s", result.text, duration));
+        } else {
+                _cleanup_free_ char *r = ctl_printable(reason);
+                cell_take(c, xasprintf("%s%s: %s", result.text, duration, r));
+        }
+        free(result.owned);
+}
+
+static void add_row(struct table *t, json_object *row, const int at[static _IN_MAX], bool paused)
 {
         struct row *r = &t->rows[t->n++];
-        *r = (struct row){.name = name, .state = json_get_string(svc, LII_F_STATE)};
-        r->cells[COL_SERVICE] = ctl_printable(name);
-        r->cells[COL_STATE] = state_text(svc, paused);
-        r->cells[COL_GEN] = member_text(svc, LII_F_GENERATION);
-        r->cells[COL_UNIT] = member_text(svc, LII_F_UNIT);
-        r->cells[COL_HEALTHY] = member_text(svc, LII_F_HEALTHY);
-        r->cells[COL_SINCE] = member_text(svc, LII_F_ACTIVE_SINCE);
-        r->cells[COL_ROLLOUT] = rollout_text(svc);
+        *r = (struct row){.state = row_string(row, at[IN_STATE])};
+        cell_value(&r->cells[COL_SERVICE], row_get(row, at[IN_NAME]));
+        state_cell(&r->cells[COL_STATE], row, at, paused);
+        cell_value(&r->cells[COL_GEN], row_get(row, at[IN_GENERATION]));
+        cell_value(&r->cells[COL_UNIT], row_get(row, at[IN_UNIT]));
+        cell_value(&r->cells[COL_HEALTHY], row_get(row, at[IN_HEALTHY]));
+        cell_value(&r->cells[COL_SINCE], row_get(row, at[IN_ACTIVE_SINCE]));
+        rollout_cell(&r->cells[COL_ROLLOUT], row, at);
+}
+
+static int row_compare(const void *a, const void *b)
+{
+        return strcmp(((const struct row *)a)->cells[COL_SERVICE].text,
+                      ((const struct row *)b)->cells[COL_SERVICE].text);
+}
+
+/* One line: each cell padded to its column's width and two spaces, the
+ * last one as it is; the state in its colour, padding included. Written
+ * with stdio's unlocked calls: a table of hundreds of services is
+ * thousands of cells. */
+static void print_row(const struct ctl *ctl, const struct cell cells[static _COL_MAX],
+                      const size_t width[static _COL_MAX], const char *state_color)
+{
+        static const char spaces[64] =
+            "                                                               ";
+        for (size_t c = 0; c < _COL_MAX; c++) {
+                bool last = c + 1 == _COL_MAX;
+                const char *on = c == COL_STATE ? state_color : "";
+                fputs_unlocked(on, stdout);
+                fwrite_unlocked(cells[c].text, 1, cells[c].len, stdout);
+                for (size_t pad = last ? 0 : width[c] - cells[c].len; pad > 0;) {
+                        size_t n = pad < sizeof spaces ? pad : sizeof spaces;
+                        fwrite_unlocked(spaces, 1, n, stdout);
+                        pad -= n;
+                }
+                if (*on)
+                        fputs_unlocked(ctl_color(ctl, COLOR_RESET), stdout);
+                fputs_unlocked(last ? "\n" : "  ", stdout);
+        }
+}
+
+/* Where each column the table reads is in liid's rows. */
+static void find_columns(json_object *columns, int at[static _IN_MAX])
+{
+        for (size_t i = 0; i < _IN_MAX; i++)
+                at[i] = -1;
+        size_t n =
+            json_object_is_type(columns, json_type_array) ? json_object_array_length(columns) : 0;
+        for (size_t c = 0; c < n && c <= INT32_MAX; c++) {
+                json_object *name = json_object_array_get_idx(columns, c);
+                if (!json_object_is_type(name, json_type_string))
+                        continue;
+                for (size_t i = 0; i < _IN_MAX; i++)
+                        if (at[i] < 0 && strcmp(json_object_get_string(name), input_names[i]) == 0)
+                                at[i] = (int)c;
+        }
 }
 
 static void print_services(const struct ctl *ctl, json_object *doc)
 {
         json_object *paused = json_get(doc, LII_F_PAUSED, json_type_boolean);
         bool is_paused = paused && json_object_get_boolean(paused);
-        json_object *services = json_get(doc, LII_F_SERVICES, json_type_object);
-        size_t n = services ? (size_t)json_object_object_length(services) : 0;
+        json_object *rows = json_get(doc, LII_F_ROWS, json_type_array);
+        size_t n = rows ? json_object_array_length(rows) : 0;
         if (n == 0) {
                 printf("No services.\n");
                 return;
         }
+        int at[_IN_MAX];
+        find_columns(json_get(doc, LII_F_COLUMNS, json_type_array), at);
         _cleanup_(table_done) struct table table = {.rows = xcalloc(n, sizeof *table.rows)};
         struct table *t = &table;
-        json_object_object_foreach(services, name, svc)
-        {
-                if (t->n < n)
-                        add_row(t, name, svc, is_paused);
+        for (size_t i = 0; i < n; i++) {
+                json_object *row = json_object_array_get_idx(rows, i);
+                if (json_object_is_type(row, json_type_array))
+                        add_row(t, row, at, is_paused);
         }
-        qsort(t->rows, t->n, sizeof *t->rows, row_compare);
+        /* liid sends the rows in the order of names; a table from
+         * elsewhere is put in that order. */
+        bool sorted = true;
+        for (size_t i = 1; i < t->n && sorted; i++)
+                sorted = row_compare(&t->rows[i - 1], &t->rows[i]) <= 0;
+        if (!sorted)
+                qsort(t->rows, t->n, sizeof *t->rows, row_compare);
 
         size_t width[_COL_MAX];
-        for (size_t c = 0; c < _COL_MAX; c++)
-                width[c] = strlen(column_names[c]);
+        struct cell header[_COL_MAX];
+        for (size_t c = 0; c < _COL_MAX; c++) {
+                cell_borrow(&header[c], column_names[c], strlen(column_names[c]));
+                width[c] = header[c].len;
+        }
         for (size_t i = 0; i < t->n; i++)
                 for (size_t c = 0; c < _COL_MAX; c++)
-                        if (strlen(t->rows[i].cells[c]) > width[c])
-                                width[c] = strlen(t->rows[i].cells[c]);
+                        if (t->rows[i].cells[c].len > width[c])
+                                width[c] = t->rows[i].cells[c].len;
 
-        char *header[_COL_MAX];
-        for (size_t c = 0; c < _COL_MAX; c++)
-                header[c] = xstrdup(column_names[c]);
         print_row(ctl, header, width, "");
-        for (size_t c = 0; c < _COL_MAX; c++)
-                free(header[c]);
         for (size_t i = 0; i < t->n; i++) {
                 struct row *r = &t->rows[i];
                 print_row(ctl, r->cells, width, ctl_state_color(ctl, r->state));
@@ -354,12 +496,13 @@ static int run(struct ctl *ctl, int argc, char **argv)
         }
         const char *name = optind < argc ? argv[optind] : NULL;
 
-        /* The table needs only the summary view, a fifth of the whole
-         * document; --json prints liid's whole document. */
+        /* The table needs only the table view, a ninth of the whole
+         * document and far cheaper to parse; --json prints liid's whole
+         * document. */
         _cleanup_free_ char *route =
             name        ? client_service_route(name, "")
             : ctl->json ? xstrdup(LII_ROUTE_STATUS)
-                        : xstrdup(LII_ROUTE_STATUS "?" LII_QUERY_VIEW "=" LII_VIEW_SUMMARY);
+                        : xstrdup(LII_ROUTE_STATUS "?" LII_QUERY_VIEW "=" LII_VIEW_TABLE);
         if (!route)
                 return LIICTL_EXIT_FAILED;
 

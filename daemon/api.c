@@ -73,12 +73,12 @@ static enum MHD_Result respond_status(struct api *a, struct MHD_Connection *c,
         enum status_view view;
         if (!v || strcmp(v, LII_VIEW_FULL) == 0)
                 view = STATUS_VIEW_FULL;
-        else if (strcmp(v, LII_VIEW_SUMMARY) == 0)
-                view = STATUS_VIEW_SUMMARY;
+        else if (strcmp(v, LII_VIEW_TABLE) == 0)
+                view = STATUS_VIEW_TABLE;
         else
                 return api_respond_error(
                     c, LII_ERR_BAD_REQUEST,
-                    LII_QUERY_VIEW ": neither " LII_VIEW_FULL " nor " LII_VIEW_SUMMARY, NULL);
+                    LII_QUERY_VIEW ": neither " LII_VIEW_FULL " nor " LII_VIEW_TABLE, NULL);
         _cleanup_json_ json_object *doc = a->ops->status(a->userdata, view);
         if (!doc)
                 return api_respond_error(c, LII_ERR_INTERNAL, "no answer from liid", NULL);

@@ -29,7 +29,7 @@ struct metrics;
 /* What GET /v1/status?view= asks for. */
 enum status_view {
         STATUS_VIEW_FULL,
-        STATUS_VIEW_SUMMARY,
+        STATUS_VIEW_TABLE,
 };
 
 struct api_ops {

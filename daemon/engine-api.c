@@ -156,56 +156,92 @@ static json_object *service_json(struct engine *e, struct service *svc)
         return o;
 }
 
-/* A service in the summary view: the fields of its row in a table, from
- * the same places as service_json()'s. Each key is a literal added once,
- * so json-c neither copies nor looks it up: this view is for clients that
+/* The table view's columns, in the order of each row's cells. */
+enum {
+        TC_NAME,
+        TC_STATE,
+        TC_HELD,
+        TC_GENERATION,
+        TC_UNIT,
+        TC_HEALTHY,
+        TC_ACTIVE_SINCE,
+        TC_LAST_RESULT,
+        TC_LAST_REASON,
+        TC_LAST_DURATION_MS,
+        TC_ROLLOUT_STATE,
+        TC_ROLLOUT_REASON,
+        _TC_MAX,
+};
+
+static const char *const table_columns[_TC_MAX] = {
+    [TC_NAME] = LII_COLUMN_NAME,
+    [TC_STATE] = LII_COLUMN_STATE,
+    [TC_HELD] = LII_COLUMN_HELD,
+    [TC_GENERATION] = LII_COLUMN_GENERATION,
+    [TC_UNIT] = LII_COLUMN_UNIT,
+    [TC_HEALTHY] = LII_COLUMN_HEALTHY,
+    [TC_ACTIVE_SINCE] = LII_COLUMN_ACTIVE_SINCE,
+    [TC_LAST_RESULT] = LII_COLUMN_LAST_RESULT,
+    [TC_LAST_REASON] = LII_COLUMN_LAST_REASON,
+    [TC_LAST_DURATION_MS] = LII_COLUMN_LAST_DURATION_MS,
+    [TC_ROLLOUT_STATE] = LII_COLUMN_ROLLOUT_STATE,
+    [TC_ROLLOUT_REASON] = LII_COLUMN_ROLLOUT_REASON,
+};
+
+/* A service's row in the table view, from the same places as
+ * service_json()'s fields. An array costs json-c and its clients far less
+ * than an object with a hash table of its own: this view is for those who
  * ask often or about many services. */
-static json_object *service_summary_json(struct engine *e, struct service *svc)
+static json_object *service_row_json(struct engine *e, struct service *svc)
 {
-        const int once = JSON_C_OBJECT_ADD_KEY_IS_NEW | JSON_C_OBJECT_KEY_IS_CONSTANT;
         struct service_state *ss = state_find(e->state, svc->name);
         const struct instance *cur = ss ? ss->current : NULL;
         const struct rollout_record *rec =
             ss && ss->last_rollout.result != LII_RESULT_NONE ? &ss->last_rollout : NULL;
-        json_object *o = json_object_new_object();
-        json_object_object_add_ex(o, LII_F_STATE,
-                                  json_object_new_string(lii_state_to_string(svc->state)), once);
-        json_object_object_add_ex(o, LII_F_HELD, json_object_new_boolean(ss && ss->held), once);
-        json_object_object_add_ex(o, LII_F_GENERATION,
-                                  cur ? json_object_new_uint64(cur->generation) : NULL, once);
-        json_object_object_add_ex(o, LII_F_UNIT, cur ? json_object_new_string(cur->unit) : NULL,
-                                  once);
-        json_object_object_add_ex(
-            o, LII_F_HEALTHY,
-            cur ? json_object_new_boolean(svc->current_alive && svc->healthy) : NULL, once);
-        json_object_object_add_ex(o, LII_F_ACTIVE_SINCE,
-                                  cur ? time_or_null(svc->active_since_usec) : NULL, once);
-        json_object_object_add_ex(
-            o, LII_F_LAST_RESULT,
-            rec ? json_object_new_string(lii_result_to_string(rec->result)) : NULL, once);
-        json_object_object_add_ex(o, LII_F_LAST_REASON, rec ? string_or_null(rec->reason) : NULL,
-                                  once);
-        json_object_object_add_ex(o, LII_F_LAST_DURATION_MS,
-                                  rec ? json_object_new_uint64(rollout_duration_ms(rec)) : NULL,
-                                  once);
         bool canary = svc->canary.set;
-        json_object_object_add_ex(
-            o, LII_F_ROLLOUT_STATE,
-            canary ? json_object_new_string(canary_state_to_string(svc->canary.verdict.state))
-                   : NULL,
-            once);
-        json_object_object_add_ex(
-            o, LII_F_ROLLOUT_REASON,
-            canary ? json_object_new_string(svc->canary.verdict.reason) : NULL, once);
-        return o;
+        json_object *cells[_TC_MAX] = {
+            [TC_NAME] = json_object_new_string(svc->name),
+            [TC_STATE] = json_object_new_string(lii_state_to_string(svc->state)),
+            [TC_HELD] = json_object_new_boolean(ss && ss->held),
+            [TC_GENERATION] = cur ? json_object_new_uint64(cur->generation) : NULL,
+            [TC_UNIT] = cur ? json_object_new_string(cur->unit) : NULL,
+            [TC_HEALTHY] = cur ? json_object_new_boolean(svc->current_alive && svc->healthy) : NULL,
+            [TC_ACTIVE_SINCE] = cur ? time_or_null(svc->active_since_usec) : NULL,
+            [TC_LAST_RESULT] =
+                rec ? json_object_new_string(lii_result_to_string(rec->result)) : NULL,
+            [TC_LAST_REASON] = rec ? string_or_null(rec->reason) : NULL,
+            [TC_LAST_DURATION_MS] = rec ? json_object_new_uint64(rollout_duration_ms(rec)) : NULL,
+            [TC_ROLLOUT_STATE] =
+                canary ? json_object_new_string(canary_state_to_string(svc->canary.verdict.state))
+                       : NULL,
+            [TC_ROLLOUT_REASON] =
+                canary ? json_object_new_string(svc->canary.verdict.reason) : NULL,
+        };
+        json_object *row = json_object_new_array_ext(_TC_MAX);
+        for (size_t i = 0; i < _TC_MAX; i++)
+                json_object_array_add(row, cells[i]);
+        return row;
+}
+
+/* The table view's columns and rows; services are kept sorted by name. */
+static void add_table(json_object *o, struct engine *e)
+{
+        json_object *columns = json_object_new_array_ext(_TC_MAX);
+        for (size_t i = 0; i < _TC_MAX; i++)
+                json_object_array_add(columns, json_object_new_string(table_columns[i]));
+        json_object_object_add(o, LII_F_COLUMNS, columns);
+        json_object *rows = json_object_new_array_ext((int)e->n_services);
+        for (size_t i = 0; i < e->n_services; i++)
+                json_object_array_add(rows, service_row_json(e, e->services[i]));
+        json_object_object_add(o, LII_F_ROWS, rows);
 }
 
 static json_object *api_status(void *userdata, enum status_view view)
 {
         struct engine *e = userdata;
         json_object *o = json_object_new_object();
-        if (view == STATUS_VIEW_SUMMARY)
-                json_object_object_add(o, LII_F_VIEW, json_object_new_string(LII_VIEW_SUMMARY));
+        if (view == STATUS_VIEW_TABLE)
+                json_object_object_add(o, LII_F_VIEW, json_object_new_string(LII_VIEW_TABLE));
         json_object_object_add(o, LII_F_NODE, json_object_new_string(e->node_name));
         json_object_object_add(o, LII_F_VERSION, json_object_new_string(LII_VERSION));
         json_object_object_add(o, LII_F_PAUSED, json_object_new_boolean(e->state->paused));
@@ -229,13 +265,15 @@ static json_object *api_status(void *userdata, enum status_view view)
         json_object_object_add(o, LII_F_SOURCE, src);
         json_object_object_add(o, LII_F_STORAGE, storage_to_json(e->storage));
 
+        if (view == STATUS_VIEW_TABLE) {
+                add_table(o, e);
+                return o;
+        }
         json_object *svcs = json_object_new_object();
         for (size_t i = 0; i < e->n_services; i++) {
                 struct service *svc = e->services[i];
                 /* Names are unique: json-c need not look each one up. */
-                json_object_object_add_ex(svcs, svc->name,
-                                          view == STATUS_VIEW_SUMMARY ? service_summary_json(e, svc)
-                                                                      : service_json(e, svc),
+                json_object_object_add_ex(svcs, svc->name, service_json(e, svc),
                                           JSON_C_OBJECT_ADD_KEY_IS_NEW);
         }
         json_object_object_add(o, LII_F_SERVICES, svcs);

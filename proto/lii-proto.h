@@ -32,12 +32,14 @@
  * keep the answer open and stream new events as they happen. */
 #define LII_QUERY_AFTER  "after"
 #define LII_QUERY_FOLLOW "follow"
-/* Query parameter of GET /v1/status: "full" (the default) or "summary":
- * one flat object per service with what a table of services shows (see
- * LII_F_LAST_RESULT), a fifth of the full document's size. */
-#define LII_QUERY_VIEW   "view"
-#define LII_VIEW_FULL    "full"
-#define LII_VIEW_SUMMARY "summary"
+/* Query parameter of GET /v1/status: "full" (the default) or "table":
+ * the node and source as in full, and the services as a table of what
+ * `liictl status` shows: LII_F_COLUMNS names the columns (the
+ * LII_COLUMN_* below, in an order clients must not assume) and
+ * LII_F_ROWS holds one array of cells per service, sorted by name. */
+#define LII_QUERY_VIEW "view"
+#define LII_VIEW_FULL  "full"
+#define LII_VIEW_TABLE "table"
 /* Content types of the answers that are not JSON. */
 #define LII_CONTENT_TYPE_NDJSON  "application/x-ndjson"
 #define LII_CONTENT_TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
@@ -86,25 +88,34 @@
 #define LII_F_HELD            "held"            /* an operator rollback holds the service */
 #define LII_F_LISTEN          "listen"          /* the desired spec's listen addresses */
 #define LII_F_EVENT_SEQ       "event_seq"       /* the newest event's seq when status was made */
-#define LII_F_VIEW            "view"            /* LII_VIEW_SUMMARY in a summary */
+#define LII_F_VIEW            "view"            /* LII_VIEW_TABLE in a table */
 /* A service's fleet rollout (the document's rollout block) as this node
  * takes it: {"id", "percent", "bucket", "state", "reason"} (contract). */
-#define LII_F_ROLLOUT        "rollout"
-#define LII_F_ID             "id"
-#define LII_F_PERCENT        "percent"
-#define LII_F_BUCKET         "bucket"
-#define LII_F_ROLLOUT_STATE  "rollout_state"  /* in the summary view: rollout.state */
-#define LII_F_ROLLOUT_REASON "rollout_reason" /* in the summary view: rollout.reason */
+#define LII_F_ROLLOUT "rollout"
+#define LII_F_ID      "id"
+#define LII_F_PERCENT "percent"
+#define LII_F_BUCKET  "bucket"
 
-/* A service in the summary view has state and held, current's
- * generation, unit, healthy and active_since (null without a current
- * instance), last_rollout's result, reason and duration_ms as these (null
- * before the first rollout), and rollout's state and reason as
- * LII_F_ROLLOUT_STATE and LII_F_ROLLOUT_REASON (null without a rollout
- * block). */
-#define LII_F_LAST_RESULT      "last_result"
-#define LII_F_LAST_REASON      "last_reason"
-#define LII_F_LAST_DURATION_MS "last_duration_ms"
+/* The table view: its columns and rows, and the columns' names. A cell
+ * is null where there is nothing to show: generation, unit, healthy and
+ * active_since are the current instance's; last_result, last_reason and
+ * last_duration_ms the last rollout's (null before the first one);
+ * rollout_state and rollout_reason a fleet rollout's (null without a
+ * rollout block). */
+#define LII_F_COLUMNS               "columns"
+#define LII_F_ROWS                  "rows"
+#define LII_COLUMN_NAME             "name"
+#define LII_COLUMN_STATE            "state"
+#define LII_COLUMN_HELD             "held"
+#define LII_COLUMN_GENERATION       "generation"
+#define LII_COLUMN_UNIT             "unit"
+#define LII_COLUMN_HEALTHY          "healthy"
+#define LII_COLUMN_ACTIVE_SINCE     "active_since"
+#define LII_COLUMN_LAST_RESULT      "last_result"
+#define LII_COLUMN_LAST_REASON      "last_reason"
+#define LII_COLUMN_LAST_DURATION_MS "last_duration_ms"
+#define LII_COLUMN_ROLLOUT_STATE    "rollout_state"
+#define LII_COLUMN_ROLLOUT_REASON   "rollout_reason"
 
 /* Fleet mode (contract; see the design brief): a node's compact status in
  * etcd (node, version, serial, updated_at, services with state,

@@ -509,6 +509,14 @@ void *xcalloc(size_t n, size_t size)
         return r;
 }
 
+void *xrealloc(void *p, size_t size)
+{
+        void *r = realloc(p, size ? size : 1);
+        if (!r)
+                oom();
+        return r;
+}
+
 int fail_with(char **ret_error, int r, const char *fmt, ...)
 {
         if (ret_error) {

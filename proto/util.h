@@ -143,6 +143,7 @@ bool service_name_is_valid(const char *s);
  * condition lii tries to survive half-way through a transition. */
 char *xstrdup(const char *s);
 void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t size);
 /* p, or an abort when it is NULL: for libraries that report running out of
  * memory as NULL (json-c, libcurl), where going on would quietly turn into
  * a different result. */

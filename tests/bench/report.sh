@@ -224,7 +224,7 @@ EOF
 	fi
 	if [[ -n $api_large ]]; then
 		cat <<EOF
-| 5a | \`liictl status\` at most 5 ms at the median at $api_large services | **$(num "$(median "api.$api_large.liictl")") ms** (liid's answer alone: $(num "$(calc 'a / 1000' "$(median "api.$api_large.summary_p50_us")")") ms for the summary view the table asks for; the same \`liictl status\` from nginx serving the same bytes: $(num "$(median "api.$api_large.liictl_nginx")") ms) | $(verdict 'a <= 5' "$(median "api.$api_large.liictl")") |
+| 5a | \`liictl status\` at most 5 ms at the median at $api_large services | **$(num "$(median "api.$api_large.liictl")") ms** (liid's answer alone: $(num "$(calc 'a / 1000' "$(median "api.$api_large.table_p50_us")")") ms for the table view it asks for; the same \`liictl status\` from nginx serving the same bytes: $(num "$(median "api.$api_large.liictl_nginx")") ms) | $(verdict 'a <= 5' "$(median "api.$api_large.liictl")") |
 | 5b | \`liictl --version\` within 2× of \`true\` | $(num "$(median "api.$api_large.liictl_version")") ms against $(num "$(median "api.$api_large.true")") ms: **$(ratio "$(median "api.$api_large.liictl_version")" "$(median "api.$api_large.true")")** | $(verdict 'a <= 2 * b' "$(median "api.$api_large.liictl_version")" "$(median "api.$api_large.true")") |
 EOF
 	fi
@@ -409,20 +409,20 @@ EOF
 ## 5. API
 
 \`liictl status\` from process start to exit (human table, stdout not a terminal; it asks for
-\`GET /v1/status?view=summary\`, one flat object per service with what the table shows), and its
+\`GET /v1/status?view=table\`, one row of cells per service with what the table shows), and its
 \`--json\` form (the whole document), beside \`curl\` fetching the whole \`GET /v1/status\` and the floors: \`true\` and
 \`liictl --version\` (which asks nothing). Each $(count "api.$api_large.liictl") times with posix_spawn from
 [liibench](tests/bench/liibench.c), which also reports the page faults. The time splits in
 two: liid's answer alone (the median of one request at a time on one kept-alive connection,
-no process started), for the summary and for the whole document, and liictl's own share
-(\`liictl status\` asking nginx, which serves the same summary bytes as a static file on a Unix
+no process started), for the table view and for the whole document, and liictl's own share
+(\`liictl status\` asking nginx, which serves the same table view's bytes as a static file on a Unix
 socket).
 
-| services | status JSON bytes: whole / summary | \`true\` | \`liictl --version\` | \`liictl status\` | \`liictl --json status\` | \`curl\` | liid's answer alone: summary / whole | \`liictl status\` from nginx | page faults of \`liictl status\` |
+| services | status JSON bytes: whole / table view | \`true\` | \`liictl --version\` | \`liictl status\` | \`liictl --json status\` | \`curl\` | liid's answer alone: table view / whole | \`liictl status\` from nginx | page faults of \`liictl status\` |
 |---|---|---|---|---|---|---|---|---|---|
 EOF
 		for n in $api_sizes; do
-			echo "| $n | $(median "api.$n.status_bytes") / $(median "api.$n.summary_bytes") | $(cell "api.$n.true") | $(cell "api.$n.liictl_version") | $(cell "api.$n.liictl") | $(cell "api.$n.liictl_json") | $(cell "api.$n.curl") | $(num "$(calc 'a / 1000' "$(median "api.$n.summary_p50_us")")") / $(num "$(calc 'a / 1000' "$(median "api.$n.single_p50_us")")") | $(cell "api.$n.liictl_nginx") | $(num "$(median "api.$n.liictl.faults")") (\`--version\`: $(num "$(median "api.$n.liictl_version.faults")")) |"
+			echo "| $n | $(median "api.$n.status_bytes") / $(median "api.$n.table_bytes") | $(cell "api.$n.true") | $(cell "api.$n.liictl_version") | $(cell "api.$n.liictl") | $(cell "api.$n.liictl_json") | $(cell "api.$n.curl") | $(num "$(calc 'a / 1000' "$(median "api.$n.table_p50_us")")") / $(num "$(calc 'a / 1000' "$(median "api.$n.single_p50_us")")") | $(cell "api.$n.liictl_nginx") | $(num "$(median "api.$n.liictl.faults")") (\`--version\`: $(num "$(median "api.$n.liictl_version.faults")")) |"
 		done
 		cat <<EOF
 
@@ -753,11 +753,13 @@ above runs with \`"port": "auto"\` and $(median scale.max_parallel) rollouts at 
   it, runs in liictl-verify): $(ldd "$B_BUILD/liictl" 2>/dev/null | grep -c '=>') shared objects, and $(num "$(median "api.$api_large.liictl_version")") ms and $(num "$(median "api.$api_large.liictl_version.faults")") page faults before it asks
   anything (\`liictl --version\`), on a machine where a page fault costs about $(num "$(calc 'a * 1000 / b' "$(median "api.$api_large.true.cpu")" "$(median "api.$api_large.true.faults")")") µs of CPU. At
   $api_large services the table needs a few fields of each service, so liictl asks for the
-  summary view (\`GET /v1/status?view=summary\`: $(num "$(calc 'a / 1024' "$(median "api.$api_large.summary_bytes")")") KiB instead of the whole document's
-  $(num "$(calc 'a / 1024' "$(median "api.$api_large.status_bytes")")") KiB, one flat object per service instead of six nested ones). liid answers it in
-  $(num "$(calc 'a / 1000' "$(median "api.$api_large.summary_p50_us")")") ms, and liictl's own work takes $(num "$(median "api.$api_large.liictl_nginx")") ms when it asks nginx for the same bytes: it
+  table view (\`GET /v1/status?view=table\`: $(num "$(calc 'a / 1024' "$(median "api.$api_large.table_bytes")")") KiB instead of the whole document's
+  $(num "$(calc 'a / 1024' "$(median "api.$api_large.status_bytes")")") KiB, one array of cells per service instead of six nested objects, each
+  of which costs json-c a hash table to build and liictl one to parse). liid answers it in
+  $(num "$(calc 'a / 1000' "$(median "api.$api_large.table_p50_us")")") ms, and liictl's own work takes $(num "$(median "api.$api_large.liictl_nginx")") ms when it asks nginx for the same bytes: it
   parses the answer once into a json-c tree ($(num "$(median "api.$api_large.liictl_nginx.faults")") page faults in all, most of them for json-c's
-  objects, each with a hash table of its own) and prints the table from it. \`liictl --json status\`
+  objects) and prints the table from it, borrowing the cells' text from the tree and writing
+  through stdio without a format string. \`liictl --json status\`
   prints the whole document, as before.
 - **liid's \`GET /v1/status\`** costs $(num "$(median "api.$api_large.cpu_per_req_us")") µs of CPU at $api_large services: it builds a json-c tree of every
   service, prints it, copies it once into the answer and frees it, for every request, about

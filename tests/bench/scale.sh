@@ -117,14 +117,14 @@ scale_idle() {
 scale_api() {
 	local n=$1 runs=$2 seconds=$3 profile=$4
 	# The same status documents as static files for nginx: the whole one
-	# at the load generator's path, and the summary view that the table
+	# at the load generator's path, and the table view that
 	# of `liictl status` asks for at the path liictl asks (nginx ignores
 	# the query).
 	b_api GET /v1/status >"$B_DIR/apiroot/status.json"
 	mkdir -p "$B_DIR/apiroot/v1"
-	b_api GET '/v1/status?view=summary' >"$B_DIR/apiroot/v1/status"
+	b_api GET '/v1/status?view=table' >"$B_DIR/apiroot/v1/status"
 	record "api.$n.status_bytes" "$(stat -c %s "$B_DIR/apiroot/status.json")"
-	record "api.$n.summary_bytes" "$(stat -c %s "$B_DIR/apiroot/v1/status")"
+	record "api.$n.table_bytes" "$(stat -c %s "$B_DIR/apiroot/v1/status")"
 
 	# The floors: any small program, and liictl before it asks anything.
 	b_repeat "api.$n.true" "$runs" true
@@ -139,11 +139,11 @@ scale_api() {
 	local out cpu0 cpu1
 	load_field() { sed -n "s/.*$1=\([0-9]*\).*/\1/p" <<<"$2"; }
 	# liid's share: its answer to one request at a time, without a
-	# process start, for the summary view (what the table asks for) and
+	# process start, for the table view (what liictl status asks for) and
 	# for the whole document.
-	out=$("$B_TOOL" load "$B_SOCK" '/v1/status?view=summary' 1 "$seconds")
-	echo "liid $n, summary, one connection: $out" >>"$B_DIR/load.txt"
-	record "api.$n.summary_p50_us" "$(load_field p50_us "$out")"
+	out=$("$B_TOOL" load "$B_SOCK" '/v1/status?view=table' 1 "$seconds")
+	echo "liid $n, table view, one connection: $out" >>"$B_DIR/load.txt"
+	record "api.$n.table_p50_us" "$(load_field p50_us "$out")"
 	out=$("$B_TOOL" load "$B_SOCK" /v1/status 1 "$seconds")
 	echo "liid $n, one connection: $out" >>"$B_DIR/load.txt"
 	record "api.$n.single_p50_us" "$(load_field p50_us "$out")"

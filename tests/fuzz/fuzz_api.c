@@ -57,8 +57,8 @@ static json_object *op_status(void *userdata, enum status_view view)
         json_object *doc = json_object_new_object();
         json_object_object_add(doc, LII_F_NODE, json_object_new_string("fuzz"));
         json_object_object_add(doc, LII_F_SERVICES, services);
-        if (view == STATUS_VIEW_SUMMARY)
-                json_object_object_add(doc, LII_F_VIEW, json_object_new_string(LII_VIEW_SUMMARY));
+        if (view == STATUS_VIEW_TABLE)
+                json_object_object_add(doc, LII_F_VIEW, json_object_new_string(LII_VIEW_TABLE));
         return doc;
 }
 

@@ -246,9 +246,9 @@ static bool reverted(json_object *svc, void *userdata)
                json_object_get_boolean(h_json_path(svc, "current.healthy"));
 }
 
-/* The summary view of GET /v1/status says what the whole document says,
- * field by field, for every service. */
-static void assert_summary_matches_status(void)
+/* The table view of GET /v1/status says what the whole document says,
+ * cell by cell, for every service, one row each in the order of names. */
+static void assert_table_matches_status(void)
 {
         static const char *const fields[][2] = {
             {"state", "state"},
@@ -263,28 +263,55 @@ static void assert_summary_matches_status(void)
             {"rollout_state", "rollout.state"},
             {"rollout_reason", "rollout.reason"},
         };
-        json_object *full = NULL, *summary = NULL;
+        json_object *full = NULL, *table = NULL;
         ck_assert_int_eq(h_api_get(&env, "/v1/status", &full), 200);
-        ck_assert_int_eq(h_api_get(&env, "/v1/status?view=summary", &summary), 200);
-        ck_assert_str_eq(h_json_str(summary, "view"), "summary");
-        ck_assert(json_object_equal(h_json_path(summary, "source"), h_json_path(full, "source")));
-        json_object *services = h_json_path(full, "services");
-        ck_assert_int_eq(json_object_object_length(services),
-                         json_object_object_length(h_json_path(summary, "services")));
-        json_object_object_foreach(services, name, svc)
-        {
-                json_object *row = NULL;
-                ck_assert(json_object_object_get_ex(h_json_path(summary, "services"), name, &row));
+        ck_assert_int_eq(h_api_get(&env, "/v1/status?view=table", &table), 200);
+        ck_assert_str_eq(h_json_str(table, "view"), "table");
+        ck_assert(json_object_equal(h_json_path(table, "source"), h_json_path(full, "source")));
+        ck_assert_ptr_null(h_json_path(table, "services"));
+
+        /* Where each column is. */
+        json_object *columns = h_json_path(table, "columns");
+        size_t n_columns = json_object_array_length(columns);
+        ck_assert_uint_eq(n_columns, ELEMENTSOF(fields) + 1);
+        int name_at = -1, at[ELEMENTSOF(fields)];
+        for (size_t i = 0; i < ELEMENTSOF(fields); i++)
+                at[i] = -1;
+        for (size_t c = 0; c < n_columns; c++) {
+                const char *column = json_object_get_string(json_object_array_get_idx(columns, c));
+                if (strcmp(column, "name") == 0)
+                        name_at = (int)c;
                 for (size_t i = 0; i < ELEMENTSOF(fields); i++)
-                        ck_assert_msg(json_object_equal(h_json_path(row, fields[i][0]),
-                                                        h_json_path(svc, fields[i][1])),
+                        if (strcmp(column, fields[i][0]) == 0)
+                                at[i] = (int)c;
+        }
+        ck_assert_int_ge(name_at, 0);
+        for (size_t i = 0; i < ELEMENTSOF(fields); i++)
+                ck_assert_msg(at[i] >= 0, "no column %s", fields[i][0]);
+
+        json_object *services = h_json_path(full, "services");
+        json_object *rows = h_json_path(table, "rows");
+        size_t n = json_object_array_length(rows);
+        ck_assert_uint_eq(n, (size_t)json_object_object_length(services));
+        const char *previous = "";
+        for (size_t r = 0; r < n; r++) {
+                json_object *row = json_object_array_get_idx(rows, r);
+                ck_assert_uint_eq(json_object_array_length(row), n_columns);
+                const char *name = json_object_get_string(json_object_array_get_idx(row, name_at));
+                ck_assert_int_lt(strcmp(previous, name), 0);
+                previous = name;
+                json_object *svc = NULL;
+                ck_assert(json_object_object_get_ex(services, name, &svc));
+                for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
+                        json_object *cell = json_object_array_get_idx(row, at[i]);
+                        ck_assert_msg(json_object_equal(cell, h_json_path(svc, fields[i][1])),
                                       "%s: %s is %s, %s is %s", name, fields[i][0],
-                                      json_object_to_json_string(h_json_path(row, fields[i][0])),
-                                      fields[i][1],
+                                      json_object_to_json_string(cell), fields[i][1],
                                       json_object_to_json_string(h_json_path(svc, fields[i][1])));
+                }
         }
         json_object_put(full);
-        json_object_put(summary);
+        json_object_put(table);
 }
 
 START_TEST(watch_window_reverts)
@@ -314,7 +341,7 @@ START_TEST(watch_window_reverts)
         ck_assert_str_eq(body, "v1\n");
         free(body);
         json_object_put(svc);
-        assert_summary_matches_status();
+        assert_table_matches_status();
 }
 END_TEST
 

@@ -48,8 +48,8 @@ static json_object *op_status(void *userdata, enum status_view view)
         json_object_object_add(doc, LII_F_PAUSED, json_object_new_boolean(false));
         json_object_object_add(doc, LII_F_URL, json_object_new_string("file:///x/desired.json"));
         json_object_object_add(doc, LII_F_SERVICES, services);
-        if (view == STATUS_VIEW_SUMMARY)
-                json_object_object_add(doc, LII_F_VIEW, json_object_new_string(LII_VIEW_SUMMARY));
+        if (view == STATUS_VIEW_TABLE)
+                json_object_object_add(doc, LII_F_VIEW, json_object_new_string(LII_VIEW_TABLE));
         return doc;
 }
 
@@ -375,7 +375,7 @@ START_TEST(status_returns_the_daemon_document)
 }
 END_TEST
 
-/* ?view= picks the daemon's view; anything but full or summary is a 400
+/* ?view= picks the daemon's view; anything but full or table is a 400
  * that names the parameter. */
 START_TEST(status_view_is_passed_on)
 {
@@ -386,7 +386,7 @@ START_TEST(status_view_is_passed_on)
                 enum status_view view;
         } cases[] = {
             {LII_ROUTE_STATUS "?view=full", STATUS_VIEW_FULL},
-            {LII_ROUTE_STATUS "?view=summary", STATUS_VIEW_SUMMARY},
+            {LII_ROUTE_STATUS "?view=table", STATUS_VIEW_TABLE},
         };
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 struct reply r;
@@ -401,7 +401,7 @@ START_TEST(status_view_is_passed_on)
         http(&s, "GET", LII_ROUTE_STATUS "?view=everything", 0, &r);
         ck_assert_int_eq(r.status, 400);
         ck_assert_str_eq(error_code(&r), LII_ERR_BAD_REQUEST);
-        ck_assert_ptr_nonnull(strstr(r.body, "view: neither full nor summary"));
+        ck_assert_ptr_nonnull(strstr(r.body, "view: neither full nor table"));
         reply_done(&r);
         server_stop(&s);
         server_cleanup(&s);
