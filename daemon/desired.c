@@ -105,6 +105,7 @@ static int check_object(json_object *o, const char *path, const char *const *key
 static int get_string(json_object *v, const char *path, const char *what, const char **ret,
                       char **err)
 {
+        *ret = NULL;
         if (!json_object_is_type(v, json_type_string))
                 return fail(err, path, "%s", what);
         /* json_scan_parse() has refused every string with a NUL. */
@@ -144,6 +145,7 @@ static bool uint_value(json_object *v, uint64_t min, uint64_t max, uint64_t *ret
 static int get_uint(json_object *v, const char *path, uint64_t min, uint64_t max, uint64_t *ret,
                     char **err)
 {
+        *ret = 0;
         if (!uint_value(v, min, max, ret))
                 return fail(err, path, "must be an integer from %" PRIu64 " to %" PRIu64, min, max);
         return 0;

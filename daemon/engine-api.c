@@ -354,6 +354,7 @@ static json_object *api_resume(void *userdata)
 static json_object *operable(struct engine *e, const char *name, struct service **ret_svc)
 {
         struct service *svc = engine_find_service(e, name);
+        *ret_svc = NULL;
         if (!svc || !state_find(e->state, name))
                 return lii_error_new(LII_ERR_NOT_FOUND, "no such service");
         if (!e->adopted)

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "harness.h"
+#include "util.h"
 
 static struct h_env env;
 
@@ -36,8 +37,7 @@ static void teardown(void)
  * but a clear yes or no. */
 static bool can_read(int port, const char *path)
 {
-        char url[1200];
-        snprintf(url, sizeof url, "/look%s", path);
+        _cleanup_free_ char *url = xasprintf("/look%s", path);
         char *body = NULL;
         long code = h_http_get(port, url, &body);
         ck_assert_msg(code == 200 || code == 404, "GET %s: HTTP %ld", url, code);
