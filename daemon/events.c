@@ -76,26 +76,14 @@ struct events *events_free(struct events *ev)
         return NULL;
 }
 
-/* Cuts s to at most max bytes without splitting a UTF-8 sequence, so that
- * a truncated message is still valid JSON text. */
-static size_t utf8_cut(const char *s, size_t len, size_t max)
-{
-        if (len <= max)
-                return len;
-        size_t n = max;
-        /* Step back over continuation bytes to the start of the sequence
-         * that the cut would split, and drop that sequence. */
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-                n--;
-        return n;
-}
-
 static struct record *record_new(uint64_t seq, const char *type, const char *service,
                                  uint64_t generation, const char *message)
 {
         size_t tlen = strlen(type);
         size_t slen = service ? strlen(service) : 0;
-        size_t mlen = utf8_cut(message, strlen(message), EVENT_MESSAGE_MAX - 1);
+        /* Cut in whole characters: a truncated message is still valid
+         * JSON text. */
+        size_t mlen = utf8_cut(message, EVENT_MESSAGE_MAX - 1);
 
         struct record *r = xcalloc(1, sizeof *r + tlen + 1 + slen + 1 + mlen + 1);
         char *p = r->strings;

@@ -1212,10 +1212,8 @@ void fleet_record_failure(struct fleet *f, const char *service, const char *roll
 {
         _cleanup_free_ char *rel = xasprintf("fail/%s/%s/%s", service, rollout_id, f->node);
         _cleanup_free_ char *k = key_b64(f, rel);
-        size_t len = strlen(reason);
-        if (len > FLEET_MAX_VALUE)
-                len = FLEET_MAX_VALUE; /* what the view keeps of a value */
-        _cleanup_free_ char *v = base64_encode(reason, len);
+        /* What the view keeps of a value, in whole characters. */
+        _cleanup_free_ char *v = base64_encode(reason, utf8_cut(reason, FLEET_MAX_VALUE));
         op_queue(f, "/v3/kv/put", xasprintf("{\"key\":\"%s\",\"value\":\"%s\"}", k, v),
                  xstrdup(rel), NULL);
 }

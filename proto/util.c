@@ -222,6 +222,19 @@ bool is_hex_string(const char *s, size_t len)
         return true;
 }
 
+size_t utf8_cut(const char *s, size_t max)
+{
+        size_t len = strnlen(s, max + 1);
+        if (len <= max)
+                return len;
+        /* s[max] is the first byte left out: while it continues a
+         * character, that character starts before the cut. */
+        len = max;
+        while (len > 0 && ((unsigned char)s[len] & 0xc0) == 0x80)
+                len--;
+        return len;
+}
+
 int utf8_check(const char *s, size_t len, size_t *ret_offset, const char **ret_reason)
 {
         const unsigned char *p = (const unsigned char *)s;

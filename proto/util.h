@@ -104,6 +104,11 @@ const char *read_file_strerror(int r);
  * encoding"); either may be NULL. */
 int utf8_check(const char *s, size_t len, size_t *ret_offset, const char **ret_reason);
 
+/* How much of the NUL-terminated UTF-8 text s fits in max bytes without
+ * cutting a character in two: strlen(s) when all of it fits, else at most
+ * max, stepped back to the start of the character at the cut. */
+size_t utf8_cut(const char *s, size_t max);
+
 /* A copy of the NUL-terminated s in which every byte utf8_check() refuses
  * is written as the four characters "\xNN": for text of mixed origin (a
  * message cut short by a fixed buffer, a path from the configuration) that

@@ -256,6 +256,21 @@ START_TEST(utf8_length_is_honoured)
 }
 END_TEST
 
+START_TEST(utf8_cut_keeps_characters_whole)
+{
+        /* "aé€😀": 1, 2, 3 and 4 bytes. */
+        const char *s = "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80";
+        static const size_t want[] = {0, 1, 1, 3, 3, 3, 6, 6, 6, 6, 10, 10, 10};
+        for (size_t max = 0; max < ELEMENTSOF(want); max++) {
+                size_t len = utf8_cut(s, max);
+                ck_assert_msg(len == want[max], "max %zu: %zu", max, len);
+                ck_assert_int_eq(utf8_check(s, len, NULL, NULL), 0);
+        }
+        ck_assert_uint_eq(utf8_cut("", 0), 0);
+        ck_assert_uint_eq(utf8_cut("abc", 2), 2);
+}
+END_TEST
+
 START_TEST(utf8_escaping)
 {
         static const char *const cases[][2] = {
@@ -508,6 +523,7 @@ int main(void)
         tcase_add_test(tc, string_arrays);
         tcase_add_loop_test(tc, utf8_valid, 0, ELEMENTSOF(utf8_good));
         tcase_add_loop_test(tc, utf8_invalid, 0, ELEMENTSOF(utf8_bad));
+        tcase_add_test(tc, utf8_cut_keeps_characters_whole);
         tcase_add_test(tc, utf8_length_is_honoured);
         tcase_add_test(tc, utf8_escaping);
         tcase_add_test(tc, untrusted_escaping);
