@@ -89,7 +89,6 @@ struct unit_state {
 
 struct watch {
         struct systemd *m;
-        struct watch *next;
         char *unit;
         char *path;
         sd_bus_slot *match;
@@ -130,7 +129,10 @@ struct systemd {
         sd_bus_slot *subscribe;
 
         struct job *jobs;
-        struct watch *watches;
+        /* Sorted by unit name: every UnitNew and UnitRemoved signal of the
+         * manager (of any unit) looks its unit up here. */
+        struct watch **watches;
+        size_t n_watches;
         struct list_req *lists;
         struct early_removed early[EARLY_REMOVED_MAX];
         unsigned early_next;
@@ -543,12 +545,17 @@ static bool status_equal(const struct unit_status *a, const struct unit_status *
 
 /* Watches. */
 
+static size_t watch_search(const struct systemd *m, const char *unit, bool *ret_found)
+{
+        return sorted_by_name_search((void *const *)m->watches, m->n_watches,
+                                     offsetof(struct watch, unit), unit, ret_found);
+}
+
 static struct watch *watch_find(struct systemd *m, const char *unit)
 {
-        for (struct watch *w = m->watches; w; w = w->next)
-                if (streq(w->unit, unit))
-                        return w;
-        return NULL;
+        bool found;
+        size_t i = watch_search(m, unit, &found);
+        return found ? m->watches[i] : NULL;
 }
 
 static void watch_cancel_refresh(struct watch *w)
@@ -758,8 +765,8 @@ static void bus_dead(struct systemd *m, int r, const char *reason)
         uv_poll_stop(&m->poll);
         uv_timer_stop(&m->timer);
         m->poll_events = 0;
-        for (struct watch *w = m->watches; w; w = w->next)
-                watch_cancel_refresh(w);
+        for (size_t i = 0; i < m->n_watches; i++)
+                watch_cancel_refresh(m->watches[i]);
         while (m->lists) {
                 struct list_req *l = m->lists;
                 m->lists = l->next;
@@ -1000,11 +1007,11 @@ struct systemd *systemd_free(struct systemd *m)
                 m->jobs = j->next;
                 job_free(j);
         }
-        while (m->watches) {
-                struct watch *w = m->watches;
-                m->watches = w->next;
-                watch_free(w);
-        }
+        for (size_t i = 0; i < m->n_watches; i++)
+                watch_free(m->watches[i]);
+        free(m->watches);
+        m->watches = NULL;
+        m->n_watches = 0;
         while (m->lists) {
                 struct list_req *l = m->lists;
                 m->lists = l->next;
@@ -1335,8 +1342,10 @@ int systemd_watch_unit(struct systemd *m, const char *unit)
 
         /* Watching twice reports the current state again, as promised for
          * the start of a watch. */
-        w = watch_find(m, unit);
-        if (w) {
+        bool found;
+        size_t i = watch_search(m, unit, &found);
+        if (found) {
+                w = m->watches[i];
                 w->force_report = true;
                 return watch_refresh(w);
         }
@@ -1360,19 +1369,25 @@ int systemd_watch_unit(struct systemd *m, const char *unit)
                 watch_free(w);
                 return r;
         }
-        w->next = m->watches;
-        m->watches = w;
+        struct watch **v = realloc(m->watches, (m->n_watches + 1) * sizeof *v);
+        if (!v)
+                abort();
+        m->watches = v;
+        memmove(&v[i + 1], &v[i], (m->n_watches - i) * sizeof *v);
+        v[i] = w;
+        m->n_watches++;
         bus_update(m);
         return 0;
 }
 
 void systemd_unwatch_unit(struct systemd *m, const char *unit)
 {
-        for (struct watch **p = &m->watches; *p; p = &(*p)->next)
-                if (streq((*p)->unit, unit)) {
-                        struct watch *w = *p;
-                        *p = w->next;
-                        watch_free(w);
-                        return;
-                }
+        bool found;
+        size_t i = watch_search(m, unit, &found);
+        if (!found)
+                return;
+        struct watch *w = m->watches[i];
+        memmove(&m->watches[i], &m->watches[i + 1], (m->n_watches - i - 1) * sizeof *m->watches);
+        m->n_watches--;
+        watch_free(w);
 }

@@ -532,6 +532,73 @@ START_TEST(test_watch_unknown_unit_reports_not_loaded)
 }
 END_TEST
 
+static size_t reports_of(const char *unit)
+{
+        size_t n = 0;
+        for (size_t i = 0; i < n_reports; i++)
+                n += strcmp(reports[i].unit, unit) == 0;
+        return n;
+}
+
+struct reports_since {
+        const char *unit;
+        size_t n;
+};
+
+static bool new_report(const void *arg)
+{
+        const struct reports_since *since = arg;
+        return reports_of(since->unit) > since->n;
+}
+
+/* Watches are kept sorted by unit name: watched and unwatched out of that
+ * order, each unit's changes still reach its own watch, and none reach a
+ * watch that is gone. */
+START_TEST(test_watches_in_any_order)
+{
+        static const char *const whats[] = {"c", "a", "e", "b", "d"};
+        char names[ELEMENTSOF(whats)][128];
+        char *argv[] = {sleep_path, (char *)"1000", NULL};
+
+        for (size_t i = 0; i < ELEMENTSOF(whats); i++) {
+                unit_name(names[i], sizeof names[i], whats[i]);
+                ck_assert_int_eq(systemd_watch_unit(sd, names[i]), 0);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(whats); i++)
+                ck_assert_msg(run_until(any_report, names[i]), "%s never reported", names[i]);
+        /* "c" goes from the middle, "d" from the end. */
+        systemd_unwatch_unit(sd, names[0]);
+        systemd_unwatch_unit(sd, names[4]);
+        size_t before_c = reports_of(names[0]), before_d = reports_of(names[4]);
+
+        for (size_t i = 0; i < ELEMENTSOF(whats); i++) {
+                struct job_result job = {0};
+                struct transient_unit u = {.name = names[i], .slice = "lii.slice", .argv = argv};
+                start_and_wait(&u, &job);
+                ck_assert_msg(job.r == 0, "start %s: %d %s", names[i], job.r, job.result);
+        }
+        for (size_t i = 1; i <= 3; i++)
+                ck_assert_msg(run_until(unit_running, names[i]), "%s never reported active",
+                              names[i]);
+        for (size_t i = 0; i < ELEMENTSOF(whats); i++)
+                stop_and_wait(names[i]);
+        for (size_t i = 1; i <= 3; i++)
+                ck_assert_msg(run_until(unit_gone_or_inactive, names[i]),
+                              "%s never reported stopped", names[i]);
+        ck_assert_uint_eq(reports_of(names[0]), before_c);
+        ck_assert_uint_eq(reports_of(names[4]), before_d);
+
+        /* Watching again after an unwatch starts afresh. */
+        ck_assert_int_eq(systemd_watch_unit(sd, names[0]), 0);
+        struct reports_since since = {.unit = names[0], .n = before_c};
+        ck_assert_msg(run_until(new_report, &since), "%s not reported once watched again",
+                      names[0]);
+        ck_assert(unit_gone_or_inactive(names[0]));
+        for (size_t i = 0; i < 4; i++)
+                systemd_unwatch_unit(sd, names[i]);
+}
+END_TEST
+
 START_TEST(test_duplicate_name_fails)
 {
         char name[128];
@@ -730,6 +797,7 @@ static Suite *systemd_suite(void)
         tcase_add_test(tc, test_failing_unit_reports_exit_status);
         tcase_add_test(tc, test_stop_unknown_unit_succeeds);
         tcase_add_test(tc, test_watch_unknown_unit_reports_not_loaded);
+        tcase_add_test(tc, test_watches_in_any_order);
         tcase_add_test(tc, test_duplicate_name_fails);
         tcase_add_test(tc, test_notify_unit_waits_for_ready);
         tcase_add_test(tc, test_notify_unit_without_ready_fails);
