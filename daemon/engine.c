@@ -146,6 +146,7 @@ static void service_forget(struct engine *e, struct service *svc)
                         (e->n_services - i - 1) * sizeof *e->services);
                 e->n_services--;
         }
+        svc->forgotten = true;
         service_free(svc);
 }
 
@@ -626,19 +627,34 @@ static void notify_status(struct engine *e)
                    e->source_error ? "; source: " : "", e->source_error ? e->source_error : "");
 }
 
-/* Calls fn for every service. fn may forget services, so a snapshot of the
- * names is walked. */
+/* Calls fn for every service. fn may forget services, so a copy of the
+ * list is walked, past those forgotten meanwhile: a forgotten service's
+ * memory goes only in its timer's close callback, which libuv never runs
+ * before this callback of the loop has returned. The walk is run for every
+ * rollout that ends, so it looks nothing up. */
 static void for_each_service(struct engine *e, void (*fn)(struct engine *e, struct service *svc))
 {
         size_t n = e->n_services;
-        _cleanup_free_ char **names = xcalloc(n + 1, sizeof *names);
+        _cleanup_free_ struct service **list = xcalloc(n + 1, sizeof *list);
+        memcpy(list, e->services, n * sizeof *list);
         for (size_t i = 0; i < n; i++)
-                names[i] = xstrdup(e->services[i]->name);
-        for (size_t i = 0; i < n; i++) {
-                struct service *svc = engine_find_service(e, names[i]);
-                if (svc)
-                        fn(e, svc);
-                free(names[i]);
+                if (!list[i]->forgotten)
+                        fn(e, list[i]);
+}
+
+/* Gives every service of the document a struct service. Both lists are
+ * sorted by name, so that one walk along both finds the missing ones. */
+static void add_desired_services(struct engine *e)
+{
+        size_t j = 0;
+        for (size_t i = 0; i < e->desired->n_services; i++) {
+                const char *name = e->desired->services[i].name;
+                while (j < e->n_services && strcmp(e->services[j]->name, name) < 0)
+                        j++;
+                /* A new one goes in at j. */
+                if (j == e->n_services || strcmp(e->services[j]->name, name) != 0)
+                        engine_service(e, name);
+                j++;
         }
 }
 
@@ -647,8 +663,7 @@ static void reconcile(struct engine *e)
         if (!e->adopted || e->stopping || e->failed)
                 return;
         if (e->desired)
-                for (size_t i = 0; i < e->desired->n_services; i++)
-                        engine_service(e, e->desired->services[i].name);
+                add_desired_services(e);
         for_each_service(e, reconcile_service);
         notify_status(e);
 }

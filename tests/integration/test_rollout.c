@@ -338,6 +338,32 @@ START_TEST(removed_service_is_stopped_and_can_return)
 }
 END_TEST
 
+/* A service that the next document adds between the others, by name, is
+ * deployed, and the others are not touched. */
+START_TEST(service_added_between_others)
+{
+        const struct h_service three[] = {{.name = "alpha", .artifact = 1},
+                                          {.name = "beta", .artifact = 1},
+                                          {.name = "gamma", .artifact = 1}};
+        const struct h_service outer[] = {three[0], three[2]};
+        h_publish(&env, outer, 2, 0);
+        long long pids[2];
+        for (size_t i = 0; i < 2; i++) {
+                json_object *svc = wait_generation(outer[i].name, 1);
+                pids[i] = h_json_int(svc, "current.main_pid");
+                json_object_put(svc);
+        }
+
+        h_publish(&env, three, 3, 0);
+        json_object_put(wait_generation("beta", 1));
+        for (size_t i = 0; i < 2; i++) {
+                json_object *svc = wait_generation(outer[i].name, 1);
+                ck_assert_int_eq(h_json_int(svc, "current.main_pid"), pids[i]);
+                json_object_put(svc);
+        }
+}
+END_TEST
+
 static bool restarted(json_object *svc, void *userdata)
 {
         return h_runs_generation(svc, userdata) && h_json_int(svc, "restarts") == 1;
@@ -497,6 +523,7 @@ static Suite *suite(void)
             {"sigkill_rollout", sigkill_during_rollout_keeps_old},
             {"invalid_doc", invalid_document_changes_nothing},
             {"removal", removed_service_is_stopped_and_can_return},
+            {"added_between", service_added_between_others},
             {"replace_dead", dead_instance_is_replaced},
             {"store_gc", store_keeps_only_what_revisions_need},
             {"reexec", systemd_reexec_during_rollout},
