@@ -718,9 +718,22 @@ the number of services, and how it is now:
   has ended, with a sorted keep list searched by bisection.
 - Services were found by linear search (\`state_find()\`, for every service on every
   reconcile and every status); both lists are now kept sorted and searched by bisection.
+- Every UnitNew and UnitRemoved signal of the manager, for any unit, looked its unit up in
+  a linked list of liid's unit watches (about 2N of them during a change): O(N) per signal.
+  The watches are now kept sorted by unit name and found by bisection.
 - What is still O(N) per event: each finished rollout reconciles every service (to start
-  the next queued one), a few microseconds per service. The profile above shows where
+  the next queued one), about a microsecond per service; the walk no longer copies every
+  name nor looks each service up again. The profile above shows where
   the rest of liid's time goes at $(median scale.profiled) services.
+- Not liid's, but on its account: this machine's ext4 has no journal, and without one the
+  kernel's inode allocator passes over every inode freed in about the last 30 s
+  (\`vm.dirty_expire_centisecs\`; \`recently_deleted()\`, one buffer lookup each) before it
+  hands one out. liid creates and frees a few files per service and change (a state file's
+  replacement, the download, the unpacked tree, the store's record), so during a change of N
+  services each new file costs in proportion to N: O(N²) per change, in the kernel, a few
+  per cent of liid's CPU at 500 services in the profile (\`recently_deleted\`,
+  \`find_get_block_common\`) and nothing at 10. Files that other work on the machine
+  deleted in those 30 s count too, which makes this row vary from run to run.
 
 **Memory.** VmHWM counts the pages of shared libraries liid maps: at one service it is
 already $(num "$(calc 'a / 1024' "$(median scale.1.hwm)")") MiB, of which liid's own (RssAnon) is $(num "$(calc 'a / 1024' "$(median scale.1.anon_peak)")") MiB; the rest is libcrypto,
