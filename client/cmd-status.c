@@ -89,39 +89,6 @@ static void print_header(const struct ctl *ctl, json_object *doc)
         }
 }
 
-/* The columns of the table view that the table reads, and where each is
- * in liid's rows (-1 when liid sent no such column). */
-enum {
-        IN_NAME,
-        IN_STATE,
-        IN_HELD,
-        IN_GENERATION,
-        IN_UNIT,
-        IN_HEALTHY,
-        IN_ACTIVE_SINCE,
-        IN_LAST_RESULT,
-        IN_LAST_REASON,
-        IN_LAST_DURATION_MS,
-        IN_ROLLOUT_STATE,
-        IN_ROLLOUT_REASON,
-        _IN_MAX,
-};
-
-static const char *const input_names[_IN_MAX] = {
-    [IN_NAME] = LII_COLUMN_NAME,
-    [IN_STATE] = LII_COLUMN_STATE,
-    [IN_HELD] = LII_COLUMN_HELD,
-    [IN_GENERATION] = LII_COLUMN_GENERATION,
-    [IN_UNIT] = LII_COLUMN_UNIT,
-    [IN_HEALTHY] = LII_COLUMN_HEALTHY,
-    [IN_ACTIVE_SINCE] = LII_COLUMN_ACTIVE_SINCE,
-    [IN_LAST_RESULT] = LII_COLUMN_LAST_RESULT,
-    [IN_LAST_REASON] = LII_COLUMN_LAST_REASON,
-    [IN_LAST_DURATION_MS] = LII_COLUMN_LAST_DURATION_MS,
-    [IN_ROLLOUT_STATE] = LII_COLUMN_ROLLOUT_STATE,
-    [IN_ROLLOUT_REASON] = LII_COLUMN_ROLLOUT_REASON,
-};
-
 /* The columns printed. */
 enum {
         COL_SERVICE,
@@ -230,15 +197,16 @@ static const char *row_string(json_object *row, int at)
  * rollout waits for `liictl resume`, and why a fleet rollout holds this
  * node back ("outside canary 10%", "waiting for a slot", "halted: …"),
  * since each explains why the service does not run its desired spec. */
-static void state_cell(struct cell *c, json_object *row, const int at[static _IN_MAX], bool paused)
+static void state_cell(struct cell *c, json_object *row, const int at[static _LII_COLUMN_MAX],
+                       bool paused)
 {
-        cell_value(c, row_get(row, at[IN_STATE]));
-        json_object *held = row_get(row, at[IN_HELD]);
+        cell_value(c, row_get(row, at[LII_COLUMN_STATE]));
+        json_object *held = row_get(row, at[LII_COLUMN_HELD]);
         bool is_held =
             json_object_is_type(held, json_type_boolean) && json_object_get_boolean(held);
         bool waits = paused && strcmp(c->text, "pending") == 0;
-        const char *rollout = row_string(row, at[IN_ROLLOUT_STATE]);
-        const char *reason = row_string(row, at[IN_ROLLOUT_REASON]);
+        const char *rollout = row_string(row, at[LII_COLUMN_ROLLOUT_STATE]);
+        const char *reason = row_string(row, at[LII_COLUMN_ROLLOUT_REASON]);
         bool held_back = rollout && reason && strcmp(rollout, "applied") != 0;
         if (!is_held && !waits && !held_back)
                 return;
@@ -252,16 +220,16 @@ static void state_cell(struct cell *c, json_object *row, const int at[static _IN
 
 /* "succeeded in 812ms", "failed in 3s: REASON", or "-" before the first
  * rollout. */
-static void rollout_cell(struct cell *c, json_object *row, const int at[static _IN_MAX])
+static void rollout_cell(struct cell *c, json_object *row, const int at[static _LII_COLUMN_MAX])
 {
-        if (!row_string(row, at[IN_LAST_RESULT])) {
+        if (!row_string(row, at[LII_COLUMN_LAST_RESULT])) {
                 cell_borrow(c, "-", 1);
                 return;
         }
         struct cell result;
-        cell_value(&result, row_get(row, at[IN_LAST_RESULT]));
-        json_object *ms = row_get(row, at[IN_LAST_DURATION_MS]);
-        const char *reason = row_string(row, at[IN_LAST_REASON]);
+        cell_value(&result, row_get(row, at[LII_COLUMN_LAST_RESULT]));
+        json_object *ms = row_get(row, at[LII_COLUMN_LAST_DURATION_MS]);
+        const char *reason = row_string(row, at[LII_COLUMN_LAST_REASON]);
 
         char duration[32] = "";
         if (json_object_is_type(ms, json_type_int) && json_object_get_int64(ms) >= 0) {
@@ -278,16 +246,17 @@ static void rollout_cell(struct cell *c, json_object *row, const int at[static _
         free(result.owned);
 }
 
-static void add_row(struct table *t, json_object *row, const int at[static _IN_MAX], bool paused)
+static void add_row(struct table *t, json_object *row, const int at[static _LII_COLUMN_MAX],
+                    bool paused)
 {
         struct row *r = &t->rows[t->n++];
-        *r = (struct row){.state = row_string(row, at[IN_STATE])};
-        cell_value(&r->cells[COL_SERVICE], row_get(row, at[IN_NAME]));
+        *r = (struct row){.state = row_string(row, at[LII_COLUMN_STATE])};
+        cell_value(&r->cells[COL_SERVICE], row_get(row, at[LII_COLUMN_NAME]));
         state_cell(&r->cells[COL_STATE], row, at, paused);
-        cell_value(&r->cells[COL_GEN], row_get(row, at[IN_GENERATION]));
-        cell_value(&r->cells[COL_UNIT], row_get(row, at[IN_UNIT]));
-        cell_value(&r->cells[COL_HEALTHY], row_get(row, at[IN_HEALTHY]));
-        cell_value(&r->cells[COL_SINCE], row_get(row, at[IN_ACTIVE_SINCE]));
+        cell_value(&r->cells[COL_GEN], row_get(row, at[LII_COLUMN_GENERATION]));
+        cell_value(&r->cells[COL_UNIT], row_get(row, at[LII_COLUMN_UNIT]));
+        cell_value(&r->cells[COL_HEALTHY], row_get(row, at[LII_COLUMN_HEALTHY]));
+        cell_value(&r->cells[COL_SINCE], row_get(row, at[LII_COLUMN_ACTIVE_SINCE]));
         rollout_cell(&r->cells[COL_ROLLOUT], row, at);
 }
 
@@ -323,9 +292,9 @@ static void print_row(const struct ctl *ctl, const struct cell cells[static _COL
 }
 
 /* Where each column the table reads is in liid's rows. */
-static void find_columns(json_object *columns, int at[static _IN_MAX])
+static void find_columns(json_object *columns, int at[static _LII_COLUMN_MAX])
 {
-        for (size_t i = 0; i < _IN_MAX; i++)
+        for (size_t i = 0; i < _LII_COLUMN_MAX; i++)
                 at[i] = -1;
         size_t n =
             json_object_is_type(columns, json_type_array) ? json_object_array_length(columns) : 0;
@@ -333,8 +302,9 @@ static void find_columns(json_object *columns, int at[static _IN_MAX])
                 json_object *name = json_object_array_get_idx(columns, c);
                 if (!json_object_is_type(name, json_type_string))
                         continue;
-                for (size_t i = 0; i < _IN_MAX; i++)
-                        if (at[i] < 0 && strcmp(json_object_get_string(name), input_names[i]) == 0)
+                for (size_t i = 0; i < _LII_COLUMN_MAX; i++)
+                        if (at[i] < 0 &&
+                            strcmp(json_object_get_string(name), lii_column_names[i]) == 0)
                                 at[i] = (int)c;
         }
 }
@@ -349,7 +319,7 @@ static void print_services(const struct ctl *ctl, json_object *doc)
                 printf("No services.\n");
                 return;
         }
-        int at[_IN_MAX];
+        int at[_LII_COLUMN_MAX];
         find_columns(json_get(doc, LII_F_COLUMNS, json_type_array), at);
         _cleanup_(table_done) struct table table = {.rows = xcalloc(n, sizeof *table.rows)};
         struct table *t = &table;

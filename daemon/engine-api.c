@@ -156,38 +156,6 @@ static json_object *service_json(struct engine *e, struct service *svc)
         return o;
 }
 
-/* The table view's columns, in the order of each row's cells. */
-enum {
-        TC_NAME,
-        TC_STATE,
-        TC_HELD,
-        TC_GENERATION,
-        TC_UNIT,
-        TC_HEALTHY,
-        TC_ACTIVE_SINCE,
-        TC_LAST_RESULT,
-        TC_LAST_REASON,
-        TC_LAST_DURATION_MS,
-        TC_ROLLOUT_STATE,
-        TC_ROLLOUT_REASON,
-        _TC_MAX,
-};
-
-static const char *const table_columns[_TC_MAX] = {
-    [TC_NAME] = LII_COLUMN_NAME,
-    [TC_STATE] = LII_COLUMN_STATE,
-    [TC_HELD] = LII_COLUMN_HELD,
-    [TC_GENERATION] = LII_COLUMN_GENERATION,
-    [TC_UNIT] = LII_COLUMN_UNIT,
-    [TC_HEALTHY] = LII_COLUMN_HEALTHY,
-    [TC_ACTIVE_SINCE] = LII_COLUMN_ACTIVE_SINCE,
-    [TC_LAST_RESULT] = LII_COLUMN_LAST_RESULT,
-    [TC_LAST_REASON] = LII_COLUMN_LAST_REASON,
-    [TC_LAST_DURATION_MS] = LII_COLUMN_LAST_DURATION_MS,
-    [TC_ROLLOUT_STATE] = LII_COLUMN_ROLLOUT_STATE,
-    [TC_ROLLOUT_REASON] = LII_COLUMN_ROLLOUT_REASON,
-};
-
 /* A service's row in the table view, from the same places as
  * service_json()'s fields. An array costs json-c and its clients far less
  * than an object with a hash table of its own: this view is for those who
@@ -199,26 +167,28 @@ static json_object *service_row_json(struct engine *e, struct service *svc)
         const struct rollout_record *rec =
             ss && ss->last_rollout.result != LII_RESULT_NONE ? &ss->last_rollout : NULL;
         bool canary = svc->canary.set;
-        json_object *cells[_TC_MAX] = {
-            [TC_NAME] = json_object_new_string(svc->name),
-            [TC_STATE] = json_object_new_string(lii_state_to_string(svc->state)),
-            [TC_HELD] = json_object_new_boolean(ss && ss->held),
-            [TC_GENERATION] = cur ? json_object_new_uint64(cur->generation) : NULL,
-            [TC_UNIT] = cur ? json_object_new_string(cur->unit) : NULL,
-            [TC_HEALTHY] = cur ? json_object_new_boolean(svc->current_alive && svc->healthy) : NULL,
-            [TC_ACTIVE_SINCE] = cur ? time_or_null(svc->active_since_usec) : NULL,
-            [TC_LAST_RESULT] =
+        json_object *cells[_LII_COLUMN_MAX] = {
+            [LII_COLUMN_NAME] = json_object_new_string(svc->name),
+            [LII_COLUMN_STATE] = json_object_new_string(lii_state_to_string(svc->state)),
+            [LII_COLUMN_HELD] = json_object_new_boolean(ss && ss->held),
+            [LII_COLUMN_GENERATION] = cur ? json_object_new_uint64(cur->generation) : NULL,
+            [LII_COLUMN_UNIT] = cur ? json_object_new_string(cur->unit) : NULL,
+            [LII_COLUMN_HEALTHY] =
+                cur ? json_object_new_boolean(svc->current_alive && svc->healthy) : NULL,
+            [LII_COLUMN_ACTIVE_SINCE] = cur ? time_or_null(svc->active_since_usec) : NULL,
+            [LII_COLUMN_LAST_RESULT] =
                 rec ? json_object_new_string(lii_result_to_string(rec->result)) : NULL,
-            [TC_LAST_REASON] = rec ? string_or_null(rec->reason) : NULL,
-            [TC_LAST_DURATION_MS] = rec ? json_object_new_uint64(rollout_duration_ms(rec)) : NULL,
-            [TC_ROLLOUT_STATE] =
+            [LII_COLUMN_LAST_REASON] = rec ? string_or_null(rec->reason) : NULL,
+            [LII_COLUMN_LAST_DURATION_MS] =
+                rec ? json_object_new_uint64(rollout_duration_ms(rec)) : NULL,
+            [LII_COLUMN_ROLLOUT_STATE] =
                 canary ? json_object_new_string(canary_state_to_string(svc->canary.verdict.state))
                        : NULL,
-            [TC_ROLLOUT_REASON] =
+            [LII_COLUMN_ROLLOUT_REASON] =
                 canary ? json_object_new_string(svc->canary.verdict.reason) : NULL,
         };
-        json_object *row = json_object_new_array_ext(_TC_MAX);
-        for (size_t i = 0; i < _TC_MAX; i++)
+        json_object *row = json_object_new_array_ext(_LII_COLUMN_MAX);
+        for (size_t i = 0; i < _LII_COLUMN_MAX; i++)
                 json_object_array_add(row, cells[i]);
         return row;
 }
@@ -226,9 +196,9 @@ static json_object *service_row_json(struct engine *e, struct service *svc)
 /* The table view's columns and rows; services are kept sorted by name. */
 static void add_table(json_object *o, struct engine *e)
 {
-        json_object *columns = json_object_new_array_ext(_TC_MAX);
-        for (size_t i = 0; i < _TC_MAX; i++)
-                json_object_array_add(columns, json_object_new_string(table_columns[i]));
+        json_object *columns = json_object_new_array_ext(_LII_COLUMN_MAX);
+        for (size_t i = 0; i < _LII_COLUMN_MAX; i++)
+                json_object_array_add(columns, json_object_new_string(lii_column_names[i]));
         json_object_object_add(o, LII_F_COLUMNS, columns);
         json_object *rows = json_object_new_array_ext((int)e->n_services);
         for (size_t i = 0; i < e->n_services; i++)

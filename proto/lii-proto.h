@@ -34,8 +34,8 @@
 #define LII_QUERY_FOLLOW "follow"
 /* Query parameter of GET /v1/status: "full" (the default) or "table":
  * the node and source as in full, and the services as a table of what
- * `liictl status` shows: LII_F_COLUMNS names the columns (the
- * LII_COLUMN_* below, in an order clients must not assume) and
+ * `liictl status` shows: LII_F_COLUMNS names the columns (those of
+ * enum lii_column, in an order clients must not assume) and
  * LII_F_ROWS holds one array of cells per service, sorted by name. */
 #define LII_QUERY_VIEW "view"
 #define LII_VIEW_FULL  "full"
@@ -96,26 +96,14 @@
 #define LII_F_PERCENT "percent"
 #define LII_F_BUCKET  "bucket"
 
-/* The table view: its columns and rows, and the columns' names. A cell
+/* The table view: its columns (enum lii_column below) and rows. A cell
  * is null where there is nothing to show: generation, unit, healthy and
  * active_since are the current instance's; last_result, last_reason and
  * last_duration_ms the last rollout's (null before the first one);
  * rollout_state and rollout_reason a fleet rollout's (null without a
  * rollout block). */
-#define LII_F_COLUMNS               "columns"
-#define LII_F_ROWS                  "rows"
-#define LII_COLUMN_NAME             "name"
-#define LII_COLUMN_STATE            "state"
-#define LII_COLUMN_HELD             "held"
-#define LII_COLUMN_GENERATION       "generation"
-#define LII_COLUMN_UNIT             "unit"
-#define LII_COLUMN_HEALTHY          "healthy"
-#define LII_COLUMN_ACTIVE_SINCE     "active_since"
-#define LII_COLUMN_LAST_RESULT      "last_result"
-#define LII_COLUMN_LAST_REASON      "last_reason"
-#define LII_COLUMN_LAST_DURATION_MS "last_duration_ms"
-#define LII_COLUMN_ROLLOUT_STATE    "rollout_state"
-#define LII_COLUMN_ROLLOUT_REASON   "rollout_reason"
+#define LII_F_COLUMNS "columns"
+#define LII_F_ROWS    "rows"
 
 /* Fleet mode (contract; see the design brief): a node's compact status in
  * etcd (node, version, serial, updated_at, services with state,
@@ -190,6 +178,26 @@ enum lii_result {
         _LII_RESULT_MAX,
 };
 const char *lii_result_to_string(enum lii_result r); /* NULL for NONE */
+
+/* The columns of the table view (LII_VIEW_TABLE). liid sends them in this
+ * order; a client finds each by its name, so that liid may add columns
+ * anywhere. */
+enum lii_column {
+        LII_COLUMN_NAME,
+        LII_COLUMN_STATE,
+        LII_COLUMN_HELD,
+        LII_COLUMN_GENERATION,
+        LII_COLUMN_UNIT,
+        LII_COLUMN_HEALTHY,
+        LII_COLUMN_ACTIVE_SINCE,
+        LII_COLUMN_LAST_RESULT,
+        LII_COLUMN_LAST_REASON,
+        LII_COLUMN_LAST_DURATION_MS,
+        LII_COLUMN_ROLLOUT_STATE,
+        LII_COLUMN_ROLLOUT_REASON,
+        _LII_COLUMN_MAX,
+};
+extern const char *const lii_column_names[_LII_COLUMN_MAX];
 
 /* Error codes of {"error":{"code":…,"message":…}} and their HTTP status. */
 #define LII_ERR_NOT_FOUND          "not_found"          /* 404 */

@@ -25,6 +25,21 @@ int lii_state_from_string(const char *s)
         return -EINVAL;
 }
 
+const char *const lii_column_names[_LII_COLUMN_MAX] = {
+    [LII_COLUMN_NAME] = "name",
+    [LII_COLUMN_STATE] = "state",
+    [LII_COLUMN_HELD] = "held",
+    [LII_COLUMN_GENERATION] = "generation",
+    [LII_COLUMN_UNIT] = "unit",
+    [LII_COLUMN_HEALTHY] = "healthy",
+    [LII_COLUMN_ACTIVE_SINCE] = "active_since",
+    [LII_COLUMN_LAST_RESULT] = "last_result",
+    [LII_COLUMN_LAST_REASON] = "last_reason",
+    [LII_COLUMN_LAST_DURATION_MS] = "last_duration_ms",
+    [LII_COLUMN_ROLLOUT_STATE] = "rollout_state",
+    [LII_COLUMN_ROLLOUT_REASON] = "rollout_reason",
+};
+
 const char *lii_result_to_string(enum lii_result r)
 {
         switch (r) {
