@@ -635,7 +635,9 @@ static void notify_status(struct engine *e)
 static void for_each_service(struct engine *e, void (*fn)(struct engine *e, struct service *svc))
 {
         size_t n = e->n_services;
-        _cleanup_free_ struct service **list = xcalloc(n + 1, sizeof *list);
+        if (n == 0)
+                return; /* and e->services may be NULL, which memcpy() must not get */
+        _cleanup_free_ struct service **list = xcalloc(n, sizeof *list);
         memcpy(list, e->services, n * sizeof *list);
         for (size_t i = 0; i < n; i++)
                 if (!list[i]->forgotten)
