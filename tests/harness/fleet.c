@@ -8,7 +8,6 @@
 #include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,23 +22,11 @@
 #include "cgroup.h"
 #include "util.h"
 
-static void fail_now(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fail_now(const char *fmt, ...)
-{
-        char buf[4096];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(buf, sizeof buf, fmt, ap);
-        va_end(ap);
-        ck_abort_msg("%s", buf);
-        abort();
-}
-
 static void sh(const char *cmd)
 {
         int rc = system(cmd);
         if (rc != 0)
-                fail_now("command failed (%d): %s", rc, cmd);
+                h_fail_now("command failed (%d): %s", rc, cmd);
 }
 
 /* ---- the managers ---- */
@@ -52,7 +39,7 @@ static pid_t manager_fork(struct h_fleet_node *node, const char *notify)
 {
         pid_t pid = fork();
         if (pid < 0)
-                fail_now("fork: %s", strerror(errno));
+                h_fail_now("fork: %s", strerror(errno));
         if (pid == 0) {
                 /* A failed test ends without teardown; the manager, and
                  * with it every unit it runs, must go too. */
@@ -130,7 +117,7 @@ void h_fleet_write_config(struct h_fleet *f, size_t i)
         snprintf(node->env.source_url, sizeof node->env.source_url, "%s", url);
         FILE *c = fopen(node->env.config, "we");
         if (!c)
-                fail_now("%s: %s", node->env.config, strerror(errno));
+                h_fail_now("%s: %s", node->env.config, strerror(errno));
         fprintf(c,
                 "; written by the lii test harness (fleet)\n"
                 "[source]\nurl = %s\npoll_interval = %s\n",
@@ -175,7 +162,7 @@ static void node_prepare(struct h_fleet *f, size_t i)
         snprintf(env->socket, sizeof env->socket, "/run/lii-fleet.%d.%s.sock", (int)getpid(), name);
         snprintf(env->bus, sizeof env->bus, "unix:path=%s/systemd/private", runtime);
         if (mkdir(env->dir, 0755) < 0 || mkdir(env->runtime, 0700) < 0)
-                fail_now("mkdir %s: %s", env->dir, strerror(errno));
+                h_fail_now("mkdir %s: %s", env->dir, strerror(errno));
         unlink(env->socket);
 }
 
@@ -200,7 +187,7 @@ void h_fleet_setup(struct h_fleet *f, const char *name, size_t n)
 {
         remove_stale_sockets();
         if (n == 0 || n > H_FLEET_MAX)
-                fail_now("a fleet has 1 to %d nodes, not %zu", H_FLEET_MAX, n);
+                h_fail_now("a fleet has 1 to %d nodes, not %zu", H_FLEET_MAX, n);
         memset(f, 0, sizeof *f);
         f->n = n;
         snprintf(f->prefix, sizeof f->prefix, "lii/fleet");
@@ -279,7 +266,7 @@ void h_fleet_teardown(struct h_fleet *f)
         }
         f->n = 0;
         if (left[0])
-                fail_now("cgroups still hold processes after their managers exited:%s", left);
+                h_fail_now("cgroups still hold processes after their managers exited:%s", left);
 }
 
 /* ---- liid ---- */
@@ -300,7 +287,7 @@ void h_fleet_signal(struct h_fleet *f, size_t i, int sig)
 {
         struct h_fleet_node *node = &f->node[i];
         if (node->env.liid_pid <= 0)
-                fail_now("%s: liid does not run", node->name);
+                h_fail_now("%s: liid does not run", node->name);
         switch (sig) {
         case SIGSTOP:
                 kill(node->env.liid_pid, SIGSTOP);
@@ -321,7 +308,7 @@ void h_fleet_signal(struct h_fleet *f, size_t i, int sig)
 void h_fleet_etcd_freeze(struct h_fleet *f, int member, bool freeze)
 {
         if (member < 0 || member >= H_ETCD_MEMBERS || f->etcd.pid[member] <= 0)
-                fail_now("etcd member %d does not run", member);
+                h_fail_now("etcd member %d does not run", member);
         kill(f->etcd.pid[member], freeze ? SIGSTOP : SIGCONT);
         f->etcd_frozen[member] = freeze;
 }
@@ -477,7 +464,7 @@ static json_object *wait_nodes(struct h_fleet *f, const size_t *which, size_t n,
                 uint64_t wait_ms = (deadline - now) / USEC_PER_MSEC + 1;
                 int r = poll(pfd, n, (int)(wait_ms < 1000 ? wait_ms : 1000));
                 if (r < 0 && errno != EINTR)
-                        fail_now("poll: %s", strerror(errno));
+                        h_fail_now("poll: %s", strerror(errno));
                 for (size_t k = 0; k < n; k++) {
                         if (r == 0)
                                 look[k] = true;
@@ -513,9 +500,9 @@ static json_object *wait_nodes(struct h_fleet *f, const size_t *which, size_t n,
                 json_object_put(last[k]);
         }
         if (late[0])
-                fail_now("timed out after %d ms waiting for %s on%s (their status and log are on "
-                         "stderr)",
-                         timeout_ms, what, late);
+                h_fail_now("timed out after %d ms waiting for %s on%s (their status and log are on "
+                           "stderr)",
+                           timeout_ms, what, late);
         return result;
 }
 
@@ -592,13 +579,13 @@ unsigned h_fleet_bucket(const char *node, const char *service, const char *id)
         size_t len = 0;
         FILE *f = open_memstream(&msg, &len);
         if (!f)
-                fail_now("open_memstream: %s", strerror(errno));
+                h_fail_now("open_memstream: %s", strerror(errno));
         fprintf(f, "%s%c%s%c%s", node, '\0', service, '\0', id);
         fclose(f);
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned md_len = 0;
         if (!EVP_Digest(msg, len, md, &md_len, EVP_sha256(), NULL) || md_len < 8)
-                fail_now("SHA-256 failed");
+                h_fail_now("SHA-256 failed");
         free(msg);
         uint64_t v = 0;
         for (int k = 0; k < 8; k++)

@@ -30,10 +30,9 @@
 
 #define MINISIGN "minisign"
 
-static void fail_now(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fail_now(const char *fmt, ...)
+void h_fail_now(const char *fmt, ...)
 {
-        char buf[2048];
+        char buf[4096];
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(buf, sizeof buf, fmt, ap);
@@ -46,7 +45,7 @@ static void write_file(const char *path, const char *text)
 {
         FILE *f = fopen(path, "we");
         if (!f)
-                fail_now("cannot write %s: %s", path, strerror(errno));
+                h_fail_now("cannot write %s: %s", path, strerror(errno));
         fputs(text, f);
         fclose(f);
 }
@@ -58,10 +57,10 @@ static int run_to(char *const *argv, char *const *extra_env, char **ret_out, con
 {
         int pipefd[2] = {-1, -1};
         if (ret_out && pipe2(pipefd, O_CLOEXEC) < 0)
-                fail_now("pipe: %s", strerror(errno));
+                h_fail_now("pipe: %s", strerror(errno));
         pid_t pid = fork();
         if (pid < 0)
-                fail_now("fork: %s", strerror(errno));
+                h_fail_now("fork: %s", strerror(errno));
         if (pid == 0) {
                 if (ret_out)
                         dup2(pipefd[1], STDOUT_FILENO);
@@ -91,7 +90,7 @@ static int run_to(char *const *argv, char *const *extra_env, char **ret_out, con
         int status;
         while (waitpid(pid, &status, 0) < 0)
                 if (errno != EINTR)
-                        fail_now("waitpid: %s", strerror(errno));
+                        h_fail_now("waitpid: %s", strerror(errno));
         if (ret_out)
                 *ret_out = out;
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -106,7 +105,7 @@ static void run_ok(char *const *argv)
 {
         int rc = run(argv, NULL, NULL);
         if (rc != 0)
-                fail_now("%s exited with %d", argv[0], rc);
+                h_fail_now("%s exited with %d", argv[0], rc);
 }
 
 /* A datagram socket that receives sd_notify() messages: the harness learns
@@ -117,11 +116,11 @@ int h_notify_open(const char *path)
         int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         if (strlen(path) >= sizeof sa.sun_path)
-                fail_now("%s: too long for a Unix socket's path", path);
+                h_fail_now("%s: too long for a Unix socket's path", path);
         memcpy(sa.sun_path, path, strlen(path) + 1);
         unlink(path);
         if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
-                fail_now("notify socket %s: %s", path, strerror(errno));
+                h_fail_now("notify socket %s: %s", path, strerror(errno));
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
         return fd;
@@ -132,14 +131,14 @@ void h_notify_wait_ready(int fd, pid_t pid, const char *what, uint64_t deadline_
         for (;;) {
                 uint64_t now = now_monotonic_usec();
                 if (now >= deadline_usec)
-                        fail_now("%s did not report READY=1 in time", what);
+                        h_fail_now("%s did not report READY=1 in time", what);
                 struct pollfd p = {.fd = fd, .events = POLLIN};
                 int r = poll(&p, 1, (int)((deadline_usec - now) / 1000) + 1);
                 if (r < 0 && errno != EINTR)
-                        fail_now("poll: %s", strerror(errno));
+                        h_fail_now("poll: %s", strerror(errno));
                 int status;
                 if (waitpid(pid, &status, WNOHANG) == pid)
-                        fail_now("%s exited (status %d) before it was ready", what, status);
+                        h_fail_now("%s exited (status %d) before it was ready", what, status);
                 if (r <= 0)
                         continue;
                 char buf[4096];
@@ -162,7 +161,7 @@ static void make_key(const char *dir, const char *name)
         int rc = run(argv, NULL, &out);
         free(out);
         if (rc != 0)
-                fail_now("minisign -G failed (%d)", rc);
+                h_fail_now("minisign -G failed (%d)", rc);
 }
 
 static void sign(struct h_env *env, const char *key, const char *file);
@@ -199,7 +198,7 @@ static void sign(struct h_env *env, const char *key, const char *file)
         int rc = run(argv, NULL, &out);
         free(out);
         if (rc != 0)
-                fail_now("minisign -S %s failed (%d)", file, rc);
+                h_fail_now("minisign -S %s failed (%d)", file, rc);
 }
 
 /* liid's configuration, from what env says. */
@@ -317,7 +316,7 @@ static void start_manager(struct h_env *env)
         int nfd = h_notify_open(notify);
         pid_t pid = fork();
         if (pid < 0)
-                fail_now("fork: %s", strerror(errno));
+                h_fail_now("fork: %s", strerror(errno));
         if (pid == 0) {
                 /* A failed test ends its process without teardown; the
                  * manager (which then stops its units) must go with it. */
@@ -350,7 +349,7 @@ void h_setup_tmpfs_state(struct h_env *env, const char *name, unsigned long long
 {
         prepare(env, name);
         if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-                fail_now("a mount namespace of its own: %s", strerror(errno));
+                h_fail_now("a mount namespace of its own: %s", strerror(errno));
         /* Not noexec: the instances run from the store below it. The
          * manager must be started after this, so that its own namespace is
          * a copy with the tmpfs in it. */
@@ -358,7 +357,7 @@ void h_setup_tmpfs_state(struct h_env *env, const char *name, unsigned long long
         snprintf(opts, sizeof opts, "size=%llu,mode=0755", size);
         mkdir(env->state_dir, 0755);
         if (mount("tmpfs", env->state_dir, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
-                fail_now("mount tmpfs on %s: %s", env->state_dir, strerror(errno));
+                h_fail_now("mount tmpfs on %s: %s", env->state_dir, strerror(errno));
         env->state_tmpfs = true;
         start_manager(env);
 }
@@ -372,7 +371,7 @@ void h_start_liid(struct h_env *env)
         snprintf(log, sizeof log, "%s/liid.log", env->dir);
         pid_t pid = fork();
         if (pid < 0)
-                fail_now("fork: %s", strerror(errno));
+                h_fail_now("fork: %s", strerror(errno));
         if (pid == 0) {
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
                 int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -396,7 +395,7 @@ void h_kill_liid(struct h_env *env, int sig)
         waitpid(env->liid_pid, &status, 0);
         env->liid_pid = 0;
         if (sig == SIGTERM && (!WIFEXITED(status) || WEXITSTATUS(status) != 0))
-                fail_now("liid did not exit cleanly on SIGTERM (status %d)", status);
+                h_fail_now("liid did not exit cleanly on SIGTERM (status %d)", status);
 }
 
 static void remove_public_bin(void);
@@ -429,7 +428,7 @@ static void sha256_file(const char *path, char out[65], long long *ret_size)
 {
         FILE *f = fopen(path, "re");
         if (!f)
-                fail_now("%s: %s", path, strerror(errno));
+                h_fail_now("%s: %s", path, strerror(errno));
         EVP_MD_CTX *ctx = EVP_MD_CTX_new();
         EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
         char buf[65536];
@@ -469,9 +468,9 @@ void h_publish_raw(struct h_env *env, const char *doc)
             {.tv_sec = 1700000000 + (time_t)publications},
         };
         if (utimensat(AT_FDCWD, tmp, times, 0) < 0)
-                fail_now("utimensat %s: %s", tmp, strerror(errno));
+                h_fail_now("utimensat %s: %s", tmp, strerror(errno));
         if (rename(sig_tmp, sig) < 0 || rename(tmp, path) < 0)
-                fail_now("publish: %s", strerror(errno));
+                h_fail_now("publish: %s", strerror(errno));
 }
 
 unsigned h_publish(struct h_env *env, const struct h_service *svcs, size_t n, unsigned serial)
@@ -597,6 +596,18 @@ long h_api_get_text(struct h_env *env, const char *path, char **ret)
         return http_request(env->socket, "GET", url, ret);
 }
 
+long long h_metric(struct h_env *env, const char *series)
+{
+        char *text = NULL;
+        long code = h_api_get_text(env, "/v1/metrics", &text);
+        ck_assert_msg(code == 200, "GET /v1/metrics: HTTP %ld", code);
+        _cleanup_free_ char *needle = xasprintf("\n%s ", series);
+        const char *at = strstr(text, needle);
+        long long v = at ? strtoll(at + strlen(needle), NULL, 10) : -1;
+        free(text);
+        return v;
+}
+
 long h_api_post(struct h_env *env, const char *path, json_object **ret)
 {
         return api_request(env, "POST", path, ret);
@@ -668,7 +679,7 @@ int h_liictl_err(struct h_env *env, char **ret_out, char **ret_err, const char *
         if (ret_err) {
                 FILE *f = fopen(err_path, "re");
                 if (!f)
-                        fail_now("%s: %s", err_path, strerror(errno));
+                        h_fail_now("%s: %s", err_path, strerror(errno));
                 char *text = NULL;
                 size_t len = 0;
                 if (getdelim(&text, &len, '\0', f) < 0) {
@@ -724,9 +735,9 @@ static json_object *wait_for(struct h_env *env, const char *path, h_pred pred, v
                         last = o;
                 }
                 if (now_monotonic_usec() >= deadline)
-                        fail_now("timed out after %d ms waiting for %s; last answer: %s",
-                                 timeout_ms, what,
-                                 last ? json_object_to_json_string(last) : "(none)");
+                        h_fail_now("timed out after %d ms waiting for %s; last answer: %s",
+                                   timeout_ms, what,
+                                   last ? json_object_to_json_string(last) : "(none)");
                 struct timespec ts = {0, 20 * 1000 * 1000};
                 nanosleep(&ts, NULL);
         }

@@ -112,11 +112,17 @@ void h_publish_raw(struct h_env *env, const char *doc);
  * under /root or a 0700 home folder is out of other users' reach). */
 const char *h_public_liictl(void);
 
+/* Fails the running test with the formatted message, from anywhere. */
+void h_fail_now(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
 /* GET on liid's API; returns the HTTP status and sets *ret (NULL if no JSON). */
 long h_api_get(struct h_env *env, const char *path, json_object **ret);
 /* GET on liid's API; returns the HTTP status and sets *ret to the body as
  * it came (NDJSON, metrics), NUL-terminated. */
 long h_api_get_text(struct h_env *env, const char *path, char **ret);
+/* The number a line "series value" of GET /v1/metrics ends with, or -1
+ * when there is no such line. */
+long long h_metric(struct h_env *env, const char *series);
 /* POST on liid's API (as root); returns the HTTP status and the answer. */
 long h_api_post(struct h_env *env, const char *path, json_object **ret);
 /* Runs liictl with the test's socket; returns its exit code. *ret_out (if

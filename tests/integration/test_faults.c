@@ -129,18 +129,6 @@ static void assert_only_unit(const char *unit)
         ck_abort_msg("lii units with processes: %d (%s), want only %s", n, have, unit);
 }
 
-static long long metric(const char *series)
-{
-        char *text = NULL;
-        ck_assert_int_eq(h_api_get_text(&env, "/v1/metrics", &text), 200);
-        char needle[256];
-        snprintf(needle, sizeof needle, "\n%s ", series);
-        const char *at = strstr(text, needle);
-        long long v = at ? strtoll(at + strlen(needle), NULL, 10) : -1;
-        free(text);
-        return v;
-}
-
 /* How many kept events have this type (and mention text, if not NULL). */
 static int count_events(const char *type, const char *text)
 {
@@ -401,7 +389,7 @@ START_TEST(disk_full_unpack_and_state_write)
         char why[64];
         snprintf(why, sizeof why, "serial %lld not accepted", serial);
         json_object_put(h_wait_status(&env, h_source_error_mentions, why, 30000, why));
-        long long failures = metric("lii_storage_write_failures_total");
+        long long failures = h_metric(&env, "lii_storage_write_failures_total");
         ck_assert_int_ge(failures, 2);
         assert_v1_kept();
         assert_liid_alive(pid);
@@ -1643,9 +1631,14 @@ END_TEST
         "\"1s\",\"deadline\":\"20s\"" extra "}"
 
 /* The store's tree for the artifact of current or previous revision. */
-static void store_tree(const char *sha, char *out, size_t size)
+/* The store's tree of the artifact hello runs now; it must exist. */
+static void current_tree(char *out, size_t size)
 {
-        snprintf(out, size, "%s/store/sha256/%s", env.state_dir, sha);
+        json_object *svc = NULL;
+        ck_assert_int_eq(h_api_get(&env, "/v1/services/hello", &svc), 200);
+        snprintf(out, size, "%s/store/sha256/%s", env.state_dir,
+                 h_json_str(svc, "current.artifact_sha256"));
+        json_object_put(svc);
         struct stat st;
         ck_assert_int_eq(stat(out, &st), 0);
 }
@@ -1673,11 +1666,8 @@ START_TEST(revert_files_removed)
 {
         pid_t pid = env.liid_pid;
         deploy_v1();
-        json_object *svc = NULL;
-        ck_assert_int_eq(h_api_get(&env, "/v1/services/hello", &svc), 200);
         char tree[1200];
-        store_tree(h_json_str(svc, "current.artifact_sha256"), tree, sizeof tree);
-        json_object_put(svc);
+        current_tree(tree, sizeof tree);
 
         /* v2 passes its checks, and turns unhealthy within its watch
          * window; by then v1's files are gone from the store and from the
@@ -1687,7 +1677,7 @@ START_TEST(revert_files_removed)
                                .extra_args = ",\"--unhealthy-after\",\"2500\"",
                                .health = HTTP_CHECK(",\"passes\":2,\"watch\":\"20s\"")};
         h_publish(&env, &v2, 1, 0);
-        svc = h_wait_generation(&env, "hello", 2);
+        json_object *svc = h_wait_generation(&env, "hello", 2);
         int port2 = (int)h_json_int(svc, "current.port");
         json_object_put(svc);
         char cmd[8192];
@@ -1739,14 +1729,11 @@ START_TEST(rollback_files_corrupted)
 {
         pid_t pid = env.liid_pid;
         deploy_v1();
-        json_object *svc = NULL;
-        ck_assert_int_eq(h_api_get(&env, "/v1/services/hello", &svc), 200);
         char tree[1200];
-        store_tree(h_json_str(svc, "current.artifact_sha256"), tree, sizeof tree);
-        json_object_put(svc);
+        current_tree(tree, sizeof tree);
         struct h_service v2 = {.name = "hello", .artifact = 2};
         h_publish(&env, &v2, 1, 0);
-        svc = h_wait_generation(&env, "hello", 2);
+        json_object *svc = h_wait_generation(&env, "hello", 2);
         int port2 = (int)h_json_int(svc, "current.port");
         json_object_put(svc);
 

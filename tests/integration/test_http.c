@@ -235,19 +235,6 @@ START_TEST(unsigned_document_refused)
 }
 END_TEST
 
-/* The number a metric's line "name value" ends with, or -1. */
-static long long metric(const char *name)
-{
-        char *text = NULL;
-        ck_assert_int_eq(h_api_get_text(&env, "/v1/metrics", &text), 200);
-        char needle[256];
-        snprintf(needle, sizeof needle, "\n%s ", name);
-        const char *at = strstr(text, needle);
-        long long v = at ? strtoll(at + strlen(needle), NULL, 10) : -1;
-        free(text);
-        return v;
-}
-
 /* Whether /v1/events holds an event of the type whose message mentions
  * the text. */
 static bool event_mentions(const char *type, const char *text)
@@ -276,7 +263,7 @@ static bool serial_is(json_object *status, void *userdata)
 START_TEST(trickling_document_given_up)
 {
         deploy_v1();
-        long long failed_before = metric("lii_fetches_total{result=\"failed\"}");
+        long long failed_before = h_metric(&env, "lii_fetches_total{result=\"failed\"}");
         ck_assert_int_ge(failed_before, 0);
 
         /* A newer document that comes at 1 byte per second: without a time
@@ -291,7 +278,7 @@ START_TEST(trickling_document_given_up)
         ck_assert_int_eq(h_json_int(st, "source.serial"), serial - 1);
         json_object_put(st);
         ck_assert(event_mentions("source.refused", why));
-        ck_assert_int_gt(metric("lii_fetches_total{result=\"failed\"}"), failed_before);
+        ck_assert_int_gt(h_metric(&env, "lii_fetches_total{result=\"failed\"}"), failed_before);
 
         /* Served normally again, it is applied at the next attempt. */
         char trickle[1024];
