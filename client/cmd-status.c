@@ -4,24 +4,62 @@
 
 #include <string.h>
 
-/* Text for a member as people read it: "-" for missing or null, yes/no
- * for booleans, strings as they are, anything else as compact JSON. The
- * result is safe to print on a terminal. */
+/* A cell's text, safe for a terminal: borrowed from the document or a
+ * literal when it can be, allocated (owned) when it had to be made. */
+struct cell {
+        const char *text;
+        size_t len;
+        char *owned;
+};
+
+static void cell_take(struct cell *c, char *text)
+{
+        *c = (struct cell){.text = text, .len = strlen(text), .owned = text};
+}
+
+static void cell_borrow(struct cell *c, const char *text, size_t len)
+{
+        *c = (struct cell){.text = text, .len = len};
+}
+
+/* Text for a value as people read it: "-" for missing or null, yes/no
+ * for booleans, strings as they are, anything else as compact JSON; safe
+ * to print on a terminal. Without a copy where none is needed: most cells
+ * of a table are clean strings or yes/no. */
+static void cell_value(struct cell *c, json_object *v)
+{
+        switch (v ? json_object_get_type(v) : json_type_null) {
+        case json_type_null:
+                cell_borrow(c, "-", 1);
+                return;
+        case json_type_boolean:
+                if (json_object_get_boolean(v))
+                        cell_borrow(c, "yes", 3);
+                else
+                        cell_borrow(c, "no", 2);
+                return;
+        case json_type_string: {
+                const char *s = json_object_get_string(v);
+                size_t len = (size_t)json_object_get_string_len(v);
+                if (strlen(s) == len && ctl_is_printable(s, len))
+                        cell_borrow(c, s, len);
+                else
+                        cell_take(c, ctl_printable(s));
+                return;
+        }
+        default:
+                cell_take(c, ctl_printable(json_object_to_json_string_ext(
+                                 v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)));
+                return;
+        }
+}
+
+/* value's text as cell_value() words it, always malloc'ed. */
 static char *value_text(json_object *v)
 {
-        if (!v)
-                return xstrdup("-");
-        switch (json_object_get_type(v)) {
-        case json_type_null:
-                return xstrdup("-");
-        case json_type_boolean:
-                return xstrdup(json_object_get_boolean(v) ? "yes" : "no");
-        case json_type_string:
-                return ctl_printable(json_object_get_string(v));
-        default:
-                return ctl_printable(json_object_to_json_string_ext(
-                    v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-        }
+        struct cell c;
+        cell_value(&c, v);
+        return c.owned ? c.owned : xstrdup(c.text);
 }
 
 static char *member_text(json_object *o, const char *key)
@@ -105,14 +143,6 @@ static const char *const column_names[_COL_MAX] = {
     "SERVICE", "STATE", "GEN", "UNIT", "HEALTHY", "SINCE", "LAST-ROLLOUT",
 };
 
-/* A cell's text, safe for a terminal: borrowed from the document or a
- * literal when it can be, allocated (owned) when it had to be made. */
-struct cell {
-        const char *text;
-        size_t len;
-        char *owned;
-};
-
 /* One service of the table; state is borrowed from the document, for the
  * state's colour (NULL when liid sent no string). */
 struct row {
@@ -131,53 +161,6 @@ static void table_done(struct table *t)
                 for (size_t c = 0; c < _COL_MAX; c++)
                         free(t->rows[i].cells[c].owned);
         free(t->rows);
-}
-
-static void cell_take(struct cell *c, char *text)
-{
-        *c = (struct cell){.text = text, .len = strlen(text), .owned = text};
-}
-
-static void cell_borrow(struct cell *c, const char *text, size_t len)
-{
-        *c = (struct cell){.text = text, .len = len};
-}
-
-static bool is_printable(const char *s, size_t len)
-{
-        for (size_t i = 0; i < len; i++)
-                if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-                        return false;
-        return true;
-}
-
-/* A cell as value_text() words it, without a copy where none is needed:
- * most cells are clean strings, numbers or yes/no. */
-static void cell_value(struct cell *c, json_object *v)
-{
-        switch (v ? json_object_get_type(v) : json_type_null) {
-        case json_type_null:
-                cell_borrow(c, "-", 1);
-                return;
-        case json_type_boolean:
-                if (json_object_get_boolean(v))
-                        cell_borrow(c, "yes", 3);
-                else
-                        cell_borrow(c, "no", 2);
-                return;
-        case json_type_string: {
-                const char *s = json_object_get_string(v);
-                size_t len = (size_t)json_object_get_string_len(v);
-                if (strlen(s) == len && is_printable(s, len))
-                        cell_borrow(c, s, len);
-                else
-                        cell_take(c, ctl_printable(s));
-                return;
-        }
-        default:
-                cell_take(c, value_text(v));
-                return;
-        }
 }
 
 /* The cell in column at of a row, or NULL. */

@@ -128,6 +128,8 @@ const char *ctl_color(const struct ctl *ctl, const char *sgr);
 /* Copies s with control characters replaced, so that text from liid (error
  * reasons, URLs) cannot move the cursor or recolour the terminal. */
 char *ctl_printable(const char *s);
+/* Whether s[0..len) is printed as it is by ctl_printable(), NULs aside. */
+bool ctl_is_printable(const char *s, size_t len);
 /* Colour for a service state: green running, red failed or reverting,
  * yellow on its way (pending, fetching, starting, checking), none for
  * stopping and stopped. */

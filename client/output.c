@@ -40,13 +40,27 @@ void ctl_print_json(const struct ctl *ctl, const struct client_reply *reply)
                 putchar('\n');
 }
 
+/* What a terminal would take as a command rather than text. */
+static bool is_control(char c)
+{
+        return (unsigned char)c < 0x20 || c == 0x7f;
+}
+
 char *ctl_printable(const char *s)
 {
         char *p = xstrdup(s ? s : "");
         for (char *q = p; *q; q++)
-                if ((unsigned char)*q < 0x20 || *q == 0x7f)
+                if (is_control(*q))
                         *q = '?';
         return p;
+}
+
+bool ctl_is_printable(const char *s, size_t len)
+{
+        for (size_t i = 0; i < len; i++)
+                if (is_control(s[i]))
+                        return false;
+        return true;
 }
 
 json_object *json_get(json_object *o, const char *key, json_type type)
