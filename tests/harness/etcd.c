@@ -387,3 +387,55 @@ char *h_etcd_get(struct h_etcd *e, const char *key)
         json_object_put(o);
         return out;
 }
+
+void h_etcd_dump(struct h_etcd *e, const char *prefix, FILE *out)
+{
+        char *key = base64(prefix, strlen(prefix));
+        /* The prefix's range ends at the prefix with its last byte + 1. */
+        char end_raw[256];
+        snprintf(end_raw, sizeof end_raw, "%s", prefix);
+        size_t n = strlen(end_raw);
+        if (n > 0)
+                end_raw[n - 1]++;
+        char *end = base64(end_raw, n);
+        char body[1024];
+        snprintf(body, sizeof body, "{\"key\":\"%s\",\"range_end\":\"%s\",\"keys_only\":true}", key,
+                 end);
+        free(key);
+        free(end);
+        for (int i = 0; i < H_ETCD_MEMBERS; i++) {
+                char *answer = NULL;
+                if (e->pid[i] <= 0 || e->root_password[0] ||
+                    request(e, e->client_port[i], "/v3/kv/range", body, NULL, &answer) != 200) {
+                        free(answer);
+                        continue;
+                }
+                json_object *o = json_tokener_parse(answer);
+                free(answer);
+                json_object *kvs = o ? h_json_path(o, "kvs") : NULL;
+                fprintf(out, "etcd (member %d) at revision %s, keys under %s:\n", i,
+                        o && h_json_str(o, "header.revision") ? h_json_str(o, "header.revision")
+                                                              : "?",
+                        prefix);
+                size_t count = kvs && json_object_is_type(kvs, json_type_array)
+                                   ? json_object_array_length(kvs)
+                                   : 0;
+                for (size_t k = 0; k < count; k++) {
+                        json_object *kv = json_object_array_get_idx(kvs, k);
+                        const char *k64 = h_json_str(kv, "key");
+                        unsigned char name[512] = "";
+                        size_t len = k64 ? strlen(k64) : 0;
+                        if (len < sizeof name * 3 / 4)
+                                EVP_DecodeBlock(name, (const unsigned char *)k64, (int)len);
+                        const char *created = h_json_str(kv, "create_revision");
+                        const char *modified = h_json_str(kv, "mod_revision");
+                        const char *lease = h_json_str(kv, "lease");
+                        fprintf(out, "  %s created %s modified %s lease %s\n", (char *)name,
+                                created ? created : "?", modified ? modified : "?",
+                                lease ? lease : "none");
+                }
+                json_object_put(o);
+                return;
+        }
+        fprintf(out, "etcd: no member answered a range of %s\n", prefix);
+}

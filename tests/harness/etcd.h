@@ -4,6 +4,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #define H_ETCD_MEMBERS 3
@@ -49,5 +50,8 @@ long long h_etcd_put_files(struct h_etcd *e, const char *key_a, const char *file
 /* The value of key (malloc'ed, NUL-terminated), or NULL when there is no
  * such key; read through a member that runs. */
 char *h_etcd_get(struct h_etcd *e, const char *key);
+/* Writes the keys under prefix (create and mod revisions, lease) to out,
+ * for a failed test's output; best effort, never fails the test. */
+void h_etcd_dump(struct h_etcd *e, const char *prefix, FILE *out);
 /* Compacts the store's history up to revision rev. */
 void h_etcd_compact(struct h_etcd *e, long long rev);

@@ -499,10 +499,26 @@ static json_object *wait_nodes(struct h_fleet *f, const size_t *which, size_t n,
                 }
                 json_object_put(last[k]);
         }
-        if (late[0])
+        if (late[0]) {
+                /* A fleet stuck is seldom one node's doing: the others'
+                 * logs and the keys in etcd say who holds what. */
+                for (size_t i = 0; i < f->n; i++) {
+                        bool waited = false;
+                        for (size_t k = 0; k < n; k++)
+                                waited |= which[k] == i && !done[k];
+                        if (waited)
+                                continue;
+                        char tail[1000];
+                        log_tail(&f->node[i], tail, sizeof tail);
+                        fprintf(stderr, "%s: the end of its log:\n%s\n", f->node[i].name, tail);
+                }
+                char keys[80];
+                snprintf(keys, sizeof keys, "%s/", f->prefix);
+                h_etcd_dump(&f->etcd, keys, stderr);
                 h_fail_now("timed out after %d ms waiting for %s on%s (their status and log are on "
                            "stderr)",
                            timeout_ms, what, late);
+        }
         return result;
 }
 
