@@ -1059,22 +1059,15 @@ static void on_slot_done(struct etcd_call *c, CURLcode result, long status, void
         s->failures = 0;
         etcd_call_reset(c);
         if (confirming) {
-                /* A refusal says the view is behind: the watch's next
-                 * change asks again. */
+                /* A refusal says the view is behind: it is not asked again
+                 * before the view changes. */
                 s->confirmed = ok;
                 s->confirmed_gen = s->confirming_gen;
                 s->confirmed_rev = s->confirming_rev;
-                if (ok)
-                        changed_soon(f);
-                return;
-        }
-        if (ok || taking_over) {
-                /* The watch brings the key into the view, and the engine
-                 * hears of it then. */
+        } else if (ok || taking_over) {
+                /* No second request before the watch has brought the key. */
                 s->awaiting_rev = rev;
-                return;
-        }
-        {
+        } else {
                 /* The key is there already. When it is under another lease
                  * (this node's before liid restarted), it is taken over:
                  * a put keeps its create revision, so its place in line. */
@@ -1092,6 +1085,10 @@ static void on_slot_done(struct etcd_call *c, CURLcode result, long status, void
                                 return;
                 }
         }
+        /* The engine asks again after every answer, whatever it said: the
+         * watch may have brought the key before it, while this request
+         * kept the slot from being confirmed, and then nothing else would
+         * make the engine ask. */
         changed_soon(f);
 }
 

@@ -366,6 +366,48 @@ START_TEST(slot_of_a_killed_holder)
 }
 END_TEST
 
+/* A node that asks for its slot as the engine does: once when its rollout
+ * starts waiting, then only when the fleet says something changed. */
+struct told {
+        struct node *n;
+        unsigned seen; /* n->changed when it last asked */
+        enum fleet_slot got;
+};
+
+static bool held_when_told(void *userdata)
+{
+        struct told *t = userdata;
+        if (t->n->changed != t->seen) {
+                t->seen = t->n->changed;
+                t->got = fleet_slot_want(t->n->fleet, "hello", 1);
+        }
+        return t->got == FLEET_SLOT_HELD;
+}
+
+static bool a_key_gone(void *unused)
+{
+        char *v = h_etcd_get(&etcd, PREFIX "/sem/hello/a");
+        free(v);
+        return v == NULL;
+}
+
+/* The node's own key may come through the watch before etcd's answer to
+ * the request that created it, or after: either way the node is told when
+ * the slot is its own. Each round asks anew from no key at all. */
+START_TEST(a_node_that_asks_only_when_told_gets_its_slot)
+{
+        for (int round = 0; round < 25; round++) {
+                struct told t = {.n = &na, .seen = na.changed};
+                t.got = fleet_slot_want(na.fleet, "hello", 1);
+                ck_assert_msg(run_until(held_when_told, &t, 10000),
+                              "round %d: a was never told that the slot is its own", round);
+                fleet_slot_release(na.fleet, "hello");
+                ck_assert_msg(run_until(a_key_gone, NULL, 10000),
+                              "round %d: a's released slot stayed in etcd", round);
+        }
+}
+END_TEST
+
 static bool a_stale(void *userdata)
 {
         ask(userdata);
@@ -450,6 +492,7 @@ static Suite *suite(void)
                 const TTest *test;
         } cases[] = {
             {"slots", slots_one_at_a_time},
+            {"told", a_node_that_asks_only_when_told_gets_its_slot},
             {"killed_holder", slot_of_a_killed_holder},
             {"partition", no_slot_without_a_fresh_lease},
             {"failures", failures_and_the_fleet_document},
