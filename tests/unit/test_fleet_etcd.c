@@ -288,13 +288,31 @@ struct wants {
         enum fleet_slot a, b;
         bool ask_a, ask_b;
         bool both_held; /* ever */
+        /* As the engine does, a node asks once when it starts wanting the
+         * slot, then only when its fleet says something changed. */
+        bool asked_a, asked_b;
+        unsigned seen_a, seen_b; /* the node's changed count when it asked */
 };
 
-/* What the engines of both nodes ask on each reconcile. */
+static enum fleet_slot ask_node(struct node *n, bool want, bool *asked, unsigned *seen,
+                                enum fleet_slot last)
+{
+        if (!want) {
+                *asked = false;
+                return FLEET_SLOT_NONE;
+        }
+        if (*asked && *seen == n->changed)
+                return last;
+        *asked = true;
+        *seen = n->changed;
+        return fleet_slot_want(n->fleet, "hello", 1);
+}
+
+/* What the engines of both nodes ask on each turn of the loop. */
 static void ask(struct wants *w)
 {
-        w->a = w->ask_a ? fleet_slot_want(na.fleet, "hello", 1) : FLEET_SLOT_NONE;
-        w->b = w->ask_b ? fleet_slot_want(nb.fleet, "hello", 1) : FLEET_SLOT_NONE;
+        w->a = ask_node(&na, w->ask_a, &w->asked_a, &w->seen_a, w->a);
+        w->b = ask_node(&nb, w->ask_b, &w->asked_b, &w->seen_b, w->b);
         if (w->a == FLEET_SLOT_HELD && w->b == FLEET_SLOT_HELD)
                 w->both_held = true;
 }
@@ -366,24 +384,6 @@ START_TEST(slot_of_a_killed_holder)
 }
 END_TEST
 
-/* A node that asks for its slot as the engine does: once when its rollout
- * starts waiting, then only when the fleet says something changed. */
-struct told {
-        struct node *n;
-        unsigned seen; /* n->changed when it last asked */
-        enum fleet_slot got;
-};
-
-static bool held_when_told(void *userdata)
-{
-        struct told *t = userdata;
-        if (t->n->changed != t->seen) {
-                t->seen = t->n->changed;
-                t->got = fleet_slot_want(t->n->fleet, "hello", 1);
-        }
-        return t->got == FLEET_SLOT_HELD;
-}
-
 static bool a_key_gone(void *unused)
 {
         char *v = h_etcd_get(&etcd, PREFIX "/sem/hello/a");
@@ -396,12 +396,13 @@ static bool a_key_gone(void *unused)
  * the slot is its own. Each round asks anew from no key at all. */
 START_TEST(a_node_that_asks_only_when_told_gets_its_slot)
 {
+        struct wants w = {0};
         for (int round = 0; round < 25; round++) {
-                struct told t = {.n = &na, .seen = na.changed};
-                t.got = fleet_slot_want(na.fleet, "hello", 1);
-                ck_assert_msg(run_until(held_when_told, &t, 10000),
+                w.ask_a = true;
+                ck_assert_msg(run_until(a_held, &w, 10000),
                               "round %d: a was never told that the slot is its own", round);
                 fleet_slot_release(na.fleet, "hello");
+                w.ask_a = false;
                 ck_assert_msg(run_until(a_key_gone, NULL, 10000),
                               "round %d: a's released slot stayed in etcd", round);
         }
@@ -437,10 +438,12 @@ static bool b_sees_failure(void *unused)
         return fleet_failures(nb.fleet, "hello", "hello-v2") == 1;
 }
 
-static bool b_sees_a_status(void *unused)
+/* Both statuses (b's own comes through the watch too) and a's failure. */
+static bool b_sees_both_statuses(void *unused)
 {
         json_object *doc = fleet_to_json(nb.fleet);
         bool ok = h_json_path(doc, "nodes.a.services.hello") != NULL &&
+                  h_json_path(doc, "nodes.b.services.hello") != NULL &&
                   h_json_path(doc, "rollouts.hello.failures.a") != NULL;
         json_object_put(doc);
         return ok;
@@ -451,7 +454,7 @@ START_TEST(failures_and_the_fleet_document)
         fleet_record_failure(na.fleet, "hello", "hello-v2", "health check failed: HTTP 500");
         ck_assert_msg(run_until(b_sees_failure, NULL, 10000), "b never saw a's failure");
         ck_assert_uint_eq(fleet_failures(nb.fleet, "hello", "hello-v1"), 0);
-        ck_assert_msg(run_until(b_sees_a_status, NULL, 10000), "b never saw a's status");
+        ck_assert_msg(run_until(b_sees_both_statuses, NULL, 10000), "b never saw both statuses");
         nb.max_failures = 1;
         json_object *doc = fleet_to_json(nb.fleet);
         ck_assert_str_eq(h_json_str(doc, "rollouts.hello.id"), "hello-v2");
