@@ -308,6 +308,10 @@ struct slot {
         /* Requests that failed in a row, and when the next may go. */
         unsigned failures;
         uint64_t retry_usec;
+        /* Given back while its create or take-over was on the way: the
+         * request is not aborted (etcd may have applied it already), and
+         * the key is deleted after its answer, never before. */
+        bool released;
 };
 
 struct fleet {
@@ -960,6 +964,9 @@ static void on_op_done(struct etcd_call *c, CURLcode result, long status, void *
         f->op_failures = 0;
         f->ops = op->next;
         f->n_ops--;
+        /* A node that wants the slot again was kept waiting for this. */
+        if (op->service)
+                changed_soon(f);
         op_free(op);
         op_next(f);
 }
@@ -998,6 +1005,16 @@ static void op_queue(struct fleet *f, const char *path, char *body, char *what, 
         op_next(f);
 }
 
+/* Whether the deletion of service's sem key is on the way to etcd: the
+ * key in the view is then not to be used, nor a new one created beside
+ * the deletion (which etcd might apply after it). */
+static bool release_in_flight(const struct fleet *f, const char *service)
+{
+        const struct op *op = f->ops;
+        return op && op->service && (f->op_call.easy || f->op_call.waiting) &&
+               strcmp(op->service, service) == 0;
+}
+
 /* A release of service that has not gone out yet is dropped: the node
  * wants the slot again. */
 static void op_cancel_release(struct fleet *f, const char *service)
@@ -1028,10 +1045,45 @@ static char *key_b64(const struct fleet *f, const char *rel)
         return etcd_key_b64(key);
 }
 
+static void slot_free(struct slot *s)
+{
+        etcd_call_reset(&s->call);
+        free(s->service);
+        free(s->rel);
+        free(s);
+}
+
+/* Forgets a slot the node no longer wants. */
+static void slot_drop(struct slot *s)
+{
+        struct fleet *f = s->f;
+        for (size_t i = 0; i < f->n_slots; i++)
+                if (f->slots[i] == s) {
+                        f->slots[i] = f->slots[--f->n_slots];
+                        break;
+                }
+        slot_free(s);
+}
+
+/* Deletes the node's sem key of service, retried until etcd confirms it. */
+static void slot_delete_key(struct fleet *f, const char *service)
+{
+        _cleanup_free_ char *rel = xasprintf("sem/%s/%s", service, f->node);
+        _cleanup_free_ char *k = key_b64(f, rel);
+        op_queue(f, "/v3/kv/deleterange", xasprintf("{\"key\":\"%s\"}", k), xstrdup(rel), service);
+}
+
 static void on_slot_done(struct etcd_call *c, CURLcode result, long status, void *userdata)
 {
         struct slot *s = userdata;
         struct fleet *f = s->f;
+        if (s->released) {
+                /* Whatever etcd answered, the key may be there now. */
+                _cleanup_free_ char *service = xstrdup(s->service);
+                slot_drop(s);
+                slot_delete_key(f, service);
+                return;
+        }
         bool confirming = s->calling == SLOT_CONFIRM;
         bool taking_over = s->calling == SLOT_TAKE_OVER;
         _cleanup_free_ char *error = call_error(c, result, status);
@@ -1097,7 +1149,7 @@ static void slot_create(struct slot *s)
 {
         struct fleet *f = s->f;
         if (f->lease_id == 0 || s->call.easy || s->call.waiting || s->awaiting_rev > f->revision ||
-            now_monotonic_usec() < s->retry_usec)
+            now_monotonic_usec() < s->retry_usec || release_in_flight(f, s->service))
                 return;
         const struct fleet_kv *kv = view_find(f, s->rel);
         if (kv && kv->lease == f->lease_id)
@@ -1153,6 +1205,12 @@ enum fleet_slot fleet_slot_want(struct fleet *f, const char *service, unsigned m
                 f->slots[f->n_slots++] = s;
                 op_cancel_release(f, service);
         }
+        /* Wanted again before its request was answered: it stands. */
+        s->released = false;
+        if (release_in_flight(f, service)) {
+                s->confirmed = false;
+                return FLEET_SLOT_WAITING;
+        }
         s->max_parallel = max_parallel ? max_parallel : 1;
         const struct fleet_kv *kv = view_find(f, s->rel);
         if (!kv || kv->lease != f->lease_id || f->lease_id == 0) {
@@ -1188,20 +1246,14 @@ enum fleet_slot fleet_slot_want(struct fleet *f, const char *service, unsigned m
 
 void fleet_slot_release(struct fleet *f, const char *service)
 {
-        for (size_t i = 0; i < f->n_slots; i++) {
-                struct slot *s = f->slots[i];
-                if (strcmp(s->service, service) != 0)
-                        continue;
-                etcd_call_reset(&s->call);
-                free(s->service);
-                free(s->rel);
-                free(s);
-                f->slots[i] = f->slots[--f->n_slots];
-                break;
+        struct slot *s = slot_find(f, service);
+        if (s && (s->call.easy || s->call.waiting) && s->calling != SLOT_CONFIRM) {
+                s->released = true;
+                return;
         }
-        _cleanup_free_ char *rel = xasprintf("sem/%s/%s", service, f->node);
-        _cleanup_free_ char *k = key_b64(f, rel);
-        op_queue(f, "/v3/kv/deleterange", xasprintf("{\"key\":\"%s\"}", k), xstrdup(rel), service);
+        if (s)
+                slot_drop(s);
+        slot_delete_key(f, service);
 }
 
 void fleet_record_failure(struct fleet *f, const char *service, const char *rollout_id,
@@ -1398,12 +1450,8 @@ struct fleet *fleet_free(struct fleet *f)
         etcd_call_reset(&f->range_call);
         etcd_call_reset(&f->watch_call);
         etcd_call_reset(&f->op_call);
-        for (size_t i = 0; i < f->n_slots; i++) {
-                etcd_call_reset(&f->slots[i]->call);
-                free(f->slots[i]->service);
-                free(f->slots[i]->rel);
-                free(f->slots[i]);
-        }
+        for (size_t i = 0; i < f->n_slots; i++)
+                slot_free(f->slots[i]);
         free(f->slots);
         while (f->ops) {
                 struct op *op = f->ops;

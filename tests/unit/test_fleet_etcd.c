@@ -288,6 +288,7 @@ struct wants {
         enum fleet_slot a, b;
         bool ask_a, ask_b;
         bool both_held; /* ever */
+        bool a_lost;    /* a's slot, once held, was not while a still wanted it */
         /* As the engine does, a node asks once when it starts wanting the
          * slot, then only when its fleet says something changed. */
         bool asked_a, asked_b;
@@ -311,7 +312,10 @@ static enum fleet_slot ask_node(struct node *n, bool want, bool *asked, unsigned
 /* What the engines of both nodes ask on each turn of the loop. */
 static void ask(struct wants *w)
 {
-        w->a = ask_node(&na, w->ask_a, &w->asked_a, &w->seen_a, w->a);
+        enum fleet_slot a = ask_node(&na, w->ask_a, &w->asked_a, &w->seen_a, w->a);
+        if (w->ask_a && w->a == FLEET_SLOT_HELD && a != FLEET_SLOT_HELD)
+                w->a_lost = true;
+        w->a = a;
         w->b = ask_node(&nb, w->ask_b, &w->asked_b, &w->seen_b, w->b);
         if (w->a == FLEET_SLOT_HELD && w->b == FLEET_SLOT_HELD)
                 w->both_held = true;
@@ -384,6 +388,14 @@ START_TEST(slot_of_a_killed_holder)
 }
 END_TEST
 
+/* Turns the loop for ms, without waiting in it. */
+static void spin_ms(unsigned ms)
+{
+        uint64_t until = now_monotonic_usec() + (uint64_t)ms * USEC_PER_MSEC;
+        while (now_monotonic_usec() < until)
+                uv_run(&loop, UV_RUN_NOWAIT);
+}
+
 static bool a_key_gone(void *unused)
 {
         char *v = h_etcd_get(&etcd, PREFIX "/sem/hello/a");
@@ -405,6 +417,52 @@ START_TEST(a_node_that_asks_only_when_told_gets_its_slot)
                 w.ask_a = false;
                 ck_assert_msg(run_until(a_key_gone, NULL, 10000),
                               "round %d: a's released slot stayed in etcd", round);
+        }
+}
+END_TEST
+
+/* A node that gives a slot back while its request for it is still on the
+ * way to etcd leaves no key behind: b, next in line, gets the slot. */
+START_TEST(a_slot_given_back_at_once_leaves_no_key)
+{
+        struct wants w = {.ask_b = true};
+        for (int round = 0; round < 25; round++) {
+                ck_assert_int_eq(fleet_slot_want(na.fleet, "hello", 1), FLEET_SLOT_WAITING);
+                /* 0 to 4 ms: before the request went out, while etcd
+                 * works on it, or after its answer. */
+                spin_ms((unsigned)round % 5);
+                fleet_slot_release(na.fleet, "hello");
+                ck_assert_msg(run_until(b_held, &w, 10000), "round %d: b never held the slot",
+                              round);
+                ck_assert_msg(run_until(a_key_gone, NULL, 10000),
+                              "round %d: a's key stayed in etcd", round);
+                fleet_slot_release(nb.fleet, "hello");
+                w.ask_b = false;
+                ask(&w);
+                w.ask_b = true;
+        }
+}
+END_TEST
+
+/* A slot given back and wanted again at once, even while its deletion is
+ * on the way, is held again only with a key in etcd that stays. */
+START_TEST(a_slot_wanted_again_while_given_back)
+{
+        struct wants w = {.ask_a = true};
+        for (int round = 0; round < 12; round++) {
+                ck_assert_msg(run_until(a_held, &w, 10000), "round %d: a never held the slot",
+                              round);
+                fleet_slot_release(na.fleet, "hello");
+                w.ask_a = false;
+                ask(&w);
+                spin_ms((unsigned)round % 5);
+                w.ask_a = true;
+                w.a_lost = false;
+                ck_assert_msg(run_until(a_held, &w, 10000), "round %d: a never held the slot again",
+                              round);
+                run_until(never, &w, 200);
+                ck_assert_msg(!w.a_lost, "round %d: a held a slot it then lost", round);
+                ck_assert_msg(!a_key_gone(NULL), "round %d: a holds a slot without a key", round);
         }
 }
 END_TEST
@@ -496,6 +554,8 @@ static Suite *suite(void)
         } cases[] = {
             {"slots", slots_one_at_a_time},
             {"told", a_node_that_asks_only_when_told_gets_its_slot},
+            {"given_back", a_slot_given_back_at_once_leaves_no_key},
+            {"wanted_again", a_slot_wanted_again_while_given_back},
             {"killed_holder", slot_of_a_killed_holder},
             {"partition", no_slot_without_a_fresh_lease},
             {"failures", failures_and_the_fleet_document},
