@@ -14,6 +14,18 @@ static enum decision slot(const struct decide_input *in, enum decision d)
         return in->running_rollouts < in->max_parallel ? d : DECIDE_QUEUE;
 }
 
+/* A new generation of a service whose generation before the current one
+ * is still stopping waits for it to go, unless the current one is dead:
+ * a service runs at most two generations at once, so that the sockets of
+ * an address hand over connections between the current one and its
+ * successor only. */
+static enum decision next_generation(const struct decide_input *in)
+{
+        if (in->retiring && in->current_alive)
+                return DECIDE_WAIT;
+        return slot(in, DECIDE_ROLLOUT);
+}
+
 /* A current instance that died, when the document's own spec cannot run:
  * its recorded spec comes back, unless that spec was refused; then the
  * previous revision does (a revert that a crash interrupted, or a spec that
@@ -45,7 +57,7 @@ static enum decision decide_unpaused(const struct decide_input *in)
         if (!in->want_spec)
                 return DECIDE_REMOVE;
         if (in->force)
-                return slot(in, DECIDE_ROLLOUT);
+                return next_generation(in);
         if (in->current_alive && same(in->current_spec, in->want_spec))
                 return DECIDE_RUNNING;
         if (same(in->refused_spec, in->want_spec))
@@ -54,7 +66,7 @@ static enum decision decide_unpaused(const struct decide_input *in)
          * another spec is rolled out at once. */
         if (dead && in->backoff_pending && same(in->want_spec, in->current_spec))
                 return DECIDE_WAIT;
-        return slot(in, DECIDE_ROLLOUT);
+        return next_generation(in);
 }
 
 /* Pause holds changes: new specs and removals wait. Keeping a service up is

@@ -14,6 +14,7 @@ struct decide_input {
         const char *refused_spec;  /* the quarantined spec; "" or NULL when none */
         bool rollout_in_flight;
         bool removing;        /* a stop for removal is under way */
+        bool retiring;        /* the generation before the current one is still stopping */
         bool backoff_pending; /* a dead instance's replacement waits for its delay */
         bool paused;          /* an operator holds new rollouts and removals */
         bool storage_failing; /* the state folder takes no writes (storage.h) */

@@ -43,6 +43,7 @@ struct service {
         char *revert_reason;           /* ROLLOUT_REVERT: why the reverted instance failed */
         char *revert_cause;            /* ... as engine_rollout_revert() was told it */
         bool removing;                 /* absent from the desired state: being stopped */
+        unsigned retiring;             /* retired generations whose stop is under way */
         bool forgotten;                /* no longer in engine->services; freed once closed */
         bool adopting;                 /* found at start-up; systemd has not said how it is yet */
         /* A current instance that died is replaced after a delay that

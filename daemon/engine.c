@@ -230,6 +230,9 @@ static void on_stopped(struct systemd *m, int r, const char *result, void *userd
                 if (r >= 0)
                         events_emit(e->events, EVENT_INSTANCE_STOPPED, st->service, st->generation,
                                     "retired %s", st->unit);
+                /* A next generation may have waited for this one to go. */
+                if (svc && svc->retiring > 0 && --svc->retiring == 0)
+                        engine_reconcile_soon(e);
                 break;
         case STOP_REFUSED: {
                 /* The refused instance is gone: its pending record can go. */
@@ -280,6 +283,9 @@ void engine_stop_unit(struct engine *e, const char *service, uint64_t generation
         st->generation = generation;
         st->unit = xstrdup(unit);
         st->kind = kind;
+        struct service *svc = kind == STOP_RETIRED ? engine_find_service(e, service) : NULL;
+        if (svc)
+                svc->retiring++;
         st->next = e->stops;
         if (st->next)
                 st->next->prev = st;
@@ -549,6 +555,7 @@ static void reconcile_service(struct engine *e, struct service *svc)
             .refused_spec = ss ? ss->refused_spec_sha256 : NULL,
             .rollout_in_flight = svc->rollout != NULL,
             .removing = svc->removing,
+            .retiring = svc->retiring > 0,
             .backoff_pending = svc->backoff_pending,
             .paused = e->state->paused,
             .storage_failing = storage_failing(e->storage),

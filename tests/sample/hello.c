@@ -20,13 +20,15 @@
  * It uses SO_REUSEPORT so that two generations may share a fixed port.
  * Started by socket activation (LISTEN_PID and LISTEN_FDS, as lii does for
  * a service that lists addresses), it serves every socket it receives
- * instead; the last is the probe socket on $PORT. On SIGTERM it stops
- * accepting (closing its listening sockets hands their queued connections
- * to another generation's sockets where net.ipv4.tcp_migrate_req is on),
- * answers the request in hand and exits. */
+ * instead; the last is the probe socket on $PORT. On SIGTERM it hands its
+ * addresses over (see handover_begin()), stops accepting (closing its
+ * listening sockets hands their queued connections to another
+ * generation's sockets where net.ipv4.tcp_migrate_req is on), answers the
+ * request in hand and exits. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -118,6 +120,37 @@ static int inherited_sockets(int fds[static MAX_LISTEN])
                 fcntl(fds[i], F_SETFD, FD_CLOEXEC);
         }
         return count;
+}
+
+/* How long a stopping instance goes on serving once it has steered new
+ * connections away: handshakes already aimed at it land in its queue. */
+#define HANDOVER_MS 20
+
+/* The kernel has one race that tcp_migrate_req leaves open: a handshake
+ * that completes on one CPU while the listener closes on another is reset.
+ * So before it closes, the instance steers new connections of each of its
+ * reuseport groups to the other socket in it: a classic BPF program picks
+ * the group's socket by its index, which follows the order the sockets
+ * joined in. lii starts a generation's sockets only once the one before
+ * the current is gone, so a retired generation's socket is the first of
+ * at most two, and index 1 is its successor's; alone in its group, the
+ * index is out of range and the kernel picks as it always does. */
+static void handover_begin(const int *fds, int nfds)
+{
+        struct sock_filter code[] = {BPF_STMT(BPF_RET | BPF_K, 1)};
+        struct sock_fprog prog = {.len = 1, .filter = code};
+        for (int i = 0; i < nfds; i++)
+                setsockopt(fds[i], SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog);
+}
+
+/* The program stays with the group when its socket closes: a starting
+ * generation takes it off, so that it does not get every connection
+ * before it has passed its checks, and the kernel spreads them again. */
+static void handover_end(const int *fds, int nfds)
+{
+        int zero = 0;
+        for (int i = 0; i < nfds; i++)
+                setsockopt(fds[i], SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &zero, sizeof zero);
 }
 
 /* HTTP/1.0 and closed after the answer, or HTTP/1.1 kept alive. */
@@ -266,6 +299,7 @@ int main(int argc, char **argv)
                 struct sigaction term = {.sa_handler = on_sigterm, .sa_flags = SA_RESTART};
                 sigaction(SIGTERM, &term, NULL);
         }
+        handover_end(fds, nfds);
         long long start = now_ms();
         if (nfds > 1 || getenv("LISTEN_FDS"))
                 fprintf(stderr, "hello %s serving %d sockets from systemd (probe port %d)\n",
@@ -289,6 +323,7 @@ int main(int argc, char **argv)
         int notified = 0;
         int clients[MAX_CLIENTS];
         int nclients = 0;
+        long long stop_at = -1;
         for (;;) {
                 if (notify && !notified) {
                         long long wait = healthy_after - (now_ms() - start);
@@ -299,7 +334,11 @@ int main(int argc, char **argv)
                         notify_ready();
                         notified = 1;
                 }
-                if (stopping) {
+                if (stopping && stop_at < 0) {
+                        handover_begin(fds, nfds);
+                        stop_at = now_ms() + HANDOVER_MS;
+                }
+                if (stopping && now_ms() >= stop_at) {
                         /* Every client is between requests here: a kept-alive
                          * connection closes now, and its client opens a new
                          * one to the next generation. */
@@ -317,7 +356,9 @@ int main(int argc, char **argv)
                         pfd[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
                 for (int i = 0; i < nclients; i++)
                         pfd[nfds + i] = (struct pollfd){.fd = clients[i], .events = POLLIN};
-                if (poll(pfd, (nfds_t)(nfds + nclients), -1) < 0) {
+                long long left = stop_at < 0 ? -1 : stop_at - now_ms();
+                int timeout = stop_at < 0 ? -1 : left > 0 ? (int)left + 1 : 0;
+                if (poll(pfd, (nfds_t)(nfds + nclients), timeout) < 0) {
                         if (errno == EINTR)
                                 continue;
                         perror("hello: poll");

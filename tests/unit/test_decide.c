@@ -90,6 +90,30 @@ START_TEST(in_flight_waits)
 }
 END_TEST
 
+/* A service runs at most two generations: a new one waits while the one
+ * before the current is still stopping, unless the current one is dead. */
+START_TEST(a_next_generation_waits_for_the_retiring_one)
+{
+        struct decide_input in = base();
+        in.current_spec = B;
+        in.current_alive = true;
+        in.retiring = true;
+        ck_assert_int_eq(decide(&in), DECIDE_WAIT);
+        in.force = true;
+        ck_assert_int_eq(decide(&in), DECIDE_WAIT);
+        in.force = false;
+        in.current_alive = false;
+        ck_assert_int_eq(decide(&in), DECIDE_ROLLOUT);
+        in.current_alive = true;
+        in.retiring = false;
+        ck_assert_int_eq(decide(&in), DECIDE_ROLLOUT);
+        /* What runs the wanted spec just runs. */
+        in.current_spec = A;
+        in.retiring = true;
+        ck_assert_int_eq(decide(&in), DECIDE_RUNNING);
+}
+END_TEST
+
 START_TEST(absent_service_is_removed)
 {
         struct decide_input in = base();
@@ -332,6 +356,7 @@ int main(void)
         tcase_add_test(tc, empty_refusal_matches_nothing);
         tcase_add_test(tc, max_parallel_queues);
         tcase_add_test(tc, in_flight_waits);
+        tcase_add_test(tc, a_next_generation_waits_for_the_retiring_one);
         tcase_add_test(tc, absent_service_is_removed);
         tcase_add_test(tc, no_document_keeps_what_runs);
         tcase_add_test(tc, dead_instance_waits_for_its_delay);
