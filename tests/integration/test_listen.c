@@ -251,6 +251,42 @@ static char *lii_units(void)
         return names;
 }
 
+/* The event's seq when hello's generation gen had an event of type, or 0. */
+static long long event_seq(json_object **events, size_t n, const char *type, long long gen)
+{
+        for (size_t i = 0; i < n; i++) {
+                const char *t = h_json_str(events[i], "type");
+                const char *svc = h_json_str(events[i], "service");
+                if (t && svc && strcmp(t, type) == 0 && strcmp(svc, "hello") == 0 &&
+                    h_json_int(events[i], "generation") == gen)
+                        return h_json_int(events[i], "seq");
+        }
+        return 0;
+}
+
+/* hello never ran three generations: generation g started only once
+ * generation g - 2 was retired (from the first to the last of them). */
+static void assert_two_generations_at_most(long long first, long long last)
+{
+        char *text = NULL;
+        ck_assert_int_eq(h_api_get_text(&env, "/v1/events", &text), 200);
+        json_object *events[1100];
+        size_t n = 0;
+        for (char *line = strtok(text, "\n"); line && n < 1100; line = strtok(NULL, "\n"))
+                events[n++] = json_tokener_parse(line);
+        free(text);
+        for (long long g = first; g <= last; g++) {
+                long long started = event_seq(events, n, "rollout.started", g);
+                long long retired = event_seq(events, n, "instance.stopped", g - 2);
+                ck_assert_msg(started && retired && retired < started,
+                              "generation %lld started (event %lld) before generation %lld was "
+                              "retired (event %lld)",
+                              g, started, g - 2, retired);
+        }
+        for (size_t i = 0; i < n; i++)
+                json_object_put(events[i]);
+}
+
 /* Waits (bounded) until the lii units are exactly want: retirements run
  * after the promotion that asks for them. */
 static void wait_units(const char *want)
@@ -340,6 +376,8 @@ START_TEST(no_request_fails_across_replacements_and_a_revert)
         char want[128];
         snprintf(want, sizeof want, "lii-hello@%lld.service\nlii-hello@%lld.socket\n", gen, gen);
         wait_units(want);
+        /* The replacements and v2's rollout; the revert is not held back. */
+        assert_two_generations_at_most(3, 22);
 }
 END_TEST
 
