@@ -1144,12 +1144,29 @@ static void on_slot_done(struct etcd_call *c, CURLcode result, long status, void
         changed_soon(f);
 }
 
+/* Whether the slot's backoff after a failed request is over. If not, the
+ * engine is asked again when it is: the timer that ended it may have
+ * fired a moment early (libuv counts from the loop's cached time), and
+ * nothing else would make the engine ask. */
+static bool slot_backoff_over(struct slot *s)
+{
+        struct fleet *f = s->f;
+        uint64_t now = now_monotonic_usec();
+        if (now >= s->retry_usec)
+                return true;
+        uint64_t left = (s->retry_usec - now) / USEC_PER_MSEC + 1;
+        if (!uv_is_active((uv_handle_t *)&f->slot_timer) ||
+            uv_timer_get_due_in(&f->slot_timer) > left)
+                uv_timer_start(&f->slot_timer, on_slot_timer, left, 0);
+        return false;
+}
+
 /* Creates the node's sem key under the lease, unless it is there. */
 static void slot_create(struct slot *s)
 {
         struct fleet *f = s->f;
         if (f->lease_id == 0 || s->call.easy || s->call.waiting || s->awaiting_rev > f->revision ||
-            now_monotonic_usec() < s->retry_usec || release_in_flight(f, s->service))
+            release_in_flight(f, s->service) || !slot_backoff_over(s))
                 return;
         const struct fleet_kv *kv = view_find(f, s->rel);
         if (kv && kv->lease == f->lease_id)
@@ -1171,7 +1188,7 @@ static void slot_create(struct slot *s)
 static void slot_confirm(struct slot *s, int64_t create_revision)
 {
         struct fleet *f = s->f;
-        if (s->call.easy || s->call.waiting || now_monotonic_usec() < s->retry_usec)
+        if (s->call.easy || s->call.waiting || !slot_backoff_over(s))
                 return;
         /* Refused for this very view: it must change first. */
         if (!s->confirmed && s->confirmed_rev == create_revision && s->confirmed_gen == s->gen)
