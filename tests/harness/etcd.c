@@ -250,6 +250,27 @@ static char *base64(const void *data, size_t len)
         return out;
 }
 
+/* The bytes of b64 (malloc'ed, NUL-terminated), or NULL when it is not
+ * base64. */
+static char *unbase64(const char *b64)
+{
+        size_t len = strlen(b64);
+        char *out = calloc(1, len + 1);
+        if (!out)
+                return NULL;
+        int n =
+            len ? EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)b64, (int)len) : 0;
+        if (n < 0) {
+                free(out);
+                return NULL;
+        }
+        /* EVP_DecodeBlock counts the padding as bytes. */
+        while (len > 0 && b64[len - 1] == '=' && n > 0)
+                len--, n--;
+        out[n] = '\0';
+        return out;
+}
+
 static char *base64_file(const char *path)
 {
         FILE *f = fopen(path, "re");
@@ -371,18 +392,8 @@ char *h_etcd_get(struct h_etcd *e, const char *key)
         char *out = NULL;
         if (kv) {
                 /* An empty value is left out of the answer. */
-                v = v ? v : "";
-                size_t len = strlen(v);
-                out = calloc(1, len + 1);
-                ck_assert_ptr_nonnull(out);
-                int n =
-                    len ? EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)v, (int)len)
-                        : 0;
-                ck_assert_int_ge(n, 0);
-                /* EVP_DecodeBlock counts the padding as bytes. */
-                while (len > 0 && v[len - 1] == '=' && n > 0)
-                        len--, n--;
-                out[n] = '\0';
+                out = unbase64(v ? v : "");
+                ck_assert_msg(out != NULL, "the value of %s is not base64", key);
         }
         json_object_put(o);
         return out;
@@ -423,16 +434,14 @@ void h_etcd_dump(struct h_etcd *e, const char *prefix, FILE *out)
                 for (size_t k = 0; k < count; k++) {
                         json_object *kv = json_object_array_get_idx(kvs, k);
                         const char *k64 = h_json_str(kv, "key");
-                        unsigned char name[512] = "";
-                        size_t len = k64 ? strlen(k64) : 0;
-                        if (len < sizeof name * 3 / 4)
-                                EVP_DecodeBlock(name, (const unsigned char *)k64, (int)len);
+                        char *name = unbase64(k64 ? k64 : "");
                         const char *created = h_json_str(kv, "create_revision");
                         const char *modified = h_json_str(kv, "mod_revision");
                         const char *lease = h_json_str(kv, "lease");
-                        fprintf(out, "  %s created %s modified %s lease %s\n", (char *)name,
+                        fprintf(out, "  %s created %s modified %s lease %s\n", name ? name : "?",
                                 created ? created : "?", modified ? modified : "?",
                                 lease ? lease : "none");
+                        free(name);
                 }
                 json_object_put(o);
                 return;
